@@ -1,0 +1,120 @@
+"""When is a mesh ready: every node healthy, every cluster with a meta leader, every leaf linked in both accounts.
+
+Asked of each node's own HTTP monitoring port, in parallel, so the answer does not depend on the hub being up
+or on the system account crossing leaf links.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from natsmesh.credentials import DATA_ACCOUNT, SYSTEM_ACCOUNT
+from natsmesh.errors import NotReadyError
+from natsmesh.spec import Mesh, Node
+
+POLL_INTERVAL = 0.05
+
+
+def http_json(host: str, port: int, path: str, timeout: float = 1.0) -> Any:
+    """GET a monitoring endpoint and decode its JSON; raises OSError on failure."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+    except (http.client.HTTPException, TimeoutError) as exc:
+        raise OSError(str(exc)) from exc
+    finally:
+        conn.close()
+    return json.loads(body)
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """What one node says of itself; `problems` is empty when it is ready."""
+
+    node: str
+    problems: tuple[str, ...]
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems
+
+
+def check_node(mesh: Mesh, node: Node, timeout: float = 1.0) -> NodeState:
+    """Health, meta leader and (for leaf nodes) hub links in both accounts, as seen by NODE."""
+    host = mesh.host
+    try:
+        health = http_json(host, node.http_port, "/healthz", timeout)
+    except (OSError, ValueError):
+        return NodeState(node.name, ("not answering its health check",))
+    problems: list[str] = []
+    if health.get("status") != "ok":
+        problems.append(f"unhealthy: {health.get('error') or health.get('status')}")
+    try:
+        jsz = http_json(host, node.http_port, "/jsz", timeout)
+        cluster = mesh.cluster_of(node.name)
+        if len(cluster.nodes) > 1 and not (jsz.get("meta_cluster") or {}).get("leader"):
+            problems.append(f"no JetStream meta leader in {cluster.name}")
+        if not cluster.is_hub:
+            leafz = http_json(host, node.http_port, "/leafz", timeout)
+            accounts = {lf.get("account") for lf in leafz.get("leafs") or []}
+            missing = [a for a in (SYSTEM_ACCOUNT, DATA_ACCOUNT) if a not in accounts]
+            if missing:
+                problems.append(f"leaf link to the hub not connected for {', '.join(missing)}")
+    except (OSError, ValueError):
+        problems.append("monitoring endpoint not answering")
+    return NodeState(node.name, tuple(problems))
+
+
+def check_mesh(mesh: Mesh, nodes: list[Node] | None = None, pool: ThreadPoolExecutor | None = None) -> list[NodeState]:
+    todo = nodes if nodes is not None else mesh.nodes()
+    if pool is None:
+        with ThreadPoolExecutor(max_workers=min(32, max(1, len(todo)))) as own:
+            return list(own.map(lambda n: check_node(mesh, n), todo))
+    return list(pool.map(lambda n: check_node(mesh, n), todo))
+
+
+ProgressFn = Callable[[int, int, list[NodeState]], None]
+
+
+def wait_ready(
+    mesh: Mesh,
+    timeout: float = 60.0,
+    on_progress: ProgressFn | None = None,
+    alive: Callable[[], str | None] | None = None,
+) -> float:
+    """Poll until every node is ready; return the seconds it took. ALIVE may return a reason to stop early."""
+    start = time.monotonic()
+    nodes = mesh.nodes()
+    pending = list(nodes)
+    last: list[NodeState] = []
+    with ThreadPoolExecutor(max_workers=min(32, max(1, len(nodes)))) as pool:
+        while True:
+            states = check_mesh(mesh, pending, pool)
+            last = [s for s in states if not s.ready]
+            done = {s.node for s in states if s.ready}
+            pending = [n for n in pending if n.name not in done]
+            if on_progress:
+                on_progress(len(nodes) - len(pending), len(nodes), last)
+            if not pending:
+                # Confirm once more across all nodes: a link that came up early may have dropped since.
+                again = [s for s in check_mesh(mesh, nodes, pool) if not s.ready]
+                if not again:
+                    return time.monotonic() - start
+                pending = [n for n in nodes if n.name in {s.node for s in again}]
+                last = again
+            reason = alive() if alive else None
+            if reason:
+                raise NotReadyError(f"mesh {mesh.name!r} stopped before it was ready: {reason}")
+            if time.monotonic() - start > timeout:
+                detail = "; ".join(f"{s.node}: {', '.join(s.problems)}" for s in last[:10])
+                more = f" (and {len(last) - 10} more)" if len(last) > 10 else ""
+                raise NotReadyError(f"mesh {mesh.name!r} not ready after {timeout:.0f} s: {detail}{more}")
+            time.sleep(POLL_INTERVAL)

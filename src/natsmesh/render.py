@@ -1,0 +1,126 @@
+"""Model in, files out: one nats-server config per node and a Procfile per cluster folder. Pure.
+
+The layout is the seed's (`hub-cluster/`, `leaf-cluster-a/`, …), so `goreman start` or `honcho start` inside a
+folder still works: every path in a config is relative to that folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+from natsmesh.credentials import DATA_ACCOUNT, SYSTEM_ACCOUNT, Credentials
+from natsmesh.spec import Cluster, Mesh, Node, parse_size
+
+DEFAULT_SERVER_COMMAND = "nats-server"
+
+
+def _q(value: str) -> str:
+    """A quoted string literal in nats-server's config syntax (JSON escapes are accepted)."""
+    return json.dumps(value)
+
+
+def config_name(node: Node) -> str:
+    return f"{node.name}.conf"
+
+
+def store_dir(node: Node) -> str:
+    """JetStream store, relative to the cluster folder (nats-server appends `/jetstream`)."""
+    return f"data/{node.name}"
+
+
+def leaf_url(mesh: Mesh, hub_node: Node, user: str, password: str) -> str:
+    return f"nats-leaf://{quote(user, safe='')}:{quote(password, safe='')}@{mesh.host}:{hub_node.leafnode_port}"
+
+
+def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) -> str:
+    """The nats-server config of one node."""
+    spec = mesh.spec
+    host = mesh.host
+    lines = [
+        f"# natsmesh: mesh {mesh.name!r}, cluster/domain {cluster.name!r}, node {node.name!r}. Generated; edit",
+        "# the spec and re-render instead of this file.",
+        f"server_name: {_q(node.name)}",
+        f"listen: {_q(f'{host}:{node.client_port}')}",
+        f"http: {_q(f'{host}:{node.http_port}')}",
+        "",
+        "jetstream {",
+        f"  domain: {_q(cluster.domain)}",
+        f"  store_dir: {_q(store_dir(node))}",
+        f"  max_memory_store: {parse_size(spec.jetstream.max_memory)}",
+        f"  max_file_store: {parse_size(spec.jetstream.max_file)}",
+    ]
+    if not cluster.is_hub:
+        # A leaf cluster elects its own meta leader without waiting for the hub (domain autonomy).
+        lines.append("  extension_hint: no_extend")
+    lines.append("}")
+    if len(cluster.nodes) > 1:
+        routes = ", ".join(_q(f"nats-route://{host}:{n.cluster_port}") for n in cluster.nodes)
+        lines += [
+            "",
+            "cluster {",
+            f"  name: {_q(cluster.name)}",
+            f"  listen: {_q(f'{host}:{node.cluster_port}')}",
+            f"  routes: [{routes}]",
+            "}",
+        ]
+    lines += [
+        "",
+        "accounts {",
+        f"  {SYSTEM_ACCOUNT}: {{ users: [{{ user: {_q(creds.system_user)}, password: {_q(creds.system_password)} }}] }}",
+        f"  {DATA_ACCOUNT}: {{",
+        "    jetstream: enabled",
+        f"    users: [{{ user: {_q(creds.data_user)}, password: {_q(creds.data_password)} }}]",
+        "  }",
+        "}",
+        f"system_account: {SYSTEM_ACCOUNT}",
+        "",
+        "leafnodes {",
+        f"  reconnect: {_q(spec.leafnodes.reconnect)}",
+    ]
+    if cluster.is_hub:
+        lines.append(f"  listen: {_q(f'{host}:{node.leafnode_port}')}")
+    else:
+        hub = mesh.hub.nodes
+        sys_urls = ", ".join(_q(leaf_url(mesh, h, creds.system_user, creds.system_password)) for h in hub)
+        app_urls = ", ".join(_q(leaf_url(mesh, h, creds.data_user, creds.data_password)) for h in hub)
+        lines += [
+            "  # Both accounts reach every hub node: SYS so one request at the hub sees every server, APP for data.",
+            "  remotes: [",
+            f"    {{ urls: [{sys_urls}], account: {SYSTEM_ACCOUNT} }}",
+            f"    {{ urls: [{app_urls}], account: {DATA_ACCOUNT} }}",
+            "  ]",
+        ]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_procfile(cluster: Cluster, server_command: str = DEFAULT_SERVER_COMMAND) -> str:
+    return "".join(f"{n.name}: {server_command} -c {config_name(n)}\n" for n in cluster.nodes)
+
+
+def render_mesh(
+    mesh: Mesh, creds: Credentials, server_command: str = DEFAULT_SERVER_COMMAND
+) -> dict[str, str]:
+    """Every file of the mesh, keyed by path relative to the output directory."""
+    files: dict[str, str] = {}
+    for cluster in mesh.clusters:
+        for node in cluster.nodes:
+            files[f"{cluster.folder}/{config_name(node)}"] = render_node(mesh, cluster, node, creds)
+        files[f"{cluster.folder}/Procfile"] = render_procfile(cluster, server_command)
+    return files
+
+
+def write_files(files: dict[str, str], out_dir: Path) -> list[Path]:
+    """Write rendered files under OUT_DIR (configs hold secrets: owner-readable only). Returns the paths."""
+    written = []
+    for rel, text in files.items():
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o600 if rel.endswith(".conf") else 0o644)
+        tmp.replace(path)
+        written.append(path)
+    return written
