@@ -12,8 +12,20 @@ import click
 from natsmesh.errors import NatsmeshError
 
 SPEC_HELP = "Mesh spec file. Default: ./mesh.yaml if present, else the embedded seed topology."
-PALETTE = ["cyan", "green", "yellow", "magenta", "blue", "bright_red", "bright_cyan", "bright_green",
-           "bright_yellow", "bright_magenta", "bright_blue", "red"]
+PALETTE = [
+    "cyan",
+    "green",
+    "yellow",
+    "magenta",
+    "blue",
+    "bright_red",
+    "bright_cyan",
+    "bright_green",
+    "bright_yellow",
+    "bright_magenta",
+    "bright_blue",
+    "red",
+]
 
 
 class NatsmeshGroup(click.Group):
@@ -31,8 +43,7 @@ class NatsmeshGroup(click.Group):
 
 
 def spec_option(f: Any) -> Any:
-    return click.option("-f", "--file", "spec_path", type=click.Path(dir_okay=False), default=None,
-                        help=SPEC_HELP)(f)
+    return click.option("-f", "--file", "spec_path", type=click.Path(dir_okay=False), default=None, help=SPEC_HELP)(f)
 
 
 def json_option(f: Any) -> Any:
@@ -81,11 +92,16 @@ def cli() -> None:
 @click.option("--nodes", type=click.IntRange(1, 15), default=3, show_default=True, help="Nodes per domain.")
 @click.option("--hub-nodes", type=click.IntRange(1, 15), default=3, show_default=True, help="Nodes in the hub.")
 @click.option("--name", default=None, help="Mesh name (default: the folder's name).")
-@click.option("--base-port", type=click.IntRange(1024, 32767), default=None,
-              help="First port of the plan (default: 20000, lower for very large meshes).")
+@click.option(
+    "--base-port",
+    type=click.IntRange(1024, 32767),
+    default=None,
+    help="First port of the plan (default: 20000, lower for very large meshes).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(path: str, domains: int, nodes: int, hub_nodes: int, name: str | None, base_port: int | None,
-         force: bool) -> None:
+def init(
+    path: str, domains: int, nodes: int, hub_nodes: int, name: str | None, base_port: int | None, force: bool
+) -> None:
     """Write a commented mesh spec to PATH (default ./mesh.yaml)."""
     import re
 
@@ -101,8 +117,10 @@ def init(path: str, domains: int, nodes: int, hub_nodes: int, name: str | None, 
         raise click.ClickException(str(exc)) from None
     mesh = parse_spec(text, source=str(target))  # the template must always validate
     target.write_text(text)
-    click.echo(f"wrote {target}: hub of {hub_nodes} + {domains} domains of {nodes} nodes "
-               f"({len(mesh.nodes())} servers); start it with `natsmesh up -f {target}`")
+    click.echo(
+        f"wrote {target}: hub of {hub_nodes} + {domains} domains of {nodes} nodes "
+        f"({len(mesh.nodes())} servers); start it with `natsmesh up -f {target}`"
+    )
 
 
 @cli.command()
@@ -112,36 +130,56 @@ def validate(spec_path: str | None, as_json: bool) -> None:
     """Check a spec and print the topology it resolves to."""
     mesh = _load(spec_path)
     doc = {
-        "mesh": mesh.name, "source": mesh.source, "data_dir": str(mesh.data_dir), "warnings": list(mesh.warnings),
+        "mesh": mesh.name,
+        "source": mesh.source,
+        "data_dir": str(mesh.data_dir),
+        "warnings": list(mesh.warnings),
         "clusters": [
-            {"name": c.name, "domain": c.domain, "hub": c.is_hub, "folder": c.folder,
-             "nodes": [{"name": n.name, **n.ports()} for n in c.nodes]}
+            {
+                "name": c.name,
+                "domain": c.domain,
+                "hub": c.is_hub,
+                "folder": c.folder,
+                "nodes": [{"name": n.name, **n.ports()} for n in c.nodes],
+            }
             for c in mesh.clusters
         ],
     }
     if as_json:
         _print_json(doc)
         return
+    from rich import box
     from rich.table import Table
 
-    t = Table(title=f"mesh {mesh.name} ({mesh.source})")
+    t = Table(box=box.SIMPLE_HEAD, title=f"mesh {mesh.name} ({mesh.source})")
     for col in ("Cluster / domain", "Folder", "Server", "Client", "Route", "HTTP", "Leafnode"):
         t.add_column(col)
     for c in mesh.clusters:
         for n in c.nodes:
             p = n.ports()
-            t.add_row(c.name, c.folder, n.name, str(p["client"]), str(p.get("cluster", "-")), str(p["http"]),
-                      str(p.get("leafnode", "-")))
+            t.add_row(
+                c.name,
+                c.folder,
+                n.name,
+                str(p["client"]),
+                str(p.get("cluster", "-")),
+                str(p["http"]),
+                str(p.get("leafnode", "-")),
+            )
     _console().print(t)
     click.echo(f"valid: {len(mesh.clusters)} clusters, {len(mesh.nodes())} servers")
 
 
 @cli.command()
 @spec_option
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
-              help="Directory to write one folder per cluster into.")
-@click.option("--server-command", default="nats-server", show_default=True,
-              help="Command the Procfiles run.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Directory to write one folder per cluster into.",
+)
+@click.option("--server-command", default="nats-server", show_default=True, help="Command the Procfiles run.")
 @json_option
 def render(spec_path: str | None, out_dir: str, server_command: str, as_json: bool) -> None:
     """Write every node's nats-server config and a Procfile per cluster folder."""
@@ -166,9 +204,14 @@ def render(spec_path: str | None, out_dir: str, server_command: str, as_json: bo
 def _progress_printer(total: int) -> Any:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    progress = Progress(TextColumn("[bold]waiting for the mesh"), BarColumn(),
-                        TextColumn("{task.completed}/{task.total} nodes ready"), TimeElapsedColumn(),
-                        console=_console(stderr=True), transient=True)
+    progress = Progress(
+        TextColumn("[bold]waiting for the mesh"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} nodes ready"),
+        TimeElapsedColumn(),
+        console=_console(stderr=True),
+        transient=True,
+    )
     task = progress.add_task("ready", total=total)
 
     def update(done: int, _total: int, _pending: Any) -> None:
@@ -197,11 +240,21 @@ def up(spec_path: str | None, detach: bool, timeout: float, as_json: bool) -> No
         with progress:
             res = lifecycle.up_detached(mesh, timeout=timeout, on_progress=update)
         if as_json:
-            _print_json({"mesh": mesh.name, "ready": True, "seconds": round(res.seconds, 3), "nodes": res.nodes,
-                         "supervisor_pid": res.supervisor_pid, "data_dir": str(mesh.data_dir)})
+            _print_json(
+                {
+                    "mesh": mesh.name,
+                    "ready": True,
+                    "seconds": round(res.seconds, 3),
+                    "nodes": res.nodes,
+                    "supervisor_pid": res.supervisor_pid,
+                    "data_dir": str(mesh.data_dir),
+                }
+            )
         else:
-            click.echo(f"mesh {mesh.name!r} ready: {res.nodes} nodes in {len(mesh.clusters)} clusters after "
-                       f"{res.seconds:.2f} s (supervisor pid {res.supervisor_pid}, data in {mesh.data_dir})")
+            click.echo(
+                f"mesh {mesh.name!r} ready: {res.nodes} nodes in {len(mesh.clusters)} clusters after "
+                f"{res.seconds:.2f} s (supervisor pid {res.supervisor_pid}, data in {mesh.data_dir})"
+            )
             click.echo("next: `natsmesh report jetstream`, `natsmesh status`, `natsmesh down`")
         return
 
@@ -216,17 +269,16 @@ def up(spec_path: str | None, detach: bool, timeout: float, as_json: bool) -> No
         console.print(prefix + Text(line), soft_wrap=True)
 
     def on_ready(secs: float) -> None:
-        echo("natsmesh", f"mesh {mesh.name!r} ready: {len(mesh.nodes())} nodes after {secs:.2f} s; "
-                         "Ctrl-C stops it")
+        echo("natsmesh", f"mesh {mesh.name!r} ready: {len(mesh.nodes())} nodes after {secs:.2f} s; Ctrl-C stops it")
 
     last = [-1]
 
-    def progress(done: int, total: int, _pending: Any) -> None:
+    def report_progress(done: int, total: int, _pending: Any) -> None:
         if done != last[0]:
             last[0] = done
             echo("natsmesh", f"{done}/{total} nodes ready")
 
-    lifecycle.up_foreground(mesh, echo=echo, on_ready=on_ready, on_progress=progress, timeout=timeout)
+    lifecycle.up_foreground(mesh, echo=echo, on_ready=on_ready, on_progress=report_progress, timeout=timeout)
 
 
 @cli.command()
@@ -258,14 +310,22 @@ def status(spec_path: str | None, as_json: bool) -> None:
     if as_json:
         _print_json(st.to_json())
     else:
+        from rich import box
         from rich.table import Table
 
-        t = Table(title=f"mesh {mesh.name}: supervisor pid {st.supervisor_pid}")
+        t = Table(box=box.SIMPLE_HEAD, title=f"mesh {mesh.name}: supervisor pid {st.supervisor_pid}")
         for col in ("Node", "Cluster", "PID", "State", "Restarts", "Ready", "Problems"):
             t.add_column(col)
         for n in st.nodes:
-            t.add_row(n.name, n.cluster, str(n.pid or "-"), n.state, str(n.restarts),
-                      "yes" if n.ready else "[red]no[/red]", "; ".join(n.problems))
+            t.add_row(
+                n.name,
+                n.cluster,
+                str(n.pid or "-"),
+                n.state,
+                str(n.restarts),
+                "yes" if n.ready else "[red]no[/red]",
+                "; ".join(n.problems),
+            )
         _console().print(t)
         for e in st.events[-5:]:
             click.echo(f"  {e}")
@@ -298,8 +358,11 @@ def _report(name: str, spec_path: str | None, as_json: bool, timeout: float) -> 
         for t in tables(doc):
             console.print(t)
     if doc["missing"]:
-        click.secho(f"no reply after {timeout:g} s from {len(doc['missing'])} server(s): "
-                    f"{', '.join(doc['missing'])}", fg="yellow", err=True)
+        click.secho(
+            f"no reply after {timeout:g} s from {len(doc['missing'])} server(s): {', '.join(doc['missing'])}",
+            fg="yellow",
+            err=True,
+        )
         sys.exit(2)
 
 
@@ -307,8 +370,13 @@ def _report_command(name: str, doc: str) -> None:
     @report.command(name=name, help=doc)
     @spec_option
     @json_option
-    @click.option("--timeout", type=float, default=3.0, show_default=True,
-                  help="Seconds to wait for servers that have not answered.")
+    @click.option(
+        "--timeout",
+        type=float,
+        default=3.0,
+        show_default=True,
+        help="Seconds to wait for servers that have not answered.",
+    )
     def _cmd(spec_path: str | None, as_json: bool, timeout: float) -> None:
         _report(name, spec_path, as_json, timeout)
 
@@ -321,8 +389,13 @@ _report_command("leafnodes", "Every leaf link: domain, account, hub server, RTT,
 @cli.command()
 @spec_option
 @json_option
-@click.option("--nats-contexts", "contexts_dir", type=click.Path(file_okay=False), default=None,
-              help="Also write natscli context files into this directory (e.g. ~/.config/nats/context).")
+@click.option(
+    "--nats-contexts",
+    "contexts_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write natscli context files into this directory (e.g. ~/.config/nats/context).",
+)
 def info(spec_path: str | None, as_json: bool, contexts_dir: str | None) -> None:
     """Client URLs: the system account at the hub, and a data-account URL per domain."""
     from natsmesh.credentials import load_credentials

@@ -11,9 +11,12 @@ import os
 import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from natsmesh.errors import NotRunningError, PreflightError
-from natsmesh.spec import Mesh
+
+if TYPE_CHECKING:
+    from natsmesh.spec import Mesh
 
 SYSTEM_ACCOUNT = "SYS"
 DATA_ACCOUNT = "APP"

@@ -34,8 +34,9 @@ def mesh_info(mesh: Mesh, creds: Credentials) -> dict[str, Any]:
         "data_dir": str(mesh.data_dir),
         "system": {
             "url": _url(creds.system_user, creds.system_password, mesh.host, hub0.client_port),
-            "servers": [_url(creds.system_user, creds.system_password, mesh.host, n.client_port)
-                        for n in mesh.hub.nodes],
+            "servers": [
+                _url(creds.system_user, creds.system_password, mesh.host, n.client_port) for n in mesh.hub.nodes
+            ],
         },
         "domains": domains,
     }
@@ -47,8 +48,9 @@ def write_nats_contexts(mesh: Mesh, creds: Credentials, directory: Path) -> list
     info = mesh_info(mesh, creds)
     written = []
     entries = [(f"{mesh.name}-system", info["system"]["servers"], "system account at the hub", None)]
-    entries += [(f"{mesh.name}-{d}", v["servers"], f"data account in domain {d}", d)
-                for d, v in info["domains"].items()]
+    entries += [
+        (f"{mesh.name}-{d}", v["servers"], f"data account in domain {d}", d) for d, v in info["domains"].items()
+    ]
     for name, urls, desc, domain in entries:
         path = directory / f"{name}.json"
         doc = {"description": f"natsmesh {mesh.name}: {desc}", "url": ",".join(urls)}

@@ -5,9 +5,7 @@ Pre-flight runs before anything is written, so a refused `up` leaves no process 
 
 from __future__ import annotations
 
-import errno
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 from natsmesh import binary as binmod
 from natsmesh.credentials import Credentials, load_credentials
 from natsmesh.errors import AlreadyRunningError, NotReadyError, NotRunningError, PreflightError
+from natsmesh.ports import ephemeral_range, port_problem
 from natsmesh.readiness import NodeState, ProgressFn, check_mesh, wait_ready
 from natsmesh.render import render_mesh, write_files
 from natsmesh.spec import Mesh
@@ -26,28 +25,6 @@ from natsmesh.supervisor import (
     start_detached,
     stop_detached,
 )
-
-
-def ephemeral_range() -> tuple[int, int] | None:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return None
-
-
-def port_problem(host: str, port: int) -> str | None:
-    """Why HOST:PORT cannot be listened on, or None. Binds the way nats-server does (SO_REUSEADDR)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return "already in use"
-            return exc.strerror or str(exc)
-    return None
 
 
 def _writable(path: Path) -> bool:
@@ -231,7 +208,9 @@ def up_foreground(
     def waiter() -> None:
         try:
             secs = wait_ready(
-                mesh, timeout=timeout, on_progress=on_progress,
+                mesh,
+                timeout=timeout,
+                on_progress=on_progress,
                 alive=lambda: "stopping" if sup.stopping.is_set() else None,
             )
         except NotReadyError as exc:

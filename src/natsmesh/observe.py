@@ -8,6 +8,7 @@ says which servers stayed silent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -95,10 +96,8 @@ async def ping(
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox, cb=on_reply)
     await nc.publish(SUBJECTS[kind], json.dumps(body or {}).encode(), reply=inbox)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(done.wait(), timeout)
-    except TimeoutError:
-        pass
     await sub.unsubscribe()
     out.seconds = time.monotonic() - start
     out.missing = sorted(expected - out.replies.keys())
@@ -106,10 +105,16 @@ async def ping(
 
 
 async def collect(
-    mesh: Mesh, creds: Credentials, kinds: list[str], timeout: float = 3.0, body: dict[str, Any] | None = None
+    mesh: Mesh,
+    creds: Credentials,
+    kinds: list[str],
+    timeout: float = 3.0,
+    body: dict[str, Any] | None = None,
+    expected: set[str] | None = None,
 ) -> dict[str, Replies]:
-    """Several pings at once over one system connection."""
-    expected = {n.name for n in mesh.nodes()}
+    """Several pings at once over one system connection; EXPECTED defaults to every server of the mesh."""
+    if expected is None:
+        expected = {n.name for n in mesh.nodes()}
     nc = await connect_system(mesh, creds, timeout=min(timeout, 2.0))
     try:
         results = await asyncio.gather(*(ping(nc, k, expected, timeout, body) for k in kinds))
@@ -119,6 +124,11 @@ async def collect(
 
 
 def collect_sync(
-    mesh: Mesh, creds: Credentials, kinds: list[str], timeout: float = 3.0, body: dict[str, Any] | None = None
+    mesh: Mesh,
+    creds: Credentials,
+    kinds: list[str],
+    timeout: float = 3.0,
+    body: dict[str, Any] | None = None,
+    expected: set[str] | None = None,
 ) -> dict[str, Replies]:
-    return asyncio.run(collect(mesh, creds, kinds, timeout, body))
+    return asyncio.run(collect(mesh, creds, kinds, timeout, body, expected))

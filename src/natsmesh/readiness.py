@@ -12,13 +12,35 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from natsmesh.credentials import DATA_ACCOUNT, SYSTEM_ACCOUNT
 from natsmesh.errors import NotReadyError
-from natsmesh.spec import Mesh, Node
+
+if TYPE_CHECKING:  # only for types: a bare benchmark loop uses this module without loading the spec
+    from natsmesh.spec import Mesh
 
 POLL_INTERVAL = 0.05
+LINK_ACCOUNTS = ("SYS", "APP")  # the system and data accounts every leaf node links to the hub
+
+
+@dataclass(frozen=True)
+class Target:
+    """One node as readiness sees it: where its monitoring port is and what it must report."""
+
+    name: str
+    host: str
+    http_port: int
+    cluster: str
+    clustered: bool
+    leaf: bool
+
+
+def targets(mesh: Mesh) -> list[Target]:
+    return [
+        Target(n.name, mesh.host, n.http_port, c.name, len(c.nodes) > 1, not c.is_hub)
+        for c in mesh.clusters
+        for n in c.nodes
+    ]
 
 
 def http_json(host: str, port: int, path: str, timeout: float = 1.0) -> Any:
@@ -47,25 +69,24 @@ class NodeState:
         return not self.problems
 
 
-def check_node(mesh: Mesh, node: Node, timeout: float = 1.0) -> NodeState:
+def check_node(node: Target, timeout: float = 1.0) -> NodeState:
     """Health, meta leader and (for leaf nodes) hub links in both accounts, as seen by NODE."""
-    host = mesh.host
     try:
-        health = http_json(host, node.http_port, "/healthz", timeout)
+        health = http_json(node.host, node.http_port, "/healthz", timeout)
     except (OSError, ValueError):
         return NodeState(node.name, ("not answering its health check",))
     problems: list[str] = []
     if health.get("status") != "ok":
         problems.append(f"unhealthy: {health.get('error') or health.get('status')}")
     try:
-        jsz = http_json(host, node.http_port, "/jsz", timeout)
-        cluster = mesh.cluster_of(node.name)
-        if len(cluster.nodes) > 1 and not (jsz.get("meta_cluster") or {}).get("leader"):
-            problems.append(f"no JetStream meta leader in {cluster.name}")
-        if not cluster.is_hub:
-            leafz = http_json(host, node.http_port, "/leafz", timeout)
+        if node.clustered:
+            jsz = http_json(node.host, node.http_port, "/jsz", timeout)
+            if not (jsz.get("meta_cluster") or {}).get("leader"):
+                problems.append(f"no JetStream meta leader in {node.cluster}")
+        if node.leaf:
+            leafz = http_json(node.host, node.http_port, "/leafz", timeout)
             accounts = {lf.get("account") for lf in leafz.get("leafs") or []}
-            missing = [a for a in (SYSTEM_ACCOUNT, DATA_ACCOUNT) if a not in accounts]
+            missing = [a for a in LINK_ACCOUNTS if a not in accounts]
             if missing:
                 problems.append(f"leaf link to the hub not connected for {', '.join(missing)}")
     except (OSError, ValueError):
@@ -73,31 +94,33 @@ def check_node(mesh: Mesh, node: Node, timeout: float = 1.0) -> NodeState:
     return NodeState(node.name, tuple(problems))
 
 
-def check_mesh(mesh: Mesh, nodes: list[Node] | None = None, pool: ThreadPoolExecutor | None = None) -> list[NodeState]:
-    todo = nodes if nodes is not None else mesh.nodes()
+def check_mesh(mesh: Mesh | list[Target], pool: ThreadPoolExecutor | None = None) -> list[NodeState]:
+    todo = mesh if isinstance(mesh, list) else targets(mesh)
     if pool is None:
         with ThreadPoolExecutor(max_workers=min(32, max(1, len(todo)))) as own:
-            return list(own.map(lambda n: check_node(mesh, n), todo))
-    return list(pool.map(lambda n: check_node(mesh, n), todo))
+            return list(own.map(check_node, todo))
+    return list(pool.map(check_node, todo))
 
 
 ProgressFn = Callable[[int, int, list[NodeState]], None]
 
 
 def wait_ready(
-    mesh: Mesh,
+    mesh: Mesh | list[Target],
     timeout: float = 60.0,
     on_progress: ProgressFn | None = None,
     alive: Callable[[], str | None] | None = None,
+    name: str | None = None,
 ) -> float:
     """Poll until every node is ready; return the seconds it took. ALIVE may return a reason to stop early."""
     start = time.monotonic()
-    nodes = mesh.nodes()
+    nodes = mesh if isinstance(mesh, list) else targets(mesh)
+    label = name or (getattr(mesh, "name", None) or "mesh")
     pending = list(nodes)
     last: list[NodeState] = []
     with ThreadPoolExecutor(max_workers=min(32, max(1, len(nodes)))) as pool:
         while True:
-            states = check_mesh(mesh, pending, pool)
+            states = check_mesh(pending, pool)
             last = [s for s in states if not s.ready]
             done = {s.node for s in states if s.ready}
             pending = [n for n in pending if n.name not in done]
@@ -105,16 +128,16 @@ def wait_ready(
                 on_progress(len(nodes) - len(pending), len(nodes), last)
             if not pending:
                 # Confirm once more across all nodes: a link that came up early may have dropped since.
-                again = [s for s in check_mesh(mesh, nodes, pool) if not s.ready]
+                again = [s for s in check_mesh(nodes, pool) if not s.ready]
                 if not again:
                     return time.monotonic() - start
                 pending = [n for n in nodes if n.name in {s.node for s in again}]
                 last = again
             reason = alive() if alive else None
             if reason:
-                raise NotReadyError(f"mesh {mesh.name!r} stopped before it was ready: {reason}")
+                raise NotReadyError(f"mesh {label!r} stopped before it was ready: {reason}")
             if time.monotonic() - start > timeout:
                 detail = "; ".join(f"{s.node}: {', '.join(s.problems)}" for s in last[:10])
                 more = f" (and {len(last) - 10} more)" if len(last) > 10 else ""
-                raise NotReadyError(f"mesh {mesh.name!r} not ready after {timeout:.0f} s: {detail}{more}")
+                raise NotReadyError(f"mesh {label!r} not ready after {timeout:.0f} s: {detail}{more}")
             time.sleep(POLL_INTERVAL)

@@ -68,7 +68,9 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) ->
     lines += [
         "",
         "accounts {",
-        f"  {SYSTEM_ACCOUNT}: {{ users: [{{ user: {_q(creds.system_user)}, password: {_q(creds.system_password)} }}] }}",
+        f"  {SYSTEM_ACCOUNT}: {{",
+        f"    users: [{{ user: {_q(creds.system_user)}, password: {_q(creds.system_password)} }}]",
+        "  }",
         f"  {DATA_ACCOUNT}: {{",
         "    jetstream: enabled",
         f"    users: [{{ user: {_q(creds.data_user)}, password: {_q(creds.data_password)} }}]",
@@ -100,9 +102,7 @@ def render_procfile(cluster: Cluster, server_command: str = DEFAULT_SERVER_COMMA
     return "".join(f"{n.name}: {server_command} -c {config_name(n)}\n" for n in cluster.nodes)
 
 
-def render_mesh(
-    mesh: Mesh, creds: Credentials, server_command: str = DEFAULT_SERVER_COMMAND
-) -> dict[str, str]:
+def render_mesh(mesh: Mesh, creds: Credentials, server_command: str = DEFAULT_SERVER_COMMAND) -> dict[str, str]:
     """Every file of the mesh, keyed by path relative to the output directory."""
     files: dict[str, str] = {}
     for cluster in mesh.clusters:

@@ -118,47 +118,121 @@ def build_jetstream(mesh: Mesh, jsz: Replies) -> dict[str, Any]:
         replicas = {r.get("name"): r for r in lview.get("replicas") or []}
         for n in names:
             if n == leader:
-                peers.append({"name": n, "id": lview.get("peer", ""), "leader": True, "current": True,
-                              "online": True, "active_seconds": 0.0, "lag": 0})
+                peers.append(
+                    {
+                        "name": n,
+                        "id": lview.get("peer", ""),
+                        "leader": True,
+                        "current": True,
+                        "online": True,
+                        "active_seconds": 0.0,
+                        "lag": 0,
+                    }
+                )
             elif n in replicas:
                 r = replicas[n]
-                peers.append({"name": n, "id": r.get("peer", ""), "leader": False,
-                              "current": bool(r.get("current")), "online": not r.get("offline", False),
-                              "active_seconds": (r.get("active") or 0) / 1e9, "lag": int(r.get("lag") or 0)})
+                peers.append(
+                    {
+                        "name": n,
+                        "id": r.get("peer", ""),
+                        "leader": False,
+                        "current": bool(r.get("current")),
+                        "online": not r.get("offline", False),
+                        "active_seconds": (r.get("active") or 0) / 1e9,
+                        "lag": int(r.get("lag") or 0),
+                    }
+                )
             else:
-                peers.append({"name": n, "id": "", "leader": False, "current": False,
-                              "online": n in jsz.replies, "active_seconds": None, "lag": None})
-        groups.append({"domain": cluster.domain, "cluster": cluster.name, "leader": leader,
-                       "cluster_size": lview.get("cluster_size", len(names)), "peers": peers})
-    return {"report": "jetstream", "servers": servers, "totals": totals, "meta_groups": groups,
-            "missing": jsz.missing, "seconds": round(jsz.seconds, 4)}
+                peers.append(
+                    {
+                        "name": n,
+                        "id": "",
+                        "leader": False,
+                        "current": False,
+                        "online": n in jsz.replies,
+                        "active_seconds": None,
+                        "lag": None,
+                    }
+                )
+        groups.append(
+            {
+                "domain": cluster.domain,
+                "cluster": cluster.name,
+                "leader": leader,
+                "cluster_size": lview.get("cluster_size", len(names)),
+                "peers": peers,
+            }
+        )
+    return {
+        "report": "jetstream",
+        "servers": servers,
+        "totals": totals,
+        "meta_groups": groups,
+        "missing": jsz.missing,
+        "seconds": round(jsz.seconds, 4),
+    }
 
 
 def tables_jetstream(rep: dict[str, Any]) -> list[Table]:
     t = Table(box=box.SIMPLE_HEAD, title="JetStream Summary")
-    for col in ("Server", "Cluster", "Domain", "Streams", "Consumers", "Messages", "Bytes", "Memory", "File",
-                "API Req", "API Err"):
+    for col in (
+        "Server",
+        "Cluster",
+        "Domain",
+        "Streams",
+        "Consumers",
+        "Messages",
+        "Bytes",
+        "Memory",
+        "File",
+        "API Req",
+        "API Err",
+    ):
         t.add_column(col, justify="left" if col in ("Server", "Cluster", "Domain") else "right")
     for s in rep["servers"]:
-        t.add_row(s["name"] + ("*" if s["meta_leader"] else ""), s["cluster"], s["domain"], f"{s['streams']:,}",
-                  f"{s['consumers']:,}", f"{s['messages']:,}", human_bytes(s["bytes"]), human_bytes(s["memory"]),
-                  human_bytes(s["storage"]), f"{s['api_requests']:,}", f"{s['api_errors']:,}")
+        t.add_row(
+            s["name"] + ("*" if s["meta_leader"] else ""),
+            s["cluster"],
+            s["domain"],
+            f"{s['streams']:,}",
+            f"{s['consumers']:,}",
+            f"{s['messages']:,}",
+            human_bytes(s["bytes"]),
+            human_bytes(s["memory"]),
+            human_bytes(s["storage"]),
+            f"{s['api_requests']:,}",
+            f"{s['api_errors']:,}",
+        )
     tot = rep["totals"]
     t.add_section()
-    t.add_row(f"{len(rep['servers'])} servers", f"{len({s['cluster'] for s in rep['servers']})} clusters",
-              f"{len({s['domain'] for s in rep['servers']})} domains", f"{tot['streams']:,}",
-              f"{tot['consumers']:,}", f"{tot['messages']:,}", human_bytes(tot["bytes"]),
-              human_bytes(tot["memory"]), human_bytes(tot["storage"]), f"{tot['api_requests']:,}",
-              f"{tot['api_errors']:,}")
+    t.add_row(
+        f"{len(rep['servers'])} servers",
+        f"{len({s['cluster'] for s in rep['servers']})} clusters",
+        f"{len({s['domain'] for s in rep['servers']})} domains",
+        f"{tot['streams']:,}",
+        f"{tot['consumers']:,}",
+        f"{tot['messages']:,}",
+        human_bytes(tot["bytes"]),
+        human_bytes(tot["memory"]),
+        human_bytes(tot["storage"]),
+        f"{tot['api_requests']:,}",
+        f"{tot['api_errors']:,}",
+    )
     out = [t]
     for g in rep["meta_groups"]:
         mt = Table(box=box.SIMPLE_HEAD, title=f"RAFT Meta Group Information: domain {g['domain']}")
         for col in ("Name", "ID", "Leader", "Current", "Online", "Active", "Lag"):
             mt.add_column(col)
         for p in g["peers"]:
-            mt.add_row(p["name"], p["id"], "yes" if p["leader"] else "", str(p["current"]).lower(),
-                       str(p["online"]).lower(), human_seconds(p["active_seconds"]),
-                       "-" if p["lag"] is None else f"{p['lag']:,}")
+            mt.add_row(
+                p["name"],
+                p["id"],
+                "yes" if p["leader"] else "",
+                str(p["current"]).lower(),
+                str(p["online"]).lower(),
+                human_seconds(p["active_seconds"]),
+                "-" if p["lag"] is None else f"{p['lag']:,}",
+            )
         out.append(mt)
     return out
 
@@ -174,55 +248,121 @@ def build_servers(mesh: Mesh, statsz: Replies) -> dict[str, Any]:
         info = rep.get("server") or {}
         st = rep.get("statsz") or {}
         start, now = _iso(st.get("start")), _iso(info.get("time"))
-        servers.append(_identity(mesh, name, info) | {
-            "host": info.get("host", ""),
-            "version": info.get("ver", ""),
-            "jetstream": bool(info.get("jetstream")),
-            "connections": int(st.get("connections") or 0),
-            "subscriptions": int(st.get("subscriptions") or 0),
-            "routes": len({r.get("name") for r in st.get("routes") or []}),
-            "gateways": len(st.get("gateways") or []),
-            "memory": int(st.get("mem") or 0),
-            "cpu": float(st.get("cpu") or 0),
-            "cores": int(st.get("cores") or 0),
-            "slow_consumers": int(st.get("slow_consumers") or 0),
-            "uptime_seconds": (now - start).total_seconds() if start and now else None,
-            "rtt_ms": round(statsz.rtt.get(name, 0) * 1000, 3),
-        })
+        servers.append(
+            _identity(mesh, name, info)
+            | {
+                "host": info.get("host", ""),
+                "version": info.get("ver", ""),
+                "jetstream": bool(info.get("jetstream")),
+                "connections": int(st.get("connections") or 0),
+                "subscriptions": int(st.get("subscriptions") or 0),
+                "routes": len({r.get("name") for r in st.get("routes") or []}),
+                "gateways": len(st.get("gateways") or []),
+                "memory": int(st.get("mem") or 0),
+                "cpu": float(st.get("cpu") or 0),
+                "cores": int(st.get("cores") or 0),
+                "slow_consumers": int(st.get("slow_consumers") or 0),
+                "uptime_seconds": (now - start).total_seconds() if start and now else None,
+                "rtt_ms": round(statsz.rtt.get(name, 0) * 1000, 3),
+            }
+        )
     clusters = []
     for cluster in mesh.clusters:
         rows = [s for s in servers if s["cluster"] == cluster.name]
-        clusters.append({"cluster": cluster.name, "nodes": len(rows), "expected_nodes": len(cluster.nodes),
-                         "gateways_out": 0, "gateways_in": 0,
-                         "connections": sum(s["connections"] for s in rows)})
-    totals = {"servers": len(servers), "connections": sum(s["connections"] for s in servers),
-              "subscriptions": sum(s["subscriptions"] for s in servers),
-              "memory": sum(s["memory"] for s in servers)}
-    return {"report": "servers", "servers": servers, "clusters": clusters, "totals": totals,
-            "missing": statsz.missing, "seconds": round(statsz.seconds, 4)}
+        clusters.append(
+            {
+                "cluster": cluster.name,
+                "nodes": len(rows),
+                "expected_nodes": len(cluster.nodes),
+                "gateways_out": 0,
+                "gateways_in": 0,
+                "connections": sum(s["connections"] for s in rows),
+            }
+        )
+    totals = {
+        "servers": len(servers),
+        "connections": sum(s["connections"] for s in servers),
+        "subscriptions": sum(s["subscriptions"] for s in servers),
+        "memory": sum(s["memory"] for s in servers),
+    }
+    return {
+        "report": "servers",
+        "servers": servers,
+        "clusters": clusters,
+        "totals": totals,
+        "missing": statsz.missing,
+        "seconds": round(statsz.seconds, 4),
+    }
 
 
 def tables_servers(rep: dict[str, Any]) -> list[Table]:
     t = Table(box=box.SIMPLE_HEAD, title="Server Overview")
-    for col in ("Name", "Cluster", "Host", "Version", "JS", "Conns", "Subs", "Routes", "GWs", "Mem", "CPU %",
-                "Cores", "Slow", "Uptime", "RTT"):
+    for col in (
+        "Name",
+        "Cluster",
+        "Host",
+        "Version",
+        "JS",
+        "Conns",
+        "Subs",
+        "Routes",
+        "GWs",
+        "Mem",
+        "CPU %",
+        "Cores",
+        "Slow",
+        "Uptime",
+        "RTT",
+    ):
         t.add_column(col, justify="left" if col in ("Name", "Cluster", "Host", "Version", "JS") else "right")
     for s in rep["servers"]:
-        t.add_row(s["name"], s["cluster"], s["host"], s["version"], s["domain"] if s["jetstream"] else "no",
-                  f"{s['connections']:,}", f"{s['subscriptions']:,}", str(s["routes"]), str(s["gateways"]),
-                  human_bytes(s["memory"]), f"{s['cpu']:.0f}", str(s["cores"]), str(s["slow_consumers"]),
-                  human_seconds(s["uptime_seconds"]), f"{s['rtt_ms']:.2f}ms")
+        t.add_row(
+            s["name"],
+            s["cluster"],
+            s["host"],
+            s["version"],
+            s["domain"] if s["jetstream"] else "no",
+            f"{s['connections']:,}",
+            f"{s['subscriptions']:,}",
+            str(s["routes"]),
+            str(s["gateways"]),
+            human_bytes(s["memory"]),
+            f"{s['cpu']:.0f}",
+            str(s["cores"]),
+            str(s["slow_consumers"]),
+            human_seconds(s["uptime_seconds"]),
+            f"{s['rtt_ms']:.2f}ms",
+        )
     tot = rep["totals"]
     t.add_section()
-    t.add_row(f"{tot['servers']} servers", f"{len(rep['clusters'])} clusters", "", "", "",
-              f"{tot['connections']:,}", f"{tot['subscriptions']:,}", "", "", human_bytes(tot["memory"]),
-              "", "", "", "", "")
+    t.add_row(
+        f"{tot['servers']} servers",
+        f"{len(rep['clusters'])} clusters",
+        "",
+        "",
+        "",
+        f"{tot['connections']:,}",
+        f"{tot['subscriptions']:,}",
+        "",
+        "",
+        human_bytes(tot["memory"]),
+        "",
+        "",
+        "",
+        "",
+        "",
+    )
     c = Table(box=box.SIMPLE_HEAD, title="Cluster Overview")
     for col in ("Cluster", "Node Count", "Outgoing Gateways", "Incoming Gateways", "Connections"):
         c.add_column(col, justify="left" if col == "Cluster" else "right")
     for row in rep["clusters"]:
-        c.add_row(row["cluster"], str(row["nodes"]), str(row["gateways_out"]), str(row["gateways_in"]),
-                  f"{row['connections']:,}")
+        c.add_row(
+            row["cluster"],
+            str(row["nodes"]),
+            str(row["gateways_out"]),
+            str(row["gateways_in"]),
+            f"{row['connections']:,}",
+        )
     return [t, c]
 
 
@@ -247,39 +387,81 @@ def build_leafnodes(mesh: Mesh, leafz: Replies) -> dict[str, Any]:
             except KeyError:
                 domain = "?"
             rtt = go_duration(lf.get("rtt"))
-            links.append({
-                "domain": domain, "leaf_server": remote, "account": lf.get("account", ""), "hub_server": name,
-                "rtt_ms": None if rtt is None else round(rtt * 1000, 3),
-                "in_msgs": int(lf.get("in_msgs") or 0), "out_msgs": int(lf.get("out_msgs") or 0),
-                "in_bytes": int(lf.get("in_bytes") or 0), "out_bytes": int(lf.get("out_bytes") or 0),
-                "subscriptions": int(lf.get("subscriptions") or 0),
-            })
+            links.append(
+                {
+                    "domain": domain,
+                    "leaf_server": remote,
+                    "account": lf.get("account", ""),
+                    "hub_server": name,
+                    "rtt_ms": None if rtt is None else round(rtt * 1000, 3),
+                    "in_msgs": int(lf.get("in_msgs") or 0),
+                    "out_msgs": int(lf.get("out_msgs") or 0),
+                    "in_bytes": int(lf.get("in_bytes") or 0),
+                    "out_bytes": int(lf.get("out_bytes") or 0),
+                    "subscriptions": int(lf.get("subscriptions") or 0),
+                }
+            )
     order = _order(mesh)
     links.sort(key=lambda x: (order.get(x["leaf_server"], 1 << 30), x["account"]))
     seen = {(x["leaf_server"], x["account"]) for x in links}
     expected_missing = [
-        f"{n.name}/{acct}" for d in mesh.domains for n in d.nodes for acct in ("SYS", "APP")
+        f"{n.name}/{acct}"
+        for d in mesh.domains
+        for n in d.nodes
+        for acct in ("SYS", "APP")
         if (n.name, acct) not in seen and set(hub_names) <= leafz.replies.keys()
     ]
-    return {"report": "leafnodes", "servers": servers, "links": links, "missing_links": expected_missing,
-            "missing": leafz.missing, "seconds": round(leafz.seconds, 4)}
+    return {
+        "report": "leafnodes",
+        "servers": servers,
+        "links": links,
+        "missing_links": expected_missing,
+        "missing": leafz.missing,
+        "seconds": round(leafz.seconds, 4),
+    }
 
 
 def tables_leafnodes(rep: dict[str, Any]) -> list[Table]:
     t = Table(box=box.SIMPLE_HEAD, title="Leafnode Links")
-    for col in ("Domain", "Leaf Server", "Account", "Hub Server", "RTT", "Msgs In", "Msgs Out", "Bytes In",
-                "Bytes Out", "Subs"):
+    for col in (
+        "Domain",
+        "Leaf Server",
+        "Account",
+        "Hub Server",
+        "RTT",
+        "Msgs In",
+        "Msgs Out",
+        "Bytes In",
+        "Bytes Out",
+        "Subs",
+    ):
         t.add_column(col, justify="left" if col in ("Domain", "Leaf Server", "Account", "Hub Server") else "right")
     for x in rep["links"]:
-        t.add_row(x["domain"], x["leaf_server"], x["account"], x["hub_server"],
-                  "-" if x["rtt_ms"] is None else f"{x['rtt_ms']:.2f}ms", f"{x['in_msgs']:,}",
-                  f"{x['out_msgs']:,}", human_bytes(x["in_bytes"]), human_bytes(x["out_bytes"]),
-                  f"{x['subscriptions']:,}")
+        t.add_row(
+            x["domain"],
+            x["leaf_server"],
+            x["account"],
+            x["hub_server"],
+            "-" if x["rtt_ms"] is None else f"{x['rtt_ms']:.2f}ms",
+            f"{x['in_msgs']:,}",
+            f"{x['out_msgs']:,}",
+            human_bytes(x["in_bytes"]),
+            human_bytes(x["out_bytes"]),
+            f"{x['subscriptions']:,}",
+        )
     t.add_section()
-    t.add_row(f"{len({x['domain'] for x in rep['links']})} domains", f"{len(rep['links'])} links", "", "",
-              "", f"{sum(x['in_msgs'] for x in rep['links']):,}", f"{sum(x['out_msgs'] for x in rep['links']):,}",
-              human_bytes(sum(x["in_bytes"] for x in rep["links"])),
-              human_bytes(sum(x["out_bytes"] for x in rep["links"])), "")
+    t.add_row(
+        f"{len({x['domain'] for x in rep['links']})} domains",
+        f"{len(rep['links'])} links",
+        "",
+        "",
+        "",
+        f"{sum(x['in_msgs'] for x in rep['links']):,}",
+        f"{sum(x['out_msgs'] for x in rep['links']):,}",
+        human_bytes(sum(x["in_bytes"] for x in rep["links"])),
+        human_bytes(sum(x["out_bytes"] for x in rep["links"])),
+        "",
+    )
     return [t]
 
 

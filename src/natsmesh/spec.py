@@ -431,8 +431,7 @@ def _cross_checks(spec: MeshSpec, lines: dict[tuple[Any, ...], int]) -> tuple[li
                 owner = f"{n.name} {kind}"
                 if port > 65535:
                     problems.append(
-                        f"{_where((*loc, 'ports'), lines)}: {owner} port {port} is above 65535; "
-                        "choose lower base ports"
+                        f"{_where((*loc, 'ports'), lines)}: {owner} port {port} is above 65535; choose lower base ports"
                     )
                 elif port in ports:
                     problems.append(
@@ -501,8 +500,21 @@ SEED_DOMAINS = [
 ]
 
 
-def seed_spec_text(*, name: str = "seed", fixed_credentials: bool = False) -> str:
-    """The seed topology as a commented spec: hub 4222/6222/7422, five leaf clusters on the seed's ports."""
+def seed_spec_text(*, name: str = "seed", fixed_credentials: bool = False, base: int | None = None) -> str:
+    """The seed topology as a commented spec: hub 4222/6222/7422, five leaf clusters on the seed's ports.
+
+    With BASE, the same names, clusters and domains on a port plan starting there (tests, benchmarks).
+    """
+
+    def ports(k: int, client: int, route: int, hub: bool) -> str:
+        if base is not None:
+            start = base + k * block_size(3)
+            client, route = start, start + 3
+            http, leaf = start + 6, start + 9
+        else:
+            http, leaf = client + 4000, 7422
+        return f"{{client: {client}, cluster: {route}, " + (f"leafnode: {leaf}, " if hub else "") + f"http: {http}}}"
+
     lines = [
         "# The original hub & spoke experiment as a natsmesh spec: 18 servers, 6 clusters, 6 JetStream domains.",
         f"name: {name}",
@@ -512,15 +524,11 @@ def seed_spec_text(*, name: str = "seed", fixed_credentials: bool = False) -> st
         "  name: hub                  # cluster name and JetStream domain",
         "  nodes: 3",
         "  server_prefix: hub-server  # hub-server-0..2",
-        "  ports: {client: 4222, cluster: 6222, leafnode: 7422, http: 8222}",
+        f"  ports: {ports(0, 4222, 6222, True)}",
         "domains:",
     ]
-    for dname, client, route in SEED_DOMAINS:
-        lines += [
-            f"  - name: {dname}",
-            "    nodes: 3",
-            f"    ports: {{client: {client}, cluster: {route}, http: {client + 4000}}}",
-        ]
+    for k, (dname, client, route) in enumerate(SEED_DOMAINS, start=1):
+        lines += [f"  - name: {dname}", "    nodes: 3", f"    ports: {ports(k, client, route, False)}"]
     if fixed_credentials:
         lines += [
             "credentials:",

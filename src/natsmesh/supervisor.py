@@ -183,13 +183,21 @@ class Supervisor:
         cmd = [self.binary, "-c", config_name(np.node)]
         if self.echo is None:
             np.proc = subprocess.Popen(
-                cmd, cwd=np.cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cmd,
+                cwd=np.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 preexec_fn=self._preexec,
             )
             log.close()
         else:
             np.proc = subprocess.Popen(
-                cmd, cwd=np.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                cmd,
+                cwd=np.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 preexec_fn=self._preexec,
             )
             t = threading.Thread(target=self._pump, args=(np.node.name, np.proc.stdout, log), daemon=True)

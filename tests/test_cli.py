@@ -1,0 +1,125 @@
+"""The CLI without servers: help everywhere, docs in step, clear errors that change nothing."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from conftest import run_cli
+from natsmesh.cli import cli
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for name, cmd in group.commands.items():
+        out.append((*prefix, name))
+        if isinstance(cmd, click.Group):
+            out += _commands(cmd, (*prefix, name))
+    return out
+
+
+ALL_COMMANDS = _commands(cli)
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=[" ".join(p) for p in ALL_COMMANDS])
+def test_every_command_has_help_and_is_documented(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    cmd: click.Command = cli
+    for part in path:
+        assert isinstance(cmd, click.Group)
+        cmd = cmd.commands[part]
+    assert cmd.help, f"`natsmesh {' '.join(path)}` has no help text"
+    assert f"natsmesh {' '.join(path)}" in README, f"`natsmesh {' '.join(path)}` is missing from README.md"
+
+
+def test_bad_spec_exits_nonzero_without_traceback(tmp_path: Path) -> None:
+    spec = tmp_path / "mesh.yaml"
+    spec.write_text("domains:\n  - name: bad.name\n")
+    for args in (["validate"], ["render", "--out", str(tmp_path / "out")], ["up", "--detach"], ["info"]):
+        res = run_cli(*args, "-f", str(spec), cwd=tmp_path)
+        assert res.returncode == 1, (args, res.stdout, res.stderr)
+        assert "Traceback" not in res.stderr
+        assert f"invalid mesh spec {spec}" in res.stderr
+        assert "domains[0].name (line 2)" in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mesh.yaml"]  # nothing written
+
+
+def test_init_writes_a_valid_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(cli, ["init", "--domains", "100", "--nodes", "3", "--name", "big"])
+    assert res.exit_code == 0, res.output
+    assert "303 servers" in res.output
+    res = runner.invoke(cli, ["validate", "--json"])  # picks up ./mesh.yaml
+    doc = json.loads(res.output)
+    assert doc["mesh"] == "big" and len(doc["clusters"]) == 101
+    again = runner.invoke(cli, ["init"])
+    assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_render_writes_the_seed_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(cli, ["render", "--out", "out", "--json"])
+    assert res.exit_code == 0, res.output
+    files = json.loads(res.output)["files"]
+    assert len(files) == 18 + 6
+    assert Path("out/leaf-cluster-e/Procfile").read_text().count("\n") == 3
+
+
+def test_info_json_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(cli, ["info", "--json", "--nats-contexts", "ctx"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["system"]["url"].startswith("nats://admin:") and doc["system"]["url"].endswith("@127.0.0.1:4222")
+    assert list(doc["domains"]) == ["hub", *(f"leaf-domain-{x}" for x in "abcde")]
+    a = doc["domains"]["leaf-domain-a"]
+    assert a["url"].startswith("nats://app:") and a["url"].endswith("@127.0.0.1:4111")
+    assert [u.rsplit(":", 1)[1] for u in a["servers"]] == ["4111", "4112", "4113"]
+    secrets = Path(".natsmesh/seed/secrets.json")
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
+    assert stat.S_IMODE(secrets.parent.stat().st_mode) == 0o700
+    stored = json.loads(secrets.read_text())
+    assert stored["system_password"] in doc["system"]["url"]
+    assert stored["system_password"] != "password"
+    ctx = json.loads(Path("ctx/seed-leaf-domain-b.json").read_text())
+    assert ctx["jetstream_domain"] == "leaf-domain-b"
+
+
+def test_secrets_are_stable_across_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    first = json.loads(runner.invoke(cli, ["info", "--json"]).stdout)
+    second = json.loads(runner.invoke(cli, ["info", "--json"]).stdout)
+    assert first["system"]["url"] == second["system"]["url"]
+
+
+@pytest.mark.parametrize("args", [["down"], ["status"], ["report", "jetstream"]])
+def test_commands_on_a_mesh_that_is_not_running(tmp_path: Path, args: list[str]) -> None:
+    res = run_cli(*args, cwd=tmp_path)
+    assert res.returncode == 1, res
+    assert "Traceback" not in res.stderr
+    assert "not running" in res.stderr or "never been started" in res.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+def test_too_old_binary_refused_before_anything_is_written(tmp_path: Path) -> None:
+    fake = tmp_path / "old-nats-server"
+    fake.write_text("#!/bin/sh\necho 'nats-server: v2.9.15'\n")
+    fake.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    res = run_cli("up", "--detach", cwd=work, env={"NATSMESH_SERVER": str(fake)})
+    assert res.returncode == 1
+    assert "too old" in res.stderr and "Traceback" not in res.stderr
+    assert list(work.iterdir()) == []

@@ -1,0 +1,287 @@
+"""Integration: real nats-server meshes on free ports, brought up, observed, broken and brought back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import ExternalStream, StreamConfig, StreamSource
+
+from conftest import MeshRunner, run_cli, servers_under, small_mesh_text
+from natsmesh import lifecycle
+from natsmesh.credentials import load_credentials
+from natsmesh.errors import AlreadyRunningError, NotReadyError, PreflightError
+from natsmesh.info import mesh_info
+from natsmesh.observe import collect, collect_sync
+from natsmesh.readiness import wait_ready
+from natsmesh.reports import build_jetstream, build_leafnodes, build_servers
+from natsmesh.spec import Mesh
+from natsmesh.supervisor import read_state
+
+pytestmark = pytest.mark.integration
+SEED_DOMAINS = ["hub", *(f"leaf-domain-{x}" for x in "abcde")]
+
+
+def _spec_file(mesh: Mesh, tmp: Path) -> Path:
+    """A spec file for the CLI that describes MESH."""
+    import yaml
+
+    path = tmp / "mesh.yaml"
+    path.write_text(yaml.safe_dump(mesh.spec.model_dump(exclude_none=True), sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The seed topology
+
+
+def test_seed_topology_reports(seed_mesh: Mesh) -> None:
+    creds = load_credentials(seed_mesh, create=False)
+    replies = collect_sync(seed_mesh, creds, ["JSZ", "STATSZ", "LEAFZ"])
+    js = build_jetstream(seed_mesh, replies["JSZ"])
+    assert js["missing"] == []
+    assert len(js["servers"]) == 18
+    assert {s["cluster"] for s in js["servers"]} == set(SEED_DOMAINS)
+    assert {s["domain"] for s in js["servers"]} == set(SEED_DOMAINS)
+    assert [g["domain"] for g in js["meta_groups"]] == SEED_DOMAINS
+    for g in js["meta_groups"]:
+        assert g["leader"] in [p["name"] for p in g["peers"]], g
+        assert all(p["online"] for p in g["peers"]), g
+    assert sum(s["meta_leader"] for s in js["servers"]) == 6
+
+    servers = build_servers(seed_mesh, replies["STATSZ"])
+    assert [c["nodes"] for c in servers["clusters"]] == [3] * 6
+    assert all(s["routes"] == 2 for s in servers["servers"])
+    assert all(s["version"] for s in servers["servers"])
+
+    leaf = build_leafnodes(seed_mesh, replies["LEAFZ"])
+    assert len(leaf["links"]) == 30  # 15 leaf nodes x 2 accounts, as the seed's hub showed
+    assert leaf["missing_links"] == []
+    assert {(x["domain"], x["account"]) for x in leaf["links"]} == {
+        (d, a) for d in SEED_DOMAINS[1:] for a in ("SYS", "APP")
+    }
+
+
+def test_report_cli_json(seed_mesh: Mesh, tmp_path: Path) -> None:
+    spec = _spec_file(seed_mesh, tmp_path)
+    for name in ("jetstream", "servers", "leafnodes"):
+        res = run_cli("report", name, "-f", str(spec), "--json")
+        assert res.returncode == 0, res.stderr
+        doc = json.loads(res.stdout)
+        assert len(doc["servers"]) == 18
+        assert {"name", "cluster", "domain"} <= doc["servers"][0].keys()
+    res = run_cli("report", "jetstream", "-f", str(spec))
+    assert res.returncode == 0
+    assert "JetStream Summary" in res.stdout and "18 servers" in res.stdout
+    assert res.stdout.count("RAFT Meta Group Information") == 6
+
+
+def test_report_names_servers_that_do_not_answer(seed_mesh: Mesh) -> None:
+    # Expecting one server more than runs: the report waits boundedly and names it.
+    expected = {n.name for n in seed_mesh.nodes()} | {"ghost-0"}
+    creds = load_credentials(seed_mesh, create=False)
+    start = time.monotonic()
+    replies = collect_sync(seed_mesh, creds, ["JSZ"], timeout=1.0, expected=expected)["JSZ"]
+    assert replies.missing == ["ghost-0"]
+    assert 1.0 <= time.monotonic() - start < 3.0
+    fast = collect_sync(seed_mesh, creds, ["JSZ"], timeout=5.0)["JSZ"]
+    assert fast.missing == [] and fast.seconds < 1.0  # returns as soon as all answered
+
+
+async def test_cross_domain_mirror_with_plain_nats_py(seed_mesh: Mesh) -> None:
+    info = mesh_info(seed_mesh, load_credentials(seed_mesh, create=False))
+    a = await nats.connect(info["domains"]["leaf-domain-a"]["url"])
+    b = await nats.connect(info["domains"]["leaf-domain-b"]["url"])
+    try:
+        ja, jb = a.jetstream(), b.jetstream()
+        await ja.add_stream(StreamConfig(name="ORDERS", subjects=["a.orders.>"], num_replicas=3))
+        acks = await asyncio.gather(*(ja.publish(f"a.orders.{i % 7}", f"order-{i}".encode()) for i in range(500)))
+        assert [x.seq for x in acks] == list(range(1, 501))
+        await jb.add_stream(
+            StreamConfig(
+                name="ORDERS_FROM_A",
+                mirror=StreamSource(name="ORDERS", external=ExternalStream(api="$JS.leaf-domain-a.API")),
+            )
+        )
+        deadline = time.monotonic() + 20
+        while (await jb.stream_info("ORDERS_FROM_A")).state.messages < 500:
+            assert time.monotonic() < deadline, "mirror did not catch up"
+            await asyncio.sleep(0.1)
+        for seq in (1, 250, 500):
+            orig = await ja.get_msg("ORDERS", seq)
+            copy = await jb.get_msg("ORDERS_FROM_A", seq)
+            assert (copy.subject, copy.data) == (orig.subject, orig.data)
+        # Another domain sees B's mirror and A's stream through the hub by JetStream domain.
+        hub_js = b.jetstream(domain="leaf-domain-a")
+        assert (await hub_js.stream_info("ORDERS")).state.messages == 500
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_kill_9_leaf_node_is_restarted(seed_mesh: Mesh) -> None:
+    state = read_state(seed_mesh)
+    assert state is not None
+    victim = "leaf-domain-c-1"
+    old_pid = state["nodes"][victim]["pid"]
+    os.kill(old_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while True:
+        info = (read_state(seed_mesh) or {})["nodes"][victim]
+        if info["restarts"] >= 1 and info["state"] == "running" and info["pid"] != old_pid:
+            break
+        assert time.monotonic() < deadline, info
+        time.sleep(0.05)
+    wait_ready(seed_mesh, timeout=30)
+    st = lifecycle.status(seed_mesh)
+    assert st.ready
+    assert {n.name: n.restarts for n in st.nodes}[victim] >= 1
+    assert any(victim in e and "restarted" in e for e in st.events)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Other shapes, restarts, and refusals
+
+
+async def test_one_hub_node_two_single_node_domains(runner: MeshRunner, tmp_path: Path) -> None:
+    mesh = runner.up(runner.load(small_mesh_text(tmp_path / "d", domains=2, nodes=1, hub_nodes=1)))
+    replies = await collect(mesh, load_credentials(mesh, create=False), ["JSZ", "LEAFZ"])
+    js = build_jetstream(mesh, replies["JSZ"])
+    assert [s["name"] for s in js["servers"]] == ["hub-server-0", "leaf-domain-a-0", "leaf-domain-b-0"]
+    assert [g["leader"] for g in js["meta_groups"]] == ["hub-server-0", "leaf-domain-a-0", "leaf-domain-b-0"]
+    assert len(build_leafnodes(mesh, replies["LEAFZ"])["links"]) == 4
+    info = mesh_info(mesh, load_credentials(mesh, create=False))
+    a = await nats.connect(info["domains"]["leaf-domain-a"]["url"])
+    b = await nats.connect(info["domains"]["leaf-domain-b"]["url"])
+    try:
+        await a.jetstream().add_stream(StreamConfig(name="S", subjects=["s.>"]))
+        for i in range(10):
+            await a.jetstream().publish("s.x", str(i).encode())
+        await b.jetstream().add_stream(
+            StreamConfig(name="M", mirror=StreamSource(name="S", external=ExternalStream(api="$JS.leaf-domain-a.API")))
+        )
+        deadline = time.monotonic() + 20
+        while (await b.jetstream().stream_info("M")).state.messages < 10:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _publish_and_count(url: str, create: bool, count: int) -> int:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        if create:
+            await js.add_stream(StreamConfig(name="KEEP", subjects=["keep.>"], num_replicas=3))
+            for i in range(count):
+                await js.publish("keep.x", f"m{i}".encode())
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                return (await js.stream_info("KEEP")).state.messages
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
+
+
+def test_down_then_up_keeps_messages(runner: MeshRunner, tmp_path: Path) -> None:
+    mesh = runner.up(runner.load(small_mesh_text(tmp_path / "d", domains=1, nodes=3, hub_nodes=1)))
+    url = mesh_info(mesh, load_credentials(mesh, create=False))["domains"]["leaf-domain-a"]["url"]
+    assert asyncio.run(_publish_and_count(url, True, 250)) == 250
+    lifecycle.down(mesh)
+    assert servers_under(tmp_path) == []
+    runner.up(mesh)
+    assert asyncio.run(_publish_and_count(url, False, 0)) == 250
+
+
+def test_up_twice_is_refused_and_leaves_the_first_alone(runner: MeshRunner, tmp_path: Path) -> None:
+    mesh = runner.up(runner.load(small_mesh_text(tmp_path / "d")))
+    pids = sorted(servers_under(tmp_path))
+    with pytest.raises(AlreadyRunningError, match="already up"):
+        lifecycle.up_detached(mesh)
+    spec = _spec_file(mesh, tmp_path)
+    res = run_cli("up", "--detach", "-f", str(spec))
+    assert res.returncode == 1 and "already up" in res.stderr and "Traceback" not in res.stderr
+    assert sorted(servers_under(tmp_path)) == pids
+    assert lifecycle.status(mesh).ready
+
+
+def test_port_in_use_is_refused_before_anything_starts(runner: MeshRunner, tmp_path: Path) -> None:
+    mesh = runner.load(small_mesh_text(tmp_path / "d"))
+    taken = mesh.domains[1].nodes[0].client_port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", taken))
+        s.listen()
+        with pytest.raises(PreflightError, match=rf"leaf-domain-b-0 client port 127.0.0.1:{taken} is already in use"):
+            lifecycle.up_detached(mesh)
+        res = run_cli("up", "--detach", "-f", str(_spec_file(mesh, tmp_path)))
+        assert res.returncode == 1 and "already in use" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "d").exists()
+    assert servers_under(tmp_path) == []
+
+
+def test_supervisor_gives_up_on_a_node_that_keeps_dying(runner: MeshRunner, tmp_path: Path) -> None:
+    mesh = runner.up(runner.load(small_mesh_text(tmp_path / "d")))
+    node = mesh.domains[0].nodes[0]
+    conf = mesh.data_dir / mesh.domains[0].folder / f"{node.name}.conf"
+    conf.write_text("this is not a config {")
+    os.kill(read_state(mesh)["nodes"][node.name]["pid"], signal.SIGKILL)  # type: ignore[index]
+    deadline = time.monotonic() + 20
+    while (info := read_state(mesh)["nodes"][node.name])["state"] != "failed":  # type: ignore[index]
+        assert time.monotonic() < deadline, info
+        time.sleep(0.1)
+    assert "gave up after 5 restarts" in info["reason"]
+    st = lifecycle.status(mesh)
+    assert not st.ready
+    res = run_cli("status", "-f", str(_spec_file(mesh, tmp_path)))
+    assert res.returncode == 1 and "failed" in res.stdout
+
+
+def test_readiness_times_out_with_named_problems(runner: MeshRunner, tmp_path: Path) -> None:
+    mesh = runner.load(small_mesh_text(tmp_path / "d"))
+    with pytest.raises(NotReadyError, match="not answering its health check"):
+        wait_ready(mesh, timeout=0.3)
+
+
+def test_foreground_up_prefixes_lines_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    runner = MeshRunner(tmp_path)
+    mesh = runner.load(small_mesh_text(tmp_path / "d"))
+    spec = _spec_file(mesh, tmp_path)
+    exe = Path(sys.executable).parent / "natsmesh"
+    proc = subprocess.Popen(
+        [str(exe), "up", "-f", str(spec)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        for line in proc.stdout:
+            lines.append(line)
+            if "ready: 3 nodes" in line:
+                break
+            assert time.monotonic() < deadline
+        assert any(line.startswith("leaf-domain-a-0 | ") and "Server is ready" in line for line in lines)
+        assert len(servers_under(tmp_path)) == 3
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, rest
+    assert "stopped 3 nodes" in rest
+    assert servers_under(tmp_path) == []

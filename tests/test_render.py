@@ -1,0 +1,110 @@
+"""Rendering: the seed's names, clusters, domains and port plan; what every config carries; pure output."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from natsmesh import binary
+from natsmesh.credentials import Credentials
+from natsmesh.render import render_mesh, write_files
+from natsmesh.spec import default_mesh, init_spec_text, parse_spec
+
+CREDS = Credentials("admin", "s3cret-sys", "app", "s3cret/app")
+SEED_FOLDERS = ["hub-cluster", *(f"leaf-cluster-{x}" for x in "abcde")]
+
+
+def _field(conf: str, key: str) -> str:
+    m = re.search(rf"^\s*{key}: (.+)$", conf, re.M)
+    assert m, f"{key} not in config"
+    return m.group(1).strip().strip('"')
+
+
+def test_seed_layout_names_and_ports() -> None:
+    files = render_mesh(default_mesh(), CREDS)
+    assert sorted({p.split("/")[0] for p in files}) == SEED_FOLDERS
+    assert len([p for p in files if p.endswith(".conf")]) == 18
+    hub = files["hub-cluster/hub-server-0.conf"]
+    assert _field(hub, "server_name") == "hub-server-0"
+    assert _field(hub, "listen") == "127.0.0.1:4222"
+    assert _field(hub, "domain") == "hub"
+    assert 'listen: "127.0.0.1:7422"' in hub  # leafnode listener
+    assert 'listen: "127.0.0.1:6222"' in hub  # route listener
+    expected = {"a": (4111, 6322), "b": (4211, 6422), "c": (4311, 6522), "d": (4511, 6622), "e": (4611, 6722)}
+    for x, (client, route) in expected.items():
+        for i in range(3):
+            conf = files[f"leaf-cluster-{x}/leaf-domain-{x}-{i}.conf"]
+            assert _field(conf, "server_name") == f"leaf-domain-{x}-{i}"
+            assert _field(conf, "listen") == f"127.0.0.1:{client + i}"
+            assert _field(conf, "domain") == f"leaf-domain-{x}"
+            assert _field(conf, "name") == f"leaf-domain-{x}"  # cluster name
+            assert f'listen: "127.0.0.1:{route + i}"' in conf
+            routes = re.findall(r"nats-route://127\.0\.0\.1:(\d+)", conf)
+            assert sorted(map(int, routes)) == [route, route + 1, route + 2]
+
+
+def test_leaf_configs_reach_every_hub_node_in_both_accounts() -> None:
+    mesh = default_mesh()
+    files = render_mesh(mesh, CREDS)
+    conf = files["leaf-cluster-c/leaf-domain-c-1.conf"]
+    remotes = re.findall(r"\{ urls: \[(.*?)\], account: (\w+) \}", conf)
+    assert [acct for _, acct in remotes] == ["SYS", "APP"]
+    for urls, acct in remotes:
+        ports = sorted(int(p) for p in re.findall(r"@127\.0\.0\.1:(\d+)", urls))
+        assert ports == [7422, 7423, 7424], acct
+    assert "nats-leaf://admin:s3cret-sys@" in conf
+    assert "nats-leaf://app:s3cret%2Fapp@" in conf  # URL-escaped password
+    assert "extension_hint: no_extend" in conf
+    assert "extension_hint" not in files["hub-cluster/hub-server-1.conf"]
+
+
+def test_every_config_bounds_jetstream_and_has_monitoring_and_short_reconnect() -> None:
+    text = init_spec_text(domains=3, nodes=3) + "jetstream: {max_memory: 32MiB, max_file: 2GiB}\n"
+    mesh = parse_spec(text)
+    files = render_mesh(mesh, CREDS)
+    for node in mesh.nodes():
+        cluster = mesh.cluster_of(node.name)
+        conf = files[f"{cluster.folder}/{node.name}.conf"]
+        assert _field(conf, "max_memory_store") == str(32 * 1024**2)
+        assert _field(conf, "max_file_store") == str(2 * 1024**3)
+        assert _field(conf, "http") == f"127.0.0.1:{node.http_port}"
+        assert _field(conf, "store_dir") == f"data/{node.name}"
+        assert _field(conf, "reconnect") == "250ms"
+
+
+def test_procfiles_run_each_node_from_its_folder() -> None:
+    files = render_mesh(default_mesh(), CREDS, server_command="/opt/nats-server")
+    assert files["leaf-cluster-a/Procfile"] == "".join(
+        f"leaf-domain-a-{i}: /opt/nats-server -c leaf-domain-a-{i}.conf\n" for i in range(3)
+    )
+    assert files["hub-cluster/Procfile"].startswith("hub-server-0: /opt/nats-server -c hub-server-0.conf\n")
+
+
+def test_render_is_pure_and_deterministic() -> None:
+    assert render_mesh(default_mesh(), CREDS) == render_mesh(default_mesh(), CREDS)
+
+
+def test_single_node_clusters_have_no_cluster_block() -> None:
+    mesh = parse_spec(init_spec_text(domains=2, nodes=1, hub_nodes=1))
+    files = render_mesh(mesh, CREDS)
+    assert all("cluster {" not in text for path, text in files.items() if path.endswith(".conf"))
+
+
+def test_rendered_configs_pass_nats_server_config_check(tmp_path: Path) -> None:
+    """The real binary's `-t` (test config) accepts every rendered file."""
+    server = binary.resolve()
+    mesh = parse_spec(init_spec_text(domains=2, nodes=3))
+    write_files(render_mesh(mesh, CREDS), tmp_path)
+    for conf in sorted(tmp_path.glob("*/*.conf")):
+        out = subprocess.run(
+            [server.path, "-t", "-c", conf.name], cwd=conf.parent, capture_output=True, text=True, timeout=10
+        )
+        assert out.returncode == 0, f"{conf}: {out.stdout}{out.stderr}"
+
+
+def test_written_configs_are_owner_readable_only(tmp_path: Path) -> None:
+    paths = write_files(render_mesh(default_mesh(), CREDS), tmp_path)
+    for p in paths:
+        mode = p.stat().st_mode & 0o777
+        assert mode == (0o600 if p.suffix == ".conf" else 0o644), p
