@@ -13,7 +13,7 @@ import pytest
 
 from natsmesh import lifecycle
 from natsmesh.ports import free_port_base
-from natsmesh.spec import Mesh, block_size, init_spec_text, parse_spec, seed_spec_text
+from natsmesh.spec import CACHE_ENV, Mesh, block_size, init_spec_text, parse_spec, seed_spec_text
 from natsmesh.supervisor import RestartPolicy, lock_is_held
 
 
@@ -28,6 +28,18 @@ def small_mesh_text(data_dir: Path, *, domains: int = 2, nodes: int = 1, hub_nod
     base = free_port_base(block * (domains + 1))
     text = init_spec_text(name=name, domains=domains, nodes=nodes, hub_nodes=hub_nodes, base=base)
     return text + f"data_dir: {data_dir}\n"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_spec_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Validated-spec cache in a temporary dir, for this run and the CLI processes it starts."""
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("spec-cache"))
+    yield
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old
 
 
 FAST_RESTART = RestartPolicy(initial=0.1, maximum=1.0, limit=5, window=60.0)

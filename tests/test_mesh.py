@@ -36,7 +36,7 @@ def _spec_file(mesh: Mesh, tmp: Path) -> Path:
     import yaml
 
     path = tmp / "mesh.yaml"
-    path.write_text(yaml.safe_dump(mesh.spec.model_dump(exclude_none=True), sort_keys=False))
+    path.write_text(yaml.safe_dump(mesh.document, sort_keys=False))
     return path
 
 

@@ -6,6 +6,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from natsmesh import binary
 from natsmesh.credentials import Credentials
 from natsmesh.render import render_mesh, write_files
@@ -41,7 +43,7 @@ def test_seed_layout_names_and_ports() -> None:
             assert _field(conf, "name") == f"leaf-domain-{x}"  # cluster name
             assert f'listen: "127.0.0.1:{route + i}"' in conf
             routes = re.findall(r"nats-route://127\.0\.0\.1:(\d+)", conf)
-            assert sorted(map(int, routes)) == [route, route + 1, route + 2]
+            assert sorted(map(int, routes)) == [p for p in (route, route + 1, route + 2) if p != route + i]
 
 
 def test_leaf_configs_reach_every_hub_node_in_both_accounts() -> None:
@@ -71,6 +73,18 @@ def test_every_config_bounds_jetstream_and_has_monitoring_and_short_reconnect() 
         assert _field(conf, "http") == f"127.0.0.1:{node.http_port}"
         assert _field(conf, "store_dir") == f"data/{node.name}"
         assert _field(conf, "reconnect") == "250ms"
+
+
+@pytest.mark.parametrize(("nodes", "listed"), [(2, 1), (3, 2), (4, 4), (5, 4), (6, 6), (7, 6)])
+def test_routes_leave_self_out_only_where_the_bootstrap_quorum_stays_a_majority(nodes: int, listed: int) -> None:
+    mesh = parse_spec(init_spec_text(domains=1, nodes=nodes))
+    files = render_mesh(mesh, CREDS)
+    for node in mesh.domains[0].nodes:
+        conf = files[f"{mesh.domains[0].folder}/{node.name}.conf"]
+        routes = re.findall(r"nats-route://127\.0\.0\.1:(\d+)", conf)
+        assert len(routes) == listed
+        bootstrap = max(2, listed)
+        assert bootstrap // 2 + 1 > nodes / 2  # the first election's quorum is a majority of the real cluster
 
 
 def test_procfiles_run_each_node_from_its_folder() -> None:

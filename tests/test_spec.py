@@ -32,7 +32,7 @@ def test_default_is_the_seed_topology() -> None:
         if not cluster.is_hub:
             assert [n.name for n in cluster.nodes] == [f"{cluster.name}-{i}" for i in range(3)]
     assert len(mesh.nodes()) == 18
-    assert mesh.spec.credentials.system is None  # no fixed password in the default
+    assert mesh.fixed_system is None and mesh.fixed_data is None  # no fixed password in the default
 
 
 def test_default_used_without_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,8 +45,7 @@ def test_default_used_without_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_seed_example_matches_the_seed() -> None:
     path = Path(__file__).parent.parent / "examples" / "seed.yaml"
     mesh = load_spec(path)
-    assert mesh.spec.credentials.system is not None
-    assert (mesh.spec.credentials.system.user, mesh.spec.credentials.system.password) == ("admin", "password")
+    assert mesh.fixed_system == ("admin", "password")
     assert [(c.name, c.nodes[0].client_port, c.nodes[0].cluster_port) for c in mesh.clusters] == [
         (name, *ports) for name, ports in SEED_PORTS.items()
     ]
@@ -167,3 +166,39 @@ def test_single_node_clusters_have_no_route_port() -> None:
     mesh = parse_spec(init_spec_text(domains=2, nodes=1, hub_nodes=1))
     assert all(n.cluster_port is None for n in mesh.nodes())
     assert mesh.hub.nodes[0].leafnode_port is not None
+
+
+def test_cached_spec_loads_without_pydantic(tmp_path: Path) -> None:
+    """A spec validated once is served from the cache by content: same mesh, and pydantic never loads."""
+    import subprocess
+    import sys
+
+    spec = tmp_path / "mesh.yaml"
+    spec.write_text(init_spec_text(name="cached", domains=2))
+    first = load_spec(spec)
+    code = (
+        "import sys; from natsmesh.spec import load_spec; m = load_spec(sys.argv[1]); "
+        "print(len(m.nodes()), m.name, m.data_dir, 'pydantic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["9", "cached", str(first.data_dir), "False"]
+    assert load_spec(spec) == first
+
+
+def test_cache_never_serves_a_stale_or_broken_entry(tmp_path: Path) -> None:
+    from natsmesh.spec import cache_dir
+
+    spec = tmp_path / "mesh.yaml"
+    spec.write_text(init_spec_text(name="one", domains=1))
+    assert load_spec(spec).name == "one"
+    spec.write_text(init_spec_text(name="two", domains=1))
+    assert load_spec(spec).name == "two"
+    spec.write_text("domains:\n  - name: bad.name\n")
+    with pytest.raises(SpecError):
+        load_spec(spec)
+    entries = list(cache_dir().glob("*.json"))
+    assert entries and all((p.stat().st_mode & 0o777) == 0o600 for p in entries)
+    for p in entries:
+        p.write_text("{not json")
+    spec.write_text(init_spec_text(name="one", domains=1))
+    assert load_spec(spec).name == "one"  # a corrupt entry is ignored and replaced

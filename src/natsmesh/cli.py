@@ -236,9 +236,12 @@ def up(spec_path: str | None, detach: bool, timeout: float, as_json: bool) -> No
 
     mesh = _load(spec_path)
     if detach:
-        progress, update = _progress_printer(len(mesh.nodes()))
-        with progress:
-            res = lifecycle.up_detached(mesh, timeout=timeout, on_progress=update)
+        if sys.stderr.isatty():
+            progress, update = _progress_printer(len(mesh.nodes()))
+            with progress:
+                res = lifecycle.up_detached(mesh, timeout=timeout, on_progress=update)
+        else:  # no bar in logs and pipes
+            res = lifecycle.up_detached(mesh, timeout=timeout)
         if as_json:
             _print_json(
                 {

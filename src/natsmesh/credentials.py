@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +34,8 @@ class Credentials:
 
 
 def _generate() -> dict[str, str]:
+    import secrets
+
     return {
         "system_user": "admin",
         "system_password": secrets.token_urlsafe(24),
@@ -60,7 +61,7 @@ def load_credentials(mesh: Mesh, *, create: bool = True) -> Credentials:
     stored: dict[str, str] = {}
     if path.is_file():
         stored = json.loads(path.read_text())
-    elif not (mesh.spec.credentials.system and mesh.spec.credentials.data):
+    elif not (mesh.fixed_system and mesh.fixed_data):
         if not create:
             raise NotRunningError(
                 f"mesh {mesh.name!r} has no credentials yet in {mesh.data_dir}: it has never been started"
@@ -71,12 +72,11 @@ def load_credentials(mesh: Mesh, *, create: bool = True) -> Credentials:
                 write_private(path, json.dumps(stored, indent=2) + "\n")
             except OSError as exc:
                 raise PreflightError(f"cannot write secrets to {path}: {exc.strerror}") from None
-    fixed = mesh.spec.credentials
     values = dict(stored)
-    if fixed.system:
-        values["system_user"], values["system_password"] = fixed.system.user, fixed.system.password
-    if fixed.data:
-        values["data_user"], values["data_password"] = fixed.data.user, fixed.data.password
+    if mesh.fixed_system:
+        values["system_user"], values["system_password"] = mesh.fixed_system
+    if mesh.fixed_data:
+        values["data_user"], values["data_password"] = mesh.fixed_data
     return Credentials(**{k: values[k] for k in asdict(_EMPTY)})
 
 

@@ -44,7 +44,7 @@ def preflight(mesh: Mesh) -> binmod.ServerBinary:
             f"mesh {mesh.name!r} is already up (supervisor pid {pid}, data dir {mesh.data_dir}); "
             "use `natsmesh status`, or `natsmesh down` first"
         )
-    server = binmod.resolve(mesh.spec.server)
+    server = binmod.resolve(mesh.server)
     if not _writable(mesh.data_dir):
         raise PreflightError(f"data dir {mesh.data_dir} is not writable; set `data_dir` in the spec")
     problems = []

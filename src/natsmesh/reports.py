@@ -61,6 +61,14 @@ def human_seconds(s: float | None) -> str:
     return (f"{days}d" if days else "") + (f"{hours}h" if hours or days else "") + f"{minutes}m{sec}s"
 
 
+def _table(title: str, columns: str, left: int) -> Table:
+    """A report table; COLUMNS separated by `|`, the first LEFT of them left-aligned, the rest numbers."""
+    t = Table(box=box.SIMPLE_HEAD, title=title)
+    for i, col in enumerate(columns.split("|")):
+        t.add_column(col, justify="left" if i < left else "right")
+    return t
+
+
 def _order(mesh: Mesh) -> dict[str, int]:
     return {n.name: i for i, n in enumerate(mesh.nodes())}
 
@@ -174,21 +182,11 @@ def build_jetstream(mesh: Mesh, jsz: Replies) -> dict[str, Any]:
 
 
 def tables_jetstream(rep: dict[str, Any]) -> list[Table]:
-    t = Table(box=box.SIMPLE_HEAD, title="JetStream Summary")
-    for col in (
-        "Server",
-        "Cluster",
-        "Domain",
-        "Streams",
-        "Consumers",
-        "Messages",
-        "Bytes",
-        "Memory",
-        "File",
-        "API Req",
-        "API Err",
-    ):
-        t.add_column(col, justify="left" if col in ("Server", "Cluster", "Domain") else "right")
+    t = _table(
+        "JetStream Summary",
+        "Server|Cluster|Domain|Streams|Consumers|Messages|Bytes|Memory|File|API Req|API Err",
+        left=3,
+    )
     for s in rep["servers"]:
         t.add_row(
             s["name"] + ("*" if s["meta_leader"] else ""),
@@ -220,9 +218,7 @@ def tables_jetstream(rep: dict[str, Any]) -> list[Table]:
     )
     out = [t]
     for g in rep["meta_groups"]:
-        mt = Table(box=box.SIMPLE_HEAD, title=f"RAFT Meta Group Information: domain {g['domain']}")
-        for col in ("Name", "ID", "Leader", "Current", "Online", "Active", "Lag"):
-            mt.add_column(col)
+        mt = _table(f"RAFT Meta Group Information: domain {g['domain']}", "Name|ID|Leader|Current|Online|Active|Lag", 7)
         for p in g["peers"]:
             mt.add_row(
                 p["name"],
@@ -296,25 +292,9 @@ def build_servers(mesh: Mesh, statsz: Replies) -> dict[str, Any]:
 
 
 def tables_servers(rep: dict[str, Any]) -> list[Table]:
-    t = Table(box=box.SIMPLE_HEAD, title="Server Overview")
-    for col in (
-        "Name",
-        "Cluster",
-        "Host",
-        "Version",
-        "JS",
-        "Conns",
-        "Subs",
-        "Routes",
-        "GWs",
-        "Mem",
-        "CPU %",
-        "Cores",
-        "Slow",
-        "Uptime",
-        "RTT",
-    ):
-        t.add_column(col, justify="left" if col in ("Name", "Cluster", "Host", "Version", "JS") else "right")
+    t = _table(
+        "Server Overview", "Name|Cluster|Host|Version|JS|Conns|Subs|Routes|GWs|Mem|CPU %|Cores|Slow|Uptime|RTT", left=5
+    )
     for s in rep["servers"]:
         t.add_row(
             s["name"],
@@ -352,9 +332,7 @@ def tables_servers(rep: dict[str, Any]) -> list[Table]:
         "",
         "",
     )
-    c = Table(box=box.SIMPLE_HEAD, title="Cluster Overview")
-    for col in ("Cluster", "Node Count", "Outgoing Gateways", "Incoming Gateways", "Connections"):
-        c.add_column(col, justify="left" if col == "Cluster" else "right")
+    c = _table("Cluster Overview", "Cluster|Node Count|Outgoing Gateways|Incoming Gateways|Connections", left=1)
     for row in rep["clusters"]:
         c.add_row(
             row["cluster"],
@@ -422,20 +400,9 @@ def build_leafnodes(mesh: Mesh, leafz: Replies) -> dict[str, Any]:
 
 
 def tables_leafnodes(rep: dict[str, Any]) -> list[Table]:
-    t = Table(box=box.SIMPLE_HEAD, title="Leafnode Links")
-    for col in (
-        "Domain",
-        "Leaf Server",
-        "Account",
-        "Hub Server",
-        "RTT",
-        "Msgs In",
-        "Msgs Out",
-        "Bytes In",
-        "Bytes Out",
-        "Subs",
-    ):
-        t.add_column(col, justify="left" if col in ("Domain", "Leaf Server", "Account", "Hub Server") else "right")
+    t = _table(
+        "Leafnode Links", "Domain|Leaf Server|Account|Hub Server|RTT|Msgs In|Msgs Out|Bytes In|Bytes Out|Subs", left=4
+    )
     for x in rep["links"]:
         t.add_row(
             x["domain"],

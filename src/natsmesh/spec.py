@@ -1,172 +1,30 @@
-"""The mesh as typed, validated data: the spec file, its defaults, and the resolved topology.
+"""The mesh as typed data: the resolved topology every other module takes, and how a spec file becomes one.
 
-`load_spec` reads YAML, validates it with pydantic and with the cross-field rules (unique names, port
-collisions), and reports every problem with the file, the path into the document, its line and what was
-expected. `Mesh` is the resolved model every other module takes: clusters with concrete node names and ports.
+`load_spec` reads a YAML spec; `schema` validates it (pydantic, with messages that name the file, the path into
+the document, its line and what was expected) and `resolve_clusters` gives every node its name and ports. The
+result is plain frozen dataclasses. Validated specs are cached by content hash, so commands that only act on
+a mesh start without loading pydantic at all.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from dataclasses import dataclass, field
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import TYPE_CHECKING, Any
 
 from natsmesh.errors import SpecError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-NAME_RULE = "letters, digits, '-' and '_' only (no spaces, dots, '*' or '>'), starting with a letter or digit"
-SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+if TYPE_CHECKING:
+    from natsmesh.schema import ClusterSpec, MeshSpec
+
 EPHEMERAL_LOW = 32768
 SPEC_FILENAME = "mesh.yaml"
 HUB_FOLDER_SUFFIX = "-cluster"
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes from `64MiB`, `1GB`, `512K` or a plain integer (binary units either way, as nats-server does)."""
-    if isinstance(text, int):
-        return text
-    m = SIZE_RE.match(text)
-    if not m:
-        raise ValueError(f"expected a size such as 64MiB or 1GiB, got {text!r}")
-    unit = (m.group(2) or "B").upper()[0]
-    scale = {"B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}[unit]
-    return int(m.group(1)) * scale
-
-
-def check_name(value: str, what: str = "name") -> str:
-    if not NAME_RE.match(value):
-        raise ValueError(f"invalid {what} {value!r}: use {NAME_RULE}")
-    return value
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-Port = Annotated[int, Field(ge=1, le=65535)]
-
-
-class PortsSpec(_Strict):
-    """Base ports of one cluster; node i listens on base + i."""
-
-    client: Port
-    cluster: Port | None = None
-    http: Port | None = None
-    leafnode: Port | None = None
-
-
-class PortPlanSpec(_Strict):
-    """Where clusters without explicit `ports` get theirs: cluster k (hub = 0) starts at base + k * block."""
-
-    base: Port = 20000
-    block: Annotated[int, Field(ge=4, le=1000)] | None = None
-
-
-class ClusterSpec(_Strict):
-    name: str
-    nodes: Annotated[int, Field(ge=1, le=15)] = 3
-    server_prefix: str | None = None
-    folder: str | None = None
-    ports: PortsSpec | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return check_name(v, "cluster/domain name")
-
-    @field_validator("server_prefix")
-    @classmethod
-    def _prefix(cls, v: str | None) -> str | None:
-        return None if v is None else check_name(v, "server prefix")
-
-    @field_validator("folder")
-    @classmethod
-    def _folder(cls, v: str | None) -> str | None:
-        return None if v is None else check_name(v, "folder name")
-
-
-class HubSpec(ClusterSpec):
-    name: str = "hub"
-
-
-class UserSpec(_Strict):
-    user: str
-    password: Annotated[str, Field(min_length=1)]
-
-    @field_validator("user")
-    @classmethod
-    def _user(cls, v: str) -> str:
-        return check_name(v, "user name")
-
-
-class CredentialsSpec(_Strict):
-    """Fixed credentials. Anything left out is generated per mesh and stored owner-readable only."""
-
-    system: UserSpec | None = None
-    data: UserSpec | None = None
-
-
-class JetStreamSpec(_Strict):
-    max_memory: str | int = "64MiB"
-    max_file: str | int = "1GiB"
-
-    @field_validator("max_memory", "max_file")
-    @classmethod
-    def _size(cls, v: str | int) -> str | int:
-        if parse_size(v) <= 0:
-            raise ValueError("expected a positive size")
-        return v
-
-
-class LeafnodeSpec(_Strict):
-    reconnect: str = "250ms"
-
-    @field_validator("reconnect")
-    @classmethod
-    def _dur(cls, v: str) -> str:
-        if not re.match(r"^\d+(ms|s)$", v):
-            raise ValueError(f"expected a duration such as 250ms or 1s, got {v!r}")
-        return v
-
-
-class MeshSpec(_Strict):
-    """The document as written: everything optional has the seed's or a safe default."""
-
-    name: str = "natsmesh"
-    server: str | None = None
-    host: str = "127.0.0.1"
-    data_dir: str | None = None
-    ports: PortPlanSpec = PortPlanSpec()
-    hub: HubSpec = HubSpec()
-    domains: list[ClusterSpec] = []
-    credentials: CredentialsSpec = CredentialsSpec()
-    jetstream: JetStreamSpec = JetStreamSpec()
-    leafnodes: LeafnodeSpec = LeafnodeSpec()
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return check_name(v, "mesh name")
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, v: str) -> str:
-        try:
-            ipaddress.ip_address(v)
-        except ValueError:
-            if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", v):
-                raise ValueError(f"expected an IP address or host name, got {v!r}") from None
-        return v
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The resolved model
+CACHE_ENV = "NATSMESH_CACHE_DIR"
 
 
 @dataclass(frozen=True)
@@ -208,45 +66,61 @@ class Cluster:
 class Mesh:
     """The resolved mesh: what render, run and observe take."""
 
-    spec: MeshSpec
+    name: str
+    host: str
+    hub: Cluster
+    domains: tuple[Cluster, ...]
     source: str
     base_dir: Path
-    warnings: tuple[str, ...] = field(default=())
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def host(self) -> str:
-        return self.spec.host
+    data_dir_setting: str | None = None
+    server: str | None = None
+    max_memory: int = 64 * 1024**2
+    max_file: int = 1024**3
+    leafnode_reconnect: str = "250ms"
+    fixed_system: tuple[str, str] | None = None
+    fixed_data: tuple[str, str] | None = None
+    warnings: tuple[str, ...] = ()
+    document: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def data_dir(self) -> Path:
-        raw = self.spec.data_dir or f".natsmesh/{self.spec.name}"
+        raw = self.data_dir_setting or f".natsmesh/{self.name}"
         p = Path(raw).expanduser()
         return p if p.is_absolute() else (self.base_dir / p).resolve()
 
-    @cached_property
+    @property
     def clusters(self) -> tuple[Cluster, ...]:
-        return _resolve_clusters(self.spec)
-
-    @property
-    def hub(self) -> Cluster:
-        return self.clusters[0]
-
-    @property
-    def domains(self) -> tuple[Cluster, ...]:
-        return self.clusters[1:]
+        return (self.hub, *self.domains)
 
     def nodes(self) -> list[Node]:
         return [n for c in self.clusters for n in c.nodes]
 
+    @cached_property
+    def _cluster_by_node(self) -> dict[str, Cluster]:
+        return {n.name: c for c in self.clusters for n in c.nodes}
+
     def cluster_of(self, node: str) -> Cluster:
-        for c in self.clusters:
-            if any(n.name == node for n in c.nodes):
-                return c
-        raise KeyError(node)
+        return self._cluster_by_node[node]
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything but where it was read from: the validated-spec cache's entry."""
+        out = asdict(self)
+        out.pop("source")
+        out.pop("base_dir")
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str, base_dir: Path) -> Mesh:
+        def cluster(c: dict[str, Any]) -> Cluster:
+            return Cluster(c["name"], c["folder"], c["is_hub"], tuple(Node(**n) for n in c["nodes"]))
+
+        d = dict(data)
+        d["hub"] = cluster(d["hub"])
+        d["domains"] = tuple(cluster(c) for c in d["domains"])
+        d["warnings"] = tuple(d["warnings"])
+        for key in ("fixed_system", "fixed_data"):
+            d[key] = tuple(d[key]) if d[key] else None
+        return cls(source=source, base_dir=base_dir, **d)
 
 
 def block_size(nodes: int) -> int:
@@ -261,7 +135,8 @@ def default_folder(name: str, is_hub: bool) -> str:
     return name + HUB_FOLDER_SUFFIX if is_hub else name
 
 
-def _resolve_clusters(spec: MeshSpec) -> tuple[Cluster, ...]:
+def resolve_clusters(spec: MeshSpec) -> tuple[Cluster, ...]:
+    """Concrete node names and ports for every cluster of a validated document (hub first)."""
     specs: list[tuple[ClusterSpec, bool]] = [(spec.hub, True), *((d, False) for d in spec.domains)]
     block = spec.ports.block or max(block_size(c.nodes) for c, _ in specs)
     out = []
@@ -297,177 +172,85 @@ def _resolve_clusters(spec: MeshSpec) -> tuple[Cluster, ...]:
     return tuple(out)
 
 
+def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str]) -> Mesh:
+    from natsmesh.schema import parse_size
+
+    clusters = resolve_clusters(spec)
+    creds = spec.credentials
+    return Mesh(
+        name=spec.name,
+        host=spec.host,
+        hub=clusters[0],
+        domains=clusters[1:],
+        source=source,
+        base_dir=base_dir,
+        data_dir_setting=spec.data_dir,
+        server=spec.server,
+        max_memory=parse_size(spec.jetstream.max_memory),
+        max_file=parse_size(spec.jetstream.max_file),
+        leafnode_reconnect=spec.leafnodes.reconnect,
+        fixed_system=(creds.system.user, creds.system.password) if creds.system else None,
+        fixed_data=(creds.data.user, creds.data.password) if creds.data else None,
+        warnings=tuple(warnings),
+        document=spec.model_dump(mode="json", exclude_none=True),
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Loading and validation
+# Loading, with a cache of validated specs
 
 
-def _line_map(text: str) -> dict[tuple[Any, ...], int]:
-    """Path into the document -> 1-based line, from the YAML node tree."""
-    lines: dict[tuple[Any, ...], int] = {}
+def cache_dir() -> Path:
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "natsmesh" / "specs"
 
-    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
-        lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = (*path, k.value)
-                lines[key] = k.start_mark.line + 1
-                walk(v, key)
-                lines[key] = k.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                walk(v, (*path, i))
 
+def _cache_key(text: str) -> str:
+    # The code that validates is part of the key, so a new natsmesh never trusts an old verdict.
+    h = hashlib.sha256()
+    for module in ("schema.py", "spec.py"):
+        h.update(Path(__file__).with_name(module).read_bytes())
+    h.update(text.encode())
+    return h.hexdigest()
+
+
+def _cache_read(text: str, source: str, base_dir: Path) -> Mesh | None:
     try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return lines
-    if root is not None:
-        walk(root, ())
-    return lines
+        data = json.loads((cache_dir() / f"{_cache_key(text)}.json").read_text())
+        return Mesh.from_json(data, source, base_dir)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
-def format_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _where(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str:
-    probe = tuple(loc)
-    while probe and probe not in lines:
-        probe = probe[:-1]
-    line = lines.get(probe)
-    return f"{format_path(loc)}" + (f" (line {line})" if line else "")
-
-
-def _pydantic_problems(err: ValidationError, lines: dict[tuple[Any, ...], int]) -> list[str]:
-    out = []
-    for e in err.errors():
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
-        kind = e["type"]
-        if kind == "extra_forbidden":
-            parent = loc[:-1]
-            allowed = _allowed_keys(parent)
-            msg = f"unknown key {loc[-1]!r}" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
-        elif kind == "missing":
-            msg = "required key is missing"
-        else:
-            msg = str(e["msg"]).removeprefix("Value error, ")
-            if "input" in e and kind not in ("value_error",) and not isinstance(e["input"], (dict, list)):
-                msg += f" (got {e['input']!r})"
-        out.append(f"{_where(loc, lines)}: {msg}")
-    return out
-
-
-def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = MeshSpec
-    for part in parent:
-        if isinstance(part, int):
-            continue
-        f = model.model_fields.get(str(part))
-        if f is None:
-            return []
-        ann = f.annotation
-        found: type[BaseModel] | None = None
-        for cand in (ann, *getattr(ann, "__args__", ())):
-            for inner in (cand, *getattr(cand, "__args__", ())):
-                if isinstance(inner, type) and issubclass(inner, BaseModel):
-                    found = inner
-        if found is None:
-            return []
-        model = found
-    return list(model.model_fields)
-
-
-def _cross_checks(spec: MeshSpec, lines: dict[tuple[Any, ...], int]) -> tuple[list[str], list[str]]:
-    """Rules across fields: unique names, hub/domain ports, collisions. Returns (problems, warnings)."""
-    problems: list[str] = []
-    warnings: list[str] = []
-    cspecs: list[tuple[tuple[Any, ...], ClusterSpec, bool]] = [(("hub",), spec.hub, True)]
-    cspecs += [(("domains", i), d, False) for i, d in enumerate(spec.domains)]
-
-    seen: dict[str, tuple[Any, ...]] = {}
-    for loc, c, _ in cspecs:
-        if c.name in seen:
-            problems.append(
-                f"{_where((*loc, 'name'), lines)}: duplicate cluster/domain name {c.name!r} "
-                f"(also at {format_path((*seen[c.name], 'name'))}); every domain needs a unique name"
-            )
-        seen.setdefault(c.name, loc)
-        if c.nodes == 2:
-            warnings.append(
-                f"{_where((*loc, 'nodes'), lines)}: a 2-node cluster tolerates no failure "
-                "(JetStream needs a majority); use 1 or 3"
-            )
-        if not is_hub_loc(loc) and c.ports is not None and c.ports.leafnode is not None:
-            problems.append(
-                f"{_where((*loc, 'ports', 'leafnode'), lines)}: only the hub listens for leafnodes; remove it"
-            )
-
+def _cache_write(text: str, mesh: Mesh) -> None:
     try:
-        clusters = _resolve_clusters(spec)
-    except Exception as exc:  # resolution depends on fields validated above
-        return [*problems, f"(top level): cannot resolve topology: {exc}"], warnings
-
-    servers: dict[str, str] = {}
-    folders: dict[str, str] = {}
-    ports: dict[int, str] = {}
-    for (loc, _, _), cl in zip(cspecs, clusters, strict=True):
-        if cl.folder in folders:
-            problems.append(
-                f"{_where((*loc, 'folder'), lines)}: folder {cl.folder!r} is also used by "
-                f"{folders[cl.folder]}; set a unique `folder`"
-            )
-        folders.setdefault(cl.folder, cl.name)
-        for n in cl.nodes:
-            if n.name in servers:
-                problems.append(
-                    f"{_where((*loc, 'server_prefix'), lines)}: server name {n.name!r} is also used in "
-                    f"{servers[n.name]}; server names must be unique across the mesh"
-                )
-            servers.setdefault(n.name, cl.name)
-            for kind, port in n.ports().items():
-                owner = f"{n.name} {kind}"
-                if port > 65535:
-                    problems.append(
-                        f"{_where((*loc, 'ports'), lines)}: {owner} port {port} is above 65535; choose lower base ports"
-                    )
-                elif port in ports:
-                    problems.append(
-                        f"{_where((*loc, 'ports'), lines)}: port {port} ({owner}) collides with "
-                        f"{ports[port]}; every listener needs its own port"
-                    )
-                ports.setdefault(port, owner)
-    return problems, warnings
+        d = cache_dir()
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = d / f"{_cache_key(text)}.json"
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold fixed passwords
+        with os.fdopen(fd, "w") as f:
+            json.dump(mesh.to_json(), f)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
 
 
-def is_hub_loc(loc: tuple[Any, ...]) -> bool:
-    return loc == ("hub",)
-
-
-def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None) -> Mesh:
+def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None, *, cache: bool = True) -> Mesh:
     """Validate a YAML document into a `Mesh`; raise `SpecError` listing every problem."""
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(source, [f"not valid YAML at {where}: {problem}"]) from None
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        raise SpecError(source, [f"(top level): expected a mapping of keys, got {type(doc).__name__}"])
-    lines = _line_map(text)
-    try:
-        spec = MeshSpec.model_validate(doc)
-    except ValidationError as exc:
-        raise SpecError(source, _pydantic_problems(exc, lines)) from None
-    problems, warnings = _cross_checks(spec, lines)
-    if problems:
-        raise SpecError(source, problems)
-    return Mesh(spec=spec, source=source, base_dir=base_dir or Path.cwd(), warnings=tuple(warnings))
+    base = base_dir or Path.cwd()
+    if cache and (hit := _cache_read(text, source, base)) is not None:
+        return hit
+    from natsmesh.schema import validate
+
+    spec, warnings = validate(text, source)
+    mesh = _from_spec(spec, source, base, warnings)
+    if cache:
+        _cache_write(text, mesh)
+    return mesh
 
 
 def load_spec(path: str | Path | None = None) -> Mesh:
