@@ -19,7 +19,7 @@ from nats.js.api import ExternalStream, StreamConfig, StreamSource
 from conftest import MeshRunner, run_cli, servers_under, small_mesh_text
 from natsmesh import lifecycle
 from natsmesh.credentials import load_credentials
-from natsmesh.errors import AlreadyRunningError, NotReadyError, PreflightError
+from natsmesh.errors import AlreadyRunningError, NotReadyError, NotRunningError, PreflightError
 from natsmesh.info import mesh_info
 from natsmesh.observe import collect, collect_sync
 from natsmesh.readiness import wait_ready
@@ -285,3 +285,18 @@ def test_foreground_up_prefixes_lines_and_stops_on_ctrl_c(tmp_path: Path) -> Non
     assert proc.returncode == 0, rest
     assert "stopped 3 nodes" in rest
     assert servers_under(tmp_path) == []
+
+
+def test_nodes_do_not_outlive_a_killed_supervisor(runner: MeshRunner, tmp_path: Path) -> None:
+    mesh = runner.up(runner.load(small_mesh_text(tmp_path / "d")))
+    state = read_state(mesh)
+    assert state is not None and len(servers_under(tmp_path)) == 3
+    os.kill(state["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while servers_under(tmp_path):
+        assert time.monotonic() < deadline, "nodes outlived their supervisor"
+        time.sleep(0.05)
+    with pytest.raises(NotRunningError):
+        lifecycle.status(mesh)
+    runner.up(mesh)  # and the mesh comes up again on the same data
+    assert lifecycle.status(mesh).ready

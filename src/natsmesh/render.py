@@ -11,7 +11,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from natsmesh.credentials import DATA_ACCOUNT, SYSTEM_ACCOUNT, Credentials
-from natsmesh.spec import Cluster, Mesh, Node
+from natsmesh.spec import Mesh
+from natsmesh.topology import Cluster, Node
 
 DEFAULT_SERVER_COMMAND = "nats-server"
 

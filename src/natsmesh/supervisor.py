@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +27,8 @@ from typing import IO, Any
 
 from natsmesh.errors import AlreadyRunningError, NotRunningError
 from natsmesh.render import config_name
-from natsmesh.spec import Mesh, Node
+from natsmesh.spec import Mesh
+from natsmesh.topology import Node
 
 RUN_DIR = "run"
 LOG_DIR = "logs"
@@ -71,16 +72,24 @@ def log_path(mesh: Mesh, node: str) -> Path:
     return mesh.data_dir / LOG_DIR / f"{node}.log"
 
 
-def _pdeathsig() -> Callable[[], None] | None:
+def parent_death_guard() -> tuple[list[str], Callable[[], None] | None]:
+    """How nodes learn that the supervisor died: a command prefix, or a pre-exec hook, or neither.
+
+    Linux delivers SIGTERM to a child whose parent dies if the child asked for it (PR_SET_PDEATHSIG). util-linux
+    `setpriv --pdeathsig` asks for it and then execs nats-server, keeping the fast spawn path; a Python
+    pre-exec hook does the same but makes each spawn several times slower while other nodes boot.
+    """
     if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    prctl = libc.prctl
+        return [], None
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, "--pdeathsig", "TERM", "--"], None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # libc is already loaded; find_library would run ldconfig
 
     def setup() -> None:
         prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
-    return setup
+    return [], setup
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,7 +173,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.events: deque[str] = deque(maxlen=100)
         self.started = time.time()
-        self._preexec = _pdeathsig()
+        self._prefix, self._preexec = parent_death_guard()
         self._readers: list[threading.Thread] = []
         self.procs = {
             n.name: NodeProcess(
@@ -180,7 +189,7 @@ class Supervisor:
     def _spawn(self, np: NodeProcess) -> None:
         np.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(np.log_path, "ab")  # noqa: SIM115 - handed to the child / the reader thread
-        cmd = [self.binary, "-c", config_name(np.node)]
+        cmd = [*self._prefix, self.binary, "-c", config_name(np.node)]
         if self.echo is None:
             np.proc = subprocess.Popen(
                 cmd,
