@@ -344,7 +344,8 @@ class Supervisor:
 def start_detached(
     mesh: Mesh, binary: str, *, owner_pid: int | None = None, policy: RestartPolicy | None = None
 ) -> int:
-    """Fork a supervisor that outlives this process; return its pid once it has started every node."""
+    """Fork a supervisor that outlives this process; return its pid as soon as it runs (it then starts the
+    nodes, so the caller's readiness poll overlaps their start)."""
     lock_fd = acquire_lock(mesh)
     read_end, write_end = os.pipe()
     sys.stdout.flush()
@@ -366,9 +367,9 @@ def start_detached(
             signal.signal(signal.SIGTERM, sup.request_stop)
             signal.signal(signal.SIGINT, sup.request_stop)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            sup.start_all()
-            os.write(write_end, f"{os.getpid()}\n".encode())
+            os.write(write_end, f"{os.getpid()}\n".encode())  # the caller polls while nodes start
             os.close(write_end)
+            sup.start_all()
             sup.run()
         except BaseException as exc:
             print(f"supervisor failed: {exc!r}", flush=True)
