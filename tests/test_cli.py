@@ -113,13 +113,15 @@ def test_commands_on_a_mesh_that_is_not_running(tmp_path: Path, args: list[str])
     assert list(tmp_path.iterdir()) == []  # nothing created
 
 
-def test_too_old_binary_refused_before_anything_is_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("kind", "expected"), [("old", "too old"), ("missing", "nats-server not found")])
+def test_bad_binary_refused_before_anything_is_written(tmp_path: Path, kind: str, expected: str) -> None:
     fake = tmp_path / "old-nats-server"
-    fake.write_text("#!/bin/sh\necho 'nats-server: v2.9.15'\n")
-    fake.chmod(0o755)
+    if kind == "old":
+        fake.write_text("#!/bin/sh\necho 'nats-server: v2.9.15'\n")
+        fake.chmod(0o755)
     work = tmp_path / "work"
     work.mkdir()
     res = run_cli("up", "--detach", cwd=work, env={"NATSMESH_SERVER": str(fake)})
     assert res.returncode == 1
-    assert "too old" in res.stderr and "Traceback" not in res.stderr
+    assert expected in res.stderr and "Traceback" not in res.stderr
     assert list(work.iterdir()) == []

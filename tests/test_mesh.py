@@ -79,6 +79,10 @@ def test_report_cli_json(seed_mesh: Mesh, tmp_path: Path) -> None:
         doc = json.loads(res.stdout)
         assert len(doc["servers"]) == 18
         assert {"name", "cluster", "domain"} <= doc["servers"][0].keys()
+        if name == "jetstream":
+            assert [g["domain"] for g in doc["meta_groups"]] == SEED_DOMAINS
+            assert all(g["leader"] for g in doc["meta_groups"])
+            assert doc["missing"] == []
     res = run_cli("report", "jetstream", "-f", str(spec))
     assert res.returncode == 0
     assert "JetStream Summary" in res.stdout and "18 servers" in res.stdout
