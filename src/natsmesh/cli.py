@@ -389,6 +389,215 @@ _report_command("servers", "Server Overview (one row per server) and Cluster Ove
 _report_command("leafnodes", "Every leaf link: domain, account, hub server, RTT, messages and bytes in/out.")
 
 
+@report.command(name="lag")
+@spec_option
+@json_option
+@click.option("--max-lag", type=click.IntRange(0), default=None, help="Exit 1 if any lag exceeds N messages.")
+@click.option("--max-inactive", type=float, default=None, help="Exit 1 if any link was idle longer (seconds).")
+def report_lag(spec_path: str | None, as_json: bool, max_lag: int | None, max_inactive: float | None) -> None:
+    """Every mirror and source: upstream and local last sequence, lag, last active, error."""
+    from natsmesh.client import MeshClient, run
+    from natsmesh.lag import measure, violations
+    from natsmesh.reports import tables_lag
+
+    mesh = _load(spec_path)
+
+    async def go() -> list[Any]:
+        async with MeshClient(mesh, name="natsmesh-lag") as mc:
+            return await measure(mesh, mc)
+
+    rows = run(go())
+    bad = violations(rows, max_lag, max_inactive)
+    if as_json:
+        _print_json({"report": "lag", "rows": [r.to_json() for r in rows], "violations": bad, "ok": not bad})
+    else:
+        for t in tables_lag(rows):
+            _console().print(t)
+        for line in bad:
+            click.secho(f"  {line}", fg="red", err=True)
+    if bad and (max_lag is not None or max_inactive is not None):
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data products
+
+
+@cli.command()
+@spec_option
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--prune", is_flag=True, help="Delete natsmesh streams (and their data) the spec no longer names.")
+@json_option
+def apply(spec_path: str | None, dry_run: bool, prune: bool, as_json: bool) -> None:
+    """Make the running mesh's products, mirrors, sources and catalog match the spec.
+
+    Prints the plan (create / update / unchanged / would delete) and applies it. A second apply reports no
+    changes. Streams no longer in the spec are kept unless --prune; changes JetStream cannot make in place are
+    refused, and then nothing is applied.
+    """
+    from natsmesh.client import run
+    from natsmesh.reconcile import PlanRefusedError, reconcile
+    from natsmesh.reports import tables_plan
+
+    mesh = _load(spec_path)
+    try:
+        result = run(reconcile(mesh, dry_run=dry_run, prune=prune))
+    except PlanRefusedError:
+        result = run(reconcile(mesh, dry_run=True, prune=prune))
+        _show_plan(result, as_json, tables_plan)
+        raise
+    _show_plan(result, as_json, tables_plan)
+
+
+def _show_plan(result: Any, as_json: bool, tables_plan: Any) -> None:
+    if as_json:
+        _print_json(result.to_json())
+        return
+    _console().print(tables_plan(result))
+    summary = ", ".join(f"{n} {a}" for a, n in result.summary().items() if n)
+    verb = "applied" if result.applied else "planned (nothing changed)"
+    click.echo(f"{verb}: {summary or 'nothing to do'}")
+
+
+@cli.group()
+def catalog() -> None:
+    """The data product catalog (a KV bucket in the hub, written by `apply`)."""
+
+
+def _read_catalog(mesh: Any) -> dict[str, Any]:
+    from natsmesh.catalog import read_catalog
+    from natsmesh.client import MeshClient, run
+
+    async def go() -> dict[str, Any]:
+        async with MeshClient(mesh, name="natsmesh-catalog") as mc:
+            return await read_catalog(await mc.jetstream(mesh.hub.name))
+
+    result: dict[str, Any] = run(go())
+    return result
+
+
+@catalog.command(name="list")
+@spec_option
+@json_option
+def catalog_list(spec_path: str | None, as_json: bool) -> None:
+    """Every product in the catalog: owner, subjects, where it is consumed."""
+    mesh = _load(spec_path)
+    entries = _read_catalog(mesh)
+    if as_json:
+        _print_json({"products": list(entries.values())})
+        return
+    from natsmesh.reports import tables_catalog
+
+    _console().print(tables_catalog(list(entries.values())))
+
+
+@catalog.command(name="show")
+@click.argument("ref")
+@spec_option
+@json_option
+def catalog_show(ref: str, spec_path: str | None, as_json: bool) -> None:
+    """One product's descriptor, REF being DOMAIN/PRODUCT."""
+    from natsmesh.catalog import catalog_key
+    from natsmesh.client import UnknownProductError
+
+    mesh = _load(spec_path)
+    entry = _read_catalog(mesh).get(catalog_key(ref))
+    if entry is None:
+        raise UnknownProductError(f"{ref!r} is not in the catalog of mesh {mesh.name!r} (run `natsmesh apply`?)")
+    if as_json:
+        _print_json(entry)
+        return
+    for key, value in entry.items():
+        click.echo(f"{key:>14}: {json.dumps(value) if isinstance(value, (list, dict)) else value}")
+
+
+@cli.command()
+@spec_option
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text", show_default=True)
+def lineage(spec_path: str | None, fmt: str) -> None:
+    """The graph of products and who consumes them, as text, Mermaid or Graphviz DOT."""
+    from natsmesh.catalog import lineage as render_lineage
+
+    click.echo(render_lineage(_load(spec_path), fmt), nl=False)
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("payload", required=False)
+@spec_option
+@click.option("--subject", default=None, help="Subject to publish on (default: the product's first literal one).")
+@click.option("--max-inflight", type=click.IntRange(1), default=1000, show_default=True)
+@json_option
+def pub(
+    ref: str, payload: str | None, spec_path: str | None, subject: str | None, max_inflight: int, as_json: bool
+) -> None:
+    """Publish PAYLOAD (or each line of stdin) into product REF (DOMAIN/PRODUCT), waiting for every ack."""
+    from natsmesh.client import MeshClient, run
+
+    mesh = _load(spec_path)
+    lines = [payload] if payload is not None else [ln.rstrip("\n") for ln in sys.stdin]
+
+    async def go() -> tuple[int, int]:
+        async with MeshClient(mesh, name="natsmesh-pub") as mc:
+            if len(lines) == 1:
+                ack = await mc.publish(ref, lines[0].encode(), subject=subject)
+                return 1, ack.seq
+            async with mc.publisher(ref, subject=subject, max_inflight=max_inflight) as p:
+                for line in lines:
+                    await p.publish(line.encode())
+            js = await mc.jetstream(mesh.product(ref).domain)
+            return p.acked, (await js.stream_info(mesh.product(ref).name)).state.last_seq
+
+    count, last = run(go())
+    if as_json:
+        _print_json({"product": ref, "published": count, "last_seq": last})
+    else:
+        click.echo(f"published {count} message(s) to {ref}; stream last sequence {last}")
+
+
+@cli.command()
+@click.argument("ref")
+@spec_option
+@click.option(
+    "-n",
+    "--last",
+    "last",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    help="Start this many messages before the end.",
+)
+@click.option("-F", "--follow", is_flag=True, help="Keep printing new messages until Ctrl-C.")
+@json_option
+def tail(ref: str, spec_path: str | None, last: int, follow: bool, as_json: bool) -> None:
+    """Print the last messages of stream REF (DOMAIN/STREAM: a product, mirror or source)."""
+    from natsmesh.client import MeshClient, run, split_ref
+
+    mesh = _load(spec_path)
+    domain, stream = split_ref(ref)
+
+    async def go() -> None:
+        async with MeshClient(mesh, name="natsmesh-tail") as mc:
+            js = await mc.jetstream(domain)
+            state = (await js.stream_info(stream)).state
+            if state.messages == 0 and not follow:
+                return
+            start = max(state.first_seq, state.last_seq - last + 1) if last else state.last_seq + 1
+            async for msg in mc.consume(ref, start_seq=start, idle_timeout=None if follow else 1.0):
+                meta = msg.metadata
+                seq = meta.sequence.stream if meta else 0
+                if as_json:
+                    click.echo(
+                        json.dumps({"seq": seq, "subject": msg.subject, "data": msg.data.decode(errors="replace")})
+                    )
+                else:
+                    click.echo(f"{seq:>8} {msg.subject} {msg.data.decode(errors='replace')}")
+                if not follow and seq >= state.last_seq:
+                    return
+
+    run(go())
+
+
 @cli.command()
 @spec_option
 @json_option

@@ -432,6 +432,60 @@ def tables_leafnodes(rep: dict[str, Any]) -> list[Table]:
     return [t]
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# apply, lag, catalog
+
+ACTION_STYLE = {
+    "create": "green",
+    "update": "yellow",
+    "delete": "red",
+    "would-delete": "magenta",
+    "refused": "bold red",
+}
+
+
+def tables_plan(plan: Any) -> Table:
+    """The plan of `natsmesh apply`: one row per stream or catalog entry."""
+    t = _table(f"Plan for mesh {plan.mesh}", "Action|Domain|Kind|Name|Detail", 5)
+    for c in plan.changes:
+        style = ACTION_STYLE.get(c.action, "")
+        t.add_row(f"[{style}]{c.action}[/]" if style else c.action, c.domain, c.kind, c.name, c.detail)
+    return t
+
+
+def tables_lag(rows: list[Any]) -> list[Table]:
+    t = _table("Mirror and Source Lag", "Domain|Stream|Mode|Upstream|Upstream Last|Local Last|Lag|Last Active|Error", 4)
+    for r in rows:
+        t.add_row(
+            r.domain,
+            r.stream,
+            r.mode,
+            r.upstream,
+            "-" if r.upstream_last_seq is None else f"{r.upstream_last_seq:,}",
+            "-" if r.local_last_seq is None else f"{r.local_last_seq:,}",
+            "-" if r.lag is None else f"{r.lag:,}",
+            human_seconds(r.active_seconds),
+            r.error or "",
+        )
+    return [t]
+
+
+def tables_catalog(entries: list[dict[str, Any]]) -> Table:
+    t = _table("Data Product Catalog", "Product|Owner|Subjects|Tags|Replicas|Consumed By|Description", 7)
+    for e in entries:
+        consumers = ", ".join(f"{c['domain']}/{c['stream']} ({c['mode']})" for c in e.get("consumed_by") or [])
+        t.add_row(
+            e["ref"],
+            e.get("owner", ""),
+            " ".join(e.get("subjects") or []),
+            ",".join(e.get("tags") or []),
+            str(e.get("replicas", "")),
+            consumers,
+            e.get("description", ""),
+        )
+    return t
+
+
 REPORTS = {
     "jetstream": ("JSZ", build_jetstream, tables_jetstream),
     "servers": ("STATSZ", build_servers, tables_servers),

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from natsmesh.errors import SpecError
+from natsmesh.products import (
+    Consumption,
+    Product,
+    SourceRef,
+    find_cycle,
+    in_namespace,
+    subject_problem,
+    subjects_overlap,
+)
 from natsmesh.topology import resolve_clusters
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -62,12 +71,110 @@ class PortPlanSpec(_Strict):
     block: Annotated[int, Field(ge=4, le=1000)] | None = None
 
 
+DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds from `7d`, `24h`, `30m`, `90s`, `500ms` or a number of seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    m = DURATION_RE.match(text)
+    if not m:
+        raise ValueError(f"expected a duration such as 7d, 24h, 30m or 90s, got {text!r}")
+    return float(m.group(1)) * DURATION_UNITS[m.group(2) or "s"]
+
+
+def check_stream_name(value: str) -> str:
+    if not NAME_RE.match(value) or len(value) > 255:
+        raise ValueError(f"invalid stream name {value!r}: use {NAME_RULE}")
+    return value
+
+
+class LimitsSpec(_Strict):
+    """Retention limits of a product; anything left out is unlimited."""
+
+    max_age: str | int | float | None = None
+    max_bytes: str | int | None = None
+    max_msgs: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("max_age")
+    @classmethod
+    def _age(cls, v: str | int | float | None) -> str | int | float | None:
+        if v is not None and parse_duration(v) <= 0:
+            raise ValueError("expected a positive duration")
+        return v
+
+    @field_validator("max_bytes")
+    @classmethod
+    def _bytes(cls, v: str | int | None) -> str | int | None:
+        if v is not None and parse_size(v) <= 0:
+            raise ValueError("expected a positive size")
+        return v
+
+
+class ProductSpec(_Strict):
+    """A data product: a stream this domain owns, on subjects inside its namespace."""
+
+    name: str
+    subjects: Annotated[list[str], Field(min_length=1)]
+    description: str = ""
+    owner: str = ""
+    tags: list[str] = []
+    limits: LimitsSpec = LimitsSpec()
+    replicas: Annotated[int, Field(ge=1, le=5)] | None = None
+    storage: Literal["file", "memory"] = "file"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_stream_name(v)
+
+
+class SourceRefSpec(_Strict):
+    """One upstream of a source stream: `product: DOMAIN/STREAM`, an optional filter and transform."""
+
+    product: str
+    filter: str | None = None
+    transform: str | None = None
+
+
+class ConsumptionSpec(_Strict):
+    """What a domain takes from another: one product as a mirror (default), or several as sources."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    product: str | None = None
+    products: list[str | SourceRefSpec] | None = None
+    as_: str | None = Field(default=None, alias="as")
+    mode: Literal["mirror", "source"] = "mirror"
+    filter: str | None = None
+    transform: str | None = None
+    subjects: list[str] | None = None
+    description: str = ""
+    replicas: Annotated[int, Field(ge=1, le=5)] | None = None
+    storage: Literal["file", "memory"] = "file"
+
+    @field_validator("as_")
+    @classmethod
+    def _as(cls, v: str | None) -> str | None:
+        return None if v is None else check_stream_name(v)
+
+
 class ClusterSpec(_Strict):
     name: str
     nodes: Annotated[int, Field(ge=1, le=15)] = 3
     server_prefix: str | None = None
     folder: str | None = None
     ports: PortsSpec | None = None
+    namespace: str | None = None
+    products: list[ProductSpec] = []
+    consumes: list[ConsumptionSpec] = []
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str | None) -> str | None:
+        return None if v is None else check_name(v, "namespace (one subject token)")
 
     @field_validator("name")
     @classmethod
@@ -297,6 +404,7 @@ def _cross_checks(spec: MeshSpec, lines: dict[tuple[Any, ...], int]) -> tuple[li
                         f"{ports[port]}; every listener needs its own port"
                     )
                 ports.setdefault(port, owner)
+    problems += _product_checks(spec, lines)
     return problems, warnings
 
 
@@ -326,3 +434,208 @@ def validate(text: str, source: str) -> tuple[MeshSpec, list[str]]:
     if problems:
         raise SpecError(source, problems)
     return spec, warnings
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data products and consumptions
+
+
+def _clusters(spec: MeshSpec) -> list[tuple[tuple[Any, ...], ClusterSpec]]:
+    return [(("hub",), spec.hub), *((("domains", i), d) for i, d in enumerate(spec.domains))]
+
+
+Ref = tuple[str, str | None, str | None, tuple[Any, ...]]
+
+
+def _refs(cons: ConsumptionSpec, cloc: tuple[Any, ...]) -> list[Ref]:
+    """(DOMAIN/STREAM, filter, transform, path) for every upstream a consumption names."""
+    if cons.product is not None:
+        return [(cons.product, cons.filter, cons.transform, (*cloc, "product"))]
+    out: list[Ref] = []
+    for k, item in enumerate(cons.products or []):
+        if isinstance(item, str):
+            out.append((item, None, None, (*cloc, "products", k)))
+        else:
+            out.append((item.product, item.filter, item.transform, (*cloc, "products", k)))
+    return out
+
+
+def _stream_name(cons: ConsumptionSpec, refs: list[Ref]) -> str | None:
+    if cons.as_:
+        return cons.as_
+    if len(refs) == 1 and "/" in refs[0][0]:
+        return refs[0][0].split("/", 1)[1]
+    return None
+
+
+def _product_checks(spec: MeshSpec, lines: dict[tuple[Any, ...], int]) -> list[str]:
+    """Ownership and sharing rules: namespaces, unique stream names, references, no cycles."""
+    problems: list[str] = []
+    clusters = _clusters(spec)
+    owners: dict[str, str] = {}
+    streams: dict[str, dict[str, tuple[Any, ...]]] = {}
+    for loc, c in clusters:
+        ns = c.namespace or c.name
+        if ns in owners:
+            problems.append(
+                f"{_where((*loc, 'namespace'), lines)}: subject namespace {ns!r} is also domain "
+                f"{owners[ns]!r}'s; every domain needs its own (set `namespace`)"
+            )
+        owners.setdefault(ns, c.name)
+        names = streams.setdefault(c.name, {})
+        patterns: list[tuple[str, str]] = []
+        for j, p in enumerate(c.products):
+            ploc = (*loc, "products", j)
+            if p.name in names:
+                problems.append(
+                    f"{_where((*ploc, 'name'), lines)}: two streams named {p.name!r} in domain {c.name!r} "
+                    f"(also at {format_path(names[p.name])}); stream names are unique within a domain"
+                )
+            names.setdefault(p.name, ploc)
+            if p.replicas and p.replicas > c.nodes:
+                problems.append(
+                    f"{_where((*ploc, 'replicas'), lines)}: {p.replicas} replicas, but domain {c.name!r} has "
+                    f"{c.nodes} node(s)"
+                )
+            for k, subj in enumerate(p.subjects):
+                sloc = (*ploc, "subjects", k)
+                if (why := subject_problem(subj)) is not None:
+                    problems.append(f"{_where(sloc, lines)}: invalid subject {subj!r}: {why}")
+                    continue
+                if not in_namespace(subj, ns):
+                    problems.append(
+                        f"{_where(sloc, lines)}: subject {subj!r} is outside domain {c.name!r}'s namespace; "
+                        f"its products' subjects must start with '{ns}.'"
+                    )
+                for other, subj2 in patterns:
+                    if subjects_overlap(subj, subj2):
+                        problems.append(
+                            f"{_where(sloc, lines)}: subject {subj!r} overlaps {subj2!r} of product {other!r}; "
+                            "two products of a domain cannot capture the same messages"
+                        )
+                patterns.append((p.name, subj))
+        for j, cons in enumerate(c.consumes):
+            cloc = (*loc, "consumes", j)
+            if (cons.product is None) == (cons.products is None):
+                problems.append(f"{_where(cloc, lines)}: give either `product: DOMAIN/PRODUCT` or a `products` list")
+                continue
+            refs = _refs(cons, cloc)
+            if cons.mode == "mirror":
+                if len(refs) != 1:
+                    problems.append(
+                        f"{_where(cloc, lines)}: a mirror copies exactly one product; use `mode: source` to "
+                        "gather several"
+                    )
+                if any(f or t for _, f, t, _ in refs):
+                    problems.append(
+                        f"{_where(cloc, lines)}: a mirror is an exact copy, so it takes no filter or transform; "
+                        "use `mode: source`"
+                    )
+                if cons.subjects:
+                    problems.append(
+                        f"{_where((*cloc, 'subjects'), lines)}: a mirror cannot declare subjects (it is a "
+                        "read-only copy of its product); remove `subjects` or use `mode: source`"
+                    )
+            for k, subj in enumerate(cons.subjects or []):
+                if (why := subject_problem(subj)) is not None or not in_namespace(subj, ns):
+                    problems.append(
+                        f"{_where((*cloc, 'subjects', k), lines)}: subject {subj!r} "
+                        + (f"is invalid: {why}" if why else f"is outside the namespace '{ns}.'")
+                    )
+            name = _stream_name(cons, refs)
+            if name is None:
+                problems.append(f"{_where(cloc, lines)}: a stream gathering several products needs a name (`as`)")
+                continue
+            if name in names:
+                problems.append(
+                    f"{_where(cloc, lines)}: two streams named {name!r} in domain {c.name!r} (also at "
+                    f"{format_path(names[name])}); name this one with `as`"
+                )
+            names.setdefault(name, cloc)
+
+    # References, now that every domain's streams are known.
+    edges: dict[str, list[str]] = {}
+    edge_locs: dict[str, tuple[Any, ...]] = {}
+    for loc, c in clusters:
+        for j, cons in enumerate(c.consumes):
+            cloc = (*loc, "consumes", j)
+            if (cons.product is None) == (cons.products is None):
+                continue
+            refs = _refs(cons, cloc)
+            name = _stream_name(cons, refs)
+            for ref, filt, transform, rloc in refs:
+                where = _where(rloc, lines)
+                dom, _, stream = ref.partition("/")
+                if not stream or "/" in stream:
+                    problems.append(f"{where}: expected DOMAIN/PRODUCT, got {ref!r}")
+                    continue
+                if dom == c.name:
+                    problems.append(
+                        f"{where}: domain {c.name!r} cannot consume its own product {ref!r}; it already has it"
+                    )
+                    continue
+                if dom not in streams:
+                    problems.append(
+                        f"{where}: {ref!r} names no domain of this mesh (domains: {', '.join(sorted(streams))})"
+                    )
+                    continue
+                if stream not in streams[dom]:
+                    known = ", ".join(sorted(streams[dom])) or "none"
+                    problems.append(f"{where}: domain {dom!r} has no product {stream!r} (its streams: {known})")
+                    continue
+                for what, value in (("filter", filt), ("transform", transform)):
+                    if value is not None and (why := subject_problem(value)):
+                        problems.append(f"{where}: invalid {what} {value!r}: {why}")
+                if name:
+                    edges.setdefault(f"{c.name}/{name}", []).append(ref)
+                    edge_locs.setdefault(f"{c.name}/{name}", cloc)
+    cycle = find_cycle(edges)
+    if cycle:
+        problems.append(
+            f"{_where(edge_locs[cycle[0]], lines)}: mirrors and sources form a cycle: {' <- '.join(cycle)}; "
+            "data would flow in a circle"
+        )
+    return problems
+
+
+def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consumption, ...]]:
+    """The products and consumptions of a validated document."""
+    products: list[Product] = []
+    consumptions: list[Consumption] = []
+    for _, c in _clusters(spec):
+        default_replicas = min(c.nodes, 3)
+        for p in c.products:
+            products.append(
+                Product(
+                    domain=c.name,
+                    name=p.name,
+                    subjects=tuple(p.subjects),
+                    description=p.description,
+                    owner=p.owner,
+                    tags=tuple(p.tags),
+                    max_age=parse_duration(p.limits.max_age) if p.limits.max_age is not None else 0.0,
+                    max_bytes=parse_size(p.limits.max_bytes) if p.limits.max_bytes is not None else -1,
+                    max_msgs=p.limits.max_msgs or -1,
+                    replicas=p.replicas or default_replicas,
+                    storage=p.storage,
+                )
+            )
+        for cons in c.consumes:
+            refs = _refs(cons, ())
+            sources = tuple(
+                SourceRef(domain=r.split("/", 1)[0], stream=r.split("/", 1)[1], filter=f, transform=t)
+                for r, f, t, _ in refs
+            )
+            consumptions.append(
+                Consumption(
+                    domain=c.name,
+                    stream=_stream_name(cons, refs) or "",
+                    mode=cons.mode,
+                    sources=sources,
+                    replicas=cons.replicas or default_replicas,
+                    storage=cons.storage,
+                    description=cons.description,
+                    subjects=tuple(cons.subjects or ()),
+                )
+            )
+    return tuple(products), tuple(consumptions)

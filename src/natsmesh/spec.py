@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from natsmesh.errors import SpecError
+from natsmesh.products import Consumption, Product, SourceRef, desired_streams
 from natsmesh.topology import Cluster, Node, block_size, resolve_clusters
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class Mesh:
     fixed_system: tuple[str, str] | None = None
     fixed_data: tuple[str, str] | None = None
     warnings: tuple[str, ...] = ()
+    products: tuple[Product, ...] = ()
+    consumptions: tuple[Consumption, ...] = ()
     document: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
@@ -67,6 +70,23 @@ class Mesh:
     def cluster_of(self, node: str) -> Cluster:
         return self._cluster_by_node[node]
 
+    def domain(self, name: str) -> Cluster:
+        for c in self.clusters:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def product(self, ref: str) -> Product:
+        """The product `DOMAIN/NAME`; raises KeyError."""
+        for p in self.products:
+            if p.ref == ref:
+                return p
+        raise KeyError(ref)
+
+    def streams(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """domain -> stream -> the JetStream config natsmesh wants there."""
+        return desired_streams(self.name, self.products, self.consumptions)
+
     def to_json(self) -> dict[str, Any]:
         """Everything but where it was read from: the validated-spec cache's entry."""
         out = asdict(self)
@@ -83,15 +103,31 @@ class Mesh:
         d["hub"] = cluster(d["hub"])
         d["domains"] = tuple(cluster(c) for c in d["domains"])
         d["warnings"] = tuple(d["warnings"])
+        d["products"] = tuple(
+            Product(**(p | {"subjects": tuple(p["subjects"]), "tags": tuple(p["tags"])})) for p in d["products"]
+        )
+        d["consumptions"] = tuple(
+            Consumption(
+                **(
+                    c
+                    | {
+                        "sources": tuple(SourceRef(**x) for x in c["sources"]),
+                        "subjects": tuple(c["subjects"]),
+                    }
+                )
+            )
+            for c in d["consumptions"]
+        )
         for key in ("fixed_system", "fixed_data"):
             d[key] = tuple(d[key]) if d[key] else None
         return cls(source=source, base_dir=base_dir, **d)
 
 
 def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str]) -> Mesh:
-    from natsmesh.schema import parse_size
+    from natsmesh.schema import parse_size, resolve_products
 
     clusters = resolve_clusters(spec)
+    products, consumptions = resolve_products(spec)
     creds = spec.credentials
     return Mesh(
         name=spec.name,
@@ -108,6 +144,8 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         fixed_system=(creds.system.user, creds.system.password) if creds.system else None,
         fixed_data=(creds.data.user, creds.data.password) if creds.data else None,
         warnings=tuple(warnings),
+        products=products,
+        consumptions=consumptions,
         document=spec.model_dump(mode="json", exclude_none=True),
     )
 

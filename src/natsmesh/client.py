@@ -1,0 +1,253 @@
+"""Publishing to and consuming from data products, by name, from a connection to the right domain.
+
+```python
+async with MeshClient(mesh) as mc:
+    await mc.publish("leaf-domain-a/ORDERS", b"{...}", subject="sales.orders.eu.1")
+    async with mc.publisher("leaf-domain-a/ORDERS", max_inflight=1000) as pub:
+        for doc in docs:
+            await pub.publish(doc)            # waits only when MAX_INFLIGHT acks are outstanding
+    # leaving the block waits for every ack and raises PublishError if any failed
+    async for msg in mc.consume("leaf-domain-b/ORDERS", durable="audit"):
+        ...
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+
+from natsmesh.credentials import Credentials, load_credentials
+from natsmesh.errors import NatsmeshError, NotRunningError
+from natsmesh.spec import Mesh
+
+
+class UnknownProductError(NatsmeshError):
+    """A `DOMAIN/NAME` that is neither a product nor a consumption stream of the spec."""
+
+
+class PublishError(NatsmeshError):
+    """One or more publishes were not acknowledged by JetStream."""
+
+    def __init__(self, failures: list[tuple[int, BaseException]], total: int) -> None:
+        self.failures = failures
+        first = failures[0][1]
+        super().__init__(
+            f"{len(failures)} of {total} messages were not acknowledged (first: message {failures[0][0]}: "
+            f"{type(first).__name__}: {first})"
+        )
+
+
+def data_urls(mesh: Mesh, creds: Credentials, domain: str) -> list[str]:
+    """Data-account URLs at every server of DOMAIN's own cluster."""
+    user, pw = quote(creds.data_user, safe=""), quote(creds.data_password, safe="")
+    return [f"nats://{user}:{pw}@{mesh.host}:{n.client_port}" for n in mesh.domain(domain).nodes]
+
+
+async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str = "natsmesh") -> Client:
+    """A data-account connection to DOMAIN's own servers (it fails over among them)."""
+    try:
+        mesh.domain(domain)
+    except KeyError:
+        raise UnknownProductError(f"mesh {mesh.name!r} has no domain {domain!r}") from None
+    try:
+        return await nats.connect(
+            servers=data_urls(mesh, creds, domain),
+            name=f"{name}@{domain}",
+            connect_timeout=2,
+            max_reconnect_attempts=5,
+            reconnect_time_wait=0.2,
+        )
+    except Exception as exc:  # nats-py raises several kinds; all mean "not reachable"
+        why = str(exc) or type(exc).__name__
+        raise NotRunningError(f"cannot reach domain {domain!r} of mesh {mesh.name!r}: {why}") from None
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    domain, sep, stream = ref.partition("/")
+    if not sep or not domain or not stream:
+        raise UnknownProductError(f"expected DOMAIN/PRODUCT, got {ref!r}")
+    return domain, stream
+
+
+class Publisher:
+    """Asynchronous publishing into one product with at most MAX_INFLIGHT unacknowledged messages."""
+
+    def __init__(self, js: JetStreamContext, subject: str, max_inflight: int) -> None:
+        self.js = js
+        self.subject = subject
+        self.slots = asyncio.Semaphore(max_inflight)
+        self.pending: set[asyncio.Future[PubAck]] = set()
+        self.failures: list[tuple[int, BaseException]] = []
+        self.count = 0
+        self.acked = 0
+
+    async def publish(self, data: bytes, subject: str | None = None, headers: dict[str, str] | None = None) -> None:
+        await self.slots.acquire()
+        index = self.count
+        self.count += 1
+        try:
+            fut = await self.js.publish_async(subject or self.subject, data, headers=headers)
+        except Exception as exc:
+            self.slots.release()
+            self.failures.append((index, exc))
+            return
+        self.pending.add(fut)
+
+        def done(f: asyncio.Future[PubAck]) -> None:
+            self.pending.discard(f)
+            self.slots.release()
+            if f.cancelled():
+                self.failures.append((index, asyncio.CancelledError()))
+            elif f.exception() is not None:
+                self.failures.append((index, f.exception()))  # type: ignore[arg-type]
+            else:
+                self.acked += 1
+
+        fut.add_done_callback(done)
+
+    async def flush(self, timeout: float = 30.0) -> None:
+        """Wait for every outstanding ack; raise `PublishError` if any publish failed."""
+        if self.pending:
+            _, not_done = await asyncio.wait(set(self.pending), timeout=timeout)
+            for f in not_done:
+                f.cancel()
+            await asyncio.sleep(0)
+        if self.failures:
+            raise PublishError(sorted(self.failures, key=lambda x: x[0]), self.count)
+
+
+class MeshClient:
+    """Connections to the mesh's domains, opened on demand and closed together."""
+
+    def __init__(self, mesh: Mesh, creds: Credentials | None = None, name: str = "natsmesh") -> None:
+        self.mesh = mesh
+        self.creds = creds or load_credentials(mesh, create=False)
+        self.name = name
+        self._conns: dict[str, Client] = {}
+
+    async def __aenter__(self) -> MeshClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for nc in self._conns.values():
+            with contextlib.suppress(Exception):
+                await nc.close()
+        self._conns.clear()
+
+    async def connection(self, domain: str) -> Client:
+        if domain not in self._conns or self._conns[domain].is_closed:
+            self._conns[domain] = await connect_domain(self.mesh, self.creds, domain, self.name)
+        return self._conns[domain]
+
+    async def jetstream(self, domain: str, **kw: Any) -> JetStreamContext:
+        return (await self.connection(domain)).jetstream(**kw)
+
+    def _product_subject(self, ref: str, subject: str | None) -> tuple[str, str]:
+        try:
+            product = self.mesh.product(ref)
+        except KeyError:
+            raise UnknownProductError(
+                f"{ref!r} is not a product of mesh {self.mesh.name!r} "
+                f"(products: {', '.join(p.ref for p in self.mesh.products) or 'none'})"
+            ) from None
+        if subject is None:
+            literal = [s for s in product.subjects if "*" not in s and ">" not in s]
+            if not literal:
+                raise UnknownProductError(
+                    f"{ref} has only wildcard subjects ({', '.join(product.subjects)}); give a subject to publish on"
+                )
+            subject = literal[0]
+        return product.domain, subject
+
+    async def publish(
+        self, ref: str, data: bytes, subject: str | None = None, headers: dict[str, str] | None = None
+    ) -> PubAck:
+        """Publish one message into product REF from a connection to its owning domain; returns the ack."""
+        domain, subj = self._product_subject(ref, subject)
+        js = await self.jetstream(domain)
+        return await js.publish(subj, data, headers=headers)
+
+    @contextlib.asynccontextmanager
+    async def publisher(
+        self, ref: str, subject: str | None = None, max_inflight: int = 1000
+    ) -> AsyncIterator[Publisher]:
+        """A `Publisher` into product REF; leaving the block waits for every ack and raises on failures."""
+        domain, subj = self._product_subject(ref, subject)
+        js = await self.jetstream(domain, publish_async_max_pending=max_inflight)
+        pub = Publisher(js, subj, max_inflight)
+        yield pub
+        await pub.flush()
+
+    async def consume(
+        self,
+        ref: str,
+        durable: str | None = None,
+        start_seq: int | None = None,
+        batch: int = 256,
+        idle_timeout: float | None = None,
+    ) -> AsyncIterator[Msg]:
+        """Messages of stream REF (a product, or a mirror/source in the domain that consumes one).
+
+        Ordered (ephemeral, in sequence, no acks) without DURABLE; with DURABLE a durable pull consumer whose
+        messages are acknowledged as they are yielded, so a restart resumes after the last one. Stops after
+        IDLE_TIMEOUT seconds without messages if given.
+        """
+        domain, stream = split_ref(ref)
+        if not any(s == stream for s in self.mesh.streams().get(domain, {})):
+            raise UnknownProductError(f"{ref!r} is not a stream of mesh {self.mesh.name!r}")
+        js = await self.jetstream(domain)
+        deliver = DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL
+        if durable is None:
+            sub = await js.subscribe(
+                "",
+                stream=stream,
+                ordered_consumer=True,
+                config=ConsumerConfig(deliver_policy=deliver, opt_start_seq=start_seq),
+                pending_msgs_limit=batch * 64,
+            )
+            try:
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=idle_timeout or 3600 * 24)
+                    except nats.errors.TimeoutError:
+                        if idle_timeout:
+                            return
+                        continue
+                    yield msg
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        else:
+            config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=deliver, opt_start_seq=start_seq)
+            psub = await js.pull_subscribe("", durable=durable, stream=stream, config=config)
+            while True:
+                try:
+                    msgs = await psub.fetch(batch, timeout=idle_timeout or 5.0)
+                except nats.errors.TimeoutError:
+                    if idle_timeout:
+                        return
+                    continue
+                for msg in msgs:
+                    yield msg
+                    await msg.ack()
+
+
+def run(coro: Any) -> Any:
+    """Run CORO to completion from synchronous code (the CLI)."""
+    return asyncio.run(coro)
+
+
+__all__ = ["MeshClient", "PublishError", "Publisher", "UnknownProductError", "connect_domain", "split_ref"]

@@ -1,0 +1,300 @@
+"""Plan and apply: make the running mesh's streams and catalog match the spec, with the fewest changes.
+
+`plan` reads what each domain has and compares it with what the spec wants: create, update, unchanged, or
+(for natsmesh-managed streams the spec no longer names) would-delete, kept unless pruning. Changes JetStream
+cannot make in place are `refused`, and a plan with any refusal applies nothing. Streams natsmesh did not create
+are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+
+from natsmesh.catalog import (
+    delete_entry,
+    descriptors,
+    ensure_bucket,
+    read_catalog,
+    same_content,
+    write_entry,
+)
+from natsmesh.client import MeshClient
+from natsmesh.errors import NatsmeshError
+from natsmesh.products import CATALOG_BUCKET, KIND_KEY, MANAGED_KEY, MESH_KEY
+from natsmesh.spec import Mesh
+
+COMPARED = (
+    "subjects",
+    "description",
+    "max_age",
+    "max_bytes",
+    "max_msgs",
+    "num_replicas",
+    "storage",
+    "metadata",
+    "mirror",
+    "sources",
+)
+
+
+class PlanRefusedError(NatsmeshError):
+    """The plan holds changes JetStream cannot make in place; nothing was applied."""
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str  # create | update | unchanged | delete | would-delete | refused
+    domain: str
+    kind: str  # product | mirror | source | catalog
+    name: str
+    detail: str = ""
+    config: dict[str, Any] | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("config")
+        return out
+
+
+@dataclass
+class Plan:
+    mesh: str
+    prune: bool
+    changes: list[Change] = field(default_factory=list)
+    applied: bool = False
+
+    def count(self, action: str) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    @property
+    def refused(self) -> list[Change]:
+        return [c for c in self.changes if c.action == "refused"]
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.action in ("create", "update", "delete")]
+
+    def summary(self) -> dict[str, int]:
+        actions = ("create", "update", "unchanged", "delete", "would-delete", "refused")
+        return {a: self.count(a) for a in actions}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mesh": self.mesh,
+            "prune": self.prune,
+            "applied": self.applied,
+            "summary": self.summary(),
+            "changes": [c.to_json() for c in self.changes],
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Comparing configs
+
+
+def _source_view(src: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    if not src:
+        return None
+    transforms = tuple((t.get("src"), t.get("dest")) for t in src.get("subject_transforms") or [])
+    return (src.get("name"), (src.get("external") or {}).get("api"), src.get("filter_subject") or "", transforms)
+
+
+def _view(cfg: dict[str, Any], key: str) -> Any:
+    v = cfg.get(key)
+    if key == "subjects":
+        return sorted(v or [])
+    if key == "metadata":
+        return {k: x for k, x in (v or {}).items() if k.startswith("natsmesh.")}
+    if key == "mirror":
+        return _source_view(v)
+    if key == "sources":
+        return sorted((_source_view(s) for s in v or []), key=repr)
+    if key == "description":
+        return v or ""
+    if key in ("max_bytes", "max_msgs"):
+        return -1 if v in (None, 0) else v
+    if key == "max_age":
+        return int(v or 0)
+    return v
+
+
+def diff(desired: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Fields that differ, as `field: actual -> desired`."""
+    out = []
+    for key in COMPARED:
+        if key not in desired and key not in ("mirror", "sources", "subjects"):
+            continue
+        a, d = _view(actual, key), _view(desired, key)
+        if a != d:
+            out.append(f"{key}: {a!r} -> {d!r}")
+    return out
+
+
+def refusal(domain: str, name: str, desired: dict[str, Any], actual: dict[str, Any]) -> str | None:
+    """Why JetStream cannot turn ACTUAL into DESIRED in place, with what to do instead; None if it can."""
+    where = f"{domain}/{name}"
+    fix = (
+        f"give it a new name in the spec (a new stream), or remove it from the spec and run "
+        f"`natsmesh apply --prune` to delete {where} first"
+    )
+    if MANAGED_KEY not in (actual.get("metadata") or {}):
+        return f"{where} exists but was not created by natsmesh; natsmesh leaves it alone: rename the spec's stream"
+    if bool(desired.get("mirror")) != bool(actual.get("mirror")):
+        kinds = ("a mirror", "not a mirror")
+        now, want = kinds[0 if actual.get("mirror") else 1], kinds[0 if desired.get("mirror") else 1]
+        return f"{where} is {now} and the spec wants {want}; JetStream cannot change that in place: {fix}"
+    if desired.get("mirror") and _source_view(desired["mirror"]) != _source_view(actual["mirror"]):
+        return f"{where} mirrors {actual['mirror'].get('name')!r}; a mirror's origin cannot change in place: {fix}"
+    if (desired.get("storage") or "file") != (actual.get("storage") or "file"):
+        return (
+            f"{where} uses {actual.get('storage')} storage and the spec wants {desired.get('storage')}; "
+            f"JetStream cannot change storage in place: {fix}"
+        )
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Planning
+
+
+async def _actual_streams(js: JetStreamContext) -> dict[str, dict[str, Any]]:
+    out = {}
+    for info in await js.streams_info_iterator():
+        out[info.config.name or ""] = info.config.as_dict()
+    return out
+
+
+def _kind(cfg: dict[str, Any]) -> str:
+    return str((cfg.get("metadata") or {}).get(KIND_KEY) or ("mirror" if cfg.get("mirror") else "product"))
+
+
+def _depth(mesh: Mesh) -> dict[str, int]:
+    """How many consumptions deep each stream sits (products 0), so upstreams are created first."""
+    by_ref = {c.ref: c for c in mesh.consumptions}
+    memo: dict[str, int] = {}
+
+    def depth(ref: str) -> int:
+        if ref not in by_ref:
+            return 0
+        if ref not in memo:
+            memo[ref] = 1 + max(depth(s.ref) for s in by_ref[ref].sources)
+        return memo[ref]
+
+    return {c.ref: depth(c.ref) for c in mesh.consumptions}
+
+
+async def plan(mesh: Mesh, mc: MeshClient, prune: bool = False) -> Plan:
+    """Compare the spec with the running mesh; changes nothing."""
+    desired = mesh.streams()
+    domains = [c.name for c in mesh.clusters]
+    contexts = [await mc.jetstream(d) for d in domains]
+    actual_list = await asyncio.gather(*(_actual_streams(js) for js in contexts))
+    actual = dict(zip(domains, actual_list, strict=True))
+    result = Plan(mesh=mesh.name, prune=prune)
+    depth = _depth(mesh)
+    order = sorted(
+        ((d, n) for d, streams in desired.items() for n in streams), key=lambda dn: (depth.get(f"{dn[0]}/{dn[1]}", 0),)
+    )
+    for domain, name in order:
+        want = desired[domain][name]
+        kind = str(want["metadata"][KIND_KEY])
+        have = actual[domain].get(name)
+        if have is None:
+            result.changes.append(Change("create", domain, kind, name, "", want))
+        elif (why := refusal(domain, name, want, have)) is not None:
+            result.changes.append(Change("refused", domain, kind, name, why, want))
+        elif changed := diff(want, have):
+            result.changes.append(Change("update", domain, kind, name, "; ".join(changed), want))
+        else:
+            result.changes.append(Change("unchanged", domain, kind, name))
+    for domain in domains:
+        for name, have in sorted(actual[domain].items()):
+            meta = have.get("metadata") or {}
+            if meta.get(MANAGED_KEY) != "true" or meta.get(MESH_KEY) != mesh.name or name in desired.get(domain, {}):
+                continue
+            action = "delete" if prune else "would-delete"
+            note = "no longer in the spec" + ("" if prune else "; kept (use --prune to delete it and its data)")
+            result.changes.append(Change(action, domain, _kind(have), name, note))
+
+    # The catalog, in the hub.
+    hub_js = await mc.jetstream(mesh.hub.name)
+    existing = await read_catalog(hub_js)
+    if f"KV_{CATALOG_BUCKET}" not in actual[mesh.hub.name]:
+        result.changes.append(Change("create", mesh.hub.name, "catalog", CATALOG_BUCKET, "KV bucket"))
+    for key, desc in descriptors(mesh).items():
+        if key not in existing:
+            result.changes.append(Change("create", mesh.hub.name, "catalog", key, "", desc))
+        elif not same_content(desc, existing[key]):
+            result.changes.append(Change("update", mesh.hub.name, "catalog", key, "descriptor changed", desc))
+        else:
+            result.changes.append(Change("unchanged", mesh.hub.name, "catalog", key))
+    for key in sorted(set(existing) - set(descriptors(mesh))):
+        action = "delete" if prune else "would-delete"
+        result.changes.append(Change(action, mesh.hub.name, "catalog", key, "product no longer in the spec"))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Applying
+
+
+async def apply(mesh: Mesh, mc: MeshClient, the_plan: Plan) -> Plan:
+    """Carry out THE_PLAN. Refuses the whole plan if any change was refused."""
+    if the_plan.refused:
+        raise PlanRefusedError(
+            "nothing was applied; these changes cannot be made in place:\n  - "
+            + "\n  - ".join(c.detail for c in the_plan.refused)
+        )
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    hub = mesh.hub.name
+    existing: dict[str, dict[str, Any]] | None = None
+    for ch in the_plan.changes:
+        if ch.kind == "catalog":
+            continue
+        js = await mc.jetstream(ch.domain)
+        if ch.action in ("create", "update"):
+            assert ch.config is not None
+            cfg = StreamConfig.from_response(copy.deepcopy(ch.config))
+            if ch.action == "create":
+                await js.add_stream(cfg)
+            else:
+                await js.update_stream(cfg)
+        elif ch.action == "delete":
+            await js.delete_stream(ch.name)
+    hub_js = await mc.jetstream(hub)
+    for ch in the_plan.changes:
+        if ch.kind != "catalog" or ch.action in ("unchanged", "would-delete"):
+            continue
+        if ch.name == CATALOG_BUCKET:
+            await ensure_bucket(hub_js, replicas=min(3, len(mesh.hub.nodes)))
+        elif ch.action in ("create", "update"):
+            if existing is None:
+                existing = await read_catalog(hub_js)
+            assert ch.config is not None
+            created = (existing.get(ch.name) or {}).get("created", now)
+            await write_entry(hub_js, ch.name, ch.config | {"created": created, "updated": now})
+        elif ch.action == "delete":
+            await delete_entry(hub_js, ch.name)
+    the_plan.applied = True
+    return the_plan
+
+
+async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, mc: MeshClient | None = None) -> Plan:
+    """Plan, and unless DRY_RUN apply. The library form of `natsmesh apply`."""
+    own = mc is None
+    client = mc or MeshClient(mesh, name="natsmesh-apply")
+    try:
+        p = await plan(mesh, client, prune=prune)
+        if not dry_run:
+            await apply(mesh, client, p)
+        return p
+    finally:
+        if own:
+            await client.close()
