@@ -23,6 +23,26 @@ def seed_on_free_ports(data_dir: Path) -> str:
     return seed_spec_text(base=base) + f"data_dir: {data_dir}\n"
 
 
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def example_on_free_ports(name: str, data_dir: Path) -> str:
+    """An example spec from examples/ with every cluster moved onto free ports and data under DATA_DIR."""
+    import yaml
+
+    doc = yaml.safe_load((EXAMPLES / name).read_text())
+    clusters = [doc["hub"], *doc.get("domains", [])]
+    block = block_size(max(c.get("nodes", 3) for c in clusters))
+    base = free_port_base(block * len(clusters))
+    for k, c in enumerate(clusters):
+        start, n = base + k * block, c.get("nodes", 3)
+        c["ports"] = {"client": start, "cluster": start + n, "http": start + 2 * n}
+        if c is doc["hub"]:
+            c["ports"]["leafnode"] = start + 3 * n
+    doc["data_dir"] = str(data_dir)
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
 def small_mesh_text(data_dir: Path, *, domains: int = 2, nodes: int = 1, hub_nodes: int = 1, name: str = "t") -> str:
     block = block_size(max(nodes, hub_nodes))
     base = free_port_base(block * (domains + 1))

@@ -46,7 +46,8 @@ BAD = [
     ),
     (
         "a domain consuming its own product",
-        BASE.replace("  - name: b\n    nodes: 1\n", "") + "    consumes:\n      - product: a/ORDERS\n        as: COPY\n",
+        BASE.replace("  - name: b\n    nodes: 1\n", "")
+        + "    consumes:\n      - product: a/ORDERS\n        as: COPY\n",
         ["domains[0].consumes[0].product", "cannot consume its own product 'a/ORDERS'"],
     ),
     (
@@ -76,8 +77,10 @@ BAD = [
     ),
     (
         "a mirror whose name collides with a product",
-        BASE.replace("  - name: b\n    nodes: 1\n", "  - name: b\n    nodes: 1\n    products:\n"
-                     "      - {name: ORDERS, subjects: [b.orders.>]}\n")
+        BASE.replace(
+            "  - name: b\n    nodes: 1\n",
+            "  - name: b\n    nodes: 1\n    products:\n      - {name: ORDERS, subjects: [b.orders.>]}\n",
+        )
         + "    consumes:\n      - product: a/ORDERS\n",
         ["domains[1].consumes[0]", "two streams named 'ORDERS' in domain 'b'", "name this one with `as`"],
     ),
@@ -144,10 +147,15 @@ def test_example_data_mesh_is_valid_and_complete() -> None:
     mesh = load_spec(EXAMPLE)
     assert len(mesh.nodes()) == 18
     assert {p.ref for p in mesh.products} == {
-        "leaf-domain-a/ORDERS", "leaf-domain-a/CUSTOMERS", "leaf-domain-b/SHIPMENTS", "leaf-domain-c/INVOICES",
+        "leaf-domain-a/ORDERS",
+        "leaf-domain-a/CUSTOMERS",
+        "leaf-domain-b/SHIPMENTS",
+        "leaf-domain-c/INVOICES",
         "leaf-domain-d/STOCK",
     }
-    mirrors_of_orders = [c for c in mesh.consumptions if c.mode == "mirror" and c.sources[0].ref == "leaf-domain-a/ORDERS"]
+    mirrors_of_orders = [
+        c for c in mesh.consumptions if c.mode == "mirror" and c.sources[0].ref == "leaf-domain-a/ORDERS"
+    ]
     assert {c.domain for c in mirrors_of_orders} == {"leaf-domain-b", "leaf-domain-c"}
     hub_agg = next(c for c in mesh.consumptions if c.domain == "hub")
     assert hub_agg.mode == "source" and len({s.domain for s in hub_agg.sources}) == 3
@@ -168,18 +176,25 @@ def test_desired_configs() -> None:
     assert "subjects" not in mirror
     eu = streams["leaf-domain-c"]["EU_SHIPMENTS"]
     assert eu["sources"] == [
-        {"name": "SHIPMENTS", "external": {"api": "$JS.leaf-domain-b.API", "deliver": ""},
-         "filter_subject": "shipping.shipments.eu.>"}
+        {
+            "name": "SHIPMENTS",
+            "external": {"api": "$JS.leaf-domain-b.API", "deliver": ""},
+            "filter_subject": "shipping.shipments.eu.>",
+        }
     ]
     agg = streams["hub"]["ALL_ACTIVITY"]
     assert [s["external"]["api"] for s in agg["sources"]] == [
-        "$JS.leaf-domain-a.API", "$JS.leaf-domain-b.API", "$JS.leaf-domain-d.API"
+        "$JS.leaf-domain-a.API",
+        "$JS.leaf-domain-b.API",
+        "$JS.leaf-domain-d.API",
     ]
 
 
 def test_transform_becomes_a_subject_transform() -> None:
-    text = mesh_text(BASE + "    consumes:\n      - {as: T, mode: source, product: a/ORDERS, filter: 'a.orders.*',"
-                            " transform: 'b.copied.{{wildcard(1)}}'}\n")
+    text = mesh_text(
+        BASE + "    consumes:\n      - {as: T, mode: source, product: a/ORDERS, filter: 'a.orders.*',"
+        " transform: 'b.copied.{{wildcard(1)}}'}\n"
+    )
     mesh = parse_spec(text, cache=False)
     src = mesh.streams()["b"]["T"]["sources"][0]
     assert src["subject_transforms"] == [{"src": "a.orders.*", "dest": "b.copied.{{wildcard(1)}}"}]
@@ -205,15 +220,25 @@ def test_catalog_descriptors_name_their_consumers() -> None:
     orders = desc["leaf-domain-a.ORDERS"]
     assert orders["owner"] == "sales-team@example.com"
     assert {(c["domain"], c["mode"]) for c in orders["consumed_by"]} == {
-        ("leaf-domain-b", "mirror"), ("leaf-domain-c", "mirror"), ("hub", "source")
+        ("leaf-domain-b", "mirror"),
+        ("leaf-domain-c", "mirror"),
+        ("hub", "source"),
     }
     assert desc["leaf-domain-a.CUSTOMERS"]["consumed_by"] == []
 
 
 @pytest.mark.parametrize(
     ("a", "b", "overlap"),
-    [("a.b", "a.b", True), ("a.*", "a.b", True), ("a.>", "a.b.c", True), ("a.b", "a.c", False),
-     ("a.b", "a.b.c", False), ("a.*", "a.b.c", False), ("a.*.c", "a.b.>", True), (">", "x", True)],
+    [
+        ("a.b", "a.b", True),
+        ("a.*", "a.b", True),
+        ("a.>", "a.b.c", True),
+        ("a.b", "a.c", False),
+        ("a.b", "a.b.c", False),
+        ("a.*", "a.b.c", False),
+        ("a.*.c", "a.b.>", True),
+        (">", "x", True),
+    ],
 )
 def test_subject_overlap(a: str, b: str, overlap: bool) -> None:
     assert subjects_overlap(a, b) is overlap

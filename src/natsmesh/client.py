@@ -28,6 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 
 from natsmesh.credentials import Credentials, load_credentials
 from natsmesh.errors import NatsmeshError, NotRunningError
+from natsmesh.products import Product, subjects_overlap
 from natsmesh.spec import Mesh
 
 
@@ -82,9 +83,18 @@ def split_ref(ref: str) -> tuple[str, str]:
 class Publisher:
     """Asynchronous publishing into one product with at most MAX_INFLIGHT unacknowledged messages."""
 
-    def __init__(self, js: JetStreamContext, subject: str, max_inflight: int) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        subject: str | None,
+        max_inflight: int,
+        ref: str = "",
+        patterns: tuple[str, ...] | None = None,
+    ) -> None:
         self.js = js
         self.subject = subject
+        self.ref = ref
+        self.patterns = patterns
         self.slots = asyncio.Semaphore(max_inflight)
         self.pending: set[asyncio.Future[PubAck]] = set()
         self.failures: list[tuple[int, BaseException]] = []
@@ -92,11 +102,17 @@ class Publisher:
         self.acked = 0
 
     async def publish(self, data: bytes, subject: str | None = None, headers: dict[str, str] | None = None) -> None:
+        """Send one message; waits only while MAX_INFLIGHT acks are outstanding."""
+        subject = subject or self.subject
+        if subject is None:
+            raise UnknownProductError(f"{self.ref} has only wildcard subjects; give each message a subject")
+        if self.patterns is not None and not any(subjects_overlap(subject, p) for p in self.patterns):
+            raise UnknownProductError(f"subject {subject!r} is not one of {self.ref}'s ({', '.join(self.patterns)})")
         await self.slots.acquire()
         index = self.count
         self.count += 1
         try:
-            fut = await self.js.publish_async(subject or self.subject, data, headers=headers)
+            fut = await self.js.publish_async(subject, data, headers=headers)
         except Exception as exc:
             self.slots.release()
             self.failures.append((index, exc))
@@ -155,21 +171,29 @@ class MeshClient:
     async def jetstream(self, domain: str, **kw: Any) -> JetStreamContext:
         return (await self.connection(domain)).jetstream(**kw)
 
-    def _product_subject(self, ref: str, subject: str | None) -> tuple[str, str]:
+    def _product(self, ref: str) -> Product:
         try:
-            product = self.mesh.product(ref)
+            return self.mesh.product(ref)
         except KeyError:
             raise UnknownProductError(
                 f"{ref!r} is not a product of mesh {self.mesh.name!r} "
                 f"(products: {', '.join(p.ref for p in self.mesh.products) or 'none'})"
             ) from None
+
+    def _product_subject(self, ref: str, subject: str | None, required: bool = True) -> tuple[str, str | None]:
+        """The owning domain and the subject to publish on: SUBJECT, checked, or the product's literal one."""
+        product = self._product(ref)
         if subject is None:
             literal = [s for s in product.subjects if "*" not in s and ">" not in s]
-            if not literal:
+            if not literal and required:
                 raise UnknownProductError(
                     f"{ref} has only wildcard subjects ({', '.join(product.subjects)}); give a subject to publish on"
                 )
-            subject = literal[0]
+            return product.domain, literal[0] if literal else None
+        if not any(subjects_overlap(subject, pattern) for pattern in product.subjects):
+            raise UnknownProductError(
+                f"subject {subject!r} is not one of {ref}'s subjects ({', '.join(product.subjects)})"
+            )
         return product.domain, subject
 
     async def publish(
@@ -177,17 +201,23 @@ class MeshClient:
     ) -> PubAck:
         """Publish one message into product REF from a connection to its owning domain; returns the ack."""
         domain, subj = self._product_subject(ref, subject)
+        assert subj is not None
         js = await self.jetstream(domain)
         return await js.publish(subj, data, headers=headers)
 
     @contextlib.asynccontextmanager
     async def publisher(
-        self, ref: str, subject: str | None = None, max_inflight: int = 1000
+        self, ref: str, subject: str | None = None, max_inflight: int = 1000, check_subjects: bool = True
     ) -> AsyncIterator[Publisher]:
-        """A `Publisher` into product REF; leaving the block waits for every ack and raises on failures."""
-        domain, subj = self._product_subject(ref, subject)
+        """A `Publisher` into product REF; leaving the block waits for every ack and raises on failures.
+
+        Each message goes to SUBJECT (default: the product's literal subject) or the subject given to
+        `publish`, which must be one of the product's unless CHECK_SUBJECTS is false.
+        """
+        domain, subj = self._product_subject(ref, subject, required=False)
         js = await self.jetstream(domain, publish_async_max_pending=max_inflight)
-        pub = Publisher(js, subj, max_inflight)
+        check = self._product(ref).subjects if check_subjects else None
+        pub = Publisher(js, subj, max_inflight, ref, check)
         yield pub
         await pub.flush()
 

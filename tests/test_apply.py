@@ -1,0 +1,310 @@
+"""Integration: data products declared in the spec, applied to a real mesh, shared across domains, observed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+import yaml
+
+from conftest import MeshRunner, example_on_free_ports, run_cli, small_mesh_text
+from natsmesh.catalog import read_catalog
+from natsmesh.client import MeshClient, PublishError, UnknownProductError
+from natsmesh.credentials import load_credentials
+from natsmesh.info import mesh_info
+from natsmesh.lag import measure
+from natsmesh.reconcile import PlanRefusedError, reconcile
+from natsmesh.spec import Mesh, parse_spec
+from natsmesh.supervisor import read_state
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def data_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """examples/data-mesh.yaml (the seed topology with products) running on free ports, not yet applied."""
+    tmp = tmp_path_factory.mktemp("data-mesh")
+    r = MeshRunner(tmp)
+    text = example_on_free_ports("data-mesh.yaml", tmp / "data")
+    (tmp / "mesh.yaml").write_text(text)
+    mesh = parse_spec(text, source=str(tmp / "mesh.yaml"), base_dir=tmp)
+    r.up(mesh)
+    try:
+        yield mesh
+    finally:
+        r.close()
+
+
+def variant(mesh: Mesh, path: Path, change: object) -> Path:
+    """A copy of MESH's spec with CHANGE(doc) applied, written to PATH (same ports, same data dir)."""
+    doc = json.loads(json.dumps(mesh.document))
+    change(doc)  # type: ignore[operator]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+async def streams_of(mc: MeshClient, mesh: Mesh) -> dict[str, dict[str, int]]:
+    out = {}
+    for c in mesh.clusters:
+        js = await mc.jetstream(c.name)
+        out[c.name] = {i.config.name or "": i.state.messages for i in await js.streams_info_iterator()}
+    return out
+
+
+async def wait_count(mc: MeshClient, domain: str, stream: str, count: int, timeout: float = 30.0) -> None:
+    js = await mc.jetstream(domain)
+    deadline = time.monotonic() + timeout
+    while (n := (await js.stream_info(stream)).state.messages) < count:
+        assert time.monotonic() < deadline, f"{domain}/{stream} has {n} of {count} messages"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)  # let any duplicate arrive before counting exactly
+    assert (await js.stream_info(stream)).state.messages == count
+
+
+async def all_messages(mc: MeshClient, domain: str, stream: str) -> list[tuple[int, str, bytes]]:
+    js = await mc.jetstream(domain)
+    info = await js.stream_info(stream)
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.get_msg(stream, seq)
+        out.append((msg.seq or seq, msg.subject or "", msg.data or b""))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+async def test_dry_run_changes_nothing(data_mesh: Mesh) -> None:
+    async with MeshClient(data_mesh) as mc:
+        before = await streams_of(mc, data_mesh)
+        plan = await reconcile(data_mesh, dry_run=True, mc=mc)
+        assert not plan.applied
+        assert plan.summary()["create"] == 1 + 5 + 5 + 5  # catalog bucket, 5 products, 5 consumptions, 5 entries
+        assert await streams_of(mc, data_mesh) == before == {c.name: {} for c in data_mesh.clusters}
+
+
+async def test_apply_creates_everything_then_is_idempotent(data_mesh: Mesh) -> None:
+    async with MeshClient(data_mesh) as mc:
+        first = await reconcile(data_mesh, mc=mc)
+        assert first.applied and first.summary()["create"] == 16
+        second = await reconcile(data_mesh, mc=mc)
+        assert second.summary() == {
+            "create": 0,
+            "update": 0,
+            "unchanged": 15,
+            "delete": 0,
+            "would-delete": 0,
+            "refused": 0,
+        }
+        streams = await streams_of(mc, data_mesh)
+        assert set(streams["leaf-domain-a"]) == {"ORDERS", "CUSTOMERS"}
+        assert set(streams["leaf-domain-c"]) == {"INVOICES", "ORDERS", "EU_SHIPMENTS"}
+        assert set(streams["hub"]) == {"ALL_ACTIVITY", "KV_natsmesh_catalog"}
+
+
+async def test_product_mirrored_in_two_domains_identically(data_mesh: Mesh) -> None:
+    async with MeshClient(data_mesh) as mc:
+        async with mc.publisher("leaf-domain-a/ORDERS", max_inflight=200) as pub:
+            for i in range(500):
+                await pub.publish(f'{{"order": {i}}}'.encode(), subject=f"sales.orders.{('eu', 'us')[i % 2]}.{i}")
+        assert pub.acked == 500
+        for domain in ("leaf-domain-b", "leaf-domain-c"):
+            await wait_count(mc, domain, "ORDERS", 500)
+        origin = await all_messages(mc, "leaf-domain-a", "ORDERS")
+        assert [seq for seq, _, _ in origin] == list(range(1, 501))
+        for domain in ("leaf-domain-b", "leaf-domain-c"):
+            assert await all_messages(mc, domain, "ORDERS") == origin  # same content, same sequence numbers
+
+
+async def test_hub_aggregate_sources_three_domains_exactly(data_mesh: Mesh) -> None:
+    async with MeshClient(data_mesh) as mc:
+        for i in range(40):
+            await mc.publish(
+                "leaf-domain-b/SHIPMENTS", f"ship-{i}".encode(), subject=f"shipping.shipments.{('eu', 'us')[i % 2]}.{i}"
+            )
+        async with mc.publisher("leaf-domain-d/STOCK", subject="inventory.stock.w1") as pub:
+            for i in range(60):
+                await pub.publish(f"stock-{i}".encode())
+        await wait_count(mc, "hub", "ALL_ACTIVITY", 500 + 40 + 60)
+        msgs = await all_messages(mc, "hub", "ALL_ACTIVITY")
+        payloads = [(subj, data) for _, subj, data in msgs]
+        assert len(set(payloads)) == len(payloads) == 600  # no duplicates
+        assert sum(1 for s, _ in payloads if s.startswith("sales.orders.")) == 500
+        assert sum(1 for s, _ in payloads if s.startswith("shipping.shipments.")) == 40
+        assert sum(1 for s, _ in payloads if s.startswith("inventory.stock.")) == 60
+        await wait_count(mc, "leaf-domain-e", "ACTIVITY", 600)  # a mirror of the hub's aggregate
+        assert await all_messages(mc, "leaf-domain-e", "ACTIVITY") == msgs
+
+
+async def test_filtered_source_takes_only_its_subjects(data_mesh: Mesh) -> None:
+    async with MeshClient(data_mesh) as mc:
+        await wait_count(mc, "leaf-domain-c", "EU_SHIPMENTS", 20)
+        msgs = await all_messages(mc, "leaf-domain-c", "EU_SHIPMENTS")
+        assert all(subj.startswith("shipping.shipments.eu.") for _, subj, _ in msgs)
+        assert sorted(int(subj.rsplit(".", 1)[1]) for _, subj, _ in msgs) == list(range(0, 40, 2))
+
+
+async def test_catalog_is_read_from_a_leaf_domain_client(data_mesh: Mesh) -> None:
+    url = mesh_info(data_mesh, load_credentials(data_mesh, create=False))["domains"]["leaf-domain-e"]["url"]
+    nc = await nats.connect(url)  # a plain client on leaf-domain-e's own server
+    try:
+        entries = await read_catalog(nc.jetstream(domain="hub"))
+    finally:
+        await nc.close()
+    assert set(entries) == {
+        "leaf-domain-a.ORDERS",
+        "leaf-domain-a.CUSTOMERS",
+        "leaf-domain-b.SHIPMENTS",
+        "leaf-domain-c.INVOICES",
+        "leaf-domain-d.STOCK",
+    }
+    orders = entries["leaf-domain-a.ORDERS"]
+    assert orders["owner"] == "sales-team@example.com" and orders["subjects"] == ["sales.orders.>"]
+    assert {(c["domain"], c["stream"], c["mode"]) for c in orders["consumed_by"]} == {
+        ("leaf-domain-b", "ORDERS", "mirror"),
+        ("leaf-domain-c", "ORDERS", "mirror"),
+        ("hub", "ALL_ACTIVITY", "source"),
+    }
+    assert orders["created"] and orders["updated"]
+
+
+def test_cli_apply_pub_tail_catalog_lineage_lag(data_mesh: Mesh) -> None:
+    spec = data_mesh.source
+    res = run_cli("apply", "-f", spec, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["summary"]["unchanged"] == 15
+    res = run_cli("pub", "leaf-domain-c/INVOICES", '{"invoice": 1}', "--subject", "billing.invoices.1", "-f", spec)
+    assert res.returncode == 0 and "stream last sequence 1" in res.stdout, res.stderr
+    res = run_cli("tail", "leaf-domain-c/INVOICES", "-f", spec, "--json")
+    assert json.loads(res.stdout.splitlines()[-1]) == {
+        "seq": 1,
+        "subject": "billing.invoices.1",
+        "data": '{"invoice": 1}',
+    }
+    res = run_cli("catalog", "show", "leaf-domain-d/STOCK", "-f", spec, "--json")
+    assert json.loads(res.stdout)["consumed_by"] == [{"domain": "hub", "stream": "ALL_ACTIVITY", "mode": "source"}]
+    res = run_cli("catalog", "list", "-f", spec)
+    assert "leaf-domain-b/SHIPMENTS" in res.stdout and "logistics@example.com" in res.stdout
+    res = run_cli("report", "lag", "-f", spec, "--json", "--max-lag", "0")
+    assert res.returncode == 0, res.stdout
+    assert len(json.loads(res.stdout)["rows"]) == 7
+    res = run_cli("catalog", "show", "leaf-domain-a/NOPE", "-f", spec)
+    assert res.returncode == 1 and "not in the catalog" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bad_spec_is_rejected_before_anything_changes(data_mesh: Mesh, tmp_path: Path) -> None:
+    def bad(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["domains"][3]["products"].append({"name": "NEW", "subjects": ["inventory.new.>"]})
+        doc["domains"][4]["consumes"].append({"product": "leaf-domain-d/MISSING"})
+
+    path = variant(data_mesh, tmp_path / "bad.yaml", bad)
+    before = asyncio.run(_streams(data_mesh))
+    res = run_cli("apply", "-f", str(path))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "domain 'leaf-domain-d' has no product 'MISSING'" in res.stderr
+    assert asyncio.run(_streams(data_mesh)) == before
+
+
+async def _streams(mesh: Mesh) -> dict[str, dict[str, int]]:
+    async with MeshClient(mesh) as mc:
+        return await streams_of(mc, mesh)
+
+
+async def test_in_place_impossible_change_is_refused_and_nothing_applied(data_mesh: Mesh, tmp_path: Path) -> None:
+    def change(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["domains"][0]["products"][0]["storage"] = "memory"
+        doc["domains"][3]["products"].append({"name": "NEW", "subjects": ["inventory.new.>"]})
+
+    mesh = parse_spec(variant(data_mesh, tmp_path / "v.yaml", change).read_text(), base_dir=data_mesh.base_dir)
+    async with MeshClient(mesh) as mc:
+        with pytest.raises(PlanRefusedError, match=r"leaf-domain-a/ORDERS uses file storage and the spec wants memory"):
+            await reconcile(mesh, mc=mc)
+        assert "NEW" not in (await streams_of(mc, mesh))["leaf-domain-d"]
+
+
+async def test_publish_failures_surface(data_mesh: Mesh) -> None:
+    async with MeshClient(data_mesh) as mc:
+        with pytest.raises(UnknownProductError, match="is not one of leaf-domain-a/CUSTOMERS's"):
+            async with mc.publisher("leaf-domain-a/CUSTOMERS") as pub:
+                await pub.publish(b"x", subject="sales.orders.1")
+        with pytest.raises(PublishError, match="3 of 5 messages were not acknowledged"):
+            async with mc.publisher("leaf-domain-a/CUSTOMERS", check_subjects=False) as pub:
+                for i in range(5):  # sales.nowhere.* is captured by no stream: no ack can come
+                    await pub.publish(b"x", subject="sales.customers.1" if i < 2 else f"sales.nowhere.{i}")
+
+
+async def test_removed_product_is_kept_without_prune_and_deleted_with_it(data_mesh: Mesh, tmp_path: Path) -> None:
+    def drop(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["domains"][0]["products"] = [p for p in doc["domains"][0]["products"] if p["name"] != "CUSTOMERS"]
+
+    mesh = parse_spec(variant(data_mesh, tmp_path / "v.yaml", drop).read_text(), base_dir=data_mesh.base_dir)
+    async with MeshClient(mesh) as mc:
+        await mc.publish("leaf-domain-a/ORDERS", b"still here", subject="sales.orders.x")
+        plan = await reconcile(mesh, mc=mc)
+        kept = [(c.domain, c.kind, c.name) for c in plan.changes if c.action == "would-delete"]
+        assert kept == [("leaf-domain-a", "product", "CUSTOMERS"), ("hub", "catalog", "leaf-domain-a.CUSTOMERS")]
+        assert "CUSTOMERS" in (await streams_of(mc, mesh))["leaf-domain-a"]
+        assert "leaf-domain-a.CUSTOMERS" in await read_catalog(await mc.jetstream("hub"))
+        pruned = await reconcile(mesh, mc=mc, prune=True)
+        assert pruned.summary()["delete"] == 2
+        streams = await streams_of(mc, mesh)
+        assert "CUSTOMERS" not in streams["leaf-domain-a"]
+        assert streams["leaf-domain-a"]["ORDERS"] == 501  # nothing else touched
+        assert "leaf-domain-a.CUSTOMERS" not in await read_catalog(await mc.jetstream("hub"))
+        again = await reconcile(mesh, mc=mc, prune=True)
+        assert again.summary()["delete"] == 0 and again.summary()["create"] == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Lag while cut off
+
+
+async def test_lag_grows_while_cut_off_and_is_zero_after(runner: MeshRunner, tmp_path: Path) -> None:
+    text = (
+        small_mesh_text(tmp_path / "d", domains=2, nodes=1, hub_nodes=1)
+        + """
+# products for this test
+"""
+    )
+    doc = yaml.safe_load(text)
+    doc["domains"][0]["products"] = [{"name": "EVENTS", "subjects": ["leaf-domain-a.events.>"]}]
+    doc["domains"][1]["consumes"] = [{"product": "leaf-domain-a/EVENTS"}]
+    mesh = runner.up(runner.load(yaml.safe_dump(doc)))
+    hub_pid = read_state(mesh)["nodes"]["hub-server-0"]["pid"]  # type: ignore[index]
+    async with MeshClient(mesh) as mc:
+        await reconcile(mesh, mc=mc)
+        for i in range(10):
+            await mc.publish("leaf-domain-a/EVENTS", str(i).encode(), subject="leaf-domain-a.events.x")
+        await wait_count(mc, "leaf-domain-b", "EVENTS", 10)
+        assert [r.lag for r in await measure(mesh, mc)] == [0]
+        os.kill(hub_pid, signal.SIGSTOP)  # the hub freezes: domain b is cut off from domain a
+        try:
+            lags = []
+            for _ in range(3):
+                for _i in range(20):  # domain a keeps accepting writes on its own
+                    await mc.publish("leaf-domain-a/EVENTS", b"during", subject="leaf-domain-a.events.y")
+                lags.append((await measure(mesh, mc))[0].lag)
+            assert lags == [20, 40, 60]
+            res = await asyncio.to_thread(run_cli, "report", "lag", "-f", str(_write(mesh, tmp_path)), "--max-lag", "0")
+            assert res.returncode == 1 and "lag 60 > 0" in res.stderr
+        finally:
+            os.kill(hub_pid, signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while (lag := (await measure(mesh, mc))[0].lag) != 0:
+            assert time.monotonic() < deadline, f"mirror still {lag} behind 30 s after the hub came back"
+            await asyncio.sleep(0.2)
+        res = await asyncio.to_thread(run_cli, "report", "lag", "-f", str(_write(mesh, tmp_path)), "--max-lag", "0")
+        assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _write(mesh: Mesh, tmp: Path) -> Path:
+    path = tmp / "lag.yaml"
+    path.write_text(yaml.safe_dump(mesh.document, sort_keys=False))
+    return path
