@@ -27,6 +27,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_bringup.py $(ARGS)
+	$(BIN)/python benchmarks/bench_products.py
 
 clean:
 	rm -rf $(VENV) .natsmesh .pytest_cache .ruff_cache .mypy_cache

@@ -8,7 +8,8 @@ async with MeshClient(mesh) as mc:
             await pub.publish(doc)            # waits only when MAX_INFLIGHT acks are outstanding
     # leaving the block waits for every ack and raises PublishError if any failed
     async for msg in mc.consume("leaf-domain-b/ORDERS", durable="audit"):
-        ...
+        handle(msg)
+        await msg.ack()
 ```
 """
 
@@ -92,10 +93,11 @@ class Publisher:
         patterns: tuple[str, ...] | None = None,
     ) -> None:
         self.js = js
+        self.max_inflight = max_inflight
         self.subject = subject
         self.ref = ref
         self.patterns = patterns
-        self.slots = asyncio.Semaphore(max_inflight)
+        self.checked: dict[str, bool] = {}
         self.pending: set[asyncio.Future[PubAck]] = set()
         self.failures: list[tuple[int, BaseException]] = []
         self.count = 0
@@ -106,22 +108,28 @@ class Publisher:
         subject = subject or self.subject
         if subject is None:
             raise UnknownProductError(f"{self.ref} has only wildcard subjects; give each message a subject")
-        if self.patterns is not None and not any(subjects_overlap(subject, p) for p in self.patterns):
-            raise UnknownProductError(f"subject {subject!r} is not one of {self.ref}'s ({', '.join(self.patterns)})")
-        await self.slots.acquire()
+        if self.patterns is not None:
+            ok = self.checked.get(subject)
+            if ok is None:
+                ok = self.checked[subject] = any(subjects_overlap(subject, p) for p in self.patterns)
+                if len(self.checked) > 10000:
+                    self.checked.clear()
+            if not ok:
+                raise UnknownProductError(
+                    f"subject {subject!r} is not one of {self.ref}'s ({', '.join(self.patterns)})"
+                )
         index = self.count
         self.count += 1
         try:
+            # nats-py's own semaphore (publish_async_max_pending) bounds the acks in flight.
             fut = await self.js.publish_async(subject, data, headers=headers)
         except Exception as exc:
-            self.slots.release()
             self.failures.append((index, exc))
             return
         self.pending.add(fut)
 
         def done(f: asyncio.Future[PubAck]) -> None:
             self.pending.discard(f)
-            self.slots.release()
             if f.cancelled():
                 self.failures.append((index, asyncio.CancelledError()))
             elif f.exception() is not None:
@@ -231,9 +239,11 @@ class MeshClient:
     ) -> AsyncIterator[Msg]:
         """Messages of stream REF (a product, or a mirror/source in the domain that consumes one).
 
-        Ordered (ephemeral, in sequence, no acks) without DURABLE; with DURABLE a durable pull consumer whose
-        messages are acknowledged as they are yielded, so a restart resumes after the last one. Stops after
-        IDLE_TIMEOUT seconds without messages if given.
+        Ordered (ephemeral, in sequence, no acks) without DURABLE. With DURABLE, a durable pull consumer:
+        acknowledge each message (`await msg.ack()`) once it is handled, and the next consume with the same
+        name resumes after the last acknowledged one. Messages fetched (BATCH at a time) but not acknowledged
+        are redelivered once the consumer's ack wait (30 s) passes. Stops after IDLE_TIMEOUT seconds without
+        messages if given.
         """
         domain, stream = split_ref(ref)
         if not any(s == stream for s in self.mesh.streams().get(domain, {})):
@@ -272,7 +282,6 @@ class MeshClient:
                     continue
                 for msg in msgs:
                     yield msg
-                    await msg.ack()
 
 
 def run(coro: Any) -> Any:

@@ -1,0 +1,271 @@
+"""Data products across domains: publish throughput, mirror latency, backlog copy. Ratios in the same run.
+
+On `examples/data-mesh.yaml` (the seed's 18 servers) brought up on free ports in a temporary directory:
+
+1. publish: N messages into the R3 product leaf-domain-a/ORDERS through `MeshClient.publisher` against raw
+   nats-py `publish_async` with the same in-flight bound, alternating, best of each side's median (goal >= 0.9x);
+2. latency: one publisher at half the highest rate measured in 1, for a few seconds; for every message, the time
+   from publish to its arrival at an ordered consumer on the mirror in leaf-domain-b, against the same measure on
+   the product itself in leaf-domain-a (p50/p99 of both, and their ratio);
+3. backlog: 100,000 messages already in a product, then a new mirror created in another domain (through the hub)
+   and timed until it holds them all, against a mirror created inside the owning domain (no hub hop).
+
+Usage: python benchmarks/bench_products.py [--messages N] [--backlog N] [--seconds S] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+import yaml
+from nats.js.api import ExternalStream, StreamConfig, StreamSource
+
+from natsmesh import lifecycle
+from natsmesh.client import MeshClient
+from natsmesh.ports import free_port_base
+from natsmesh.reconcile import reconcile
+from natsmesh.spec import Mesh, block_size, parse_spec
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_bringup import machine  # noqa: E402
+
+PRODUCT = "leaf-domain-a/ORDERS"
+PAYLOAD = 128
+
+
+def start_mesh(root: Path) -> Mesh:
+    doc = yaml.safe_load((HERE.parent / "examples" / "data-mesh.yaml").read_text())
+    clusters = [doc["hub"], *doc["domains"]]
+    base = free_port_base(block_size(3) * len(clusters))
+    for k, c in enumerate(clusters):
+        s = base + k * block_size(3)
+        c["ports"] = {"client": s, "cluster": s + 3, "http": s + 6} | ({"leafnode": s + 9} if c is doc["hub"] else {})
+    doc["data_dir"] = str(root / "data")
+    text = yaml.safe_dump(doc, sort_keys=False)
+    mesh = parse_spec(text, source="bench", base_dir=root)
+    lifecycle.up_detached(mesh)
+    return mesh
+
+
+async def purge(mc: MeshClient) -> None:
+    for domain, stream in (("leaf-domain-a", "ORDERS"), ("leaf-domain-b", "ORDERS"), ("leaf-domain-c", "ORDERS")):
+        js = await mc.jetstream(domain)
+        if domain == "leaf-domain-a":
+            await js.purge_stream(stream)
+
+
+async def publish_natsmesh(mc: MeshClient, n: int, inflight: int) -> float:
+    payload = b"x" * PAYLOAD
+    start = time.perf_counter()
+    async with mc.publisher(PRODUCT, max_inflight=inflight) as pub:
+        for i in range(n):
+            await pub.publish(payload, subject=f"sales.orders.bench.{i % 16}")
+    return n / (time.perf_counter() - start)
+
+
+async def publish_raw(url: str, n: int, inflight: int) -> float:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(publish_async_max_pending=inflight)
+        payload = b"x" * PAYLOAD
+        start = time.perf_counter()
+        for i in range(n):
+            await js.publish_async(f"sales.orders.bench.{i % 16}", payload)
+        await js.publish_async_completed()
+        return n / (time.perf_counter() - start)
+    finally:
+        await nc.close()
+
+
+async def bench_publish(mesh: Mesh, mc: MeshClient, n: int, runs: int, inflight: int) -> dict[str, Any]:
+    url = (await mc.connection("leaf-domain-a")).connected_url
+    assert url is not None
+    raw_url = f"nats://{mc.creds.data_user}:{mc.creds.data_password}@{url.hostname}:{url.port}"
+    res: dict[str, list[float]] = {"natsmesh": [], "raw": []}
+    for i in range(runs):
+        for side in ("natsmesh", "raw") if i % 2 == 0 else ("raw", "natsmesh"):
+            await purge(mc)
+            rate = (
+                await publish_natsmesh(mc, n, inflight)
+                if side == "natsmesh"
+                else await publish_raw(raw_url, n, inflight)
+            )
+            res[side].append(rate)
+            print(f"  publish run {i + 1} {side}: {rate:,.0f} msg/s", file=sys.stderr)
+    med = {k: statistics.median(v) for k, v in res.items()}
+    return {
+        "messages": n,
+        "payload_bytes": PAYLOAD,
+        "max_inflight": inflight,
+        "replicas": 3,
+        "runs": res,
+        "median_msgs_per_s": med,
+        "ratio": med["natsmesh"] / med["raw"],
+        "goal": 0.9,
+        "goal_met": med["natsmesh"] / med["raw"] >= 0.9,
+    }
+
+
+async def bench_latency(mesh: Mesh, mc: MeshClient, rate: float, seconds: float) -> dict[str, Any]:
+    """Publish at RATE msg/s; time publish -> arrival on the product (A) and on its mirror (B)."""
+    arrivals: dict[str, list[float]] = {"origin": [], "mirror": []}
+    ja, jb = await mc.jetstream("leaf-domain-a"), await mc.jetstream("leaf-domain-b")
+    # The mirror keeps the product's sequence numbers: both consumers start right after the product's end,
+    # once the mirror has caught up with everything the throughput runs wrote.
+    start = (await ja.stream_info("ORDERS")).state.last_seq + 1
+    while (await jb.stream_info("ORDERS")).state.last_seq < start - 1:
+        await asyncio.sleep(0.05)
+
+    async def on(name: str, js: Any, start_seq: int) -> Any:
+        from nats.js.api import ConsumerConfig, DeliverPolicy
+
+        async def cb(msg: Any) -> None:
+            if msg.subject == "sales.orders.lat":
+                arrivals[name].append(time.time() - struct.unpack("d", msg.data[:8])[0])
+
+        return await js.subscribe(
+            "",
+            stream="ORDERS",
+            ordered_consumer=True,
+            cb=cb,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq),
+        )
+
+    subs = [await on("origin", ja, start), await on("mirror", jb, start)]
+    total = int(rate * seconds)
+    interval = 1.0 / rate
+    begin = time.perf_counter()
+    async with mc.publisher(PRODUCT, max_inflight=1000) as pub:
+        for i in range(total):
+            target = begin + i * interval
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await pub.publish(struct.pack("d", time.time()) + b"x" * (PAYLOAD - 8), subject="sales.orders.lat")
+    deadline = time.monotonic() + 30
+    while (len(arrivals["origin"]) < total or len(arrivals["mirror"]) < total) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    for s in subs:
+        await s.unsubscribe()
+
+    def pct(xs: list[float], q: float) -> float:
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+
+    out: dict[str, Any] = {"rate_msgs_per_s": rate, "messages": total}
+    for name, xs in arrivals.items():
+        out[name] = {"received": len(xs), "p50_ms": pct(xs, 0.5), "p99_ms": pct(xs, 0.99), "max_ms": max(xs) * 1000}
+    out["p50_ratio_mirror_vs_origin"] = out["mirror"]["p50_ms"] / out["origin"]["p50_ms"]
+    out["p99_ratio_mirror_vs_origin"] = out["mirror"]["p99_ms"] / out["origin"]["p99_ms"]
+    out["mirror_p99_under_250ms"] = out["mirror"]["p99_ms"] < 250
+    return out
+
+
+async def bench_backlog(mesh: Mesh, mc: MeshClient, n: int) -> dict[str, Any]:
+    ja = await mc.jetstream("leaf-domain-a")
+    await ja.purge_stream("ORDERS")
+    t = time.perf_counter()
+    async with mc.publisher(PRODUCT, max_inflight=2000) as pub:
+        for i in range(n):
+            await pub.publish(b"b" * PAYLOAD, subject=f"sales.orders.backlog.{i % 16}")
+    ingest = time.perf_counter() - t
+    last = (await ja.stream_info("ORDERS")).state.last_seq
+
+    async def copy(domain: str, name: str, external: bool) -> float:
+        js = await mc.jetstream(domain)
+        src = StreamSource(name="ORDERS", external=ExternalStream(api="$JS.leaf-domain-a.API") if external else None)
+        start = time.perf_counter()
+        await js.add_stream(StreamConfig(name=name, mirror=src, num_replicas=3))
+        while (await js.stream_info(name)).state.last_seq < last:
+            await asyncio.sleep(0.02)
+        took = time.perf_counter() - start
+        await js.delete_stream(name)
+        return took
+
+    cross = await copy("leaf-domain-c", "BACKLOG_COPY", external=True)
+    local = await copy("leaf-domain-a", "BACKLOG_LOCAL", external=False)
+    return {
+        "messages": n,
+        "ingest_seconds": ingest,
+        "ingest_msgs_per_s": n / ingest,
+        "cross_domain_mirror_seconds": cross,
+        "cross_domain_msgs_per_s": n / cross,
+        "same_domain_mirror_seconds": local,
+        "ratio_cross_vs_same_domain": cross / local,
+        "ratio_copy_rate_vs_ingest_rate": (n / cross) / (n / ingest),
+    }
+
+
+async def main_async(args: argparse.Namespace, mesh: Mesh) -> dict[str, Any]:
+    async with MeshClient(mesh, name="bench") as mc:
+        await reconcile(mesh, mc=mc)
+        print("publish throughput…", file=sys.stderr)
+        pub = await bench_publish(mesh, mc, args.messages, args.runs, args.inflight)
+        half = pub["median_msgs_per_s"]["natsmesh"] / 2
+        print(f"mirror latency at {half:,.0f} msg/s…", file=sys.stderr)
+        lat = await bench_latency(mesh, mc, half, args.seconds)
+        print(f"backlog of {args.backlog:,}…", file=sys.stderr)
+        backlog = await bench_backlog(mesh, mc, args.backlog)
+    return {"publish": pub, "latency": lat, "backlog": backlog}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--runs", type=int, default=4)
+    ap.add_argument("--inflight", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--backlog", type=int, default=100000)
+    ap.add_argument("--json", dest="json_out")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="natsmesh-bench-products-"))
+    mesh = start_mesh(root)
+    try:
+        result = asyncio.run(main_async(args, mesh))
+    finally:
+        lifecycle.down(mesh)
+        shutil.rmtree(root, ignore_errors=True)
+    result = {"benchmark": "products", "machine": machine(), **result}
+    p, lat, b = result["publish"], result["latency"], result["backlog"]
+    print(f"machine: {result['machine']}")
+    print(f"publish into R3 {PRODUCT}, {p['messages']:,} x {PAYLOAD} B, {p['max_inflight']} in flight:")
+    print(
+        f"  natsmesh {p['median_msgs_per_s']['natsmesh']:,.0f} msg/s, raw nats-py {p['median_msgs_per_s']['raw']:,.0f}"
+        f" msg/s: {p['ratio']:.2f}x (goal >= 0.9x: {'met' if p['goal_met'] else 'NOT met'})"
+    )
+    print(f"latency at {lat['rate_msgs_per_s']:,.0f} msg/s ({lat['messages']:,} messages), publish -> arrival:")
+    for name in ("origin", "mirror"):
+        x = lat[name]
+        print(
+            f"  {name:<7} p50 {x['p50_ms']:.2f} ms, p99 {x['p99_ms']:.2f} ms, max {x['max_ms']:.1f} ms "
+            f"({x['received']:,} received)"
+        )
+    print(
+        f"  mirror/origin: p50 {lat['p50_ratio_mirror_vs_origin']:.2f}x, p99 {lat['p99_ratio_mirror_vs_origin']:.2f}x;"
+        f" mirror p99 < 250 ms: {lat['mirror_p99_under_250ms']}"
+    )
+    print(
+        f"backlog of {b['messages']:,}: ingest {b['ingest_seconds']:.2f} s; new cross-domain mirror copied it in "
+        f"{b['cross_domain_mirror_seconds']:.2f} s ({b['cross_domain_msgs_per_s']:,.0f} msg/s, "
+        f"{b['ratio_copy_rate_vs_ingest_rate']:.1f}x ingest); "
+        f"same-domain mirror {b['same_domain_mirror_seconds']:.2f} s "
+        f"(cross/same {b['ratio_cross_vs_same_domain']:.2f}x)"
+    )
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
