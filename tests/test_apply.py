@@ -245,6 +245,32 @@ async def test_in_place_impossible_change_is_refused_and_nothing_applied(data_me
         assert "NEW" not in (await streams_of(mc, mesh))["leaf-domain-d"]
 
 
+async def test_changed_product_is_updated_in_place_and_in_the_catalog(data_mesh: Mesh, tmp_path: Path) -> None:
+    def change(doc: dict) -> None:  # type: ignore[type-arg]
+        stock = doc["domains"][3]["products"][0]
+        stock["description"] = "Stock levels, now with limits."
+        stock["limits"] = {"max_msgs": 5000}
+        stock["subjects"] = ["inventory.stock.>", "inventory.audit.>"]
+
+    mesh = parse_spec(variant(data_mesh, tmp_path / "v.yaml", change).read_text(), base_dir=data_mesh.base_dir)
+    async with MeshClient(mesh) as mc:
+        before = (await read_catalog(await mc.jetstream("hub")))["leaf-domain-d.STOCK"]
+        plan = await reconcile(mesh, mc=mc)
+        updates = {(c.kind, c.name): c.detail for c in plan.changes if c.action == "update"}
+        assert set(updates) == {("product", "STOCK"), ("catalog", "leaf-domain-d.STOCK")}
+        assert "max_msgs: -1 -> 5000" in updates[("product", "STOCK")]
+        assert "subjects:" in updates[("product", "STOCK")]
+        info = await (await mc.jetstream("leaf-domain-d")).stream_info("STOCK")
+        assert info.config.max_msgs == 5000 and info.state.messages == 60  # updated in place, data kept
+        assert sorted(info.config.subjects or []) == ["inventory.audit.>", "inventory.stock.>"]
+        after = (await read_catalog(await mc.jetstream("hub")))["leaf-domain-d.STOCK"]
+        assert after["description"] == "Stock levels, now with limits."
+        assert after["created"] == before["created"]
+        assert (await reconcile(mesh, mc=mc)).summary()["update"] == 0
+        restored = await reconcile(data_mesh, mc=mc)  # back to the module's spec for the tests after this one
+        assert restored.summary()["update"] == 2
+
+
 async def test_publish_failures_surface(data_mesh: Mesh) -> None:
     async with MeshClient(data_mesh) as mc:
         with pytest.raises(UnknownProductError, match="is not one of leaf-domain-a/CUSTOMERS's"):
