@@ -304,3 +304,24 @@ def test_nodes_do_not_outlive_a_killed_supervisor(runner: MeshRunner, tmp_path: 
         lifecycle.status(mesh)
     runner.up(mesh)  # and the mesh comes up again on the same data
     assert lifecycle.status(mesh).ready
+
+
+def test_no_secret_in_logs_state_or_reports(seed_mesh: Mesh, tmp_path: Path) -> None:
+    secrets_file = seed_mesh.data_dir / "secrets.json"
+    assert (secrets_file.stat().st_mode & 0o777) == 0o600
+    assert (seed_mesh.data_dir.stat().st_mode & 0o777) == 0o700
+    creds = load_credentials(seed_mesh, create=False)
+    spec = _spec_file(seed_mesh, tmp_path)
+    outputs = [
+        run_cli("report", name, "-f", str(spec), *extra)
+        for name in ("jetstream", "servers", "leafnodes")
+        for extra in ((), ("--json",))
+    ]
+    outputs.append(run_cli("status", "-f", str(spec), "--json"))
+    texts = [o.stdout + o.stderr for o in outputs]
+    texts += [p.read_text(errors="replace") for p in (seed_mesh.data_dir / "logs").glob("*.log")]
+    texts += [p.read_text(errors="replace") for p in (seed_mesh.data_dir / "run").glob("*") if p.is_file()]
+    assert len(texts) > 18
+    for secret in creds.secrets():
+        assert len(secret) >= 20
+        assert not [t for t in texts if secret in t], "a secret leaked into logs, state or report output"

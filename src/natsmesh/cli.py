@@ -98,9 +98,17 @@ def cli() -> None:
     default=None,
     help="First port of the plan (default: 20000, lower for very large meshes).",
 )
+@click.option("--tls", is_flag=True, help="Require TLS on every link; generate the mesh's CA and certificates.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(
-    path: str, domains: int, nodes: int, hub_nodes: int, name: str | None, base_port: int | None, force: bool
+    path: str,
+    domains: int,
+    nodes: int,
+    hub_nodes: int,
+    name: str | None,
+    base_port: int | None,
+    tls: bool,
+    force: bool,
 ) -> None:
     """Write a commented mesh spec to PATH (default ./mesh.yaml)."""
     import re
@@ -112,11 +120,18 @@ def init(
         raise click.ClickException(f"{target} already exists; use --force to overwrite it")
     mesh_name = name or re.sub(r"[^A-Za-z0-9_-]", "-", target.resolve().parent.name).strip("-_") or "natsmesh"
     try:
-        text = init_spec_text(name=mesh_name, domains=domains, nodes=nodes, hub_nodes=hub_nodes, base=base_port)
+        text = init_spec_text(
+            name=mesh_name, domains=domains, nodes=nodes, hub_nodes=hub_nodes, base=base_port, tls=tls
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    mesh = parse_spec(text, source=str(target))  # the template must always validate
+    mesh = parse_spec(text, source=str(target), base_dir=target.resolve().parent)  # the template always validates
     target.write_text(text)
+    if tls:
+        from natsmesh.certs import ensure_certs
+
+        certs = ensure_certs(mesh)
+        click.echo(f"generated a CA and server certificate in {certs.ca.parent} (keys mode 0600)")
     click.echo(
         f"wrote {target}: hub of {hub_nodes} + {domains} domains of {nodes} nodes "
         f"({len(mesh.nodes())} servers); start it with `natsmesh up -f {target}`"
@@ -183,11 +198,12 @@ def validate(spec_path: str | None, as_json: bool) -> None:
 @json_option
 def render(spec_path: str | None, out_dir: str, server_command: str, as_json: bool) -> None:
     """Write every node's nats-server config and a Procfile per cluster folder."""
+    from natsmesh.certs import cert_texts
     from natsmesh.credentials import load_credentials
     from natsmesh.render import render_mesh, write_files
 
     mesh = _load(spec_path)
-    files = render_mesh(mesh, load_credentials(mesh), server_command)
+    files = render_mesh(mesh, load_credentials(mesh), server_command, certs=cert_texts(mesh))
     written = write_files(files, Path(out_dir))
     if as_json:
         _print_json({"out": str(out_dir), "files": [str(p) for p in written]})

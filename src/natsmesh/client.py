@@ -27,6 +27,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 
+from natsmesh.certs import client_context
 from natsmesh.credentials import Credentials, load_credentials
 from natsmesh.errors import NatsmeshError, NotRunningError
 from natsmesh.products import Product, subjects_overlap
@@ -52,7 +53,7 @@ class PublishError(NatsmeshError):
 def data_urls(mesh: Mesh, creds: Credentials, domain: str) -> list[str]:
     """Data-account URLs at every server of DOMAIN's own cluster."""
     user, pw = quote(creds.data_user, safe=""), quote(creds.data_password, safe="")
-    return [f"nats://{user}:{pw}@{mesh.host}:{n.client_port}" for n in mesh.domain(domain).nodes]
+    return [f"{mesh.scheme}://{user}:{pw}@{mesh.host}:{n.client_port}" for n in mesh.domain(domain).nodes]
 
 
 async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str = "natsmesh") -> Client:
@@ -64,6 +65,7 @@ async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str 
     try:
         return await nats.connect(
             servers=data_urls(mesh, creds, domain),
+            tls=client_context(mesh),
             name=f"{name}@{domain}",
             connect_timeout=2,
             max_reconnect_attempts=5,

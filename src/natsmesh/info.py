@@ -11,8 +11,8 @@ from natsmesh.credentials import Credentials
 from natsmesh.spec import Mesh
 
 
-def _url(user: str, password: str, host: str, port: int) -> str:
-    return f"nats://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}"
+def _url(user: str, password: str, host: str, port: int, scheme: str = "nats") -> str:
+    return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}"
 
 
 def mesh_info(mesh: Mesh, creds: Credentials) -> dict[str, Any]:
@@ -20,7 +20,9 @@ def mesh_info(mesh: Mesh, creds: Credentials) -> dict[str, Any]:
     hub0 = mesh.hub.nodes[0]
     domains: dict[str, Any] = {}
     for cluster in mesh.clusters:
-        servers = [_url(creds.data_user, creds.data_password, mesh.host, n.client_port) for n in cluster.nodes]
+        servers = [
+            _url(creds.data_user, creds.data_password, mesh.host, n.client_port, mesh.scheme) for n in cluster.nodes
+        ]
         domains[cluster.domain] = {
             "url": servers[0],
             "servers": servers,
@@ -33,11 +35,13 @@ def mesh_info(mesh: Mesh, creds: Credentials) -> dict[str, Any]:
         "mesh": mesh.name,
         "data_dir": str(mesh.data_dir),
         "system": {
-            "url": _url(creds.system_user, creds.system_password, mesh.host, hub0.client_port),
+            "url": _url(creds.system_user, creds.system_password, mesh.host, hub0.client_port, mesh.scheme),
             "servers": [
-                _url(creds.system_user, creds.system_password, mesh.host, n.client_port) for n in mesh.hub.nodes
+                _url(creds.system_user, creds.system_password, mesh.host, n.client_port, mesh.scheme)
+                for n in mesh.hub.nodes
             ],
         },
+        **({"tls": {"ca_file": str(mesh.tls_dir / "ca.pem")}} if mesh.tls else {}),
         "domains": domains,
     }
 

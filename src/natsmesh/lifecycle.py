@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from natsmesh import binary as binmod
+from natsmesh.certs import cert_texts
 from natsmesh.credentials import Credentials, load_credentials
 from natsmesh.errors import AlreadyRunningError, NotReadyError, NotRunningError, PreflightError
 from natsmesh.ports import ephemeral_range, port_problem
@@ -68,7 +69,7 @@ def prepare(mesh: Mesh) -> Credentials:
     """Create the data dir, secrets and rendered configs (stores are left as they are)."""
     mesh.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     creds = load_credentials(mesh)
-    write_files(render_mesh(mesh, creds), mesh.data_dir)
+    write_files(render_mesh(mesh, creds, certs=cert_texts(mesh)), mesh.data_dir)
     return creds
 
 

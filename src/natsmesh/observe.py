@@ -18,6 +18,7 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from natsmesh.certs import client_context
 from natsmesh.credentials import Credentials
 from natsmesh.errors import NotRunningError
 from natsmesh.spec import Mesh
@@ -48,13 +49,14 @@ def system_urls(mesh: Mesh, creds: Credentials) -> list[str]:
     from urllib.parse import quote
 
     user, pw = quote(creds.system_user, safe=""), quote(creds.system_password, safe="")
-    return [f"nats://{user}:{pw}@{mesh.host}:{n.client_port}" for n in mesh.hub.nodes]
+    return [f"{mesh.scheme}://{user}:{pw}@{mesh.host}:{n.client_port}" for n in mesh.hub.nodes]
 
 
 async def connect_system(mesh: Mesh, creds: Credentials, timeout: float = 2.0) -> Client:
     try:
         return await nats.connect(
             servers=system_urls(mesh, creds),
+            tls=client_context(mesh),
             connect_timeout=timeout,
             allow_reconnect=False,
             max_reconnect_attempts=0,

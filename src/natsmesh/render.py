@@ -15,6 +15,19 @@ from natsmesh.spec import Mesh
 from natsmesh.topology import Cluster, Node
 
 DEFAULT_SERVER_COMMAND = "nats-server"
+TLS_DIR = "../tls"  # the mesh's certificates, seen from a cluster folder
+CERT_FILES = ("ca.pem", "server.pem", "server-key.pem")
+
+
+def _tls_block(indent: str) -> list[str]:
+    return [
+        f"{indent}tls {{",
+        f'{indent}  cert_file: "{TLS_DIR}/server.pem"',
+        f'{indent}  key_file: "{TLS_DIR}/server-key.pem"',
+        f'{indent}  ca_file: "{TLS_DIR}/ca.pem"',
+        f"{indent}  timeout: 5",
+        f"{indent}}}",
+    ]
 
 
 def _q(value: str) -> str:
@@ -59,6 +72,7 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) ->
         f"server_name: {_q(node.name)}",
         f"listen: {_q(f'{host}:{node.client_port}')}",
         f"http: {_q(f'{host}:{node.http_port}')}",
+        *(_tls_block("") if mesh.tls else []),
         "",
         "jetstream {",
         f"  domain: {_q(cluster.domain)}",
@@ -78,6 +92,7 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) ->
             f"  name: {_q(cluster.name)}",
             f"  listen: {_q(f'{host}:{node.cluster_port}')}",
             f"  routes: [{routes}]",
+            *(_tls_block("  ") if mesh.tls else []),
             "}",
         ]
     lines += [
@@ -98,15 +113,18 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) ->
     ]
     if cluster.is_hub:
         lines.append(f"  listen: {_q(f'{host}:{node.leafnode_port}')}")
+        if mesh.tls:
+            lines += _tls_block("  ")
     else:
         hub = mesh.hub.nodes
+        remote_tls = f', tls: {{ ca_file: "{TLS_DIR}/ca.pem" }}' if mesh.tls else ""
         sys_urls = ", ".join(_q(leaf_url(mesh, h, creds.system_user, creds.system_password)) for h in hub)
         app_urls = ", ".join(_q(leaf_url(mesh, h, creds.data_user, creds.data_password)) for h in hub)
         lines += [
             "  # Both accounts reach every hub node: SYS so one request at the hub sees every server, APP for data.",
             "  remotes: [",
-            f"    {{ urls: [{sys_urls}], account: {SYSTEM_ACCOUNT} }}",
-            f"    {{ urls: [{app_urls}], account: {DATA_ACCOUNT} }}",
+            f"    {{ urls: [{sys_urls}], account: {SYSTEM_ACCOUNT}{remote_tls} }}",
+            f"    {{ urls: [{app_urls}], account: {DATA_ACCOUNT}{remote_tls} }}",
             "  ]",
         ]
     lines.append("}")
@@ -117,9 +135,19 @@ def render_procfile(cluster: Cluster, server_command: str = DEFAULT_SERVER_COMMA
     return "".join(f"{n.name}: {server_command} -c {config_name(n)}\n" for n in cluster.nodes)
 
 
-def render_mesh(mesh: Mesh, creds: Credentials, server_command: str = DEFAULT_SERVER_COMMAND) -> dict[str, str]:
-    """Every file of the mesh, keyed by path relative to the output directory."""
+def render_mesh(
+    mesh: Mesh,
+    creds: Credentials,
+    server_command: str = DEFAULT_SERVER_COMMAND,
+    certs: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Every file of the mesh, keyed by path relative to the output directory.
+
+    For a TLS mesh, CERTS (file name -> PEM text of `CERT_FILES`) go to `tls/`, where the configs look.
+    """
     files: dict[str, str] = {}
+    for name, text in (certs or {}).items():
+        files[f"tls/{name}"] = text
     for cluster in mesh.clusters:
         for node in cluster.nodes:
             files[f"{cluster.folder}/{config_name(node)}"] = render_node(mesh, cluster, node, creds)
@@ -135,7 +163,7 @@ def write_files(files: dict[str, str], out_dir: Path) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
-        tmp.chmod(0o600 if rel.endswith(".conf") else 0o644)
+        tmp.chmod(0o600 if rel.endswith((".conf", "-key.pem")) else 0o644)
         tmp.replace(path)
         written.append(path)
     return written

@@ -236,6 +236,13 @@ class LeafnodeSpec(_Strict):
         return v
 
 
+class TLSSpec(_Strict):
+    """TLS on every link (clients, routes, leafnodes) with a mesh-local CA that natsmesh generates."""
+
+    enabled: bool = False
+    dir: str | None = None
+
+
 class MeshSpec(_Strict):
     """The document as written: everything optional has the seed's or a safe default."""
 
@@ -249,6 +256,7 @@ class MeshSpec(_Strict):
     credentials: CredentialsSpec = CredentialsSpec()
     jetstream: JetStreamSpec = JetStreamSpec()
     leafnodes: LeafnodeSpec = LeafnodeSpec()
+    tls: TLSSpec = TLSSpec()
 
     @field_validator("name")
     @classmethod

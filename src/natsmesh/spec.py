@@ -46,6 +46,8 @@ class Mesh:
     fixed_system: tuple[str, str] | None = None
     fixed_data: tuple[str, str] | None = None
     warnings: tuple[str, ...] = ()
+    tls: bool = False
+    tls_dir_setting: str | None = None
     products: tuple[Product, ...] = ()
     consumptions: tuple[Consumption, ...] = ()
     document: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
@@ -55,6 +57,19 @@ class Mesh:
         raw = self.data_dir_setting or f".natsmesh/{self.name}"
         p = Path(raw).expanduser()
         return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def tls_dir(self) -> Path:
+        """Where the mesh's CA and certificates live (default `<data_dir>/tls`)."""
+        if not self.tls_dir_setting:
+            return self.data_dir / "tls"
+        p = Path(self.tls_dir_setting).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def scheme(self) -> str:
+        """URL scheme clients use: `tls` when the mesh requires TLS, else `nats`."""
+        return "tls" if self.tls else "nats"
 
     @property
     def clusters(self) -> tuple[Cluster, ...]:
@@ -144,6 +159,8 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         fixed_system=(creds.system.user, creds.system.password) if creds.system else None,
         fixed_data=(creds.data.user, creds.data.password) if creds.data else None,
         warnings=tuple(warnings),
+        tls=spec.tls.enabled,
+        tls_dir_setting=spec.tls.dir,
         products=products,
         consumptions=consumptions,
         document=spec.model_dump(mode="json", exclude_none=True),
@@ -290,7 +307,13 @@ def domain_names(count: int) -> list[str]:
 
 
 def init_spec_text(
-    *, name: str = "natsmesh", domains: int = 5, nodes: int = 3, hub_nodes: int = 3, base: int | None = None
+    *,
+    name: str = "natsmesh",
+    domains: int = 5,
+    nodes: int = 3,
+    hub_nodes: int = 3,
+    base: int | None = None,
+    tls: bool = False,
 ) -> str:
     """A commented spec whose explicit port plan holds for any number of domains, all below 32768."""
     if domains < 0:
@@ -350,5 +373,8 @@ def init_spec_text(
         "  max_file: 1GiB",
         "leafnodes:",
         "  reconnect: 250ms         # how soon a leaf link is retried after it drops",
+        "",
+        "# TLS on every link (clients, routes, leafnodes), with a CA natsmesh generates in data_dir/tls.",
+        f"tls: {{enabled: {'true' if tls else 'false'}}}",
     ]
     return "\n".join(out) + "\n"
