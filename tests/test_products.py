@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,38 @@ def test_subject_rules() -> None:
 def test_find_cycle() -> None:
     assert find_cycle({"a": ["b"], "b": ["c"]}) is None
     assert find_cycle({"a": ["b"], "b": ["a"]}) == ["a", "b", "a"]
+
+
+def test_policy_follows_ownership_and_declared_consumption() -> None:
+    from natsmesh.policy import may_read, policy_for
+
+    mesh = load_spec(EXAMPLE)
+    b = policy_for(mesh, "leaf-domain-b")
+    assert ("allow", "manage", "JetStream domain leaf-domain-b") in [(r.effect, r.action, r.target) for r in b]
+    assert ("deny", "manage", "JetStream domain leaf-domain-a") in [(r.effect, r.action, r.target) for r in b]
+    assert ("allow", "publish", "shipping.>") in [(r.effect, r.action, r.target) for r in b]
+    assert ("deny", "publish", "sales.>") in [(r.effect, r.action, r.target) for r in b]
+    assert may_read(mesh, "leaf-domain-b", "leaf-domain-a/ORDERS")  # declared mirror
+    assert not may_read(mesh, "leaf-domain-b", "leaf-domain-a/CUSTOMERS")  # not shared
+    assert may_read(mesh, "hub", "leaf-domain-d/STOCK")  # the aggregate's source
+    assert not may_read(mesh, "leaf-domain-e", "leaf-domain-a/ORDERS")  # e only mirrors the hub's aggregate
+    public = parse_spec(EXAMPLE.read_text().replace("tags: [pii]", "tags: [pii]\n        public: true"), cache=False)
+    assert may_read(public, "leaf-domain-e", "leaf-domain-a/CUSTOMERS")
+
+
+def test_policy_show_cli(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from natsmesh.cli import cli
+
+    res = CliRunner().invoke(cli, ["policy", "show", "leaf-domain-c", "-f", str(EXAMPLE), "--json"])
+    assert res.exit_code == 0, res.output
+    rules = json.loads(res.output)["leaf-domain-c"]
+    assert {
+        "effect": "allow",
+        "action": "read",
+        "target": "leaf-domain-b/SHIPMENTS",
+        "why": "declared source as leaf-domain-c/EU_SHIPMENTS",
+    } in rules
+    bad = CliRunner().invoke(cli, ["policy", "show", "nope", "-f", str(EXAMPLE)])
+    assert bad.exit_code == 1 and "has no domain 'nope'" in bad.output

@@ -475,6 +475,44 @@ def _show_plan(result: Any, as_json: bool, tables_plan: Any) -> None:
     click.echo(f"{verb}: {summary or 'nothing to do'}")
 
 
+@cli.group(name="policy")
+def policy_group() -> None:
+    """Who may do what, derived from the spec (ownership and declared consumption)."""
+
+
+@policy_group.command(name="show")
+@click.argument("domain", required=False)
+@spec_option
+@json_option
+def policy_show(domain: str | None, spec_path: str | None, as_json: bool) -> None:
+    """The rules for DOMAIN (default: every domain): what it may manage, publish and read, and what not."""
+    from natsmesh.errors import NatsmeshError
+    from natsmesh.policy import policy, policy_for
+
+    mesh = _load(spec_path)
+    try:
+        rules = {domain: policy_for(mesh, domain)} if domain else policy(mesh)
+    except KeyError:
+        raise NatsmeshError(
+            f"mesh {mesh.name!r} has no domain {domain!r} (domains: {', '.join(c.name for c in mesh.clusters)})"
+        ) from None
+    if as_json:
+        _print_json({d: [r.to_json() for r in rs] for d, rs in rules.items()})
+        return
+    from rich import box
+    from rich.table import Table
+
+    for d, rs in rules.items():
+        t = Table(box=box.SIMPLE_HEAD, title=f"policy of {d}")
+        for col in ("Effect", "Action", "Target", "Why"):
+            t.add_column(col)
+        for r in rs:
+            t.add_row(
+                f"[green]{r.effect}[/]" if r.effect == "allow" else f"[red]{r.effect}[/]", r.action, r.target, r.why
+            )
+        _console().print(t)
+
+
 @cli.group()
 def catalog() -> None:
     """The data product catalog (a KV bucket in the hub, written by `apply`)."""

@@ -32,6 +32,7 @@ class Product:
     max_msgs: int = -1
     replicas: int = 1
     storage: str = "file"
+    public: bool = False  # readable by every domain without a declared consumption
 
     @property
     def ref(self) -> str:

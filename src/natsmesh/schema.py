@@ -124,6 +124,7 @@ class ProductSpec(_Strict):
     limits: LimitsSpec = LimitsSpec()
     replicas: Annotated[int, Field(ge=1, le=5)] | None = None
     storage: Literal["file", "memory"] = "file"
+    public: bool = False
 
     @field_validator("name")
     @classmethod
@@ -626,6 +627,7 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
                     max_msgs=p.limits.max_msgs or -1,
                     replicas=p.replicas or default_replicas,
                     storage=p.storage,
+                    public=p.public,
                 )
             )
         for cons in c.consumes:

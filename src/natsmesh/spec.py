@@ -48,6 +48,7 @@ class Mesh:
     warnings: tuple[str, ...] = ()
     tls: bool = False
     tls_dir_setting: str | None = None
+    namespaces: tuple[tuple[str, str], ...] = ()  # (domain, subject namespace)
     products: tuple[Product, ...] = ()
     consumptions: tuple[Consumption, ...] = ()
     document: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
@@ -91,6 +92,10 @@ class Mesh:
                 return c
         raise KeyError(name)
 
+    def namespace(self, domain: str) -> str:
+        """The first subject token every subject of DOMAIN's products starts with."""
+        return dict(self.namespaces).get(domain, domain)
+
     def product(self, ref: str) -> Product:
         """The product `DOMAIN/NAME`; raises KeyError."""
         for p in self.products:
@@ -118,6 +123,7 @@ class Mesh:
         d["hub"] = cluster(d["hub"])
         d["domains"] = tuple(cluster(c) for c in d["domains"])
         d["warnings"] = tuple(d["warnings"])
+        d["namespaces"] = tuple(tuple(x) for x in d["namespaces"])
         d["products"] = tuple(
             Product(**(p | {"subjects": tuple(p["subjects"]), "tags": tuple(p["tags"])})) for p in d["products"]
         )
@@ -160,6 +166,7 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         fixed_data=(creds.data.user, creds.data.password) if creds.data else None,
         warnings=tuple(warnings),
         tls=spec.tls.enabled,
+        namespaces=tuple((c.name, c.namespace or c.name) for c in (spec.hub, *spec.domains)),
         tls_dir_setting=spec.tls.dir,
         products=products,
         consumptions=consumptions,
