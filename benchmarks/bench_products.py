@@ -92,7 +92,8 @@ async def publish_raw(url: str, n: int, inflight: int) -> float:
 async def bench_publish(mesh: Mesh, mc: MeshClient, n: int, runs: int, inflight: int) -> dict[str, Any]:
     url = (await mc.connection("leaf-domain-a")).connected_url
     assert url is not None
-    raw_url = f"nats://{mc.creds.data_user}:{mc.creds.data_password}@{url.hostname}:{url.port}"
+    user, password = mc.creds.client("leaf-domain-a")
+    raw_url = f"nats://{user}:{password}@{url.hostname}:{url.port}"
     res: dict[str, list[float]] = {"natsmesh": [], "raw": []}
     for i in range(runs):
         for side in ("natsmesh", "raw") if i % 2 == 0 else ("raw", "natsmesh"):

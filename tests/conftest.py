@@ -18,9 +18,16 @@ from natsmesh.supervisor import RestartPolicy, lock_is_held
 
 
 def seed_on_free_ports(data_dir: Path) -> str:
-    """The seed topology (names, clusters, domains as in the seed) moved onto free ports."""
+    """The seed topology (names, clusters, domains as in the seed) moved onto free ports, with one declared
+    share: leaf-domain-b may mirror leaf-domain-a's ORDERS (isolation lets nothing else cross)."""
+    import yaml
+
     base = free_port_base(block_size(3) * 6)
-    return seed_spec_text(base=base) + f"data_dir: {data_dir}\n"
+    doc = yaml.safe_load(seed_spec_text(base=base))
+    doc["domains"][0]["products"] = [{"name": "ORDERS", "subjects": ["leaf-domain-a.orders.>"]}]
+    doc["domains"][1]["consumes"] = [{"product": "leaf-domain-a/ORDERS", "as": "ORDERS_FROM_A"}]
+    doc["data_dir"] = str(data_dir)
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 EXAMPLES = Path(__file__).parent.parent / "examples"

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import nats
+import nats.js.errors
 import pytest
 from nats.js.api import ExternalStream, StreamConfig, StreamSource
 
@@ -22,6 +23,7 @@ from natsmesh.credentials import load_credentials
 from natsmesh.errors import AlreadyRunningError, NotReadyError, NotRunningError, PreflightError
 from natsmesh.info import mesh_info
 from natsmesh.observe import collect, collect_sync
+from natsmesh.products import deliver_subject
 from natsmesh.readiness import wait_ready
 from natsmesh.reports import build_jetstream, build_leafnodes, build_servers
 from natsmesh.spec import Mesh
@@ -67,7 +69,7 @@ def test_seed_topology_reports(seed_mesh: Mesh) -> None:
     assert len(leaf["links"]) == 30  # 15 leaf nodes x 2 accounts, as the seed's hub showed
     assert leaf["missing_links"] == []
     assert {(x["domain"], x["account"]) for x in leaf["links"]} == {
-        (d, a) for d in SEED_DOMAINS[1:] for a in ("SYS", "APP")
+        (d, a) for d in SEED_DOMAINS[1:] for a in ("SYS", d)
     }
 
 
@@ -107,15 +109,16 @@ async def test_cross_domain_mirror_with_plain_nats_py(seed_mesh: Mesh) -> None:
     b = await nats.connect(info["domains"]["leaf-domain-b"]["url"])
     try:
         ja, jb = a.jetstream(), b.jetstream()
-        await ja.add_stream(StreamConfig(name="ORDERS", subjects=["a.orders.>"], num_replicas=3))
-        acks = await asyncio.gather(*(ja.publish(f"a.orders.{i % 7}", f"order-{i}".encode()) for i in range(500)))
-        assert [x.seq for x in acks] == list(range(1, 501))
-        await jb.add_stream(
-            StreamConfig(
-                name="ORDERS_FROM_A",
-                mirror=StreamSource(name="ORDERS", external=ExternalStream(api="$JS.leaf-domain-a.API")),
-            )
+        subjects = ["leaf-domain-a.orders.>"]
+        await ja.add_stream(StreamConfig(name="ORDERS", subjects=subjects, num_replicas=3))
+        acks = await asyncio.gather(
+            *(ja.publish(f"leaf-domain-a.orders.{i % 7}", f"order-{i}".encode()) for i in range(500))
         )
+        assert [x.seq for x in acks] == list(range(1, 501))
+        # The spec declares this share, so the hub lets exactly its consumer-create API and delivery through.
+        deliver = deliver_subject("leaf-domain-a", "leaf-domain-b", "ORDERS")
+        external = ExternalStream(api="$JS.leaf-domain-a.API", deliver=deliver)
+        await jb.add_stream(StreamConfig(name="ORDERS_FROM_A", mirror=StreamSource(name="ORDERS", external=external)))
         deadline = time.monotonic() + 20
         while (await jb.stream_info("ORDERS_FROM_A")).state.messages < 500:
             assert time.monotonic() < deadline, "mirror did not catch up"
@@ -124,9 +127,9 @@ async def test_cross_domain_mirror_with_plain_nats_py(seed_mesh: Mesh) -> None:
             orig = await ja.get_msg("ORDERS", seq)
             copy = await jb.get_msg("ORDERS_FROM_A", seq)
             assert (copy.subject, copy.data) == (orig.subject, orig.data)
-        # Another domain sees B's mirror and A's stream through the hub by JetStream domain.
-        hub_js = b.jetstream(domain="leaf-domain-a")
-        assert (await hub_js.stream_info("ORDERS")).state.messages == 500
+        # Nothing else crosses: B cannot even look at A's stream through the hub.
+        with pytest.raises(nats.js.errors.ServiceUnavailableError):
+            await b.jetstream(domain="leaf-domain-a").stream_info("ORDERS")
     finally:
         await a.close()
         await b.close()
@@ -157,7 +160,12 @@ def test_kill_9_leaf_node_is_restarted(seed_mesh: Mesh) -> None:
 
 
 async def test_one_hub_node_two_single_node_domains(runner: MeshRunner, tmp_path: Path) -> None:
-    mesh = runner.up(runner.load(small_mesh_text(tmp_path / "d", domains=2, nodes=1, hub_nodes=1)))
+    import yaml
+
+    doc = yaml.safe_load(small_mesh_text(tmp_path / "d", domains=2, nodes=1, hub_nodes=1))
+    doc["domains"][0]["products"] = [{"name": "S", "subjects": ["leaf-domain-a.s.>"]}]
+    doc["domains"][1]["consumes"] = [{"product": "leaf-domain-a/S", "as": "M"}]
+    mesh = runner.up(runner.load(yaml.safe_dump(doc)))
     replies = await collect(mesh, load_credentials(mesh, create=False), ["JSZ", "LEAFZ"])
     js = build_jetstream(mesh, replies["JSZ"])
     assert [s["name"] for s in js["servers"]] == ["hub-server-0", "leaf-domain-a-0", "leaf-domain-b-0"]
@@ -167,12 +175,12 @@ async def test_one_hub_node_two_single_node_domains(runner: MeshRunner, tmp_path
     a = await nats.connect(info["domains"]["leaf-domain-a"]["url"])
     b = await nats.connect(info["domains"]["leaf-domain-b"]["url"])
     try:
-        await a.jetstream().add_stream(StreamConfig(name="S", subjects=["s.>"]))
+        await a.jetstream().add_stream(StreamConfig(name="S", subjects=["leaf-domain-a.s.>"]))
         for i in range(10):
-            await a.jetstream().publish("s.x", str(i).encode())
-        await b.jetstream().add_stream(
-            StreamConfig(name="M", mirror=StreamSource(name="S", external=ExternalStream(api="$JS.leaf-domain-a.API")))
-        )
+            await a.jetstream().publish("leaf-domain-a.s.x", str(i).encode())
+        deliver = deliver_subject("leaf-domain-a", "leaf-domain-b", "S")
+        external = ExternalStream(api="$JS.leaf-domain-a.API", deliver=deliver)
+        await b.jetstream().add_stream(StreamConfig(name="M", mirror=StreamSource(name="S", external=external)))
         deadline = time.monotonic() + 20
         while (await b.jetstream().stream_info("M")).state.messages < 10:
             assert time.monotonic() < deadline

@@ -86,6 +86,11 @@ BAD = [
         ["domains[1].consumes[0]", "two streams named 'ORDERS' in domain 'b'", "name this one with `as`"],
     ),
     (
+        "consuming a stream of the hub domain",
+        BASE + "    consumes:\n      - {product: hub/AGG, as: X}\n",
+        ["domains[1].consumes[0].product", "'hub/AGG' lives in the hub domain", "take the products"],
+    ),
+    (
         "a mirror that also declares subjects",
         BASE + "    consumes:\n      - {product: a/ORDERS, subjects: [b.x.>]}\n",
         ["domains[1].consumes[0].subjects", "a mirror cannot declare subjects"],
@@ -173,13 +178,16 @@ def test_desired_configs() -> None:
     assert orders["metadata"]["natsmesh.managed"] == "true"
     assert orders["metadata"]["natsmesh.owner"] == "sales-team@example.com"
     mirror = streams["leaf-domain-b"]["ORDERS"]
-    assert mirror["mirror"] == {"name": "ORDERS", "external": {"api": "$JS.leaf-domain-a.API", "deliver": ""}}
+    assert mirror["mirror"] == {
+        "name": "ORDERS",
+        "external": {"api": "$JS.leaf-domain-a.API", "deliver": "_MESH.DLV.leaf-domain-a.leaf-domain-b.ORDERS"},
+    }
     assert "subjects" not in mirror
     eu = streams["leaf-domain-c"]["EU_SHIPMENTS"]
     assert eu["sources"] == [
         {
             "name": "SHIPMENTS",
-            "external": {"api": "$JS.leaf-domain-b.API", "deliver": ""},
+            "external": {"api": "$JS.leaf-domain-b.API", "deliver": "_MESH.DLV.leaf-domain-b.leaf-domain-c.SHIPMENTS"},
             "filter_subject": "shipping.shipments.eu.>",
         }
     ]
@@ -205,13 +213,13 @@ def test_lineage_lists_every_edge() -> None:
     mesh = load_spec(EXAMPLE)
     text = lineage(mesh, "text")
     edges = {(s.ref, c.ref, c.mode) for c in mesh.consumptions for s in c.sources}
-    assert len(edges) == 7
+    assert len(edges) == 9
     for src, dst, how in edges:
         assert f"{src} (" in text and f"  -> {dst} ({how})" in text
     mermaid = lineage(mesh, "mermaid")
-    assert mermaid.startswith("flowchart LR") and mermaid.count("-->") == 7
+    assert mermaid.startswith("flowchart LR") and mermaid.count("-->") == 9
     dot = lineage(mesh, "dot")
-    assert dot.startswith("digraph lineage {") and dot.count("->") == 7
+    assert dot.startswith("digraph lineage {") and dot.count("->") == 9
     with pytest.raises(ValueError):
         lineage(mesh, "svg")
 
@@ -224,6 +232,7 @@ def test_catalog_descriptors_name_their_consumers() -> None:
         ("leaf-domain-b", "mirror"),
         ("leaf-domain-c", "mirror"),
         ("hub", "source"),
+        ("leaf-domain-e", "source"),
     }
     assert desc["leaf-domain-a.CUSTOMERS"]["consumed_by"] == []
 
@@ -270,7 +279,8 @@ def test_policy_follows_ownership_and_declared_consumption() -> None:
     assert may_read(mesh, "leaf-domain-b", "leaf-domain-a/ORDERS")  # declared mirror
     assert not may_read(mesh, "leaf-domain-b", "leaf-domain-a/CUSTOMERS")  # not shared
     assert may_read(mesh, "hub", "leaf-domain-d/STOCK")  # the aggregate's source
-    assert not may_read(mesh, "leaf-domain-e", "leaf-domain-a/ORDERS")  # e only mirrors the hub's aggregate
+    assert may_read(mesh, "leaf-domain-e", "leaf-domain-a/ORDERS")  # e's own aggregate sources it
+    assert not may_read(mesh, "leaf-domain-e", "leaf-domain-c/INVOICES")
     public = parse_spec(EXAMPLE.read_text().replace("tags: [pii]", "tags: [pii]\n        public: true"), cache=False)
     assert may_read(public, "leaf-domain-e", "leaf-domain-a/CUSTOMERS")
 

@@ -13,7 +13,13 @@ from natsmesh.credentials import Credentials
 from natsmesh.render import render_mesh, write_files
 from natsmesh.spec import default_mesh, init_spec_text, parse_spec
 
-CREDS = Credentials("admin", "s3cret-sys", "app", "s3cret/app")
+CREDS = Credentials(
+    "admin",
+    "s3cret-sys",
+    "app",
+    {d: "s3cret-app" for d in ["hub", *(f"leaf-domain-{x}" for x in "abcde")]},
+    {f"leaf-domain-{x}": "s3cret/link" for x in "abcde"},
+)
 SEED_FOLDERS = ["hub-cluster", *(f"leaf-cluster-{x}" for x in "abcde")]
 
 
@@ -50,13 +56,13 @@ def test_leaf_configs_reach_every_hub_node_in_both_accounts() -> None:
     mesh = default_mesh()
     files = render_mesh(mesh, CREDS)
     conf = files["leaf-cluster-c/leaf-domain-c-1.conf"]
-    remotes = re.findall(r"\{ urls: \[(.*?)\], account: (\w+) \}", conf)
-    assert [acct for _, acct in remotes] == ["SYS", "APP"]
+    remotes = re.findall(r"\{ urls: \[(.*?)\], account: (\"?[\w-]+\"?) \}", conf)
+    assert [acct for _, acct in remotes] == ["SYS", '"leaf-domain-c"']
     for urls, acct in remotes:
         ports = sorted(int(p) for p in re.findall(r"@127\.0\.0\.1:(\d+)", urls))
         assert ports == [7422, 7423, 7424], acct
     assert "nats-leaf://admin:s3cret-sys@" in conf
-    assert "nats-leaf://app:s3cret%2Fapp@" in conf  # URL-escaped password
+    assert "nats-leaf://link-leaf-domain-c:s3cret%2Flink@" in conf  # URL-escaped password
     assert "extension_hint: no_extend" in conf
     assert "extension_hint" not in files["hub-cluster/hub-server-1.conf"]
 

@@ -70,7 +70,8 @@ async def test_tls_mesh_comes_up_reports_and_refuses_plaintext(runner: MeshRunne
     reader, writer = await asyncio.open_connection("127.0.0.1", port)  # a client that speaks plaintext
     info = json.loads((await reader.readline()).decode().removeprefix("INFO "))
     assert info["tls_required"] is True
-    writer.write(f'CONNECT {{"user":"{creds.data_user}","pass":"{creds.data_password}"}}\r\nPING\r\n'.encode())
+    user, password = creds.client("leaf-domain-a")
+    writer.write(f'CONNECT {{"user":"{user}","pass":"{password}"}}\r\nPING\r\n'.encode())
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(4096), 5)
     writer.close()

@@ -52,7 +52,7 @@ class PublishError(NatsmeshError):
 
 def data_urls(mesh: Mesh, creds: Credentials, domain: str) -> list[str]:
     """Data-account URLs at every server of DOMAIN's own cluster."""
-    user, pw = quote(creds.data_user, safe=""), quote(creds.data_password, safe="")
+    user, pw = (quote(x, safe="") for x in creds.client(domain))
     return [f"{mesh.scheme}://{user}:{pw}@{mesh.host}:{n.client_port}" for n in mesh.domain(domain).nodes]
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from natsmesh.errors import NotRunningError, PreflightError
 
@@ -18,30 +18,41 @@ if TYPE_CHECKING:
     from natsmesh.spec import Mesh
 
 SYSTEM_ACCOUNT = "SYS"
-DATA_ACCOUNT = "APP"
 SECRETS_FILE = "secrets.json"
+LINK_USER_PREFIX = "link-"
+
+
+def account_of(domain: str) -> str:
+    """The NATS account that holds DOMAIN's data: one account per domain, named after it."""
+    return domain
 
 
 @dataclass(frozen=True)
 class Credentials:
+    """Every identity of a mesh: the system user, each domain's client user, each leaf domain's link user."""
+
     system_user: str
     system_password: str
-    data_user: str
-    data_password: str
+    client_user: str
+    client_passwords: dict[str, str] = field(hash=False)
+    link_passwords: dict[str, str] = field(hash=False)
+
+    def client(self, domain: str) -> tuple[str, str]:
+        """DOMAIN's client identity (data account of that domain, valid only on its own servers)."""
+        return self.client_user, self.client_passwords[domain]
+
+    def link(self, domain: str) -> tuple[str, str]:
+        """The identity DOMAIN's leaf nodes use at the hub (leafnode connections only)."""
+        return f"{LINK_USER_PREFIX}{domain}", self.link_passwords[domain]
 
     def secrets(self) -> list[str]:
-        return [self.system_password, self.data_password]
+        return [self.system_password, *self.client_passwords.values(), *self.link_passwords.values()]
 
 
-def _generate() -> dict[str, str]:
+def _token() -> str:
     import secrets
 
-    return {
-        "system_user": "admin",
-        "system_password": secrets.token_urlsafe(24),
-        "data_user": "app",
-        "data_password": secrets.token_urlsafe(24),
-    }
+    return secrets.token_urlsafe(24)
 
 
 def write_private(path: Path, text: str) -> None:
@@ -56,28 +67,40 @@ def write_private(path: Path, text: str) -> None:
 
 
 def load_credentials(mesh: Mesh, *, create: bool = True) -> Credentials:
-    """Credentials for MESH: the spec's fixed ones, else the stored ones, else new ones (stored if CREATE)."""
+    """Credentials for MESH: the spec's fixed ones, else the stored ones; missing ones are generated and stored
+    (owner-readable only) if CREATE, else `NotRunningError`."""
     path = mesh.data_dir / SECRETS_FILE
-    stored: dict[str, str] = {}
-    if path.is_file():
-        stored = json.loads(path.read_text())
-    elif not (mesh.fixed_system and mesh.fixed_data):
-        if not create:
-            raise NotRunningError(
-                f"mesh {mesh.name!r} has no credentials yet in {mesh.data_dir}: it has never been started"
-            )
-        stored = _generate()
-        if create:
-            try:
-                write_private(path, json.dumps(stored, indent=2) + "\n")
-            except OSError as exc:
-                raise PreflightError(f"cannot write secrets to {path}: {exc.strerror}") from None
-    values = dict(stored)
-    if mesh.fixed_system:
-        values["system_user"], values["system_password"] = mesh.fixed_system
+    stored: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    before = json.dumps(stored, sort_keys=True)
+    if not mesh.fixed_system:
+        stored.setdefault("system_user", "admin")
+        if "system_password" not in stored and create:
+            stored["system_password"] = _token()
+    clients: dict[str, str] = stored.setdefault("client_passwords", {})
+    links: dict[str, str] = stored.setdefault("link_passwords", {})
+    for cluster in mesh.clusters:
+        if not mesh.fixed_data and cluster.name not in clients and create:
+            clients[cluster.name] = _token()
+        if not cluster.is_hub and cluster.name not in links and create:
+            links[cluster.name] = _token()
+    if json.dumps(stored, sort_keys=True) != before and create:
+        try:
+            write_private(path, json.dumps(stored, indent=2) + "\n")
+        except OSError as exc:
+            raise PreflightError(f"cannot write secrets to {path}: {exc.strerror}") from None
+    system = mesh.fixed_system or (stored.get("system_user", "admin"), stored.get("system_password"))
+    client_user = mesh.fixed_data[0] if mesh.fixed_data else "app"
     if mesh.fixed_data:
-        values["data_user"], values["data_password"] = mesh.fixed_data
-    return Credentials(**{k: values[k] for k in asdict(_EMPTY)})
-
-
-_EMPTY = Credentials("", "", "", "")
+        clients = {c.name: mesh.fixed_data[1] for c in mesh.clusters}
+    missing = [c.name for c in mesh.clusters if c.name not in clients or (not c.is_hub and c.name not in links)]
+    if system[1] is None or missing:
+        raise NotRunningError(
+            f"mesh {mesh.name!r} has no credentials yet in {mesh.data_dir}: it has never been started"
+        )
+    return Credentials(
+        system_user=system[0],
+        system_password=system[1],
+        client_user=client_user,
+        client_passwords={c.name: clients[c.name] for c in mesh.clusters},
+        link_passwords={c.name: links[c.name] for c in mesh.domains},
+    )

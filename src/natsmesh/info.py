@@ -20,9 +20,7 @@ def mesh_info(mesh: Mesh, creds: Credentials) -> dict[str, Any]:
     hub0 = mesh.hub.nodes[0]
     domains: dict[str, Any] = {}
     for cluster in mesh.clusters:
-        servers = [
-            _url(creds.data_user, creds.data_password, mesh.host, n.client_port, mesh.scheme) for n in cluster.nodes
-        ]
+        servers = [_url(*creds.client(cluster.name), mesh.host, n.client_port, mesh.scheme) for n in cluster.nodes]
         domains[cluster.domain] = {
             "url": servers[0],
             "servers": servers,

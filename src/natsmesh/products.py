@@ -15,6 +15,7 @@ MANAGED_KEY = "natsmesh.managed"
 MESH_KEY = "natsmesh.mesh"
 KIND_KEY = "natsmesh.kind"
 CATALOG_BUCKET = "natsmesh_catalog"
+DELIVER_PREFIX = "_MESH.DLV"
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,16 @@ def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
+def deliver_subject(owner: str, consumer: str, stream: str) -> str:
+    """Where OWNER's consumer for CONSUMER's copy of STREAM delivers: a subject space only CONSUMER imports."""
+    return f"{DELIVER_PREFIX}.{owner}.{consumer}.{stream}"
+
+
+def shares(consumptions: tuple[Consumption, ...]) -> list[tuple[str, str, str]]:
+    """(owner domain, stream, consumer domain) for every declared consumption, each once."""
+    return sorted({(s.domain, s.stream, c.domain) for c in consumptions for s in c.sources})
+
+
 def lineage_edges(consumptions: tuple[Consumption, ...]) -> list[tuple[str, str, str]]:
     """(upstream ref, downstream ref, how) for every consumption: how is `mirror` or `source`."""
     return [(s.ref, c.ref, c.mode) for c in consumptions for s in c.sources]
@@ -165,8 +176,9 @@ def product_config(mesh_name: str, p: Product) -> dict[str, Any]:
     }
 
 
-def source_config(s: SourceRef) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": s.stream, "external": {"api": f"$JS.{s.domain}.API", "deliver": ""}}
+def source_config(s: SourceRef, consumer: str) -> dict[str, Any]:
+    deliver = deliver_subject(s.domain, consumer, s.stream)
+    out: dict[str, Any] = {"name": s.stream, "external": {"api": f"$JS.{s.domain}.API", "deliver": deliver}}
     if s.filter and not s.transform:
         out["filter_subject"] = s.filter
     if s.transform:
@@ -184,9 +196,9 @@ def consumption_config(mesh_name: str, c: Consumption) -> dict[str, Any]:
         "metadata": _metadata(mesh_name, c.mode, {"natsmesh.upstream": what}),
     }
     if c.mode == "mirror":
-        cfg["mirror"] = source_config(c.sources[0])
+        cfg["mirror"] = source_config(c.sources[0], c.domain)
     else:
-        cfg["sources"] = [source_config(s) for s in c.sources]
+        cfg["sources"] = [source_config(s, c.domain) for s in c.sources]
         if c.subjects:
             cfg["subjects"] = list(c.subjects)
     return cfg

@@ -20,7 +20,6 @@ if TYPE_CHECKING:  # only for types: a bare benchmark loop uses this module with
     from natsmesh.spec import Mesh
 
 POLL_INTERVAL = 0.05
-LINK_ACCOUNTS = ("SYS", "APP")  # the system and data accounts every leaf node links to the hub
 
 
 @dataclass(frozen=True)
@@ -33,11 +32,12 @@ class Target:
     cluster: str
     clustered: bool
     leaf: bool
+    link_accounts: tuple[str, ...] = ()  # accounts a leaf node links to the hub: SYS and its own data account
 
 
 def targets(mesh: Mesh) -> list[Target]:
     return [
-        Target(n.name, mesh.host, n.http_port, c.name, len(c.nodes) > 1, not c.is_hub)
+        Target(n.name, mesh.host, n.http_port, c.name, len(c.nodes) > 1, not c.is_hub, ("SYS", c.name))
         for c in mesh.clusters
         for n in c.nodes
     ]
@@ -86,7 +86,7 @@ def check_node(node: Target, timeout: float = 1.0) -> NodeState:
         if node.leaf:
             leafz = http_json(node.host, node.http_port, "/leafz", timeout)
             accounts = {lf.get("account") for lf in leafz.get("leafs") or []}
-            missing = [a for a in LINK_ACCOUNTS if a not in accounts]
+            missing = [a for a in node.link_accounts if a not in accounts]
             if missing:
                 problems.append(f"leaf link to the hub not connected for {', '.join(missing)}")
     except (OSError, ValueError):

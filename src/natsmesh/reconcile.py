@@ -238,6 +238,19 @@ async def plan(mesh: Mesh, mc: MeshClient, prune: bool = False) -> Plan:
     for key in sorted(set(existing) - set(descriptors(mesh))):
         action = "delete" if prune else "would-delete"
         result.changes.append(Change(action, mesh.hub.name, "catalog", key, "product no longer in the spec"))
+
+    # A read copy of the catalog in every other domain, so each domain's clients read it locally (and while cut
+    # off from the hub): domains do not share the hub's JetStream.
+    hub_pending = any(c.kind == "catalog" and c.action in ("create", "update", "delete") for c in result.changes)
+    for leaf in mesh.domains:
+        local = await read_catalog(await mc.jetstream(leaf.name))
+        if f"KV_{CATALOG_BUCKET}" not in actual[leaf.name]:
+            action, detail = "create", f"read copy of the hub's catalog ({len(existing)} entries now)"
+        elif hub_pending or local != existing:
+            action, detail = "update", "read copy of the hub's catalog"
+        else:
+            action, detail = "unchanged", ""
+        result.changes.append(Change(action, leaf.name, "catalog-copy", CATALOG_BUCKET, detail))
     return result
 
 
@@ -256,7 +269,7 @@ async def apply(mesh: Mesh, mc: MeshClient, the_plan: Plan) -> Plan:
     hub = mesh.hub.name
     existing: dict[str, dict[str, Any]] | None = None
     for ch in the_plan.changes:
-        if ch.kind == "catalog":
+        if ch.kind in ("catalog", "catalog-copy"):
             continue
         js = await mc.jetstream(ch.domain)
         if ch.action in ("create", "update"):
@@ -282,6 +295,18 @@ async def apply(mesh: Mesh, mc: MeshClient, the_plan: Plan) -> Plan:
             await write_entry(hub_js, ch.name, ch.config | {"created": created, "updated": now})
         elif ch.action == "delete":
             await delete_entry(hub_js, ch.name)
+    final = await read_catalog(hub_js)
+    for ch in the_plan.changes:
+        if ch.kind != "catalog-copy" or ch.action not in ("create", "update"):
+            continue
+        js = await mc.jetstream(ch.domain)
+        await ensure_bucket(js, replicas=min(3, len(mesh.domain(ch.domain).nodes)))
+        local = await read_catalog(js)
+        for key, entry in final.items():
+            if local.get(key) != entry:
+                await write_entry(js, key, entry)
+        for key in set(local) - set(final):
+            await delete_entry(js, key)
     the_plan.applied = True
     return the_plan
 

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from urllib.parse import quote
 
-from natsmesh.credentials import DATA_ACCOUNT, SYSTEM_ACCOUNT, Credentials
+from natsmesh.credentials import SYSTEM_ACCOUNT, Credentials, account_of
+from natsmesh.products import CATALOG_BUCKET, deliver_subject, shares
 from natsmesh.spec import Mesh
 from natsmesh.topology import Cluster, Node
 
@@ -101,10 +102,7 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) ->
         f"  {SYSTEM_ACCOUNT}: {{",
         f"    users: [{{ user: {_q(creds.system_user)}, password: {_q(creds.system_password)} }}]",
         "  }",
-        f"  {DATA_ACCOUNT}: {{",
-        "    jetstream: enabled",
-        f"    users: [{{ user: {_q(creds.data_user)}, password: {_q(creds.data_password)} }}]",
-        "  }",
+        *render_accounts(mesh, cluster, creds),
         "}",
         f"system_account: {SYSTEM_ACCOUNT}",
         "",
@@ -119,16 +117,113 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) ->
         hub = mesh.hub.nodes
         remote_tls = f', tls: {{ ca_file: "{TLS_DIR}/ca.pem" }}' if mesh.tls else ""
         sys_urls = ", ".join(_q(leaf_url(mesh, h, creds.system_user, creds.system_password)) for h in hub)
-        app_urls = ", ".join(_q(leaf_url(mesh, h, creds.data_user, creds.data_password)) for h in hub)
+        link_user, link_password = creds.link(cluster.name)
+        data_urls = ", ".join(_q(leaf_url(mesh, h, link_user, link_password)) for h in hub)
+        account = _q(account_of(cluster.name))
         lines += [
-            "  # Both accounts reach every hub node: SYS so one request at the hub sees every server, APP for data.",
+            "  # Both accounts reach every hub node: SYS so one request at the hub sees every server; the domain's",
+            "  # own account, bound at the hub to its link user, for the data it shares and takes.",
             "  remotes: [",
             f"    {{ urls: [{sys_urls}], account: {SYSTEM_ACCOUNT}{remote_tls} }}",
-            f"    {{ urls: [{app_urls}], account: {DATA_ACCOUNT}{remote_tls} }}",
+            f"    {{ urls: [{data_urls}], account: {account}{remote_tls} }}",
             "  ]",
         ]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _exports_imports(mesh: Mesh, account: str) -> tuple[list[str], list[str]]:
+    """The hub-side exports and imports of ACCOUNT: exactly what the declared consumptions need.
+
+    Per share of OWNER/STREAM with CONSUMER: OWNER exports the consumer-create API of that stream and its
+    flow-control replies to the consumers of the stream, and the delivery subject space of each consumer to
+    that consumer only; CONSUMER imports those. Every domain may also read the catalog's KV stream in the hub.
+    Nothing else crosses between domain accounts.
+    """
+    hub = mesh.hub.name
+    consumers: dict[tuple[str, str], list[str]] = {}
+    for owner, stream, consumer in shares(mesh.consumptions):
+        consumers.setdefault((owner, stream), []).append(consumer)
+    catalog = f"KV_{CATALOG_BUCKET}"
+    everyone = [d.name for d in mesh.domains]
+    grants: list[tuple[str, str, list[str]]] = [
+        (hub, f"STREAM.INFO.{catalog}", everyone),
+        (hub, f"STREAM.MSG.GET.{catalog}", everyone),
+        (hub, f"DIRECT.GET.{catalog}", everyone),
+        (hub, f"DIRECT.GET.{catalog}.>", everyone),
+    ]
+    for (owner, stream), takers in sorted(consumers.items()):
+        grants += [(owner, f"CONSUMER.CREATE.{stream}", takers), (owner, f"CONSUMER.CREATE.{stream}.>", takers)]
+
+    def api(owner: str, rest: str, exported: bool) -> str:
+        # The hub's own account answers its API on $JS.API; everyone else addresses it by domain.
+        return f"$JS.API.{rest}" if exported and owner == hub else f"$JS.{owner}.API.{rest}"
+
+    exports: list[str] = []
+    imports: list[str] = []
+    for owner, rest, takers in grants:
+        if not takers:
+            continue
+        if account_of(owner) == account:
+            to = ", ".join(_q(account_of(t)) for t in takers)
+            exports.append(f"{{ service: {_q(api(owner, rest, True))}, accounts: [{to}] }}")
+        if account in {account_of(t) for t in takers}:
+            rename = f", to: {_q(api(owner, rest, False))}" if owner == hub else ""
+            src, subject = _q(account_of(owner)), _q(api(owner, rest, True))
+            imports.append(f"{{ service: {{ account: {src}, subject: {subject} }}{rename} }}")
+    for (owner, stream), takers in sorted(consumers.items()):
+        fc = _q(f"$JS.FC.{stream}.>")
+        if account_of(owner) == account:
+            exports.append(f"{{ service: {fc}, accounts: [{', '.join(_q(account_of(t)) for t in takers)}] }}")
+            exports += [
+                f"{{ stream: {_q(deliver_subject(owner, t, stream) + '.>')}, accounts: [{_q(account_of(t))}] }}"
+                for t in takers
+            ]
+        for t in takers:
+            if account_of(t) == account:
+                src = _q(account_of(owner))
+                imports.append(f"{{ service: {{ account: {src}, subject: {fc} }} }}")
+                imports.append(
+                    f"{{ stream: {{ account: {src}, subject: {_q(deliver_subject(owner, t, stream) + '.>')} }} }}"
+                )
+    return exports, imports
+
+
+def render_accounts(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[str]:
+    """The data accounts of a node: on a leaf, only its own domain's; on the hub, one per domain.
+
+    Each domain's data lives in its own account. A leaf cluster holds its account's JetStream and its client
+    users. The hub holds the hub domain's account (JetStream, the hub's clients) and, for every leaf domain,
+    an account without JetStream whose only user is that domain's leaf link: that is where the domains'
+    accounts meet, and where the exports and imports of the declared consumptions live.
+    """
+    lines: list[str] = []
+
+    def account(name: str, users: list[str], jetstream: bool, exports: list[str], imports: list[str]) -> None:
+        lines.append(f"  {_q(name)}: {{")
+        if jetstream:
+            lines.append("    jetstream: enabled")
+        lines.append(f"    users: [{', '.join(users)}]")
+        for key, items in (("exports", exports), ("imports", imports)):
+            if items:
+                lines.append(f"    {key}: [")
+                lines.extend(f"      {item}" for item in items)
+                lines.append("    ]")
+        lines.append("  }")
+
+    def user(name: str, password: str, leaf_only: bool = False) -> str:
+        extra = ', allowed_connection_types: ["LEAFNODE"]' if leaf_only else ""
+        return f"{{ user: {_q(name)}, password: {_q(password)}{extra} }}"
+
+    if not cluster.is_hub:
+        account(account_of(cluster.name), [user(*creds.client(cluster.name))], True, [], [])
+        return lines
+    hub_account = account_of(cluster.name)
+    account(hub_account, [user(*creds.client(cluster.name))], True, *_exports_imports(mesh, hub_account))
+    for domain in mesh.domains:
+        name = account_of(domain.name)
+        account(name, [user(*creds.link(domain.name), leaf_only=True)], False, *_exports_imports(mesh, name))
+    return lines
 
 
 def render_procfile(cluster: Cluster, server_command: str = DEFAULT_SERVER_COMMAND) -> str:

@@ -386,7 +386,7 @@ def build_leafnodes(mesh: Mesh, leafz: Replies) -> dict[str, Any]:
         f"{n.name}/{acct}"
         for d in mesh.domains
         for n in d.nodes
-        for acct in ("SYS", "APP")
+        for acct in ("SYS", d.name)
         if (n.name, acct) not in seen and set(hub_names) <= leafz.replies.keys()
     ]
     return {

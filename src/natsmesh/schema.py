@@ -369,6 +369,8 @@ def _cross_checks(spec: MeshSpec, lines: dict[tuple[Any, ...], int]) -> tuple[li
                 f"(also at {format_path((*seen[c.name], 'name'))}); every domain needs a unique name"
             )
         seen.setdefault(c.name, loc)
+        if c.name.upper() == "SYS":
+            problems.append(f"{_where((*loc, 'name'), lines)}: 'SYS' is the system account's name; choose another")
         if c.nodes == 2:
             warnings.append(
                 f"{_where((*loc, 'nodes'), lines)}: a 2-node cluster tolerates no failure "
@@ -581,6 +583,13 @@ def _product_checks(spec: MeshSpec, lines: dict[tuple[Any, ...], int]) -> list[s
                 if dom == c.name:
                     problems.append(
                         f"{where}: domain {c.name!r} cannot consume its own product {ref!r}; it already has it"
+                    )
+                    continue
+                if dom == spec.hub.name:
+                    problems.append(
+                        f"{where}: {ref!r} lives in the hub domain; with one account per domain, streams in the hub "
+                        "cannot be shared with other domains yet (see docs/design/isolation.md): take the products "
+                        "it gathers directly"
                     )
                     continue
                 if dom not in streams:
