@@ -100,7 +100,7 @@ async def test_apply_creates_everything_then_is_idempotent(data_mesh: Mesh) -> N
         assert second.summary() == {
             "create": 0,
             "update": 0,
-            "unchanged": 20,
+            "unchanged": 21,
             "delete": 0,
             "would-delete": 0,
             "refused": 0,
@@ -186,7 +186,7 @@ def test_cli_apply_pub_tail_catalog_lineage_lag(data_mesh: Mesh) -> None:
     spec = data_mesh.source
     res = run_cli("apply", "-f", spec, "--json")
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["summary"]["unchanged"] == 20
+    assert json.loads(res.stdout)["summary"]["unchanged"] == 21
     res = run_cli("pub", "leaf-domain-c/INVOICES", '{"invoice": 1}', "--subject", "billing.invoices.1", "-f", spec)
     assert res.returncode == 0 and "stream last sequence 1" in res.stdout, res.stderr
     res = run_cli("tail", "leaf-domain-c/INVOICES", "-f", spec, "--json")

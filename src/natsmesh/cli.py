@@ -581,9 +581,16 @@ def lineage(spec_path: str | None, fmt: str) -> None:
 @spec_option
 @click.option("--subject", default=None, help="Subject to publish on (default: the product's first literal one).")
 @click.option("--max-inflight", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--as", "identity", default=None, metavar="DOMAIN", help="Act as this domain's client identity.")
 @json_option
 def pub(
-    ref: str, payload: str | None, spec_path: str | None, subject: str | None, max_inflight: int, as_json: bool
+    ref: str,
+    payload: str | None,
+    spec_path: str | None,
+    subject: str | None,
+    max_inflight: int,
+    identity: str | None,
+    as_json: bool,
 ) -> None:
     """Publish PAYLOAD (or each line of stdin) into product REF (DOMAIN/PRODUCT), waiting for every ack."""
     from natsmesh.client import MeshClient, run
@@ -592,7 +599,7 @@ def pub(
     lines = [payload] if payload is not None else [ln.rstrip("\n") for ln in sys.stdin]
 
     async def go() -> tuple[int, int]:
-        async with MeshClient(mesh, name="natsmesh-pub") as mc:
+        async with MeshClient(mesh, name="natsmesh-pub", identity=identity) as mc:
             if len(lines) == 1:
                 ack = await mc.publish(ref, lines[0].encode(), subject=subject)
                 return 1, ack.seq
@@ -622,8 +629,9 @@ def pub(
     help="Start this many messages before the end.",
 )
 @click.option("-F", "--follow", is_flag=True, help="Keep printing new messages until Ctrl-C.")
+@click.option("--as", "identity", default=None, metavar="DOMAIN", help="Act as this domain's client identity.")
 @json_option
-def tail(ref: str, spec_path: str | None, last: int, follow: bool, as_json: bool) -> None:
+def tail(ref: str, spec_path: str | None, last: int, follow: bool, identity: str | None, as_json: bool) -> None:
     """Print the last messages of stream REF (DOMAIN/STREAM: a product, mirror or source)."""
     from natsmesh.client import MeshClient, run, split_ref
 
@@ -631,7 +639,8 @@ def tail(ref: str, spec_path: str | None, last: int, follow: bool, as_json: bool
     domain, stream = split_ref(ref)
 
     async def go() -> None:
-        async with MeshClient(mesh, name="natsmesh-tail") as mc:
+        async with MeshClient(mesh, name="natsmesh-tail", identity=identity) as mc:
+            mc.check("read", domain, ref)
             js = await mc.jetstream(domain)
             state = (await js.stream_info(stream)).state
             if state.messages == 0 and not follow:

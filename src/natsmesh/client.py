@@ -38,6 +38,14 @@ class UnknownProductError(NatsmeshError):
     """A `DOMAIN/NAME` that is neither a product nor a consumption stream of the spec."""
 
 
+class PolicyDeniedError(NatsmeshError):
+    """The mesh policy does not let this identity do this; raised before anything is sent."""
+
+    def __init__(self, identity: str, action: str, target: str, why: str = "") -> None:
+        self.identity, self.action, self.target = identity, action, target
+        super().__init__(f"denied by mesh policy: {identity} may not {action} {target}" + (f" ({why})" if why else ""))
+
+
 class PublishError(NatsmeshError):
     """One or more publishes were not acknowledged by JetStream."""
 
@@ -155,11 +163,38 @@ class Publisher:
 class MeshClient:
     """Connections to the mesh's domains, opened on demand and closed together."""
 
-    def __init__(self, mesh: Mesh, creds: Credentials | None = None, name: str = "natsmesh") -> None:
+    def __init__(
+        self, mesh: Mesh, creds: Credentials | None = None, name: str = "natsmesh", identity: str | None = None
+    ) -> None:
+        """IDENTITY (a domain) acts as that domain's client only: what the policy denies it is refused here with
+        a clear message, instead of the no-responders or timeout the servers give. None: each domain's own."""
         self.mesh = mesh
         self.creds = creds or load_credentials(mesh, create=False)
         self.name = name
+        self.identity = identity
+        if identity is not None:
+            mesh.domain(identity)
         self._conns: dict[str, Client] = {}
+
+    def check(self, action: str, domain: str, target: str) -> None:
+        """Refuse, before sending, what the policy does not let `identity` do in DOMAIN."""
+        if self.identity is None or self.identity == domain:
+            return
+        from natsmesh.policy import may_read
+
+        if action == "read" and may_read(self.mesh, self.identity, target):
+            copies = [
+                c.ref
+                for c in self.mesh.consumptions
+                if c.domain == self.identity and any(s.ref == target for s in c.sources)
+            ]
+            how = (
+                f"it is shared with it as {', '.join(copies)}: read that"
+                if copies
+                else "it is public: declare a consumption of it and read the copy"
+            )
+            raise PolicyDeniedError(self.identity, action, target, how)
+        raise PolicyDeniedError(self.identity, action, target, f"owned by {domain}")
 
     async def __aenter__(self) -> MeshClient:
         return self
@@ -212,6 +247,7 @@ class MeshClient:
         """Publish one message into product REF from a connection to its owning domain; returns the ack."""
         domain, subj = self._product_subject(ref, subject)
         assert subj is not None
+        self.check("publish on", domain, ref)
         js = await self.jetstream(domain)
         return await js.publish(subj, data, headers=headers)
 
@@ -225,6 +261,7 @@ class MeshClient:
         `publish`, which must be one of the product's unless CHECK_SUBJECTS is false.
         """
         domain, subj = self._product_subject(ref, subject, required=False)
+        self.check("publish on", domain, ref)
         js = await self.jetstream(domain, publish_async_max_pending=max_inflight)
         check = self._product(ref).subjects if check_subjects else None
         pub = Publisher(js, subj, max_inflight, ref, check)
@@ -248,6 +285,7 @@ class MeshClient:
         messages if given.
         """
         domain, stream = split_ref(ref)
+        self.check("read", domain, ref)
         if not any(s == stream for s in self.mesh.streams().get(domain, {})):
             raise UnknownProductError(f"{ref!r} is not a stream of mesh {self.mesh.name!r}")
         js = await self.jetstream(domain)

@@ -70,6 +70,9 @@ def prepare(mesh: Mesh) -> Credentials:
     mesh.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     creds = load_credentials(mesh)
     write_files(render_mesh(mesh, creds, certs=cert_texts(mesh)), mesh.data_dir)
+    from natsmesh.policysync import record_shares
+
+    record_shares(mesh)
     return creds
 
 

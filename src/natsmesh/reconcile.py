@@ -269,7 +269,7 @@ async def apply(mesh: Mesh, mc: MeshClient, the_plan: Plan) -> Plan:
     hub = mesh.hub.name
     existing: dict[str, dict[str, Any]] | None = None
     for ch in the_plan.changes:
-        if ch.kind in ("catalog", "catalog-copy"):
+        if ch.kind in ("catalog", "catalog-copy", "policy"):
             continue
         js = await mc.jetstream(ch.domain)
         if ch.action in ("create", "update"):
@@ -313,11 +313,20 @@ async def apply(mesh: Mesh, mc: MeshClient, the_plan: Plan) -> Plan:
 
 async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, mc: MeshClient | None = None) -> Plan:
     """Plan, and unless DRY_RUN apply. The library form of `natsmesh apply`."""
+    from natsmesh.policysync import apply_policy, plan_policy
+
     own = mc is None
     client = mc or MeshClient(mesh, name="natsmesh-apply")
     try:
+        policy = plan_policy(mesh)
         p = await plan(mesh, client, prune=prune)
+        p.changes.insert(
+            0,
+            Change("update" if policy.pending else "unchanged", mesh.hub.name, "policy", "accounts", policy.describe()),
+        )
         if not dry_run:
+            if not p.refused:  # the policy first, so new mirrors and sources find their imports in place
+                await apply_policy(mesh, policy)
             await apply(mesh, client, p)
         return p
     finally:

@@ -607,6 +607,19 @@ def _product_checks(spec: MeshSpec, lines: dict[tuple[Any, ...], int]) -> list[s
                 if name:
                     edges.setdefault(f"{c.name}/{name}", []).append(ref)
                     edge_locs.setdefault(f"{c.name}/{name}", cloc)
+    # Cross-account flow control is keyed by the upstream stream's name alone ($JS.FC.<stream>.>), so two
+    # shared streams of one name in different domains would collide at the hub.
+    shared: dict[str, tuple[str, tuple[Any, ...]]] = {}
+    for consumer, ups in edges.items():
+        for up in ups:
+            dom, _, stream = up.partition("/")
+            first = shared.setdefault(stream, (dom, edge_locs[consumer]))
+            if first[0] != dom:
+                problems.append(
+                    f"{_where(edge_locs[consumer], lines)}: {up!r} and '{first[0]}/{stream}' are both shared; "
+                    "shared streams need names unique across the mesh (NATS keys cross-account flow control "
+                    f"by stream name): rename one, or its consumer copy with `as`"
+                )
     cycle = find_cycle(edges)
     if cycle:
         problems.append(
