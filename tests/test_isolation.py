@@ -42,6 +42,8 @@ def isolation_spec(runner: MeshRunner, tmp: Path) -> Mesh:
             {"name": pub(d["name"]), "subjects": [f"{d['name']}.pub.>"]},
             {"name": "SECRET", "subjects": [f"{d['name']}.secret.>"]},
         ]
+        if i == 0:
+            d["products"].append({"name": "OPEN_A", "subjects": ["leaf-domain-a.open.>"], "public": True})
         upstream = LEAVES[(i - 1) % 3]
         d["consumes"] = [{"product": f"{upstream}/{pub(upstream)}", "as": "PUB_COPY"}]
     return runner.load(yaml.safe_dump(doc))
@@ -300,3 +302,25 @@ async def test_denied_operations_say_who_may_not_do_what(iso: tuple[Mesh, MeshCl
     assert "denied by mesh policy: leaf-domain-a may not publish on leaf-domain-c/SECRET" in res.stderr
     res = await asyncio.to_thread(run_cli, "tail", "hub/SECRET", "--as", "leaf-domain-a", "-f", str(spec))
     assert res.returncode == 1 and "denied by mesh policy: leaf-domain-a may not read hub/SECRET" in res.stderr
+
+
+async def test_public_product_is_readable_by_every_domain_without_a_declaration(iso: tuple[Mesh, MeshClient]) -> None:
+    from natsmesh.policy import may_read
+    from natsmesh.products import deliver_subject
+
+    mesh, mc = iso
+    assert may_read(mesh, "leaf-domain-c", "leaf-domain-a/OPEN_A")
+    assert not may_read(mesh, "leaf-domain-c", "leaf-domain-a/SECRET")
+    for i in range(4):
+        await mc.publish("leaf-domain-a/OPEN_A", f"open-{i}".encode(), subject="leaf-domain-a.open.x")
+    jc = await mc.jetstream("leaf-domain-c")  # c declared nothing about OPEN_A
+    for name, upstream in (("OPEN_COPY", "OPEN_A"), ("SECRET_COPY", "SECRET")):
+        ext = ExternalStream(
+            api="$JS.leaf-domain-a.API", deliver=deliver_subject("leaf-domain-a", "leaf-domain-c", upstream)
+        )
+        await jc.add_stream(StreamConfig(name=name, mirror=StreamSource(name=upstream, external=ext)))
+    deadline = time.monotonic() + 15
+    while (await jc.stream_info("OPEN_COPY")).state.messages < 4:
+        assert time.monotonic() < deadline, "the public product did not reach an undeclared domain"
+        await asyncio.sleep(0.1)
+    assert (await jc.stream_info("SECRET_COPY")).state.messages == 0

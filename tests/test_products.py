@@ -91,6 +91,15 @@ BAD = [
         ["domains[1].consumes[0].product", "'hub/AGG' lives in the hub domain", "take the products"],
     ),
     (
+        "two shared streams of one name",
+        BASE.replace(
+            "  - name: b\n    nodes: 1\n",
+            "  - name: b\n    nodes: 1\n    products:\n      - {name: ORDERS, subjects: [b.orders.>], public: true}\n",
+        )
+        + "  - name: c\n    nodes: 1\n    consumes:\n      - {product: a/ORDERS, as: A_ORDERS}\n",
+        ["are both shared", "shared streams need names unique across the mesh"],
+    ),
+    (
         "a mirror that also declares subjects",
         BASE + "    consumes:\n      - {product: a/ORDERS, subjects: [b.x.>]}\n",
         ["domains[1].consumes[0].subjects", "a mirror cannot declare subjects"],

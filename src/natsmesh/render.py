@@ -144,6 +144,10 @@ def _exports_imports(mesh: Mesh, account: str) -> tuple[list[str], list[str]]:
     consumers: dict[tuple[str, str], list[str]] = {}
     for owner, stream, consumer in shares(mesh.consumptions):
         consumers.setdefault((owner, stream), []).append(consumer)
+    for p in mesh.products:  # a public product may be taken by every other domain without a declaration
+        if p.public:
+            takers = consumers.setdefault((p.domain, p.name), [])
+            takers += [c.name for c in mesh.clusters if c.name not in (p.domain, *takers)]
     catalog = f"KV_{CATALOG_BUCKET}"
     everyone = [d.name for d in mesh.domains]
     grants: list[tuple[str, str, list[str]]] = [

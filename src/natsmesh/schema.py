@@ -610,6 +610,22 @@ def _product_checks(spec: MeshSpec, lines: dict[tuple[Any, ...], int]) -> list[s
     # Cross-account flow control is keyed by the upstream stream's name alone ($JS.FC.<stream>.>), so two
     # shared streams of one name in different domains would collide at the hub.
     shared: dict[str, tuple[str, tuple[Any, ...]]] = {}
+    for loc, c in clusters:
+        for j, p in enumerate(c.products):
+            if not p.public:
+                continue
+            ploc = (*loc, "products", j)
+            if c.name == spec.hub.name:
+                problems.append(
+                    f"{_where((*ploc, 'public'), lines)}: products of the hub domain cannot be shared with other "
+                    "domains yet (see docs/design/isolation.md)"
+                )
+            elif p.name in shared and shared[p.name][0] != c.name:
+                problems.append(
+                    f"{_where((*ploc, 'name'), lines)}: public product {p.name!r} has the name of another shared "
+                    "stream; shared streams need names unique across the mesh"
+                )
+            shared.setdefault(p.name, (c.name, ploc))
     for consumer, ups in edges.items():
         for up in ups:
             dom, _, stream = up.partition("/")
