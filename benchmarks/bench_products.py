@@ -34,6 +34,7 @@ from nats.js.api import ExternalStream, StreamConfig, StreamSource
 from natsmesh import lifecycle
 from natsmesh.client import MeshClient
 from natsmesh.ports import free_port_base
+from natsmesh.products import deliver_subject
 from natsmesh.reconcile import reconcile
 from natsmesh.spec import Mesh, block_size, parse_spec
 
@@ -186,7 +187,8 @@ async def bench_backlog(mesh: Mesh, mc: MeshClient, n: int) -> dict[str, Any]:
 
     async def copy(domain: str, name: str, external: bool) -> float:
         js = await mc.jetstream(domain)
-        src = StreamSource(name="ORDERS", external=ExternalStream(api="$JS.leaf-domain-a.API") if external else None)
+        ext = ExternalStream(api="$JS.leaf-domain-a.API", deliver=deliver_subject("leaf-domain-a", domain, "ORDERS"))
+        src = StreamSource(name="ORDERS", external=ext if external else None)
         start = time.perf_counter()
         await js.add_stream(StreamConfig(name=name, mirror=src, num_replicas=3))
         while (await js.stream_info(name)).state.last_seq < last:
