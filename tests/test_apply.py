@@ -212,16 +212,16 @@ def test_cli_apply_pub_tail_catalog_lineage_lag(data_mesh: Mesh) -> None:
 async def test_durable_consumer_resumes_after_the_last_ack(data_mesh: Mesh) -> None:
     async with MeshClient(data_mesh) as mc:
         seen = []
-        async for msg in mc.consume("leaf-domain-b/ORDERS", durable="audit", batch=1, idle_timeout=2):
+        async for msg in mc.consume("leaf-domain-b/ORDERS", durable="audit", batch=1, idle_timeout=5):
             seen.append(msg.metadata.sequence.stream)
             await msg.ack()
             if len(seen) == 10:
                 break
         assert seen == list(range(1, 11))
-        async for msg in mc.consume("leaf-domain-b/ORDERS", durable="audit", batch=1, idle_timeout=2):
+        async for msg in mc.consume("leaf-domain-b/ORDERS", durable="audit", batch=1, idle_timeout=5):
             assert msg.metadata.sequence.stream == 11
             break
-        ordered = [m.metadata.sequence.stream async for m in mc.consume("leaf-domain-c/ORDERS", idle_timeout=1)]
+        ordered = [m.metadata.sequence.stream async for m in mc.consume("leaf-domain-c/ORDERS", idle_timeout=3)]
         assert ordered == list(range(1, 501))
 
 

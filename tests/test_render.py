@@ -128,3 +128,21 @@ def test_written_configs_are_owner_readable_only(tmp_path: Path) -> None:
     for p in paths:
         mode = p.stat().st_mode & 0o777
         assert mode == (0o600 if p.suffix == ".conf" else 0o644), p
+
+
+def test_hardened_defaults_and_durability_setting(tmp_path: Path) -> None:
+    mesh = parse_spec(init_spec_text(domains=1, nodes=3))
+    conf = render_mesh(mesh, CREDS)["leaf-cluster-a/leaf-domain-a-0.conf"]
+    assert 'ping_interval: "5s"' in conf and "ping_max: 3" in conf  # a half-open link is dropped within ~15 s
+    assert "sync_interval" not in conf  # the server's default unless the spec chooses
+    for choice, rendered in (("always", "sync_interval: always"), ("10s", 'sync_interval: "10s"')):
+        m = parse_spec(init_spec_text(domains=1, nodes=3) + f"jetstream: {{sync_interval: {choice}}}\n", cache=False)
+        files = render_mesh(m, CREDS)
+        assert rendered in files["leaf-cluster-a/leaf-domain-a-1.conf"]
+        write_files(files, tmp_path / choice)
+        server = binary.resolve()
+        conf_path = tmp_path / choice / "leaf-cluster-a" / "leaf-domain-a-1.conf"
+        out = subprocess.run(
+            [server.path, "-t", "-c", conf_path.name], cwd=conf_path.parent, capture_output=True, text=True, timeout=10
+        )
+        assert out.returncode == 0, out.stdout + out.stderr

@@ -73,6 +73,9 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) ->
         f"server_name: {_q(node.name)}",
         f"listen: {_q(f'{host}:{node.client_port}')}",
         f"http: {_q(f'{host}:{node.http_port}')}",
+        "# A silent peer (a half-open link too) is dropped after ping_interval x ping_max.",
+        f"ping_interval: {_q(mesh.ping_interval)}",
+        f"ping_max: {mesh.ping_max}",
         *(_tls_block("") if mesh.tls else []),
         "",
         "jetstream {",
@@ -81,6 +84,10 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) ->
         f"  max_memory_store: {mesh.max_memory}",
         f"  max_file_store: {mesh.max_file}",
     ]
+    if mesh.sync_interval:
+        lines.append(
+            f"  sync_interval: {mesh.sync_interval if mesh.sync_interval == 'always' else _q(mesh.sync_interval)}"
+        )
     if not cluster.is_hub:
         # A leaf cluster elects its own meta leader without waiting for the hub (domain autonomy).
         lines.append("  extension_hint: no_extend")

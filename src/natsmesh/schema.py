@@ -217,6 +217,16 @@ class CredentialsSpec(_Strict):
 class JetStreamSpec(_Strict):
     max_memory: str | int = "64MiB"
     max_file: str | int = "1GiB"
+    # How often stores are fsynced: None keeps the server's default (2 min: acknowledged writes can be lost on
+    # power loss, not on a process crash); "always" fsyncs every write (safe, far slower); or a duration.
+    sync_interval: str | None = None
+
+    @field_validator("sync_interval")
+    @classmethod
+    def _sync(cls, v: str | None) -> str | None:
+        if v is not None and v != "always" and not re.match(r"^\d+(ms|s|m)$", v):
+            raise ValueError(f"expected 'always' or a duration such as 10s or 2m, got {v!r}")
+        return v
 
     @field_validator("max_memory", "max_file")
     @classmethod
@@ -234,6 +244,20 @@ class LeafnodeSpec(_Strict):
     def _dur(cls, v: str) -> str:
         if not re.match(r"^\d+(ms|s)$", v):
             raise ValueError(f"expected a duration such as 250ms or 1s, got {v!r}")
+        return v
+
+
+class PingSpec(_Strict):
+    """Liveness of every connection: a peer silent for interval x max_out is dropped (half-open links too)."""
+
+    interval: str = "5s"
+    max_out: Annotated[int, Field(ge=1, le=10)] = 3
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: str) -> str:
+        if not re.match(r"^\d+(ms|s|m)$", v):
+            raise ValueError(f"expected a duration such as 5s, got {v!r}")
         return v
 
 
@@ -258,6 +282,7 @@ class MeshSpec(_Strict):
     jetstream: JetStreamSpec = JetStreamSpec()
     leafnodes: LeafnodeSpec = LeafnodeSpec()
     tls: TLSSpec = TLSSpec()
+    pings: PingSpec = PingSpec()
 
     @field_validator("name")
     @classmethod

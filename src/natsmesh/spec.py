@@ -43,6 +43,9 @@ class Mesh:
     max_memory: int = 64 * 1024**2
     max_file: int = 1024**3
     leafnode_reconnect: str = "250ms"
+    sync_interval: str | None = None
+    ping_interval: str = "5s"
+    ping_max: int = 3
     fixed_system: tuple[str, str] | None = None
     fixed_data: tuple[str, str] | None = None
     warnings: tuple[str, ...] = ()
@@ -162,6 +165,9 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         max_memory=parse_size(spec.jetstream.max_memory),
         max_file=parse_size(spec.jetstream.max_file),
         leafnode_reconnect=spec.leafnodes.reconnect,
+        sync_interval=spec.jetstream.sync_interval,
+        ping_interval=spec.pings.interval,
+        ping_max=spec.pings.max_out,
         fixed_system=(creds.system.user, creds.system.password) if creds.system else None,
         fixed_data=(creds.data.user, creds.data.password) if creds.data else None,
         warnings=tuple(warnings),
