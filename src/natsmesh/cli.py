@@ -514,6 +514,64 @@ def policy_show(domain: str | None, spec_path: str | None, as_json: bool) -> Non
 
 
 @cli.group()
+def chaos() -> None:
+    """Fault tools for operators and tests (so far: the loss checker)."""
+
+
+@chaos.command(name="verify")
+@click.argument("ref")
+@spec_option
+@click.option("--count", type=click.IntRange(1), default=1000, show_default=True, help="Messages to publish.")
+@click.option("--rate", type=float, default=500.0, show_default=True, help="Messages per second.")
+@click.option("--subject", default=None, help="Subject to publish on (default: derived from the product's).")
+@click.option("--settle", type=float, default=20.0, show_default=True, help="Seconds copies get to catch up.")
+@json_option
+def chaos_verify(
+    ref: str, spec_path: str | None, count: int, rate: float, subject: str | None, settle: float, as_json: bool
+) -> None:
+    """Publish COUNT uniquely identified messages into product REF with acks and message ids, then read the
+    product and every mirror and source of it back: acknowledged, stored, lost, duplicated, out of order.
+    Exits 1 if anything acknowledged is missing or duplicated anywhere."""
+    from natsmesh.client import MeshClient, run
+    from natsmesh.losscheck import publish_steady, verify
+
+    mesh = _load(spec_path)
+
+    async def go() -> tuple[Any, Any]:
+        async with MeshClient(mesh, name="natsmesh-verify") as mc:
+            pub_run = await publish_steady(mc, ref, count=count, rate=rate, subject=subject)
+            return pub_run, await verify(mesh, mc, pub_run, settle=settle)
+
+    pub_run, checks = run(go())
+    ok = all(c.ok for c in checks)
+    if as_json:
+        _print_json(
+            {
+                "run": pub_run.run,
+                "product": ref,
+                "acked": len(pub_run.acked),
+                "failed": len(pub_run.failed),
+                "retries": pub_run.retries,
+                "seconds": round(pub_run.seconds, 3),
+                "ok": ok,
+                "streams": [c.to_json() for c in checks],
+            }
+        )
+    else:
+        click.echo(
+            f"run {pub_run.run}: {len(pub_run.acked)} acknowledged, {len(pub_run.failed)} failed, "
+            f"{pub_run.retries} retries in {pub_run.seconds:.1f} s"
+        )
+        for c in checks:
+            click.echo(
+                f"  {c.stream:<32} {c.role:<7} stored {c.stored:>7}  lost {len(c.lost):>5}  "
+                f"duplicated {c.duplicated:>5}  out of order {c.out_of_order:>5}"
+            )
+    if not ok:
+        sys.exit(1)
+
+
+@cli.group()
 def catalog() -> None:
     """The data product catalog (a KV bucket in the hub, written by `apply`)."""
 
