@@ -515,7 +515,41 @@ def policy_show(domain: str | None, spec_path: str | None, as_json: bool) -> Non
 
 @cli.group()
 def chaos() -> None:
-    """Fault tools for operators and tests (so far: the loss checker)."""
+    """Fault injection on a running mesh (kill, pause, restart) and the loss checker."""
+
+
+@chaos.command(name="kill")
+@click.argument("node")
+@spec_option
+def chaos_kill(node: str, spec_path: str | None) -> None:
+    """SIGKILL NODE; the supervisor brings it back."""
+    from natsmesh import chaos as faults
+
+    pid = faults.kill(_load(spec_path), node)
+    click.echo(f"killed {node} (pid {pid}); the supervisor restarts it")
+
+
+@chaos.command(name="pause")
+@click.argument("node")
+@spec_option
+@click.option("--for", "seconds", type=click.FloatRange(0, 3600), required=True, help="Seconds to keep it stopped.")
+def chaos_pause(node: str, spec_path: str | None, seconds: float) -> None:
+    """SIGSTOP NODE for a while, then SIGCONT (also on Ctrl-C)."""
+    from natsmesh import chaos as faults
+
+    faults.pause(_load(spec_path), node, seconds)
+    click.echo(f"paused {node} for {seconds:g} s; continued")
+
+
+@chaos.command(name="restart")
+@click.argument("cluster")
+@spec_option
+def chaos_restart(cluster: str, spec_path: str | None) -> None:
+    """Stop every node of CLUSTER at once; the supervisor starts them again."""
+    from natsmesh import chaos as faults
+
+    pids = faults.restart(_load(spec_path), cluster)
+    click.echo(f"stopped {len(pids)} nodes of {cluster}; the supervisor restarts them")
 
 
 @chaos.command(name="verify")
