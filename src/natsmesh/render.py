@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from natsmesh.credentials import SYSTEM_ACCOUNT, Credentials, account_of
-from natsmesh.products import CATALOG_BUCKET, deliver_subject, shares
+from natsmesh.products import deliver_subject, shares
 from natsmesh.spec import Mesh
 from natsmesh.topology import Cluster, Node
 
@@ -142,12 +142,11 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) ->
 def _exports_imports(mesh: Mesh, account: str) -> tuple[list[str], list[str]]:
     """The hub-side exports and imports of ACCOUNT: exactly what the declared consumptions need.
 
-    Per share of OWNER/STREAM with CONSUMER: OWNER exports the consumer-create API of that stream and its
-    flow-control replies to the consumers of the stream, and the delivery subject space of each consumer to
-    that consumer only; CONSUMER imports those. Every domain may also read the catalog's KV stream in the hub.
-    Nothing else crosses between domain accounts.
+    Per share of OWNER/STREAM with its CONSUMERS: OWNER exports the consumer-create API of that stream and its
+    flow-control replies to those consumers, and the delivery subject space of each consumer to that consumer
+    only; each consumer imports those. Nothing else crosses between domain accounts. (Streams of the hub domain
+    are never shared: validation refuses it, see docs/design/isolation.md.)
     """
-    hub = mesh.hub.name
     consumers: dict[tuple[str, str], list[str]] = {}
     for owner, stream, consumer in shares(mesh.consumptions):
         consumers.setdefault((owner, stream), []).append(consumer)
@@ -155,48 +154,25 @@ def _exports_imports(mesh: Mesh, account: str) -> tuple[list[str], list[str]]:
         if p.public:
             takers = consumers.setdefault((p.domain, p.name), [])
             takers += [c.name for c in mesh.clusters if c.name not in (p.domain, *takers)]
-    catalog = f"KV_{CATALOG_BUCKET}"
-    everyone = [d.name for d in mesh.domains]
-    grants: list[tuple[str, str, list[str]]] = [
-        (hub, f"STREAM.INFO.{catalog}", everyone),
-        (hub, f"STREAM.MSG.GET.{catalog}", everyone),
-        (hub, f"DIRECT.GET.{catalog}", everyone),
-        (hub, f"DIRECT.GET.{catalog}.>", everyone),
-    ]
-    for (owner, stream), takers in sorted(consumers.items()):
-        grants += [(owner, f"CONSUMER.CREATE.{stream}", takers), (owner, f"CONSUMER.CREATE.{stream}.>", takers)]
-
-    def api(owner: str, rest: str, exported: bool) -> str:
-        # The hub's own account answers its API on $JS.API; everyone else addresses it by domain.
-        return f"$JS.API.{rest}" if exported and owner == hub else f"$JS.{owner}.API.{rest}"
-
     exports: list[str] = []
     imports: list[str] = []
-    for owner, rest, takers in grants:
-        if not takers:
-            continue
+    for (owner, stream), takers in sorted(consumers.items()):
+        services = [
+            f"$JS.{owner}.API.CONSUMER.CREATE.{stream}",
+            f"$JS.{owner}.API.CONSUMER.CREATE.{stream}.>",
+            f"$JS.FC.{stream}.>",
+        ]
+        src = _q(account_of(owner))
         if account_of(owner) == account:
             to = ", ".join(_q(account_of(t)) for t in takers)
-            exports.append(f"{{ service: {_q(api(owner, rest, True))}, accounts: [{to}] }}")
-        if account in {account_of(t) for t in takers}:
-            rename = f", to: {_q(api(owner, rest, False))}" if owner == hub else ""
-            src, subject = _q(account_of(owner)), _q(api(owner, rest, True))
-            imports.append(f"{{ service: {{ account: {src}, subject: {subject} }}{rename} }}")
-    for (owner, stream), takers in sorted(consumers.items()):
-        fc = _q(f"$JS.FC.{stream}.>")
-        if account_of(owner) == account:
-            exports.append(f"{{ service: {fc}, accounts: [{', '.join(_q(account_of(t)) for t in takers)}] }}")
-            exports += [
-                f"{{ stream: {_q(deliver_subject(owner, t, stream) + '.>')}, accounts: [{_q(account_of(t))}] }}"
-                for t in takers
-            ]
+            exports += [f"{{ service: {_q(sv)}, accounts: [{to}] }}" for sv in services]
         for t in takers:
+            deliver = _q(deliver_subject(owner, t, stream) + ".>")
+            if account_of(owner) == account:
+                exports.append(f"{{ stream: {deliver}, accounts: [{_q(account_of(t))}] }}")
             if account_of(t) == account:
-                src = _q(account_of(owner))
-                imports.append(f"{{ service: {{ account: {src}, subject: {fc} }} }}")
-                imports.append(
-                    f"{{ stream: {{ account: {src}, subject: {_q(deliver_subject(owner, t, stream) + '.>')} }} }}"
-                )
+                imports += [f"{{ service: {{ account: {src}, subject: {_q(sv)} }} }}" for sv in services]
+                imports.append(f"{{ stream: {{ account: {src}, subject: {deliver} }} }}")
     return exports, imports
 
 

@@ -42,6 +42,13 @@ def parse_size(text: str | int) -> int:
     return int(m.group(1)) * scale
 
 
+def check_duration(value: str, example: str, units: str = "ms|s|m") -> str:
+    """VALUE if it is a whole number of UNITS (`250ms`, `5s`, `2m`), else a ValueError naming EXAMPLE."""
+    if not re.match(rf"^\d+({units})$", value):
+        raise ValueError(f"expected a duration such as {example}, got {value!r}")
+    return value
+
+
 def check_name(value: str, what: str = "name") -> str:
     if not NAME_RE.match(value):
         raise ValueError(f"invalid {what} {value!r}: use {NAME_RULE}")
@@ -224,9 +231,7 @@ class JetStreamSpec(_Strict):
     @field_validator("sync_interval")
     @classmethod
     def _sync(cls, v: str | None) -> str | None:
-        if v is not None and v != "always" and not re.match(r"^\d+(ms|s|m)$", v):
-            raise ValueError(f"expected 'always' or a duration such as 10s or 2m, got {v!r}")
-        return v
+        return v if v is None or v == "always" else check_duration(v, "10s or 2m (or 'always')")
 
     @field_validator("max_memory", "max_file")
     @classmethod
@@ -242,9 +247,7 @@ class LeafnodeSpec(_Strict):
     @field_validator("reconnect")
     @classmethod
     def _dur(cls, v: str) -> str:
-        if not re.match(r"^\d+(ms|s)$", v):
-            raise ValueError(f"expected a duration such as 250ms or 1s, got {v!r}")
-        return v
+        return check_duration(v, "250ms or 1s", "ms|s")
 
 
 class PingSpec(_Strict):
@@ -256,9 +259,7 @@ class PingSpec(_Strict):
     @field_validator("interval")
     @classmethod
     def _interval(cls, v: str) -> str:
-        if not re.match(r"^\d+(ms|s|m)$", v):
-            raise ValueError(f"expected a duration such as 5s, got {v!r}")
-        return v
+        return check_duration(v, "5s")
 
 
 class TLSSpec(_Strict):
