@@ -87,9 +87,9 @@ class MeshRunner:
     def load(self, text: str) -> Mesh:
         return parse_spec(text, source="test", base_dir=self.tmp)
 
-    def up(self, mesh: Mesh, timeout: float = 60.0) -> Mesh:
+    def up(self, mesh: Mesh, timeout: float = 60.0, chaos: bool = False) -> Mesh:
         self.started.append(mesh)
-        lifecycle.up_detached(mesh, timeout=timeout, owner_pid=os.getpid(), policy=FAST_RESTART)
+        lifecycle.up_detached(mesh, timeout=timeout, owner_pid=os.getpid(), policy=FAST_RESTART, chaos=chaos)
         return mesh
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -56,3 +57,47 @@ def test_kill_pause_and_restart(runner: MeshRunner, tmp_path: Path) -> None:
 
     bad = run_cli("chaos", "kill", "nope-0", "-f", str(spec))
     assert bad.returncode == 1 and "has no node 'nope-0'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_partition_cuts_the_links_and_restores_them(runner: MeshRunner, tmp_path: Path) -> None:
+    doc = yaml.safe_load(small_mesh_text(tmp_path / "d", domains=2, nodes=1))
+    doc["domains"][0]["products"] = [{"name": "ORDERS", "subjects": ["leaf-domain-a.orders.>"]}]
+    doc["domains"][1]["consumes"] = [{"product": "leaf-domain-a/ORDERS", "as": "ORDERS_FROM_A"}]
+    mesh = runner.load(yaml.safe_dump(doc))
+    spec = tmp_path / "m.yaml"
+    spec.write_text(yaml.safe_dump(mesh.document))
+
+    runner.up(mesh)  # without fault proxies a partition is refused, clearly
+    res = run_cli("chaos", "partition", "leaf-domain-a", "--for", "1", "-f", str(spec))
+    assert res.returncode == 1 and "started without fault proxies" in res.stderr and "--chaos" in res.stderr
+    assert "Traceback" not in res.stderr
+    runner.close()
+
+    runner.up(mesh, chaos=True)
+    missing = run_cli("heal", "--json", "-f", str(spec))  # declared, not applied: said, not waited for
+    assert missing.returncode == 0 and len(json.loads(missing.stdout)["missing"]) == 1, missing.stdout
+    assert run_cli("apply", "-f", str(spec)).returncode == 0
+    a = next(t for t in targets(mesh) if t.cluster == "leaf-domain-a")
+    res = run_cli("chaos", "partition", "leaf-domain-a", "--for", "30", "--no-wait", "-f", str(spec))
+    assert res.returncode == 0, res.stderr
+    assert "2 connections cut" in res.stdout  # one server, system and data account
+    deadline = time.monotonic() + 5
+    while check_node(a).ready:  # the leaf sees its links gone: the cut is real, not a stopped process
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.0)
+    assert not check_node(a).ready and "leaf link to the hub not connected" in " ".join(check_node(a).problems)
+    assert check_node(next(t for t in targets(mesh) if t.cluster == "leaf-domain-b")).ready  # others unaffected
+    res = run_cli("chaos", "restore", "leaf-domain-a", "-f", str(spec))
+    assert res.returncode == 0 and "restored leaf-domain-a" in res.stdout, res.stderr
+    wait_ready(mesh, timeout=10)
+
+    res = run_cli("chaos", "partition", "leaf-domain-a", "--for", "1", "--json", "-f", str(spec))
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["connections_cut"] == 2 and doc["relinked_seconds"] < 5
+
+    hub = run_cli("chaos", "partition", "hub", "--for", "1", "-f", str(spec))
+    assert hub.returncode == 1 and "is the hub" in hub.stderr
+    healed = run_cli("heal", "--json", "-f", str(spec))
+    assert healed.returncode == 0 and json.loads(healed.stdout)["healed"], healed.stdout + healed.stderr

@@ -216,6 +216,9 @@ def test_down_then_up_keeps_messages(runner: MeshRunner, tmp_path: Path) -> None
     assert asyncio.run(_publish_and_count(url, True, 250)) == 250
     lifecycle.down(mesh)
     assert servers_under(tmp_path) == []
+    for node in mesh.nodes():  # down asks each server for lame-duck mode: leaders move, JetStream stops cleanly
+        log = (mesh.data_dir / "logs" / f"{node.name}.log").read_text()
+        assert "Entering lame duck mode" in log, node.name
     runner.up(mesh)
     assert asyncio.run(_publish_and_count(url, False, 0)) == 250
 

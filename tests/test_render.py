@@ -133,7 +133,7 @@ def test_written_configs_are_owner_readable_only(tmp_path: Path) -> None:
 def test_hardened_defaults_and_durability_setting(tmp_path: Path) -> None:
     mesh = parse_spec(init_spec_text(domains=1, nodes=3))
     conf = render_mesh(mesh, CREDS)["leaf-cluster-a/leaf-domain-a-0.conf"]
-    assert 'ping_interval: "5s"' in conf and "ping_max: 3" in conf  # a half-open link is dropped within ~15 s
+    assert 'ping_interval: "4s"' in conf and "ping_max: 3" in conf  # a half-open link is dropped in 12-16 s
     assert "sync_interval" not in conf  # the server's default unless the spec chooses
     for choice, rendered in (("always", "sync_interval: always"), ("10s", 'sync_interval: "10s"')):
         m = parse_spec(init_spec_text(domains=1, nodes=3) + f"jetstream: {{sync_interval: {choice}}}\n", cache=False)
@@ -146,3 +146,26 @@ def test_hardened_defaults_and_durability_setting(tmp_path: Path) -> None:
             [server.path, "-t", "-c", conf_path.name], cwd=conf_path.parent, capture_output=True, text=True, timeout=10
         )
         assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_lame_duck_and_exact_hub_urls() -> None:
+    """`down` relies on lame-duck settings; leaf nodes dial only the hub URLs their remotes name."""
+    files = render_mesh(default_mesh(), CREDS)
+    for path, conf in files.items():
+        if path.endswith(".conf"):
+            assert 'lame_duck_grace_period: "1s"' in conf and 'lame_duck_duration: "30s"' in conf
+    assert "no_advertise: true" in files["hub-cluster/hub-server-1.conf"]
+
+
+def test_fault_proxies_take_every_leaf_link_in_both_accounts(tmp_path: Path) -> None:
+    mesh = default_mesh()
+    via = {
+        (d.name, h.name): 20000 + 10 * i + j for i, d in enumerate(mesh.domains) for j, h in enumerate(mesh.hub.nodes)
+    }
+    files = render_mesh(mesh, CREDS, via=via)
+    plain = render_mesh(mesh, CREDS)
+    conf = files["leaf-cluster-b/leaf-domain-b-2.conf"]
+    ports = re.findall(r"@127\.0\.0\.1:(\d+)", conf)
+    assert sorted(set(ports)) == ["20010", "20011", "20012"] and len(ports) == 6  # 3 hub nodes x 2 accounts
+    assert files["hub-cluster/hub-server-0.conf"] == plain["hub-cluster/hub-server-0.conf"]  # the hub is untouched
+    assert "7422" not in conf and "7422" in plain["leaf-cluster-b/leaf-domain-b-2.conf"]

@@ -240,13 +240,16 @@ def _progress_printer(total: int) -> Any:
 @spec_option
 @click.option("-d", "--detach", is_flag=True, help="Return once ready and leave a supervisor running.")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for readiness.")
+@click.option("--chaos", "chaos_", is_flag=True, help="Put a fault proxy on every leaf link (`chaos partition`).")
 @json_option
-def up(spec_path: str | None, detach: bool, timeout: float, as_json: bool) -> None:
+def up(spec_path: str | None, detach: bool, timeout: float, chaos_: bool, as_json: bool) -> None:
     """Start the mesh and wait until it is ready.
 
     Ready: every node answers its health check, every cluster has a JetStream meta leader, and every leaf
     node's links to the hub are connected in both accounts. In the foreground each log line is prefixed by
     its node; Ctrl-C stops everything. With --detach a supervisor keeps running (see `status`, `down`).
+    A mesh with stores and shared products starts in order (hub, owning domains, the rest); the supervisor
+    nudges stalled mirrors and sources back (see `natsmesh heal`).
     """
     from natsmesh import lifecycle
 
@@ -255,9 +258,9 @@ def up(spec_path: str | None, detach: bool, timeout: float, as_json: bool) -> No
         if sys.stderr.isatty():
             progress, update = _progress_printer(len(mesh.nodes()))
             with progress:
-                res = lifecycle.up_detached(mesh, timeout=timeout, on_progress=update)
+                res = lifecycle.up_detached(mesh, timeout=timeout, on_progress=update, chaos=chaos_)
         else:  # no bar in logs and pipes
-            res = lifecycle.up_detached(mesh, timeout=timeout)
+            res = lifecycle.up_detached(mesh, timeout=timeout, chaos=chaos_)
         if as_json:
             _print_json(
                 {
@@ -297,7 +300,9 @@ def up(spec_path: str | None, detach: bool, timeout: float, as_json: bool) -> No
             last[0] = done
             echo("natsmesh", f"{done}/{total} nodes ready")
 
-    lifecycle.up_foreground(mesh, echo=echo, on_ready=on_ready, on_progress=report_progress, timeout=timeout)
+    lifecycle.up_foreground(
+        mesh, echo=echo, on_ready=on_ready, on_progress=report_progress, timeout=timeout, chaos=chaos_
+    )
 
 
 @cli.command()
@@ -515,7 +520,7 @@ def policy_show(domain: str | None, spec_path: str | None, as_json: bool) -> Non
 
 @cli.group()
 def chaos() -> None:
-    """Fault injection on a running mesh (kill, pause, restart) and the loss checker."""
+    """Fault injection on a running mesh (kill, pause, restart, partition) and the loss checker."""
 
 
 @chaos.command(name="kill")
@@ -550,6 +555,65 @@ def chaos_restart(cluster: str, spec_path: str | None) -> None:
 
     pids = faults.restart(_load(spec_path), cluster)
     click.echo(f"stopped {len(pids)} nodes of {cluster}; the supervisor restarts them")
+
+
+@chaos.command(name="partition")
+@click.argument("domain")
+@spec_option
+@click.option("--for", "seconds", type=click.FloatRange(0, 86400), required=True, help="Seconds to cut it off.")
+@click.option(
+    "--mode",
+    type=click.Choice(["reset", "drop"]),
+    default="reset",
+    show_default=True,
+    help="reset: connections closed and refused; drop: traffic silently stops (noticed by pings).",
+)
+@click.option("--no-wait", is_flag=True, help="Return at once; the supervisor restores the links on time.")
+@json_option
+def chaos_partition(
+    domain: str, spec_path: str | None, seconds: float, mode: str, no_wait: bool, as_json: bool
+) -> None:
+    """Cut every leaf link of DOMAIN (both accounts) for a while, then restore them.
+
+    Needs a mesh started with `natsmesh up --chaos`. The supervisor lifts the partition when the time is up,
+    even if this command is interrupted; without --no-wait this waits for that and for the domain's links to
+    come back, and says how long they took."""
+    import time
+
+    from natsmesh import chaos as faults
+    from natsmesh.readiness import targets, wait_ready
+
+    mesh = _load(spec_path)
+    res = faults.partition(mesh, domain, seconds, mode)
+    if not as_json:
+        click.echo(f"partitioned {domain} ({mode}): {res.get('connections_cut', 0)} connections cut for {seconds:g} s")
+    doc: dict[str, Any] = {"domain": domain, "mode": mode, "seconds": seconds, **res}
+    if not no_wait:
+        end = time.monotonic() + seconds
+        with _console(stderr=True).status(f"{domain} cut off") as st:
+            while (left := end - time.monotonic()) > 0:
+                st.update(f"{domain} cut off: {left:.0f} s left")
+                time.sleep(min(0.5, left))
+        nodes = [t for t in targets(mesh) if t.cluster == domain]
+        doc["relinked_seconds"] = round(wait_ready(nodes, timeout=60, name=domain), 3)
+        if not as_json:
+            click.echo(f"restored: {domain}'s links back {doc['relinked_seconds']:.2f} s after the partition ended")
+    if as_json:
+        _print_json(doc)
+
+
+@chaos.command(name="restore")
+@click.argument("domain")
+@spec_option
+def chaos_restore(domain: str, spec_path: str | None) -> None:
+    """End DOMAIN's partition now."""
+    from natsmesh import chaos as faults
+
+    res = faults.restore(_load(spec_path), domain)
+    if res.get("was_cut"):
+        click.echo(f"restored {domain} after {res.get('cut_seconds', 0):.1f} s")
+    else:
+        click.echo(f"{domain} was not partitioned")
 
 
 @chaos.command(name="verify")
@@ -602,6 +666,40 @@ def chaos_verify(
                 f"duplicated {c.duplicated:>5}  out of order {c.out_of_order:>5}"
             )
     if not ok:
+        sys.exit(1)
+
+
+@cli.command()
+@spec_option
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to keep trying.")
+@click.option("--watch", type=float, default=0.0, show_default=True, help="Keep looking at least this long.")
+@json_option
+def heal(spec_path: str | None, timeout: float, watch: float, as_json: bool) -> None:
+    """Nudge stalled mirrors and sources until every copy is flowing again.
+
+    A copy silent for 3 s whose upstream answers and whose domains are linked gets a leader stepdown (more than
+    one replica) or its source removed and re-added (one replica, several sources). The supervisor does this by
+    itself; this command is for a mesh it does not run, or to see what is stalled. Exits 1 if copies remain
+    stalled."""
+    from natsmesh.client import run
+    from natsmesh.heal import heal as heal_copies
+
+    mesh = _load(spec_path)
+    err = _console(stderr=True)
+    report_ = run(heal_copies(mesh, timeout=timeout, watch=watch, on_event=None if as_json else lambda t: err.print(t)))
+    if as_json:
+        _print_json(report_.to_json())
+    else:
+        click.echo(
+            f"{len(report_.stalled)} copies stalled, {len(report_.nudges)} nudges, "
+            f"{'all flowing' if report_.healed else f'{len(report_.waiting)} still waiting'} "
+            f"after {report_.seconds:.1f} s"
+        )
+        for w in report_.waiting:
+            click.echo(f"  waiting: {w}")
+        if report_.missing:
+            click.echo(f"  {len(report_.missing)} declared copies or products do not exist yet: run `natsmesh apply`")
+    if not report_.healed:
         sys.exit(1)
 
 

@@ -78,6 +78,9 @@ async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str 
             connect_timeout=2,
             max_reconnect_attempts=5,
             reconnect_time_wait=0.2,
+            # A frozen server (stopped, half-open link) is left within 16 s, as the servers do, not nats-py's 4 min.
+            ping_interval=4,
+            max_outstanding_pings=3,
         )
     except Exception as exc:  # nats-py raises several kinds; all mean "not reachable"
         why = str(exc) or type(exc).__name__

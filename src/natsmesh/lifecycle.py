@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from natsmesh import binary as binmod
 from natsmesh.certs import cert_texts
 from natsmesh.credentials import Credentials, load_credentials
 from natsmesh.errors import AlreadyRunningError, NotReadyError, NotRunningError, PreflightError
 from natsmesh.ports import ephemeral_range, port_problem
+from natsmesh.proxies import allocate, record, via
 from natsmesh.readiness import NodeState, ProgressFn, check_mesh, wait_ready
 from natsmesh.render import render_mesh, write_files
 from natsmesh.spec import Mesh
@@ -26,6 +27,9 @@ from natsmesh.supervisor import (
     start_detached,
     stop_detached,
 )
+
+if TYPE_CHECKING:
+    from natsmesh.faultproxy import ProxyLink
 
 
 def _writable(path: Path) -> bool:
@@ -65,11 +69,13 @@ def preflight(mesh: Mesh) -> binmod.ServerBinary:
     return server
 
 
-def prepare(mesh: Mesh) -> Credentials:
-    """Create the data dir, secrets and rendered configs (stores are left as they are)."""
+def prepare(mesh: Mesh, links: list[ProxyLink] | None = None) -> Credentials:
+    """Create the data dir, secrets and rendered configs (stores are left as they are); LINKS are the fault
+    proxies the leaf links go through (`up --chaos`)."""
     mesh.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     creds = load_credentials(mesh)
-    write_files(render_mesh(mesh, creds, certs=cert_texts(mesh)), mesh.data_dir)
+    record(mesh, links)
+    write_files(render_mesh(mesh, creds, certs=cert_texts(mesh), via=via(links) if links else None), mesh.data_dir)
     from natsmesh.policysync import record_shares
 
     record_shares(mesh)
@@ -103,14 +109,21 @@ def up_detached(
     on_progress: ProgressFn | None = None,
     owner_pid: int | None = None,
     policy: RestartPolicy | None = None,
+    chaos: bool = False,
 ) -> UpResult:
-    """Start MESH under a background supervisor and return once it is ready (or stop it and raise)."""
+    """Start MESH under a background supervisor and return once it is ready (or stop it and raise). CHAOS puts
+    a fault proxy on every leaf link, for `natsmesh chaos partition`."""
     import time
 
     start = time.monotonic()
     server = preflight(mesh)
-    prepare(mesh)
-    pid = start_detached(mesh, server.path, owner_pid=owner_pid, policy=policy)
+    links, sockets = allocate(mesh) if chaos else (None, None)
+    try:
+        prepare(mesh, links)
+        pid = start_detached(mesh, server.path, owner_pid=owner_pid, policy=policy, links=links, sockets=sockets)
+    finally:
+        for sock in (sockets or {}).values():
+            sock.close()
     try:
         wait_ready(mesh, timeout=timeout, on_progress=on_progress, alive=_alive_check(mesh, pid))
     except NotReadyError as exc:
@@ -196,6 +209,7 @@ def up_foreground(
     on_progress: ProgressFn | None = None,
     timeout: float = 60.0,
     policy: RestartPolicy | None = None,
+    chaos: bool = False,
 ) -> None:
     """Run MESH in this process like goreman: ECHO(node, line) for every log line; Ctrl-C stops it all."""
     import signal
@@ -204,9 +218,10 @@ def up_foreground(
     from natsmesh.supervisor import Supervisor, acquire_lock
 
     server = preflight(mesh)
-    prepare(mesh)
+    links, sockets = allocate(mesh) if chaos else (None, None)
+    prepare(mesh, links)
     lock_fd = acquire_lock(mesh)
-    sup = Supervisor(mesh, server.path, echo=echo, policy=policy, mode="foreground")
+    sup = Supervisor(mesh, server.path, echo=echo, policy=policy, mode="foreground", links=links, sockets=sockets)
     previous = {s: signal.signal(s, sup.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def waiter() -> None:

@@ -9,6 +9,7 @@ product and every mirror and source that takes it, and reports per stream: ackno
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -54,6 +55,7 @@ class PublishRun:
     failed: list[int] = field(default_factory=list)
     retries: int = 0
     seconds: float = 0.0
+    longest_wait: float = 0.0  # the longest time between two acknowledgements: how long publishing stalled
 
 
 def compare(expected: set[int], seen: list[int], stream: str = "", role: str = "origin") -> StreamCheck:
@@ -75,13 +77,15 @@ async def publish_steady(
     mc: MeshClient,
     ref: str,
     *,
-    count: int,
+    count: int | None,
     rate: float,
     subject: str | None = None,
     retries: int = 5,
     timeout: float = 2.0,
+    stop: asyncio.Event | None = None,
 ) -> PublishRun:
-    """Publish COUNT messages into product REF at RATE per second; retry unanswered ones with the same id."""
+    """Publish COUNT messages (None: until STOP is set) into product REF at RATE per second; retry unanswered
+    ones with the same id, over a fresh connection if the old one gave up (the domain was down)."""
     product = mc.mesh.product(ref)
     if subject is None:
         literal = [s for s in product.subjects if "*" not in s and ">" not in s]
@@ -89,17 +93,22 @@ async def publish_steady(
     if not any(subjects_overlap(subject, p) for p in product.subjects):
         raise UnknownProductError(f"subject {subject!r} is not one of {ref}'s")
     run = PublishRun(run=uuid.uuid4().hex[:12], product=ref, subject=subject)
-    js = await mc.jetstream(product.domain)
-    start = time.monotonic()
-    for n in range(count):
+    start = last_ack = time.monotonic()
+    for n in itertools.count() if count is None else range(count):
+        if stop is not None and stop.is_set():
+            break
         delay = start + n / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         body = json.dumps({"run": run.run, "id": n}).encode()
         for attempt in range(retries + 1):
             try:
+                js = await mc.jetstream(product.domain)  # reconnects if the connection was given up
                 await js.publish(subject, body, timeout=timeout, headers={MSG_ID: f"{run.run}-{n}"})
                 run.acked.append(n)
+                now = time.monotonic()
+                run.longest_wait = max(run.longest_wait, now - last_ack)
+                last_ack = now
                 break
             except Exception:  # unanswered or refused: try again with the same id, then give up on it
                 if attempt == retries:
@@ -141,10 +150,62 @@ async def verify(mesh: Mesh, mc: MeshClient, run: PublishRun, settle: float = 20
     for stream, role in targets:
         deadline = time.monotonic() + settle
         while True:
-            seen = await _ids(mc, stream, run.run)
+            try:
+                seen = await _ids(mc, stream, run.run)
+            except Exception:  # servers still electing leaders after a fault: ask again until SETTLE is up
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
             check = compare(expected, seen, stream, role)
             if check.ok or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
         checks.append(check)
     return checks
+
+
+async def held(mc: MeshClient, ref: str, subject: str | None = None) -> int:
+    """How many messages DOMAIN/STREAM holds (on SUBJECT only, if given), asked of its own servers."""
+    domain, stream = ref.split("/", 1)
+    js = await mc.jetstream(domain)
+    if subject is None:
+        return int((await js.stream_info(stream)).state.messages)
+    info = await js.stream_info(stream, subjects_filter=subject)
+    return sum((info.state.subjects or {}).values())
+
+
+async def catch_up(
+    mesh: Mesh,
+    mc: MeshClient,
+    ref: str,
+    subject: str,
+    *,
+    timeout: float = 60.0,
+    poll: float = 0.1,
+    among: set[str] | None = None,
+) -> dict[str, float | None]:
+    """Seconds until every copy of product REF (those in AMONG, if given) holds as many messages on SUBJECT
+    as the product held when this was called (None: not within TIMEOUT). Counts are read from each stream's
+    own servers; the product must get messages only on SUBJECT from this run's publisher for the figure to
+    mean "complete"."""
+    start = time.monotonic()
+    while True:
+        try:
+            target = await held(mc, ref, subject)
+            break
+        except Exception:  # the product's servers are still electing a leader: ask again
+            if time.monotonic() - start > timeout:
+                raise
+            await asyncio.sleep(poll)
+    pending = {c for c, _ in copies(mesh, ref, subject) if among is None or c in among}
+    done: dict[str, float | None] = dict.fromkeys(pending)
+    while pending and time.monotonic() - start < timeout:
+        for c in sorted(pending):
+            with contextlib.suppress(Exception):  # a copy whose servers are still starting: ask again
+                if await held(mc, c, subject) >= target:
+                    done[c] = time.monotonic() - start
+                    pending.discard(c)
+        if pending:
+            await asyncio.sleep(poll)
+    return done

@@ -20,6 +20,7 @@ from natsmesh.credentials import load_credentials
 from natsmesh.errors import NotRunningError
 from natsmesh.observe import connect_system, ping
 from natsmesh.products import shares
+from natsmesh.proxies import recorded_via
 from natsmesh.readiness import http_json
 from natsmesh.render import render_mesh, write_files
 from natsmesh.spec import Mesh
@@ -73,7 +74,7 @@ def record_shares(mesh: Mesh) -> None:
 
 def plan_policy(mesh: Mesh) -> PolicyChange:
     """Compare the configs the spec renders, and its shares, with what the running mesh was given."""
-    files = render_mesh(mesh, load_credentials(mesh, create=False), certs=cert_texts(mesh))
+    files = render_mesh(mesh, load_credentials(mesh, create=False), certs=cert_texts(mesh), via=recorded_via(mesh))
     changed = []
     for rel, text in files.items():
         if rel.endswith(".conf"):
@@ -99,7 +100,7 @@ async def apply_policy(mesh: Mesh, change: PolicyChange, timeout: float = 10.0) 
     state = read_state(mesh) or {}
     pids = {name: info.get("pid") for name, info in (state.get("nodes") or {}).items()}
     creds = load_credentials(mesh, create=False)
-    write_files(render_mesh(mesh, creds, certs=cert_texts(mesh)), mesh.data_dir)
+    write_files(render_mesh(mesh, creds, certs=cert_texts(mesh), via=recorded_via(mesh)), mesh.data_dir)
     by_file = {f"{c.folder}/{n.name}.conf": n for c in mesh.clusters for n in c.nodes}
     nodes = [by_file[f] for f in change.changed_files if f in by_file]
     before = {n.name: _load_time(mesh, n.http_port) for n in nodes}

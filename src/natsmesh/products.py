@@ -71,6 +71,18 @@ class Consumption:
     def ref(self) -> str:
         return f"{self.domain}/{self.stream}"
 
+    @property
+    def nudge(self) -> str | None:
+        """How a stalled copy is restarted through the API: "stepdown" (more than one replica: a new leader
+        starts fresh), "readd" (one replica, several sources: remove and re-add the stalled one), or None (a
+        single-replica mirror or single source: nats-server offers nothing; only its own retry, or not losing
+        the first request, helps)."""
+        if self.replicas > 1:
+            return "stepdown"
+        if self.mode == "source" and len(self.sources) > 1:
+            return "readd"
+        return None
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Subjects

@@ -45,8 +45,13 @@ def store_dir(node: Node) -> str:
     return f"data/{node.name}"
 
 
-def leaf_url(mesh: Mesh, hub_node: Node, user: str, password: str) -> str:
-    return f"nats-leaf://{quote(user, safe='')}:{quote(password, safe='')}@{mesh.host}:{hub_node.leafnode_port}"
+def leaf_url(mesh: Mesh, hub_node: Node, user: str, password: str, port: int | None = None) -> str:
+    """A leaf remote URL to HUB_NODE (or to PORT, a fault proxy in front of it)."""
+    to = port or hub_node.leafnode_port
+    return f"nats-leaf://{quote(user, safe='')}:{quote(password, safe='')}@{mesh.host}:{to}"
+
+
+Via = dict[tuple[str, str], int]  # (leaf domain, hub node) -> the port of a fault proxy in front of that hub node
 
 
 def route_peers(cluster: Cluster, node: Node) -> list[Node]:
@@ -64,8 +69,8 @@ def route_peers(cluster: Cluster, node: Node) -> list[Node]:
     return list(cluster.nodes)
 
 
-def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) -> str:
-    """The nats-server config of one node."""
+def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, via: Via | None = None) -> str:
+    """The nats-server config of one node; VIA sends its leaf links through fault proxies (`up --chaos`)."""
     host = mesh.host
     lines = [
         f"# natsmesh: mesh {mesh.name!r}, cluster/domain {cluster.name!r}, node {node.name!r}. Generated; edit",
@@ -73,9 +78,13 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) ->
         f"server_name: {_q(node.name)}",
         f"listen: {_q(f'{host}:{node.client_port}')}",
         f"http: {_q(f'{host}:{node.http_port}')}",
-        "# A silent peer (a half-open link too) is dropped after ping_interval x ping_max.",
+        "# A silent peer (a half-open link too) is dropped ping_interval x ping_max (+ up to one interval) later.",
         f"ping_interval: {_q(mesh.ping_interval)}",
         f"ping_max: {mesh.ping_max}",
+        "# `down` asks for lame-duck mode first: leaders move away and JetStream stops cleanly, then clients are",
+        "# told to go after the grace period (the duration is nats-server's minimum).",
+        'lame_duck_grace_period: "1s"',
+        'lame_duck_duration: "30s"',
         *(_tls_block("") if mesh.tls else []),
         "",
         "jetstream {",
@@ -118,14 +127,20 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) ->
     ]
     if cluster.is_hub:
         lines.append(f"  listen: {_q(f'{host}:{node.leafnode_port}')}")
+        # Leaf nodes dial exactly the hub URLs in their remotes (every hub node); advertised URLs would let a
+        # link bypass what the remotes name (a fault proxy, a load balancer, an address seen from outside).
+        lines.append("  no_advertise: true")
         if mesh.tls:
             lines += _tls_block("  ")
     else:
         hub = mesh.hub.nodes
         remote_tls = f', tls: {{ ca_file: "{TLS_DIR}/ca.pem" }}' if mesh.tls else ""
-        sys_urls = ", ".join(_q(leaf_url(mesh, h, creds.system_user, creds.system_password)) for h in hub)
+        ports = {h.name: (via or {}).get((cluster.name, h.name)) for h in hub}
+        sys_urls = ", ".join(
+            _q(leaf_url(mesh, h, creds.system_user, creds.system_password, ports[h.name])) for h in hub
+        )
         link_user, link_password = creds.link(cluster.name)
-        data_urls = ", ".join(_q(leaf_url(mesh, h, link_user, link_password)) for h in hub)
+        data_urls = ", ".join(_q(leaf_url(mesh, h, link_user, link_password, ports[h.name])) for h in hub)
         account = _q(account_of(cluster.name))
         lines += [
             "  # Both accounts reach every hub node: SYS so one request at the hub sees every server; the domain's",
@@ -222,17 +237,19 @@ def render_mesh(
     creds: Credentials,
     server_command: str = DEFAULT_SERVER_COMMAND,
     certs: dict[str, str] | None = None,
+    via: Via | None = None,
 ) -> dict[str, str]:
     """Every file of the mesh, keyed by path relative to the output directory.
 
-    For a TLS mesh, CERTS (file name -> PEM text of `CERT_FILES`) go to `tls/`, where the configs look.
+    For a TLS mesh, CERTS (file name -> PEM text of `CERT_FILES`) go to `tls/`, where the configs look. VIA
+    routes leaf links through local fault proxies (only for `up --chaos`; never in configs for real hosts).
     """
     files: dict[str, str] = {}
     for name, text in (certs or {}).items():
         files[f"tls/{name}"] = text
     for cluster in mesh.clusters:
         for node in cluster.nodes:
-            files[f"{cluster.folder}/{config_name(node)}"] = render_node(mesh, cluster, node, creds)
+            files[f"{cluster.folder}/{config_name(node)}"] = render_node(mesh, cluster, node, creds, via)
         files[f"{cluster.folder}/Procfile"] = render_procfile(cluster, server_command)
     return files
 

@@ -253,7 +253,7 @@ class LeafnodeSpec(_Strict):
 class PingSpec(_Strict):
     """Liveness of every connection: a peer silent for interval x max_out is dropped (half-open links too)."""
 
-    interval: str = "5s"
+    interval: str = "4s"
     max_out: Annotated[int, Field(ge=1, le=10)] = 3
 
     @field_validator("interval")

@@ -23,12 +23,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from natsmesh.errors import AlreadyRunningError, NotRunningError
-from natsmesh.render import config_name
+from natsmesh.errors import AlreadyRunningError, NotReadyError, NotRunningError
+from natsmesh.render import config_name, store_dir
 from natsmesh.spec import Mesh
 from natsmesh.topology import Node
+
+if TYPE_CHECKING:
+    import asyncio
+    import socket
+
+    from natsmesh.faultproxy import FaultProxy, ProxyLink
 
 RUN_DIR = "run"
 LOG_DIR = "logs"
@@ -36,6 +42,8 @@ LOCK_FILE = "supervisor.lock"
 STATE_FILE = "state.json"
 SUPERVISOR_LOG = "supervisor.log"
 PR_SET_PDEATHSIG = 1
+STAGE_TIMEOUT = 20.0  # an ordered start waits at most this long for one stage before starting the next
+LAME_DUCK_WAIT = 3.0  # `down` gives lame-duck mode this long before SIGTERM
 
 EchoFn = Callable[[str, str], None]
 
@@ -163,8 +171,20 @@ class Supervisor:
         policy: RestartPolicy | None = None,
         owner_pid: int | None = None,
         mode: str = "foreground",
+        links: list[ProxyLink] | None = None,
+        sockets: dict[int, socket.socket] | None = None,
+        heal: bool = True,
     ) -> None:
+        """LINKS (with their bound SOCKETS) put fault proxies on the leaf links; HEAL keeps copies flowing."""
         self.mesh = mesh
+        self.links = links
+        self.sockets = sockets
+        self.heal = heal and bool(mesh.consumptions)
+        self.proxy: FaultProxy | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._bg: threading.Thread | None = None
+        self._bg_stop: asyncio.Event | None = None
+        self._poke: asyncio.Event | None = None
         self.binary = binary
         self.echo = echo
         self.policy = policy or RestartPolicy()
@@ -231,11 +251,114 @@ class Supervisor:
         else:
             print(f"{stamp} {text}", flush=True)
 
+    def stages(self) -> list[list[str]]:
+        """The order nodes start in: all at once, unless the mesh has stores and a copy that no nudge can restart
+        (a single-replica mirror or single source, see `Consumption.nudge`). Then the hub, the domains whose
+        products others take, and the rest start in turn, each stage ready (links included) before the next,
+        so no such copy sends its first request into a domain that is not there yet (that request would wait
+        out nats-server's 30 s). All at once is faster; the heal watch restarts every other kind of copy."""
+        names = list(self.procs)
+        has_store = any((np.cwd / store_dir(np.node)).exists() for np in self.procs.values())
+        if not has_store or all(c.nudge for c in self.mesh.consumptions):
+            return [names]
+        hub = {n.name for n in self.mesh.hub.nodes}
+        owners = {s.domain for c in self.mesh.consumptions for s in c.sources if s.domain != c.domain}
+        owner_nodes = {n.name for d in owners if d != self.mesh.hub.name for n in self.mesh.domain(d).nodes}
+        stages = [[n for n in names if n in hub], [n for n in names if n in owner_nodes]]
+        stages.append([n for n in names if n not in hub and n not in owner_nodes])
+        return [st for st in stages if st]
+
     def start_all(self) -> None:
-        for np in self.procs.values():
-            self._spawn(np)
+        from natsmesh.readiness import targets, wait_ready
+
+        self._start_background()
+        stages = self.stages()
+        by_name = {t.name: t for t in targets(self.mesh)}
+        for i, stage in enumerate(stages):
+            for name in stage:
+                self._spawn(self.procs[name])
+            self.write_state()
+            if i == len(stages) - 1 or self.stopping.is_set():
+                continue
+            try:
+                secs = wait_ready(
+                    [by_name[n] for n in stage],
+                    timeout=STAGE_TIMEOUT,
+                    alive=lambda: "stopping" if self.stopping.is_set() else None,
+                    name=f"start stage {i + 1}",
+                )
+                self._event(f"ordered start: stage {i + 1}/{len(stages)} ({len(stage)} nodes) ready in {secs:.1f} s")
+            except NotReadyError as exc:
+                self._event(f"ordered start: {exc}; starting the next stage anyway")
+        if self.stopping.is_set():
+            return
         self._event(f"started {len(self.procs)} nodes of mesh {self.mesh.name!r}")
         self.write_state()
+
+    # -- the asyncio side: fault proxies and the heal watch -------------------------------------------------------
+
+    def _start_background(self) -> None:
+        if not self.links and not self.heal:
+            return
+        ready = threading.Event()
+        self._bg = threading.Thread(target=self._background, args=(ready,), daemon=True, name="faults")
+        self._bg.start()
+        ready.wait(10)
+
+    def _background(self, ready: threading.Event) -> None:
+        import asyncio
+
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._background_main(ready))
+        except Exception as exc:
+            self._event(f"fault proxies / heal watch failed: {exc!r}")
+        finally:
+            ready.set()
+            loop.close()
+
+    async def _background_main(self, ready: threading.Event) -> None:
+        import asyncio
+
+        self._bg_stop, self._poke = asyncio.Event(), asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            if self.links:
+                from natsmesh.faultproxy import FaultProxy
+                from natsmesh.proxies import control_path
+
+                self.proxy = FaultProxy(self.mesh.host, self.links, self.sockets)
+                self.proxy.on_heal = self._healed
+                await self.proxy.start()
+                tasks.append(asyncio.create_task(self.proxy.serve_control(control_path(self.mesh))))
+            if self.heal:
+                from natsmesh.heal import watch
+
+                tasks.append(asyncio.create_task(watch(self.mesh, self._bg_stop, self._poke, self._event)))
+            ready.set()
+            await self._bg_stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.proxy is not None:
+                await self.proxy.close()
+
+    def _healed(self, domain: str) -> None:
+        self._event(f"partition of {domain} healed")
+        self.poke()
+
+    def poke(self) -> None:
+        """Make the heal watch look now (a node restarted, a partition healed)."""
+        if self._loop is not None and self._poke is not None:
+            self._loop.call_soon_threadsafe(self._poke.set)
+
+    def _stop_background(self) -> None:
+        if self._loop is not None and self._bg_stop is not None and self._bg is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                self._loop.call_soon_threadsafe(self._bg_stop.set)
+            self._bg.join(timeout=5)
 
     def _reap(self) -> bool:
         """Notice dead nodes and restart them when due. Returns True if any state changed."""
@@ -264,6 +387,7 @@ class Supervisor:
                 np.restarts += 1
                 self._spawn(np)
                 self._event(f"node {name} restarted (restart {np.restarts})")
+                self.poke()
                 changed = True
         return changed
 
@@ -282,16 +406,23 @@ class Supervisor:
     def request_stop(self, *_: object) -> None:
         self.stopping.set()
 
-    def stop_all(self, grace: float = 10.0) -> None:
-        """SIGTERM every node, wait up to GRACE seconds, then SIGKILL what is left."""
+    def stop_all(self, grace: float = 10.0, lame_duck: float = LAME_DUCK_WAIT) -> None:
+        """Lame-duck mode for every node (SIGUSR2: leaders move, JetStream stops cleanly), SIGTERM after
+        LAME_DUCK seconds, SIGKILL after GRACE more; the fault proxies and the heal watch stop first."""
         live = [np for np in self.procs.values() if np.proc is not None and np.proc.poll() is None]
         for np in self.procs.values():
             np.state = "stopping" if np in live else "stopped"
         self.write_state()
-        for np in live:
-            with contextlib.suppress(ProcessLookupError):
+        self._stop_background()
+        for sig, wait in ((signal.SIGUSR2, lame_duck), (signal.SIGTERM, 0.0)):
+            for np in live:
                 assert np.proc is not None
-                np.proc.terminate()
+                if np.proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        np.proc.send_signal(sig)
+            deadline = time.monotonic() + wait
+            while wait and time.monotonic() < deadline and any(np.proc and np.proc.poll() is None for np in live):
+                time.sleep(0.05)
         deadline = time.monotonic() + grace
         for np in live:
             assert np.proc is not None
@@ -342,10 +473,16 @@ class Supervisor:
 
 
 def start_detached(
-    mesh: Mesh, binary: str, *, owner_pid: int | None = None, policy: RestartPolicy | None = None
+    mesh: Mesh,
+    binary: str,
+    *,
+    owner_pid: int | None = None,
+    policy: RestartPolicy | None = None,
+    links: list[ProxyLink] | None = None,
+    sockets: dict[int, socket.socket] | None = None,
 ) -> int:
     """Fork a supervisor that outlives this process; return its pid as soon as it runs (it then starts the
-    nodes, so the caller's readiness poll overlaps their start)."""
+    nodes, so the caller's readiness poll overlaps their start). It inherits the proxies' bound SOCKETS."""
     lock_fd = acquire_lock(mesh)
     read_end, write_end = os.pipe()
     sys.stdout.flush()
@@ -363,7 +500,10 @@ def start_detached(
             logfd = os.open(run_dir(mesh) / SUPERVISOR_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.dup2(logfd, 1)
             os.dup2(logfd, 2)
-            sup = Supervisor(mesh, binary, owner_pid=owner_pid, policy=policy, mode="detached")
+            sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - for its life
+            sup = Supervisor(
+                mesh, binary, owner_pid=owner_pid, policy=policy, mode="detached", links=links, sockets=sockets
+            )
             signal.signal(signal.SIGTERM, sup.request_stop)
             signal.signal(signal.SIGINT, sup.request_stop)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -378,6 +518,8 @@ def start_detached(
             os._exit(code)
     os.close(write_end)
     os.close(lock_fd)  # the supervisor keeps its own copy of the locked descriptor
+    for sock in (sockets or {}).values():  # and of the proxies' listeners
+        sock.close()
     os.waitpid(child, 0)
     with os.fdopen(read_end) as r:
         line = r.readline().strip()
