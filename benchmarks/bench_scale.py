@@ -1,0 +1,172 @@
+"""Scale: single-node spoke domains on a 3-node hub, 10 -> 50 -> 100 (-> 150 -> 200), measured in one run.
+
+For each size N, on free ports below the ephemeral range, from empty data directories:
+
+- bare: the configs natsmesh renders for that mesh, started by a plain loop in a separate process
+  (`bare_up.py`) and polled until the same readiness — the floor (its configs have no system-account bridge
+  past `system_bridge`'s threshold, like natsmesh's);
+- up: `natsmesh up --detach` as a user runs it, timed from exec until it returns ready;
+- RSS of all servers once ready, and per spoke; hub CPU at idle over 5 s;
+- report: `natsmesh report jetstream --json`, the whole command, and how many servers it covered;
+- apply: `natsmesh apply` of 10 products per domain (N x 10 streams and catalog entries), the whole command.
+
+Usage: python benchmarks/bench_scale.py [--sizes 10 50 100] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from natsmesh import binary, lifecycle
+from natsmesh.ports import free_port_base
+from natsmesh.spec import Mesh, block_size, init_spec_text, parse_spec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_bringup import HERE, bare_layout, machine, rss_bytes  # noqa: E402
+
+READY_GOAL = 1.5  # x the bare floor
+REPORT_GOAL = 1.0  # seconds for the whole command
+APPLY_GOAL = 60.0  # seconds for 1,000 products
+
+
+def spec_text(n: int, data: Path, products: int = 0) -> str:
+    base = free_port_base(block_size(3) * (n + 1))
+    doc = yaml.safe_load(init_spec_text(name=f"scale{n}", domains=n, nodes=1, hub_nodes=3, base=base))
+    doc["data_dir"] = str(data)
+    for d in doc["domains"]:
+        d["products"] = [{"name": f"P{i}", "subjects": [f"{d['name']}.p{i}.>"]} for i in range(products)]
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            pass
+    return total
+
+
+def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.monotonic()
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    elapsed = time.monotonic() - start
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed: {res.stderr[-2000:]}")
+    return elapsed, res
+
+
+def bare(mesh: Mesh, root: Path, server: str) -> tuple[float, int]:
+    desc = bare_layout(mesh, root)
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "bare_up.py"), str(desc), server],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    line = proc.stdout.readline()
+    elapsed = time.monotonic() - start
+    if not line.startswith("READY"):
+        proc.kill()
+        raise RuntimeError(f"bare baseline failed: {line!r}")
+    rss = rss_bytes([int(p) for p in line.split()[2:]])
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    proc.wait(120)
+    return elapsed, rss
+
+
+def one_size(n: int, root: Path, server: str) -> dict[str, object]:
+    exe = str(Path(sys.executable).parent / "natsmesh")
+    data = root / f"n{n}"
+    spec = root / f"n{n}.yaml"
+    spec.write_text(spec_text(n, data))
+    mesh = parse_spec(spec.read_text(), source=str(spec), base_dir=root)
+    subprocess.run([exe, "validate", "-f", str(spec)], capture_output=True, check=True)  # warm the spec cache
+    row: dict[str, object] = {"spokes": n, "servers": len(mesh.nodes()), "system_bridge": mesh.system_bridge}
+    bare_s, bare_rss = bare(mesh, root, server)
+    up_s, _ = timed([exe, "up", "--detach", "--timeout", "300", "-f", str(spec), "--json"])
+    try:
+        state = json.loads((data / "run" / "state.json").read_text())
+        pids = {name: info["pid"] for name, info in state["nodes"].items()}
+        rss = rss_bytes(list(pids.values()))
+        hub_pids = [pids[h.name] for h in mesh.hub.nodes]
+        hub_rss = rss_bytes(hub_pids)
+        time.sleep(2)
+        c0 = cpu_seconds(hub_pids)
+        time.sleep(5)
+        hub_cpu = (cpu_seconds(hub_pids) - c0) / 5 / len(hub_pids)
+        report_s, res = timed([exe, "report", "jetstream", "-f", str(spec), "--json"])
+        covered = len((json.loads(res.stdout).get("servers") or []))
+        spec.write_text(spec_text_with_products(spec.read_text(), 10))
+        apply_s, _ = timed([exe, "apply", "-f", str(spec), "--json"])
+    finally:
+        lifecycle.down(mesh, timeout=120)
+    row.update(
+        bare_ready_s=round(bare_s, 2),
+        up_s=round(up_s, 2),
+        up_ratio=round(up_s / bare_s, 2),
+        bare_rss_mib=round(bare_rss / 2**20),
+        rss_mib=round(rss / 2**20),
+        rss_per_spoke_mib=round((rss - hub_rss) / n / 2**20, 1),
+        hub_rss_mib=round(hub_rss / 2**20),
+        hub_cpu_idle_pct=round(100 * hub_cpu, 1),
+        report_s=round(report_s, 2),
+        report_servers=covered,
+        apply_products=10 * n,
+        apply_s=round(apply_s, 2),
+    )
+    shutil.rmtree(data, ignore_errors=True)
+    shutil.rmtree(root / "bare-data", ignore_errors=True)
+    return row
+
+
+def spec_text_with_products(text: str, products: int) -> str:
+    doc = yaml.safe_load(text)
+    for d in doc["domains"]:
+        d["products"] = [{"name": f"P{i}", "subjects": [f"{d['name']}.p{i}.>"]} for i in range(products)]
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100])
+    ap.add_argument("--json", dest="json_out", default=None)
+    args = ap.parse_args()
+    server = binary.resolve().path
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="natsmesh-scale-") as tmp:
+        for n in args.sizes:
+            row = one_size(n, Path(tmp), server)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print()
+    print("| spokes | servers | bridge | bare ready | up | ratio | RSS | per spoke | hub CPU idle | report | apply |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(
+            f"| {r['spokes']} | {r['servers']} | {r['system_bridge']} | {r['bare_ready_s']} s | {r['up_s']} s | "
+            f"{r['up_ratio']}x | {r['rss_mib']} MiB | {r['rss_per_spoke_mib']} MiB | {r['hub_cpu_idle_pct']} % | "
+            f"{r['report_s']} s ({r['report_servers']}) | {r['apply_s']} s ({r['apply_products']}) |"
+        )
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
