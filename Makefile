@@ -28,6 +28,8 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_bringup.py $(ARGS)
 	$(BIN)/python benchmarks/bench_products.py
+	$(BIN)/python benchmarks/bench_report.py
+	$(BIN)/python benchmarks/bench_scale.py --sizes 10 50 100 150 200
 
 clean:
 	rm -rf $(VENV) .natsmesh .pytest_cache .ruff_cache .mypy_cache

@@ -2,6 +2,7 @@
 
 For each size N, on free ports below the ephemeral range, from empty data directories:
 
+- ready: RUNS alternating runs of each side, medians (and the best bare run, which the goal is set against):
 - bare: the configs natsmesh renders for that mesh, started by a plain loop in a separate process
   (`bare_up.py`) and polled until the same readiness — the floor (its configs have no system-account bridge
   past `system_bridge`'s threshold, like natsmesh's);
@@ -10,7 +11,7 @@ For each size N, on free ports below the ephemeral range, from empty data direct
 - report: `natsmesh report jetstream --json`, the whole command, and how many servers it covered;
 - apply: `natsmesh apply` of 10 products per domain (N x 10 streams and catalog entries), the whole command.
 
-Usage: python benchmarks/bench_scale.py [--sizes 10 50 100] [--json FILE]
+Usage: python benchmarks/bench_scale.py [--sizes 10 50 100] [--bridge auto|true|false] [--json FILE]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,19 +34,18 @@ from natsmesh.ports import free_port_base
 from natsmesh.spec import Mesh, block_size, init_spec_text, parse_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_bringup import HERE, bare_layout, machine, rss_bytes  # noqa: E402
+from bench_bringup import HERE, bare_layout, machine, rss_bytes
 
 READY_GOAL = 1.5  # x the bare floor
 REPORT_GOAL = 1.0  # seconds for the whole command
 APPLY_GOAL = 60.0  # seconds for 1,000 products
 
 
-def spec_text(n: int, data: Path, products: int = 0) -> str:
+def spec_text(n: int, data: Path, bridge: str = "auto") -> str:
     base = free_port_base(block_size(3) * (n + 1))
     doc = yaml.safe_load(init_spec_text(name=f"scale{n}", domains=n, nodes=1, hub_nodes=3, base=base))
     doc["data_dir"] = str(data)
-    for d in doc["domains"]:
-        d["products"] = [{"name": f"P{i}", "subjects": [f"{d['name']}.p{i}.>"]} for i in range(products)]
+    doc["leafnodes"]["system_bridge"] = {"auto": "auto", "true": True, "false": False}[bridge]
     return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -91,16 +92,23 @@ def bare(mesh: Mesh, root: Path, server: str) -> tuple[float, int]:
     return elapsed, rss
 
 
-def one_size(n: int, root: Path, server: str) -> dict[str, object]:
+def one_size(n: int, root: Path, server: str, bridge: str = "auto", runs: int = 3) -> dict[str, object]:
     exe = str(Path(sys.executable).parent / "natsmesh")
     data = root / f"n{n}"
     spec = root / f"n{n}.yaml"
-    spec.write_text(spec_text(n, data))
+    spec.write_text(spec_text(n, data, bridge))
     mesh = parse_spec(spec.read_text(), source=str(spec), base_dir=root)
     subprocess.run([exe, "validate", "-f", str(spec)], capture_output=True, check=True)  # warm the spec cache
     row: dict[str, object] = {"spokes": n, "servers": len(mesh.nodes()), "system_bridge": mesh.system_bridge}
-    bare_s, bare_rss = bare(mesh, root, server)
-    up_s, _ = timed([exe, "up", "--detach", "--timeout", "300", "-f", str(spec), "--json"])
+    bares, ups = [], []
+    for i in range(runs):  # alternating; the last `up` stays for the other measures
+        bare_s, bare_rss = bare(mesh, root, server)
+        bares.append(bare_s)
+        ups.append(timed([exe, "up", "--detach", "--timeout", "300", "-f", str(spec), "--json"])[0])
+        if i < runs - 1:
+            lifecycle.down(mesh, timeout=120)
+            shutil.rmtree(data)
+    up_s = statistics.median(ups)
     try:
         state = json.loads((data / "run" / "state.json").read_text())
         pids = {name: info["pid"] for name, info in state["nodes"].items()}
@@ -112,15 +120,18 @@ def one_size(n: int, root: Path, server: str) -> dict[str, object]:
         time.sleep(5)
         hub_cpu = (cpu_seconds(hub_pids) - c0) / 5 / len(hub_pids)
         report_s, res = timed([exe, "report", "jetstream", "-f", str(spec), "--json"])
-        covered = len((json.loads(res.stdout).get("servers") or []))
+        covered = len(json.loads(res.stdout).get("servers") or [])
         spec.write_text(spec_text_with_products(spec.read_text(), 10))
         apply_s, _ = timed([exe, "apply", "-f", str(spec), "--json"])
     finally:
         lifecycle.down(mesh, timeout=120)
     row.update(
-        bare_ready_s=round(bare_s, 2),
+        runs=runs,
+        bare_ready_s=round(statistics.median(bares), 2),
+        bare_best_s=round(min(bares), 2),
         up_s=round(up_s, 2),
-        up_ratio=round(up_s / bare_s, 2),
+        up_ratio=round(up_s / statistics.median(bares), 2),
+        up_ratio_to_best_bare=round(up_s / min(bares), 2),
         bare_rss_mib=round(bare_rss / 2**20),
         rss_mib=round(rss / 2**20),
         rss_per_spoke_mib=round((rss - hub_rss) / n / 2**20, 1),
@@ -147,23 +158,36 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100])
     ap.add_argument("--json", dest="json_out", default=None)
+    ap.add_argument("--runs", type=int, default=3, help="alternating bare/up runs per size (medians)")
+    ap.add_argument("--bridge", choices=["auto", "true", "false"], default="auto", help="leafnodes.system_bridge")
     args = ap.parse_args()
     server = binary.resolve().path
     rows = []
     with tempfile.TemporaryDirectory(prefix="natsmesh-scale-") as tmp:
         for n in args.sizes:
-            row = one_size(n, Path(tmp), server)
+            row = one_size(n, Path(tmp), server, args.bridge, args.runs)
             rows.append(row)
             print(json.dumps(row), flush=True)
     print()
-    print("| spokes | servers | bridge | bare ready | up | ratio | RSS | per spoke | hub CPU idle | report | apply |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    head = ["spokes", "servers", "bridge", "bare ready (median, best)", "up (median)", "ratio to best bare", "RSS"]
+    head += ["per spoke", "hub CPU idle", "report", "apply"]
+    print("| " + " | ".join(head) + " |")
+    print("| " + " | ".join("---" for _ in head) + " |")
     for r in rows:
-        print(
-            f"| {r['spokes']} | {r['servers']} | {r['system_bridge']} | {r['bare_ready_s']} s | {r['up_s']} s | "
-            f"{r['up_ratio']}x | {r['rss_mib']} MiB | {r['rss_per_spoke_mib']} MiB | {r['hub_cpu_idle_pct']} % | "
-            f"{r['report_s']} s ({r['report_servers']}) | {r['apply_s']} s ({r['apply_products']}) |"
-        )
+        cells = [
+            r["spokes"],
+            r["servers"],
+            r["system_bridge"],
+            f"{r['bare_ready_s']} s, {r['bare_best_s']} s",
+            f"{r['up_s']} s",
+            f"{r['up_ratio_to_best_bare']}x",
+            f"{r['rss_mib']} MiB",
+            f"{r['rss_per_spoke_mib']} MiB",
+            f"{r['hub_cpu_idle_pct']} %",
+            f"{r['report_s']} s ({r['report_servers']})",
+            f"{r['apply_s']} s ({r['apply_products']})",
+        ]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
 

@@ -24,7 +24,7 @@ from natsmesh.errors import AlreadyRunningError, NotReadyError, NotRunningError,
 from natsmesh.info import mesh_info
 from natsmesh.observe import collect, collect_sync
 from natsmesh.products import deliver_subject
-from natsmesh.readiness import wait_ready
+from natsmesh.readiness import http_json, wait_ready
 from natsmesh.reports import build_jetstream, build_leafnodes, build_servers
 from natsmesh.spec import Mesh
 from natsmesh.supervisor import read_state
@@ -336,3 +336,26 @@ def test_no_secret_in_logs_state_or_reports(seed_mesh: Mesh, tmp_path: Path) -> 
     for secret in creds.secrets():
         assert len(secret) >= 20
         assert not [t for t in texts if secret in t], "a secret leaked into logs, state or report output"
+
+
+def test_without_the_system_bridge_reports_still_cover_every_server(runner: MeshRunner, tmp_path: Path) -> None:
+    """Past 20 domains (or when the spec says so) leaf servers do not link their system account to the hub: the
+    hub sees only its own servers, and natsmesh asks every cluster directly, at once, for the same reports."""
+    text = small_mesh_text(tmp_path / "d", domains=3, nodes=1, hub_nodes=3) + "leafnodes: {system_bridge: false}\n"
+    mesh = runner.up(runner.load(text))
+    assert not mesh.system_bridge
+    leafz = http_json(mesh.host, mesh.hub.nodes[0].http_port, "/leafz")
+    assert {lf["account"] for lf in leafz["leafs"]} <= {d.name for d in mesh.domains}  # no SYS link at the hub
+    spec = tmp_path / "m.yaml"
+    spec.write_text(text)
+    res = run_cli("report", "jetstream", "-f", str(spec), "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert sorted(s["name"] for s in doc["servers"]) == sorted(n.name for n in mesh.nodes()) and not doc["missing"]
+    assert all(g["leader"] for g in doc["meta_groups"])
+    for name in ("servers", "leafnodes"):
+        assert run_cli("report", name, "-f", str(spec)).returncode == 0
+    creds = load_credentials(mesh, create=False)  # a server that does not answer is named, as with the bridge
+    expected = {n.name for n in mesh.nodes()} | {"ghost-0"}
+    replies = collect_sync(mesh, creds, ["VARZ"], timeout=1.0, expected=expected)["VARZ"]
+    assert replies.missing == ["ghost-0"] and len(replies.replies) == len(mesh.nodes())

@@ -169,3 +169,23 @@ def test_fault_proxies_take_every_leaf_link_in_both_accounts(tmp_path: Path) -> 
     assert sorted(set(ports)) == ["20010", "20011", "20012"] and len(ports) == 6  # 3 hub nodes x 2 accounts
     assert files["hub-cluster/hub-server-0.conf"] == plain["hub-cluster/hub-server-0.conf"]  # the hub is untouched
     assert "7422" not in conf and "7422" in plain["leaf-cluster-b/leaf-domain-b-2.conf"]
+
+
+def test_system_bridge_by_mesh_size_or_setting() -> None:
+    """Up to 20 domains leaf servers also link their system account (one request at the hub sees all); past
+    that the bridge, whose cost grows with the square of the mesh, is left out unless the spec asks for it."""
+
+    def sys_remote(text: str) -> bool:
+        mesh = parse_spec(text, cache=False)
+        creds = Credentials(
+            "admin", "s", "app", {c.name: "p" for c in mesh.clusters}, {d.name: "l" for d in mesh.domains}
+        )
+        conf = render_mesh(mesh, creds)["leaf-cluster-a/leaf-domain-a-0.conf"]
+        return re.search(r"urls: \[.*\], account: SYS", conf) is not None
+
+    assert sys_remote(init_spec_text(domains=20, nodes=1))
+    assert not sys_remote(init_spec_text(domains=21, nodes=1))
+    assert sys_remote(init_spec_text(domains=21, nodes=1) + "leafnodes: {system_bridge: on}\n")
+    assert not sys_remote(init_spec_text(domains=2, nodes=1) + "leafnodes: {system_bridge: off}\n")
+    seed = render_mesh(default_mesh(), CREDS)["leaf-cluster-e/leaf-domain-e-2.conf"]
+    assert re.search(r"urls: \[.*\], account: SYS", seed)  # the seed keeps its one-request view

@@ -7,12 +7,13 @@ domain through the hub (`jetstream(domain="hub")`). `descriptors` and `lineage` 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from natsmesh.products import CATALOG_BUCKET, Consumption, Product, lineage_edges
 from natsmesh.spec import Mesh
@@ -84,33 +85,40 @@ async def ensure_bucket(js: JetStreamContext, replicas: int) -> bool:
 
 
 async def read_catalog(js: JetStreamContext) -> dict[str, dict[str, Any]]:
-    """Every descriptor in the catalog, read through JS (a hub-domain context works from any domain)."""
+    """Every descriptor in the catalog, in one pass over the bucket's latest values (one watcher, not a request
+    per key); through JS (a hub-domain context works from any domain)."""
     try:
         kv = await js.key_value(CATALOG_BUCKET)
     except (BucketNotFoundError, NotFoundError):
         return {}
-    prefix = f"$KV.{CATALOG_BUCKET}."
-    info = await js.stream_info(f"KV_{CATALOG_BUCKET}", subjects_filter=f"{prefix}>")
+    watcher = await kv.watchall(ignore_deletes=True)
     out = {}
-    for subject in sorted(info.state.subjects or {}):
-        key = subject[len(prefix) :]
-        try:
-            entry = await kv.get(key)
-        except KeyNotFoundError:  # deleted: the subject still holds its delete marker
-            continue
-        if entry.value:
-            out[key] = json.loads(entry.value)
+    try:
+        async for entry in watcher:
+            if entry is None:  # every current value has been delivered
+                break
+            if entry.value:
+                out[entry.key] = json.loads(entry.value)
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
     return out
 
 
-async def write_entry(js: JetStreamContext, key: str, descriptor: dict[str, Any]) -> None:
+async def write_entries(js: JetStreamContext, entries: dict[str, dict[str, Any]], inflight: int = 256) -> None:
+    """Put ENTRIES into the catalog with up to INFLIGHT puts awaiting their acks at once."""
     kv = await js.key_value(CATALOG_BUCKET)
-    await kv.put(key, json.dumps(descriptor, sort_keys=True).encode())
+    gate = asyncio.Semaphore(inflight)
+
+    async def put(key: str, descriptor: dict[str, Any]) -> None:
+        async with gate:
+            await kv.put(key, json.dumps(descriptor, sort_keys=True).encode())
+
+    await asyncio.gather(*(put(k, d) for k, d in entries.items()))
 
 
-async def delete_entry(js: JetStreamContext, key: str) -> None:
+async def delete_entries(js: JetStreamContext, keys: list[str]) -> None:
     kv = await js.key_value(CATALOG_BUCKET)
-    await kv.delete(key)
+    await asyncio.gather(*(kv.delete(k) for k in keys))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Reading the running mesh through the system account: one request, many replies.
 
 A `$SYS.REQ.SERVER.PING.*` request at a hub server reaches every server whose system account is bridged over
-its leaf links. `ping` collects replies until every expected server has answered, or a bounded wait ends, and
-says which servers stayed silent.
+its leaf links (`leafnodes.system_bridge`); without the bridge the same request goes to each cluster at once.
+`ping` collects replies until every expected server has answered, or a bounded wait ends, and says which
+servers stayed silent.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from natsmesh.certs import client_context
 from natsmesh.credentials import Credentials
 from natsmesh.errors import NotRunningError
 from natsmesh.spec import Mesh
+from natsmesh.topology import Cluster
 
 # What each report asks: the STATSZ ping has no suffix.
 SUBJECTS = {
@@ -44,18 +46,21 @@ class Replies:
     seconds: float = 0.0
 
 
-def system_urls(mesh: Mesh, creds: Credentials) -> list[str]:
-    """System-account URLs at every hub server (nats-py tries them in turn)."""
+def system_urls(mesh: Mesh, creds: Credentials, cluster: Cluster | None = None) -> list[str]:
+    """System-account URLs at every server of CLUSTER (default: the hub); nats-py tries them in turn."""
     from urllib.parse import quote
 
     user, pw = quote(creds.system_user, safe=""), quote(creds.system_password, safe="")
-    return [f"{mesh.scheme}://{user}:{pw}@{mesh.host}:{n.client_port}" for n in mesh.hub.nodes]
+    return [f"{mesh.scheme}://{user}:{pw}@{mesh.host}:{n.client_port}" for n in (cluster or mesh.hub).nodes]
 
 
-async def connect_system(mesh: Mesh, creds: Credentials, timeout: float = 2.0) -> Client:
+async def connect_system(
+    mesh: Mesh, creds: Credentials, timeout: float = 2.0, cluster: Cluster | None = None
+) -> Client:
+    cluster = cluster or mesh.hub
     try:
         return await nats.connect(
-            servers=system_urls(mesh, creds),
+            servers=system_urls(mesh, creds, cluster),
             tls=client_context(mesh),
             connect_timeout=timeout,
             allow_reconnect=False,
@@ -63,9 +68,10 @@ async def connect_system(mesh: Mesh, creds: Credentials, timeout: float = 2.0) -
             name="natsmesh-observe",
         )
     except Exception as exc:  # nats-py raises several kinds; all mean "not reachable"
+        where = "its hub" if cluster is mesh.hub else f"cluster {cluster.name}"
         raise NotRunningError(
-            f"cannot reach the system account of mesh {mesh.name!r} at its hub "
-            f"({mesh.host}:{', '.join(str(n.client_port) for n in mesh.hub.nodes)}): {exc or type(exc).__name__}; "
+            f"cannot reach the system account of mesh {mesh.name!r} at {where} "
+            f"({mesh.host}:{', '.join(str(n.client_port) for n in cluster.nodes)}): {exc or type(exc).__name__}; "
             "is it up (`natsmesh status`)?"
         ) from None
 
@@ -114,15 +120,51 @@ async def collect(
     body: dict[str, Any] | None = None,
     expected: set[str] | None = None,
 ) -> dict[str, Replies]:
-    """Several pings at once over one system connection; EXPECTED defaults to every server of the mesh."""
+    """Several pings at once; EXPECTED defaults to every server of the mesh.
+
+    With the system account bridged, over one connection at the hub; otherwise over one connection per
+    cluster, all in parallel, each ping expecting only that cluster's servers (a cluster that cannot be
+    reached shows up as missing servers, not as a failure, unless none can be)."""
     if expected is None:
         expected = {n.name for n in mesh.nodes()}
-    nc = await connect_system(mesh, creds, timeout=min(timeout, 2.0))
-    try:
-        results = await asyncio.gather(*(ping(nc, k, expected, timeout, body) for k in kinds))
-    finally:
-        await nc.close()
-    return dict(zip(kinds, results, strict=True))
+    if mesh.system_bridge:
+        nc = await connect_system(mesh, creds, timeout=min(timeout, 2.0))
+        try:
+            results = await asyncio.gather(*(ping(nc, k, expected, timeout, body) for k in kinds))
+        finally:
+            await nc.close()
+        return dict(zip(kinds, results, strict=True))
+    clusters = [c for c in mesh.clusters if any(n.name in expected for n in c.nodes)]
+    errors: list[str] = []
+
+    async def one(cluster: Cluster) -> list[Replies]:
+        want = {n.name for n in cluster.nodes} & expected
+        try:
+            nc = await connect_system(mesh, creds, timeout=min(timeout, 2.0), cluster=cluster)
+        except NotRunningError as exc:
+            errors.append(str(exc))
+            return [Replies(kind=k, missing=sorted(want)) for k in kinds]
+        try:
+            return list(await asyncio.gather(*(ping(nc, k, want, timeout, body) for k in kinds)))
+        finally:
+            await nc.close()
+
+    parts = await asyncio.gather(*(one(c) for c in clusters))
+    if clusters and len(errors) == len(clusters):
+        raise NotRunningError(errors[0])
+    unknown = sorted(expected - {n.name for n in mesh.nodes()})  # expected, but in no cluster to ask
+    out = {}
+    for i, kind in enumerate(kinds):
+        merged = Replies(kind=kind, missing=list(unknown))
+        for part in parts:
+            r = part[i]
+            merged.replies.update(r.replies)
+            merged.rtt.update(r.rtt)
+            merged.missing += r.missing
+            merged.seconds = max(merged.seconds, r.seconds)
+        merged.missing.sort()
+        out[kind] = merged
+    return out
 
 
 def collect_sync(

@@ -32,12 +32,20 @@ class Target:
     cluster: str
     clustered: bool
     leaf: bool
-    link_accounts: tuple[str, ...] = ()  # accounts a leaf node links to the hub: SYS and its own data account
+    link_accounts: tuple[str, ...] = ()  # accounts a leaf node links to the hub: its data account (and SYS)
 
 
 def targets(mesh: Mesh) -> list[Target]:
     return [
-        Target(n.name, mesh.host, n.http_port, c.name, len(c.nodes) > 1, not c.is_hub, ("SYS", c.name))
+        Target(
+            n.name,
+            mesh.host,
+            n.http_port,
+            c.name,
+            len(c.nodes) > 1,
+            not c.is_hub,
+            ("SYS", c.name) if mesh.system_bridge else (c.name,),
+        )
         for c in mesh.clusters
         for n in c.nodes
     ]

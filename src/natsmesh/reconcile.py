@@ -10,25 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
 from natsmesh.catalog import (
-    delete_entry,
+    delete_entries,
     descriptors,
     ensure_bucket,
     read_catalog,
     same_content,
-    write_entry,
+    write_entries,
 )
 from natsmesh.client import MeshClient
 from natsmesh.errors import NatsmeshError
 from natsmesh.products import CATALOG_BUCKET, KIND_KEY, MANAGED_KEY, MESH_KEY
 from natsmesh.spec import Mesh
+
+T = TypeVar("T")
 
 COMPARED = (
     "subjects",
@@ -194,7 +197,7 @@ async def plan(mesh: Mesh, mc: MeshClient, prune: bool = False) -> Plan:
     """Compare the spec with the running mesh; changes nothing."""
     desired = mesh.streams()
     domains = [c.name for c in mesh.clusters]
-    contexts = [await mc.jetstream(d) for d in domains]
+    contexts = await asyncio.gather(*(mc.jetstream(d) for d in domains))
     actual_list = await asyncio.gather(*(_actual_streams(js) for js in contexts))
     actual = dict(zip(domains, actual_list, strict=True))
     result = Plan(mesh=mesh.name, prune=prune)
@@ -242,8 +245,10 @@ async def plan(mesh: Mesh, mc: MeshClient, prune: bool = False) -> Plan:
     # A read copy of the catalog in every other domain, so each domain's clients read it locally (and while cut
     # off from the hub): domains do not share the hub's JetStream.
     hub_pending = any(c.kind == "catalog" and c.action in ("create", "update", "delete") for c in result.changes)
-    for leaf in mesh.domains:
-        local = await read_catalog(await mc.jetstream(leaf.name))
+    locals_ = await _bounded(
+        [read_catalog(js) for d, js in zip(domains, contexts, strict=True) if d != mesh.hub.name], COPIES_AT_ONCE
+    )
+    for leaf, local in zip(mesh.domains, locals_, strict=True):
         if f"KV_{CATALOG_BUCKET}" not in actual[leaf.name]:
             action, detail = "create", f"read copy of the hub's catalog ({len(existing)} entries now)"
         elif hub_pending or local != existing:
@@ -257,6 +262,24 @@ async def plan(mesh: Mesh, mc: MeshClient, prune: bool = False) -> Plan:
 # ---------------------------------------------------------------------------------------------------------------
 # Applying
 
+STREAMS_AT_ONCE = 64  # stream requests in flight during apply
+COPIES_AT_ONCE = 8  # domains whose catalog copy is read or written at once (each with many puts in flight)
+
+
+async def _bounded(coros: list[Coroutine[Any, Any, T]], limit: int) -> list[T]:
+    """Run COROS with at most LIMIT at once; results in order; the first failure is raised after all end."""
+    gate = asyncio.Semaphore(limit)
+
+    async def run(c: Coroutine[Any, Any, T]) -> T:
+        async with gate:
+            return await c
+
+    results = await asyncio.gather(*(run(c) for c in coros), return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results  # type: ignore[return-value]
+
 
 async def apply(mesh: Mesh, mc: MeshClient, the_plan: Plan) -> Plan:
     """Carry out THE_PLAN. Refuses the whole plan if any change was refused."""
@@ -267,46 +290,52 @@ async def apply(mesh: Mesh, mc: MeshClient, the_plan: Plan) -> Plan:
         )
     now = datetime.now(UTC).isoformat(timespec="seconds")
     hub = mesh.hub.name
-    existing: dict[str, dict[str, Any]] | None = None
-    for ch in the_plan.changes:
-        if ch.kind in ("catalog", "catalog-copy", "policy"):
-            continue
+    depth = _depth(mesh)
+    streams = [ch for ch in the_plan.changes if ch.kind not in ("catalog", "catalog-copy", "policy")]
+    # Upstreams before the streams that take them, deletes last; within one step, many requests at once.
+    steps: dict[tuple[int, int], list[Change]] = {}
+    for ch in streams:
+        if ch.action in ("create", "update", "delete"):
+            key = (1 if ch.action == "delete" else 0, depth.get(f"{ch.domain}/{ch.name}", 0))
+            steps.setdefault(key, []).append(ch)
+
+    async def one(ch: Change) -> None:
         js = await mc.jetstream(ch.domain)
-        if ch.action in ("create", "update"):
-            assert ch.config is not None
-            cfg = StreamConfig.from_response(copy.deepcopy(ch.config))
-            if ch.action == "create":
-                await js.add_stream(cfg)
-            else:
-                await js.update_stream(cfg)
-        elif ch.action == "delete":
+        if ch.action == "delete":
             await js.delete_stream(ch.name)
+            return
+        assert ch.config is not None
+        cfg = StreamConfig.from_response(copy.deepcopy(ch.config))
+        await (js.add_stream(cfg) if ch.action == "create" else js.update_stream(cfg))
+
+    for key in sorted(steps):
+        await _bounded([one(ch) for ch in steps[key]], STREAMS_AT_ONCE)
+
     hub_js = await mc.jetstream(hub)
-    for ch in the_plan.changes:
-        if ch.kind != "catalog" or ch.action in ("unchanged", "would-delete"):
-            continue
-        if ch.name == CATALOG_BUCKET:
-            await ensure_bucket(hub_js, replicas=min(3, len(mesh.hub.nodes)))
-        elif ch.action in ("create", "update"):
-            if existing is None:
-                existing = await read_catalog(hub_js)
+    catalog = [ch for ch in the_plan.changes if ch.kind == "catalog" and ch.action not in ("unchanged", "would-delete")]
+    if any(ch.name == CATALOG_BUCKET for ch in catalog):
+        await ensure_bucket(hub_js, replicas=min(3, len(mesh.hub.nodes)))
+    writes = [ch for ch in catalog if ch.name != CATALOG_BUCKET and ch.action in ("create", "update")]
+    if writes:
+        existing = await read_catalog(hub_js)
+        entries = {}
+        for ch in writes:
             assert ch.config is not None
             created = (existing.get(ch.name) or {}).get("created", now)
-            await write_entry(hub_js, ch.name, ch.config | {"created": created, "updated": now})
-        elif ch.action == "delete":
-            await delete_entry(hub_js, ch.name)
+            entries[ch.name] = ch.config | {"created": created, "updated": now}
+        await write_entries(hub_js, entries)
+    await delete_entries(hub_js, [ch.name for ch in catalog if ch.name != CATALOG_BUCKET and ch.action == "delete"])
     final = await read_catalog(hub_js)
-    for ch in the_plan.changes:
-        if ch.kind != "catalog-copy" or ch.action not in ("create", "update"):
-            continue
-        js = await mc.jetstream(ch.domain)
-        await ensure_bucket(js, replicas=min(3, len(mesh.domain(ch.domain).nodes)))
+
+    async def copy_to(domain: str) -> None:
+        js = await mc.jetstream(domain)
+        await ensure_bucket(js, replicas=min(3, len(mesh.domain(domain).nodes)))
         local = await read_catalog(js)
-        for key, entry in final.items():
-            if local.get(key) != entry:
-                await write_entry(js, key, entry)
-        for key in set(local) - set(final):
-            await delete_entry(js, key)
+        await write_entries(js, {k: e for k, e in final.items() if local.get(k) != e})
+        await delete_entries(js, sorted(set(local) - set(final)))
+
+    copies = [ch.domain for ch in the_plan.changes if ch.kind == "catalog-copy" and ch.action in ("create", "update")]
+    await _bounded([copy_to(d) for d in copies], COPIES_AT_ONCE)
     the_plan.applied = True
     return the_plan
 

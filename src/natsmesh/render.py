@@ -142,14 +142,21 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, vi
         link_user, link_password = creds.link(cluster.name)
         data_urls = ", ".join(_q(leaf_url(mesh, h, link_user, link_password, ports[h.name])) for h in hub)
         account = _q(account_of(cluster.name))
-        lines += [
-            "  # Both accounts reach every hub node: SYS so one request at the hub sees every server; the domain's",
-            "  # own account, bound at the hub to its link user, for the data it shares and takes.",
-            "  remotes: [",
-            f"    {{ urls: [{sys_urls}], account: {SYSTEM_ACCOUNT}{remote_tls} }}",
-            f"    {{ urls: [{data_urls}], account: {account}{remote_tls} }}",
-            "  ]",
-        ]
+        if mesh.system_bridge:
+            lines += [
+                "  # Both accounts reach every hub node: SYS so one request at the hub sees every server; the",
+                "  # domain's own account, bound at the hub to its link user, for the data it shares and takes.",
+                "  remotes: [",
+                f"    {{ urls: [{sys_urls}], account: {SYSTEM_ACCOUNT}{remote_tls} }}",
+            ]
+        else:
+            lines += [
+                "  # The domain's own account reaches every hub node, bound there to its link user, for the data it",
+                "  # shares and takes. The system account stays local (leafnodes.system_bridge): natsmesh asks each",
+                "  # cluster's servers directly, which keeps large meshes cheap.",
+                "  remotes: [",
+            ]
+        lines += [f"    {{ urls: [{data_urls}], account: {account}{remote_tls} }}", "  ]"]
     lines.append("}")
     return "\n".join(lines) + "\n"
 

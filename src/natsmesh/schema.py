@@ -243,6 +243,10 @@ class JetStreamSpec(_Strict):
 
 class LeafnodeSpec(_Strict):
     reconnect: str = "250ms"
+    # Whether leaf servers also link their system account to the hub, so one system request at the hub reaches
+    # every server (the seed's way). That bridge's cost grows with the square of the mesh; without it natsmesh
+    # asks each cluster's servers directly. auto: bridged up to BRIDGE_AUTO_MAX leaf domains.
+    system_bridge: Literal["auto"] | bool = "auto"  # YAML reads on/off as true/false
 
     @field_validator("reconnect")
     @classmethod

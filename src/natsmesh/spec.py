@@ -28,6 +28,9 @@ SPEC_FILENAME = "mesh.yaml"
 CACHE_ENV = "NATSMESH_CACHE_DIR"
 
 
+BRIDGE_AUTO_MAX = 20  # leaf domains up to which `leafnodes.system_bridge: auto` bridges the system account
+
+
 @dataclass(frozen=True)
 class Mesh:
     """The resolved mesh: what render, run and observe take."""
@@ -46,6 +49,7 @@ class Mesh:
     sync_interval: str | None = None
     ping_interval: str = "4s"
     ping_max: int = 3
+    system_bridge: bool = True  # leaf servers link their system account to the hub too
     fixed_system: tuple[str, str] | None = None
     fixed_data: tuple[str, str] | None = None
     warnings: tuple[str, ...] = ()
@@ -168,6 +172,8 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         sync_interval=spec.jetstream.sync_interval,
         ping_interval=spec.pings.interval,
         ping_max=spec.pings.max_out,
+        system_bridge=spec.leafnodes.system_bridge is True
+        or (spec.leafnodes.system_bridge == "auto" and len(spec.domains) <= BRIDGE_AUTO_MAX),
         fixed_system=(creds.system.user, creds.system.password) if creds.system else None,
         fixed_data=(creds.data.user, creds.data.password) if creds.data else None,
         warnings=tuple(warnings),
@@ -389,6 +395,9 @@ def init_spec_text(
         "pings: {interval: 4s, max_out: 3}  # a silent or half-open link is dropped 12-16 s after it goes quiet",
         "leafnodes:",
         "  reconnect: 250ms         # how soon a leaf link is retried after it drops",
+        "  system_bridge: auto      # true: one system request at the hub reaches every server (its cost grows with",
+        f"                           # the square of the mesh); false: each cluster is asked directly. auto: true up "
+        f"to {BRIDGE_AUTO_MAX} domains",
         "",
         "# TLS on every link (clients, routes, leafnodes), with a CA natsmesh generates in data_dir/tls.",
         f"tls: {{enabled: {'true' if tls else 'false'}}}",
