@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_bringup.py $(ARGS)
 	$(BIN)/python benchmarks/bench_products.py
 	$(BIN)/python benchmarks/bench_report.py
+	$(BIN)/python benchmarks/bench_flows.py
 	$(BIN)/python benchmarks/bench_scale.py --sizes 10 50 100 150 200
 
 clean:

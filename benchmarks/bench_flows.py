@@ -35,9 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_bringup import machine
 
 
-def mesh_doc(domains: int, data: Path) -> dict[str, Any]:
+def mesh_doc(domains: int, data: Path, nodes: int = 1) -> dict[str, Any]:
     base = free_port_base(block_size(3) * (domains + 1))
-    doc: dict[str, Any] = yaml.safe_load(init_spec_text(name="flows", domains=domains, nodes=1, hub_nodes=1, base=base))
+    text = init_spec_text(name="flows", domains=domains, nodes=nodes, hub_nodes=1, base=base)
+    doc: dict[str, Any] = yaml.safe_load(text)
     doc["data_dir"] = str(data)
     for d in doc["domains"]:
         d["products"] = [{"name": f"P_{d['name'].replace('-', '_')}", "subjects": [f"{d['name']}.events.>"]}]
@@ -108,8 +109,8 @@ def fan_in(k: int, m: int, root: Path) -> dict[str, Any]:
         lifecycle.down(mesh)
 
 
-def catch_up(backlog: int, root: Path) -> dict[str, Any]:
-    doc = mesh_doc(2, root / "catchup")
+def catch_up(backlog: int, root: Path, nodes: int) -> dict[str, Any]:
+    doc = mesh_doc(2, root / f"catchup{nodes}", nodes)
     a, b = doc["domains"][0]["name"], doc["domains"][1]["name"]
     product = f"{a}/{doc['domains'][0]['products'][0]['name']}"
     doc["domains"][1]["consumes"] = [{"product": product, "as": "MIRROR"}]
@@ -126,6 +127,8 @@ def catch_up(backlog: int, root: Path) -> dict[str, Any]:
                 chaos.restore(mesh, a)
                 took = await until(mc, f"{b}/MIRROR", backlog)
                 return {
+                    "nodes_per_domain": nodes,
+                    "mirror_replicas": min(3, nodes),
                     "backlog": backlog,
                     "ingest_s": round(ingest, 2),
                     "ingest_rate": round(backlog / ingest),
@@ -142,7 +145,8 @@ def catch_up(backlog: int, root: Path) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--fan-in", type=int, nargs="+", default=[3, 5, 10])
+    ap.add_argument("--fan-in", type=int, nargs="*", default=[3, 5, 10])
+    ap.add_argument("--catch-up-nodes", type=int, nargs="*", default=[3, 1], help="nodes per domain (R3, R1)")
     ap.add_argument("--messages", type=int, default=10_000, help="messages per domain for fan-in")
     ap.add_argument("--backlog", type=int, default=100_000)
     ap.add_argument("--json", dest="json_out", default=None)
@@ -151,24 +155,29 @@ def main() -> None:
         fans = [fan_in(k, args.messages, Path(tmp)) for k in args.fan_in]
         for f in fans:
             print(json.dumps(f), flush=True)
-        catch = catch_up(args.backlog, Path(tmp))
-        print(json.dumps(catch), flush=True)
-    print("\n| domains | messages | aggregate holds | exact | converged | one source, same total | ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+        catches = [catch_up(args.backlog, Path(tmp), n) for n in args.catch_up_nodes]
+        for c in catches:
+            print(json.dumps(c), flush=True)
+    print("\n| domains | messages | aggregate holds | exact | converged (rate) | one source, fewer messages (rate) |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for f in fans:
-        ratio = f["converge_copy_s"] / f["one_source_floor_s"] if f["one_source_floor_s"] else float("nan")
+        floor_msgs = f["domains"] * (f["messages"] // (2 * f["domains"] - 1))
         print(
-            f"| {f['domains']} | {f['messages']} | {f['aggregate_held']} | {f['exact']} | {f['converge_copy_s']} s | "
-            f"{f['one_source_floor_s']} s | {ratio:.2f}x |"
+            f"| {f['domains']} | {f['messages']} | {f['aggregate_held']} | {f['exact']} | {f['converge_copy_s']} s "
+            f"({f['messages'] / f['converge_copy_s']:.0f}/s) | {f['one_source_floor_s']} s "
+            f"({floor_msgs / f['one_source_floor_s']:.0f}/s) |"
         )
-    print("\n| backlog | ingest (local, while cut off) | catch-up after healing | catch-up / ingest rate |")
-    print("| --- | --- | --- | --- |")
-    print(
-        f"| {catch['backlog']} | {catch['ingest_s']} s ({catch['ingest_rate']}/s) | {catch['catch_up_s']} s "
-        f"({catch['catch_up_rate']}/s) | {catch['ratio_to_ingest']}x |"
-    )
+    print("\n| mirror | backlog | ingest (local, while cut off) | catch-up after healing | catch-up / ingest rate |")
+    print("| --- | --- | --- | --- | --- |")
+    for c in catches:
+        print(
+            f"| R{c['mirror_replicas']} | {c['backlog']} | {c['ingest_s']} s ({c['ingest_rate']}/s) | "
+            f"{c['catch_up_s']} s ({c['catch_up_rate']}/s) | {c['ratio_to_ingest']}x |"
+        )
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"machine": machine(), "fan_in": fans, "catch_up": catch}, indent=1))
+        Path(args.json_out).write_text(
+            json.dumps({"machine": machine(), "fan_in": fans, "catch_up": catches}, indent=1)
+        )
 
 
 if __name__ == "__main__":
