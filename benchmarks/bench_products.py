@@ -4,7 +4,8 @@ On `examples/data-mesh.yaml` (the seed's 18 servers) brought up on free ports in
 
 1. publish: N messages into the R3 product leaf-domain-a/ORDERS through `MeshClient.publisher` against raw
    nats-py `publish_async` with the same in-flight bound, alternating, best of each side's median (goal >= 0.9x);
-2. latency: one publisher at half the highest rate measured in 1, for a few seconds; for every message, the time
+2. latency: one publisher at half the highest rate measured in 1, for a few seconds (and, for scenario 3, at
+   fixed fractions of it up to 100 %: the highest rate at which the mirror stays under 1 s behind); the time
    from publish to its arrival at an ordered consumer on the mirror in leaf-domain-b, against the same measure on
    the product itself in leaf-domain-a (p50/p99 of both, and their ratio);
 3. backlog: 100,000 messages already in a product, then a new mirror created in another domain (through the hub)
@@ -156,6 +157,7 @@ async def bench_latency(mesh: Mesh, mc: MeshClient, rate: float, seconds: float)
             if delay > 0:
                 await asyncio.sleep(delay)
             await pub.publish(struct.pack("d", time.time()) + b"x" * (PAYLOAD - 8), subject="sales.orders.lat")
+    achieved = total / (time.perf_counter() - begin)
     deadline = time.monotonic() + 30
     while (len(arrivals["origin"]) < total or len(arrivals["mirror"]) < total) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -166,7 +168,7 @@ async def bench_latency(mesh: Mesh, mc: MeshClient, rate: float, seconds: float)
         xs = sorted(xs)
         return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
 
-    out: dict[str, Any] = {"rate_msgs_per_s": rate, "messages": total}
+    out: dict[str, Any] = {"rate_msgs_per_s": rate, "achieved_msgs_per_s": achieved, "messages": total}
     for name, xs in arrivals.items():
         out[name] = {"received": len(xs), "p50_ms": pct(xs, 0.5), "p99_ms": pct(xs, 0.99), "max_ms": max(xs) * 1000}
     out["p50_ratio_mirror_vs_origin"] = out["mirror"]["p50_ms"] / out["origin"]["p50_ms"]
@@ -219,9 +221,21 @@ async def main_async(args: argparse.Namespace, mesh: Mesh) -> dict[str, Any]:
         half = pub["median_msgs_per_s"]["natsmesh"] / 2
         print(f"mirror latency at {half:,.0f} msg/s…", file=sys.stderr)
         lat = await bench_latency(mesh, mc, half, args.seconds)
+        sweep = []
+        for frac in args.sweep:  # scenario 3: fixed rates up to the single publisher's R3 maximum
+            print(f"mirror at {frac:.0%} of the publish maximum…", file=sys.stderr)
+            r = await bench_latency(mesh, mc, frac * 2 * half, args.sweep_seconds)
+            sweep.append({"fraction": frac, **r})
+        ok = [r for r in sweep if r["mirror"]["received"] == r["messages"] and r["mirror"]["max_ms"] < 1000]
         print(f"backlog of {args.backlog:,}…", file=sys.stderr)
         backlog = await bench_backlog(mesh, mc, args.backlog)
-    return {"publish": pub, "latency": lat, "backlog": backlog}
+    return {
+        "publish": pub,
+        "latency": lat,
+        "sweep": sweep,
+        "highest_rate_lag_under_1s": max((r["achieved_msgs_per_s"] for r in ok), default=None),
+        "backlog": backlog,
+    }
 
 
 def main() -> None:
@@ -232,6 +246,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--backlog", type=int, default=100000)
     ap.add_argument("--json", dest="json_out")
+    ap.add_argument("--sweep", type=float, nargs="*", default=[0.25, 0.5, 0.75, 0.9, 1.0], help="fractions of max")
+    ap.add_argument("--sweep-seconds", type=float, default=3.0)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="natsmesh-bench-products-"))
     mesh = start_mesh(root)
@@ -266,6 +282,14 @@ def main() -> None:
         f"same-domain mirror {b['same_domain_mirror_seconds']:.2f} s "
         f"(cross/same {b['ratio_cross_vs_same_domain']:.2f}x)"
     )
+    print("fixed rates (fraction of the publish maximum): achieved rate, origin p99, mirror p50 / p99 / max:")
+    for r in result["sweep"]:
+        print(
+            f"  {r['fraction']:.0%}: {r['achieved_msgs_per_s']:,.0f} msg/s, origin p99 {r['origin']['p99_ms']:.1f} ms, "
+            f"mirror {r['mirror']['p50_ms']:.1f} / {r['mirror']['p99_ms']:.1f} / {r['mirror']['max_ms']:.1f} ms, "
+            f"{r['mirror']['received']:,}/{r['messages']:,} received"
+        )
+    print(f"highest rate with the mirror under 1 s behind: {result['highest_rate_lag_under_1s']}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
 

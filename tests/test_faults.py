@@ -392,10 +392,15 @@ async def _snapshot(mesh: Mesh, mc: MeshClient) -> dict[str, Any]:
             }
             if cfg.name.startswith("KV_"):
                 kv = await js.key_value(cfg.name[3:])
-                try:
-                    keys = await kv.keys()
-                except NoKeysError:
-                    keys = []
+                keys: list[str] = []
+                for _ in range(40):  # a listing right after a restart can come back empty: ask until it agrees
+                    try:
+                        keys = await kv.keys()
+                    except NoKeysError:
+                        keys = []
+                    if keys or not st.messages:
+                        break
+                    await asyncio.sleep(0.25)
                 for key in keys:
                     entry = await kv.get(key)
                     out[f"{cluster.name}/{cfg.name}/{key}"] = (entry.revision, (entry.value or b"").decode())
