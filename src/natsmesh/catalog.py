@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
+from natsmesh.errors import NatsmeshError
 from natsmesh.products import CATALOG_BUCKET, Consumption, Product, lineage_edges
 from natsmesh.spec import Mesh
 
@@ -91,17 +92,25 @@ async def read_catalog(js: JetStreamContext) -> dict[str, dict[str, Any]]:
         kv = await js.key_value(CATALOG_BUCKET)
     except (BucketNotFoundError, NotFoundError):
         return {}
-    watcher = await kv.watchall(ignore_deletes=True)
-    out = {}
-    try:
-        async for entry in watcher:
-            if entry is None:  # every current value has been delivered
-                break
-            if entry.value:
-                out[entry.key] = json.loads(entry.value)
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
-    return out
+    for _ in range(20):
+        info = await js.stream_info(f"KV_{CATALOG_BUCKET}", subjects_filter=f"$KV.{CATALOG_BUCKET}.>")
+        keys = len(info.state.subjects or {})  # one subject per key, deleted ones keep their marker
+        out: dict[str, dict[str, Any]] = {}
+        seen = 0
+        watcher = await kv.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:  # every current value has been delivered
+                    break
+                seen += 1
+                if entry.value and entry.operation is None:
+                    out[entry.key] = json.loads(entry.value)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        if seen >= keys:  # a watcher started while the bucket's leader settles can end early: read again
+            return out
+        await asyncio.sleep(0.1)
+    raise NatsmeshError(f"the catalog in {CATALOG_BUCKET} could not be read whole ({seen} of {keys} keys)")
 
 
 async def write_entries(js: JetStreamContext, entries: dict[str, dict[str, Any]], inflight: int = 256) -> None:
