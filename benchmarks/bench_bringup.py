@@ -111,7 +111,7 @@ def bare_layout(mesh: Mesh, root: Path) -> Path:
     return path
 
 
-def run_bare_process(mesh: Mesh, root: Path, server: str) -> tuple[float, int]:
+def run_bare_process(mesh: Mesh, root: Path, server: str, stop_timeout: float = 30) -> tuple[float, int]:
     desc = bare_layout(mesh, root)
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -129,7 +129,7 @@ def run_bare_process(mesh: Mesh, root: Path, server: str) -> tuple[float, int]:
     rss = rss_bytes([int(p) for p in line.split()[2:]])
     proc.stdin.write("\n")
     proc.stdin.flush()
-    proc.wait(30)
+    proc.wait(stop_timeout)
     return elapsed, rss
 
 

@@ -31,10 +31,10 @@ import yaml
 
 from natsmesh import binary, lifecycle
 from natsmesh.ports import free_port_base
-from natsmesh.spec import Mesh, block_size, init_spec_text, parse_spec
+from natsmesh.spec import block_size, init_spec_text, parse_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_bringup import HERE, bare_layout, machine, rss_bytes
+from bench_bringup import machine, rss_bytes, run_bare_process
 
 READY_GOAL = 1.5  # x the bare floor
 REPORT_GOAL = 1.0  # seconds for the whole command
@@ -70,28 +70,6 @@ def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     return elapsed, res
 
 
-def bare(mesh: Mesh, root: Path, server: str) -> tuple[float, int]:
-    desc = bare_layout(mesh, root)
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "bare_up.py"), str(desc), server],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdin is not None
-    line = proc.stdout.readline()
-    elapsed = time.monotonic() - start
-    if not line.startswith("READY"):
-        proc.kill()
-        raise RuntimeError(f"bare baseline failed: {line!r}")
-    rss = rss_bytes([int(p) for p in line.split()[2:]])
-    proc.stdin.write("\n")
-    proc.stdin.flush()
-    proc.wait(120)
-    return elapsed, rss
-
-
 def one_size(n: int, root: Path, server: str, bridge: str = "auto", runs: int = 3) -> dict[str, object]:
     exe = str(Path(sys.executable).parent / "natsmesh")
     data = root / f"n{n}"
@@ -102,7 +80,7 @@ def one_size(n: int, root: Path, server: str, bridge: str = "auto", runs: int = 
     row: dict[str, object] = {"spokes": n, "servers": len(mesh.nodes()), "system_bridge": mesh.system_bridge}
     bares, ups = [], []
     for i in range(runs):  # alternating; the last `up` stays for the other measures
-        bare_s, bare_rss = bare(mesh, root, server)
+        bare_s, bare_rss = run_bare_process(mesh, root, server, stop_timeout=120)
         bares.append(bare_s)
         ups.append(timed([exe, "up", "--detach", "--timeout", "300", "-f", str(spec), "--json"])[0])
         if i < runs - 1:
