@@ -16,6 +16,7 @@ import nats
 import nats.js.errors
 import pytest
 from nats.js.api import ExternalStream, StreamConfig, StreamSource
+from nats.js.client import JetStreamContext
 
 from conftest import MeshRunner, run_cli, servers_under, small_mesh_text
 from natsmesh import lifecycle
@@ -111,10 +112,11 @@ async def test_cross_domain_mirror_with_plain_nats_py(seed_mesh: Mesh) -> None:
         ja, jb = a.jetstream(), b.jetstream()
         subjects = ["leaf-domain-a.orders.>"]
         await ja.add_stream(StreamConfig(name="ORDERS", subjects=subjects, num_replicas=3))
+        await _publish_retrying(ja, "leaf-domain-a.orders.0", b"order-0", msg_id="order-0")
         acks = await asyncio.gather(
-            *(ja.publish(f"leaf-domain-a.orders.{i % 7}", f"order-{i}".encode()) for i in range(500))
+            *(ja.publish(f"leaf-domain-a.orders.{i % 7}", f"order-{i}".encode()) for i in range(1, 500))
         )
-        assert [x.seq for x in acks] == list(range(1, 501))
+        assert [x.seq for x in acks] == list(range(2, 501))
         # The spec declares this share, so the hub lets exactly its consumer-create API and delivery through.
         deliver = deliver_subject("leaf-domain-a", "leaf-domain-b", "ORDERS")
         external = ExternalStream(api="$JS.leaf-domain-a.API", deliver=deliver)
@@ -190,6 +192,18 @@ async def test_one_hub_node_two_single_node_domains(runner: MeshRunner, tmp_path
         await b.close()
 
 
+async def _publish_retrying(js: JetStreamContext, subject: str, data: bytes, msg_id: str) -> None:
+    """Publish, retrying with the same id while a just-created R3 stream's interest is still spreading."""
+    for attempt in range(50):
+        try:
+            await js.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+            return
+        except nats.js.errors.NoStreamResponseError:
+            if attempt == 49:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def _publish_and_count(url: str, create: bool, count: int) -> int:
     nc = await nats.connect(url)
     try:
@@ -197,7 +211,7 @@ async def _publish_and_count(url: str, create: bool, count: int) -> int:
         if create:
             await js.add_stream(StreamConfig(name="KEEP", subjects=["keep.>"], num_replicas=3))
             for i in range(count):
-                await js.publish("keep.x", f"m{i}".encode())
+                await _publish_retrying(js, "keep.x", f"m{i}".encode(), msg_id=f"m{i}")
         deadline = time.monotonic() + 20
         while True:
             try:
