@@ -25,12 +25,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# make bench [SCENARIOS="publish mirror"] [ARGS="--json bench.json"]: see benchmarks/suite.py --help
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_bringup.py $(ARGS)
-	$(BIN)/python benchmarks/bench_products.py
-	$(BIN)/python benchmarks/bench_report.py
-	$(BIN)/python benchmarks/bench_flows.py
-	$(BIN)/python benchmarks/bench_scale.py --sizes 10 50 100 150 200
+	$(BIN)/python benchmarks/suite.py $(SCENARIOS) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .natsmesh .pytest_cache .ruff_cache .mypy_cache

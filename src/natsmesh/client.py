@@ -16,6 +16,7 @@ async with MeshClient(mesh) as mc:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -110,27 +111,49 @@ class Publisher:
         self.subject = subject
         self.ref = ref
         self.patterns = patterns
-        self.checked: dict[str, bool] = {}
-        self.pending: set[asyncio.Future[PubAck]] = set()
+        self.allowed: set[str] = set()  # subjects already found to be the product's
+        # Acks come back in order, so finished futures gather at the left; `_settle` takes them off in bulk.
+        # Nothing per message that the garbage collector tracks (no callback, no tuple): in a process with a
+        # large heap, those made publishing 15-20 % slower than raw nats-py.
+        self.pending: collections.deque[asyncio.Future[PubAck]] = collections.deque()
+        self.indices: collections.deque[int] = collections.deque()  # message number of each pending future
         self.failures: list[tuple[int, BaseException]] = []
         self.count = 0
-        self.acked = 0
+        self._acked = 0
+
+    def _allow(self, subject: str) -> None:
+        assert self.patterns is not None
+        if not any(subjects_overlap(subject, p) for p in self.patterns):
+            raise UnknownProductError(f"subject {subject!r} is not one of {self.ref}'s ({', '.join(self.patterns)})")
+        if len(self.allowed) > 10000:
+            self.allowed.clear()
+        self.allowed.add(subject)
+
+    @property
+    def acked(self) -> int:
+        """Messages acknowledged so far."""
+        self._settle()
+        return self._acked
+
+    def _settle(self) -> None:
+        pending, indices = self.pending, self.indices
+        while pending and pending[0].done():
+            fut, index = pending.popleft(), indices.popleft()
+            if fut.cancelled():
+                self.failures.append((index, asyncio.CancelledError()))
+            elif (exc := fut.exception()) is not None:
+                self.failures.append((index, exc))
+            else:
+                self._acked += 1
 
     async def publish(self, data: bytes, subject: str | None = None, headers: dict[str, str] | None = None) -> None:
         """Send one message; waits only while MAX_INFLIGHT acks are outstanding."""
-        subject = subject or self.subject
-        if subject is None:
-            raise UnknownProductError(f"{self.ref} has only wildcard subjects; give each message a subject")
-        if self.patterns is not None:
-            ok = self.checked.get(subject)
-            if ok is None:
-                ok = self.checked[subject] = any(subjects_overlap(subject, p) for p in self.patterns)
-                if len(self.checked) > 10000:
-                    self.checked.clear()
-            if not ok:
-                raise UnknownProductError(
-                    f"subject {subject!r} is not one of {self.ref}'s ({', '.join(self.patterns)})"
-                )
+        if not subject:
+            subject = self.subject
+            if subject is None:
+                raise UnknownProductError(f"{self.ref} has only wildcard subjects; give each message a subject")
+        if subject not in self.allowed and self.patterns is not None:
+            self._allow(subject)
         index = self.count
         self.count += 1
         try:
@@ -139,18 +162,10 @@ class Publisher:
         except Exception as exc:
             self.failures.append((index, exc))
             return
-        self.pending.add(fut)
-
-        def done(f: asyncio.Future[PubAck]) -> None:
-            self.pending.discard(f)
-            if f.cancelled():
-                self.failures.append((index, asyncio.CancelledError()))
-            elif f.exception() is not None:
-                self.failures.append((index, f.exception()))  # type: ignore[arg-type]
-            else:
-                self.acked += 1
-
-        fut.add_done_callback(done)
+        self.pending.append(fut)
+        self.indices.append(index)
+        if len(self.pending) > 2 * self.max_inflight:
+            self._settle()
 
     async def flush(self, timeout: float = 30.0) -> None:
         """Wait for every outstanding ack; raise `PublishError` if any publish failed."""
@@ -159,6 +174,7 @@ class Publisher:
             for f in not_done:
                 f.cancel()
             await asyncio.sleep(0)
+            self._settle()
         if self.failures:
             raise PublishError(sorted(self.failures, key=lambda x: x[0]), self.count)
 
