@@ -14,6 +14,7 @@ import nats
 import nats.js.errors
 import pytest
 import yaml
+from nats.js.api import StreamConfig
 
 from conftest import MeshRunner, example_on_free_ports, run_cli, small_mesh_text
 from natsmesh.catalog import read_catalog
@@ -295,6 +296,31 @@ async def test_publish_failures_surface(data_mesh: Mesh) -> None:
             async with mc.publisher("leaf-domain-a/CUSTOMERS", check_subjects=False) as pub:
                 for i in range(5):  # sales.nowhere.* is captured by no stream: no ack can come
                     await pub.publish(b"x", subject="sales.customers.1" if i < 2 else f"sales.nowhere.{i}")
+
+
+async def test_publish_waits_briefly_for_a_new_stream_then_names_the_unapplied_product(
+    data_mesh: Mesh, tmp_path: Path
+) -> None:
+    def change(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["domains"][3]["products"].append({"name": "NEWP", "subjects": ["inventory.newp.>"]})
+
+    spec = variant(data_mesh, tmp_path / "v.yaml", change)
+    res = run_cli("pub", "leaf-domain-d/NEWP", "x", "--subject", "inventory.newp.1", "-f", str(spec))
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "no stream of domain 'leaf-domain-d' took 'inventory.newp.1': is leaf-domain-d/NEWP applied?" in res.stderr
+    mesh = parse_spec(spec.read_text(), base_dir=data_mesh.base_dir)
+    async with MeshClient(mesh) as mc:
+        js = await mc.jetstream("leaf-domain-d")
+        publishing = asyncio.create_task(mc.publish("leaf-domain-d/NEWP", b"1", subject="inventory.newp.1", settle=10))
+        await asyncio.sleep(0.5)  # the stream appears while the publish is being asked again
+        assert not publishing.done()
+        await js.add_stream(StreamConfig(name="NEWP", subjects=["inventory.newp.>"], num_replicas=3))
+        try:
+            ack = await publishing
+            assert ack.stream == "NEWP" and ack.seq == 1
+            assert (await js.stream_info("NEWP")).state.messages == 1  # stored once
+        finally:
+            await js.delete_stream("NEWP")
 
 
 async def test_removed_product_is_kept_without_prune_and_deleted_with_it(data_mesh: Mesh, tmp_path: Path) -> None:

@@ -40,6 +40,12 @@ class NatsmeshGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except Exception as exc:
+            if not type(exc).__module__.startswith("nats."):
+                raise
+            # What the broker answered (or did not) in a case natsmesh has no clearer message for.
+            click.secho(f"error: {type(exc).__name__}: {exc}", fg="red", err=True)
+            ctx.exit(1)
 
 
 def spec_option(f: Any) -> Any:

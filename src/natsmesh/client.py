@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import nats
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -45,6 +46,10 @@ class PolicyDeniedError(NatsmeshError):
     def __init__(self, identity: str, action: str, target: str, why: str = "") -> None:
         self.identity, self.action, self.target = identity, action, target
         super().__init__(f"denied by mesh policy: {identity} may not {action} {target}" + (f" ({why})" if why else ""))
+
+
+class NoStreamError(NatsmeshError):
+    """Nothing stored a publish: the product's stream does not exist (declared but not applied?)."""
 
 
 class PublishError(NatsmeshError):
@@ -261,14 +266,33 @@ class MeshClient:
         return product.domain, subject
 
     async def publish(
-        self, ref: str, data: bytes, subject: str | None = None, headers: dict[str, str] | None = None
+        self,
+        ref: str,
+        data: bytes,
+        subject: str | None = None,
+        headers: dict[str, str] | None = None,
+        settle: float = 2.0,
     ) -> PubAck:
-        """Publish one message into product REF from a connection to its owning domain; returns the ack."""
+        """Publish one message into product REF from a connection to its owning domain; returns the ack.
+
+        A stream that does not answer is asked again for up to SETTLE seconds (a stream created a moment ago
+        may not be known to every server of its domain yet); "no responders" means nothing stored the
+        message, so asking again cannot duplicate it. Then `NoStreamError`.
+        """
         domain, subj = self._product_subject(ref, subject)
         assert subj is not None
         self.check("publish on", domain, ref)
         js = await self.jetstream(domain)
-        return await js.publish(subj, data, headers=headers)
+        deadline = asyncio.get_running_loop().time() + settle
+        while True:
+            try:
+                return await js.publish(subj, data, headers=headers)
+            except nats.js.errors.NoStreamResponseError:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise NoStreamError(
+                        f"no stream of domain {domain!r} took {subj!r}: is {ref} applied? (natsmesh apply)"
+                    ) from None
+                await asyncio.sleep(0.1)
 
     @contextlib.asynccontextmanager
     async def publisher(
@@ -348,4 +372,12 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-__all__ = ["MeshClient", "PublishError", "Publisher", "UnknownProductError", "connect_domain", "split_ref"]
+__all__ = [
+    "MeshClient",
+    "NoStreamError",
+    "PublishError",
+    "Publisher",
+    "UnknownProductError",
+    "connect_domain",
+    "split_ref",
+]
