@@ -143,15 +143,26 @@ def seed_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 90.0, env: dict[str, str] | None = None
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 90.0,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed `natsmesh` console script as a user would."""
+    """Run the installed `natsmesh` console script as a user would (INPUT: its stdin; none by default)."""
     import shutil
     import sys
 
     exe = shutil.which("natsmesh", path=str(Path(sys.executable).parent)) or "natsmesh"
     return subprocess.run(
-        [exe, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        [exe, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
     )
 
 

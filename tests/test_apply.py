@@ -305,22 +305,33 @@ async def test_publish_waits_briefly_for_a_new_stream_then_names_the_unapplied_p
         doc["domains"][3]["products"].append({"name": "NEWP", "subjects": ["inventory.newp.>"]})
 
     spec = variant(data_mesh, tmp_path / "v.yaml", change)
-    res = run_cli("pub", "leaf-domain-d/NEWP", "x", "--subject", "inventory.newp.1", "-f", str(spec))
-    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
-    assert "no stream of domain 'leaf-domain-d' took 'inventory.newp.1': is leaf-domain-d/NEWP applied?" in res.stderr
+    why = "no stream of domain 'leaf-domain-d' took 'inventory.newp.1': is leaf-domain-d/NEWP applied?"
+    for stdin in (None, "a\nb\n"):  # one message (`MeshClient.publish`), several (`Publisher`)
+        args = ["pub", "leaf-domain-d/NEWP", *([] if stdin else ["x"]), "--subject", "inventory.newp.1"]
+        res = run_cli(*args, "-f", str(spec), input=stdin)
+        assert res.returncode == 1 and "Traceback" not in res.stderr and why in res.stderr, res.stderr
     mesh = parse_spec(spec.read_text(), base_dir=data_mesh.base_dir)
+
+    async def many() -> None:
+        async with mc.publisher("leaf-domain-d/NEWP", subject="inventory.newp.2") as pub:
+            for i in range(100):
+                await pub.publish(str(i).encode())
+
     async with MeshClient(mesh) as mc:
         js = await mc.jetstream("leaf-domain-d")
-        publishing = asyncio.create_task(mc.publish("leaf-domain-d/NEWP", b"1", subject="inventory.newp.1", settle=10))
-        await asyncio.sleep(0.5)  # the stream appears while the publish is being asked again
-        assert not publishing.done()
-        await js.add_stream(StreamConfig(name="NEWP", subjects=["inventory.newp.>"], num_replicas=3))
-        try:
-            ack = await publishing
-            assert ack.stream == "NEWP" and ack.seq == 1
-            assert (await js.stream_info("NEWP")).state.messages == 1  # stored once
-        finally:
-            await js.delete_stream("NEWP")
+        for start, count in (
+            (lambda: mc.publish("leaf-domain-d/NEWP", b"1", subject="inventory.newp.1", settle=10), 1),
+            (many, 100),
+        ):
+            publishing = asyncio.create_task(start())  # type: ignore[operator]
+            await asyncio.sleep(0.5)  # the stream appears while the first publish is being asked again
+            assert not publishing.done()
+            await js.add_stream(StreamConfig(name="NEWP", subjects=["inventory.newp.>"], num_replicas=3))
+            try:
+                await publishing
+                assert (await js.stream_info("NEWP")).state.messages == count  # each stored once
+            finally:
+                await js.delete_stream("NEWP")
 
 
 async def test_removed_product_is_kept_without_prune_and_deleted_with_it(data_mesh: Mesh, tmp_path: Path) -> None:

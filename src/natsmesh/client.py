@@ -48,6 +48,9 @@ class PolicyDeniedError(NatsmeshError):
         super().__init__(f"denied by mesh policy: {identity} may not {action} {target}" + (f" ({why})" if why else ""))
 
 
+SETTLE = 2.0  # seconds a publish asks again while no stream answers
+
+
 class NoStreamError(NatsmeshError):
     """Nothing stored a publish: the product's stream does not exist (declared but not applied?)."""
 
@@ -100,8 +103,33 @@ def split_ref(ref: str) -> tuple[str, str]:
     return domain, stream
 
 
+async def publish_settled(
+    js: JetStreamContext, ref: str, subject: str, data: bytes, headers: dict[str, str] | None, settle: float
+) -> PubAck:
+    """Publish one message, asking again for up to SETTLE seconds while no stream answers (one created a moment
+    ago may not be known to every server of its domain yet), then `NoStreamError` naming product REF.
+    "No responders" means the message reached no subscriber, so nothing stored it and asking again cannot
+    duplicate it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settle
+    while True:
+        try:
+            return await js.publish(subject, data, headers=headers)
+        except nats.js.errors.NoStreamResponseError:
+            if loop.time() >= deadline:
+                domain = ref.partition("/")[0]
+                raise NoStreamError(
+                    f"no stream of domain {domain!r} took {subject!r}: is {ref} applied? (natsmesh apply)"
+                ) from None
+            await asyncio.sleep(0.1)
+
+
 class Publisher:
-    """Asynchronous publishing into one product with at most MAX_INFLIGHT unacknowledged messages."""
+    """Asynchronous publishing into one product with at most MAX_INFLIGHT unacknowledged messages.
+
+    The first message is sent and acknowledged on its own (`publish_settled`), so a stream created a moment
+    ago is found before the rest follow, and a product that was never applied fails at once with its name.
+    """
 
     def __init__(
         self,
@@ -161,6 +189,15 @@ class Publisher:
             self._allow(subject)
         index = self.count
         self.count += 1
+        if index == 0:
+            try:
+                await publish_settled(self.js, self.ref, subject, data, headers, SETTLE)
+                self._acked += 1
+            except NoStreamError:
+                raise
+            except Exception as exc:
+                self.failures.append((index, exc))
+            return
         try:
             # nats-py's own semaphore (publish_async_max_pending) bounds the acks in flight.
             fut = await self.js.publish_async(subject, data, headers=headers)
@@ -271,28 +308,14 @@ class MeshClient:
         data: bytes,
         subject: str | None = None,
         headers: dict[str, str] | None = None,
-        settle: float = 2.0,
+        settle: float = SETTLE,
     ) -> PubAck:
         """Publish one message into product REF from a connection to its owning domain; returns the ack.
-
-        A stream that does not answer is asked again for up to SETTLE seconds (a stream created a moment ago
-        may not be known to every server of its domain yet); "no responders" means nothing stored the
-        message, so asking again cannot duplicate it. Then `NoStreamError`.
-        """
+        A stream that does not answer is asked again for up to SETTLE seconds (see `publish_settled`)."""
         domain, subj = self._product_subject(ref, subject)
         assert subj is not None
         self.check("publish on", domain, ref)
-        js = await self.jetstream(domain)
-        deadline = asyncio.get_running_loop().time() + settle
-        while True:
-            try:
-                return await js.publish(subj, data, headers=headers)
-            except nats.js.errors.NoStreamResponseError:
-                if asyncio.get_running_loop().time() >= deadline:
-                    raise NoStreamError(
-                        f"no stream of domain {domain!r} took {subj!r}: is {ref} applied? (natsmesh apply)"
-                    ) from None
-                await asyncio.sleep(0.1)
+        return await publish_settled(await self.jetstream(domain), ref, subj, data, headers, settle)
 
     @contextlib.asynccontextmanager
     async def publisher(
