@@ -24,6 +24,7 @@ from natsmesh.credentials import load_credentials
 from natsmesh.observe import collect
 from natsmesh.reconcile import reconcile
 from natsmesh.spec import Mesh
+from natsmesh.streams import list_streams
 
 pytestmark = pytest.mark.integration
 DOMAINS = ["hub", "leaf-domain-a", "leaf-domain-b", "leaf-domain-c"]
@@ -62,8 +63,7 @@ async def snapshot(mc: MeshClient, domain: str) -> dict[str, Any]:
     """Every stream of DOMAIN with its count, first and last sequence and a hash of its content."""
     js = await mc.jetstream(domain)
     out = {}
-    for info in await js.streams_info_iterator():
-        name = info.config.name or ""
+    for name, info in sorted((await list_streams(await mc.connection(domain), js)).items()):
         if name.startswith("KV_"):
             continue
         msgs = []

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
 from natsmesh.catalog import (
@@ -30,6 +29,7 @@ from natsmesh.client import MeshClient
 from natsmesh.errors import NatsmeshError
 from natsmesh.products import CATALOG_BUCKET, KIND_KEY, MANAGED_KEY, MESH_KEY
 from natsmesh.spec import Mesh
+from natsmesh.streams import list_streams
 
 T = TypeVar("T")
 
@@ -167,11 +167,9 @@ def refusal(domain: str, name: str, desired: dict[str, Any], actual: dict[str, A
 # Planning
 
 
-async def _actual_streams(js: JetStreamContext) -> dict[str, dict[str, Any]]:
-    out = {}
-    for info in await js.streams_info_iterator():
-        out[info.config.name or ""] = info.config.as_dict()
-    return out
+async def _actual_streams(mc: MeshClient, domain: str) -> dict[str, dict[str, Any]]:
+    infos = await list_streams(await mc.connection(domain), await mc.jetstream(domain))
+    return {name: info.config.as_dict() for name, info in infos.items()}
 
 
 def _kind(cfg: dict[str, Any]) -> str:
@@ -198,7 +196,7 @@ async def plan(mesh: Mesh, mc: MeshClient, prune: bool = False) -> Plan:
     desired = mesh.streams()
     domains = [c.name for c in mesh.clusters]
     contexts = await asyncio.gather(*(mc.jetstream(d) for d in domains))
-    actual_list = await asyncio.gather(*(_actual_streams(js) for js in contexts))
+    actual_list = await asyncio.gather(*(_actual_streams(mc, d) for d in domains))
     actual = dict(zip(domains, actual_list, strict=True))
     result = Plan(mesh=mesh.name, prune=prune)
     depth = _depth(mesh)
