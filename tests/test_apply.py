@@ -56,7 +56,7 @@ def variant(mesh: Mesh, path: Path, change: object) -> Path:
 async def streams_of(mc: MeshClient, mesh: Mesh) -> dict[str, dict[str, int]]:
     out = {}
     for c in mesh.clusters:
-        infos = await list_streams(await mc.connection(c.name), await mc.jetstream(c.name))
+        infos = await list_streams(await mc.connection(c.name))
         out[c.name] = {name: i.state.messages for name, i in infos.items()}
     return out
 

@@ -63,7 +63,7 @@ async def snapshot(mc: MeshClient, domain: str) -> dict[str, Any]:
     """Every stream of DOMAIN with its count, first and last sequence and a hash of its content."""
     js = await mc.jetstream(domain)
     out = {}
-    for name, info in sorted((await list_streams(await mc.connection(domain), js)).items()):
+    for name, info in sorted((await list_streams(await mc.connection(domain))).items()):
         if name.startswith("KV_"):
             continue
         msgs = []

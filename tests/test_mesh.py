@@ -20,6 +20,7 @@ from nats.js.client import JetStreamContext
 
 from conftest import MeshRunner, run_cli, servers_under, small_mesh_text
 from natsmesh import lifecycle
+from natsmesh.client import publish_settled
 from natsmesh.credentials import load_credentials
 from natsmesh.errors import AlreadyRunningError, NotReadyError, NotRunningError, PreflightError
 from natsmesh.info import mesh_info
@@ -193,15 +194,8 @@ async def test_one_hub_node_two_single_node_domains(runner: MeshRunner, tmp_path
 
 
 async def _publish_retrying(js: JetStreamContext, subject: str, data: bytes, msg_id: str) -> None:
-    """Publish, retrying with the same id while a just-created R3 stream's interest is still spreading."""
-    for attempt in range(50):
-        try:
-            await js.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
-            return
-        except nats.js.errors.NoStreamResponseError:
-            if attempt == 49:
-                raise
-            await asyncio.sleep(0.1)
+    """Publish with the same id while a just-created R3 stream's interest is still spreading."""
+    await publish_settled(js, "a new stream", subject, data, {"Nats-Msg-Id": msg_id}, settle=5.0)
 
 
 async def _publish_and_count(url: str, create: bool, count: int) -> int:

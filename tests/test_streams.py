@@ -34,7 +34,7 @@ async def test_every_stream_is_listed_or_the_listing_fails_by_name(runner: MeshR
             batch = range(start, min(start + 50, COUNT))
             await asyncio.gather(*(js.add_stream(StreamConfig(name=f"S{i}", subjects=[f"s.{i}"])) for i in batch))
         assert len(await js.streams_info()) == 256  # nats-py reads one page
-        listed = await list_streams(nc, js)
+        listed = await list_streams(nc)
         assert sorted(listed) == sorted(f"S{i}" for i in range(COUNT))
 
         # A node that leads some of these single-replica streams stops answering: the server names them
@@ -46,12 +46,12 @@ async def test_every_stream_is_listed_or_the_listing_fails_by_name(runner: MeshR
         os.kill(pid, signal.SIGSTOP)
         try:
             with pytest.raises(StreamListError, match=r"stream 'S\d+' did not answer"):
-                await list_streams(nc, js)
+                await list_streams(nc)
         finally:
             os.kill(pid, signal.SIGCONT)
         for _ in range(50):
             try:
-                assert len(await list_streams(nc, js)) == COUNT
+                assert len(await list_streams(nc)) == COUNT
                 break
             except StreamListError:
                 await asyncio.sleep(0.2)

@@ -168,7 +168,7 @@ def refusal(domain: str, name: str, desired: dict[str, Any], actual: dict[str, A
 
 
 async def _actual_streams(mc: MeshClient, domain: str) -> dict[str, dict[str, Any]]:
-    infos = await list_streams(await mc.connection(domain), await mc.jetstream(domain))
+    infos = await list_streams(await mc.connection(domain))
     return {name: info.config.as_dict() for name, info in infos.items()}
 
 

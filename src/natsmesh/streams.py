@@ -12,7 +12,6 @@ import json
 
 import nats.errors
 from nats.aio.client import Client
-from nats.js import JetStreamContext
 from nats.js.api import StreamInfo
 from nats.js.errors import NotFoundError
 
@@ -25,9 +24,9 @@ class StreamListError(NatsmeshError):
     """The domain's JetStream refused to list its streams."""
 
 
-async def list_streams(nc: Client, js: JetStreamContext, timeout: float = 10.0) -> dict[str, StreamInfo]:
-    """Name -> info of every stream in the account NC is connected to (its domain's JetStream); JS is a context
-    on the same connection. `StreamListError` if a stream neither listed nor answered on its own (the plan
+async def list_streams(nc: Client, timeout: float = 10.0) -> dict[str, StreamInfo]:
+    """Name -> info of every stream in the account NC is connected to (its domain's JetStream).
+    `StreamListError` if a stream neither listed nor answered on its own (the plan
     must not take it for absent). A server waits up to 4 s for its streams' leaders, hence the TIMEOUT."""
     found: dict[str, StreamInfo] = {}
     missing: list[str] = []
@@ -50,6 +49,7 @@ async def list_streams(nc: Client, js: JetStreamContext, timeout: float = 10.0) 
             break
     # A stream whose every peer is offline is listed with its config *and* named missing; ask only for the rest.
     missing = [n for n in dict.fromkeys(missing) if n not in found]
+    js = nc.jetstream()
     infos = await asyncio.gather(*(js.stream_info(n) for n in missing), return_exceptions=True)
     for name, info in zip(missing, infos, strict=True):
         if isinstance(info, NotFoundError):
