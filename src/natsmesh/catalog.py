@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
+from natsmesh.client import when_answered
 from natsmesh.errors import NatsmeshError
 from natsmesh.products import CATALOG_BUCKET, Consumption, Product, lineage_edges
 from natsmesh.spec import Mesh
@@ -119,15 +120,19 @@ async def write_entries(js: JetStreamContext, entries: dict[str, dict[str, Any]]
     gate = asyncio.Semaphore(inflight)
 
     async def put(key: str, descriptor: dict[str, Any]) -> None:
-        async with gate:
-            await kv.put(key, json.dumps(descriptor, sort_keys=True).encode())
+        async with gate:  # the bucket may have been created a moment ago
+            await when_answered(lambda: kv.put(key, json.dumps(descriptor, sort_keys=True).encode()))
 
     await asyncio.gather(*(put(k, d) for k, d in entries.items()))
 
 
 async def delete_entries(js: JetStreamContext, keys: list[str]) -> None:
     kv = await js.key_value(CATALOG_BUCKET)
-    await asyncio.gather(*(kv.delete(k) for k in keys))
+
+    async def delete(key: str) -> None:
+        await when_answered(lambda: kv.delete(key))
+
+    await asyncio.gather(*(delete(k) for k in keys))
 
 
 # ---------------------------------------------------------------------------------------------------------------

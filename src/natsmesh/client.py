@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import nats
@@ -49,6 +49,7 @@ class PolicyDeniedError(NatsmeshError):
 
 
 SETTLE = 2.0  # seconds a publish asks again while no stream answers
+T = TypeVar("T")
 
 
 class NoStreamError(NatsmeshError):
@@ -103,25 +104,32 @@ def split_ref(ref: str) -> tuple[str, str]:
     return domain, stream
 
 
-async def publish_settled(
-    js: JetStreamContext, ref: str, subject: str, data: bytes, headers: dict[str, str] | None, settle: float
-) -> PubAck:
-    """Publish one message, asking again for up to SETTLE seconds while no stream answers (one created a moment
-    ago may not be known to every server of its domain yet), then `NoStreamError` naming product REF.
-    "No responders" means the message reached no subscriber, so nothing stored it and asking again cannot
-    duplicate it."""
+async def when_answered(send: Callable[[], Awaitable[T]], settle: float = SETTLE) -> T:
+    """SEND (one publish into a stream) again for up to SETTLE seconds while no stream answers: one created a
+    moment ago may not be known to every server of its domain yet. "No responders" means the message reached
+    no subscriber, so nothing stored it and sending again cannot duplicate it. Then the error propagates."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settle
     while True:
         try:
-            return await js.publish(subject, data, headers=headers)
+            return await send()
         except nats.js.errors.NoStreamResponseError:
             if loop.time() >= deadline:
-                domain = ref.partition("/")[0]
-                raise NoStreamError(
-                    f"no stream of domain {domain!r} took {subject!r}: is {ref} applied? (natsmesh apply)"
-                ) from None
+                raise
             await asyncio.sleep(0.1)
+
+
+async def publish_settled(
+    js: JetStreamContext, ref: str, subject: str, data: bytes, headers: dict[str, str] | None, settle: float
+) -> PubAck:
+    """Publish one message into product REF (`when_answered`), then `NoStreamError` naming the product."""
+    try:
+        return await when_answered(lambda: js.publish(subject, data, headers=headers), settle)
+    except nats.js.errors.NoStreamResponseError:
+        domain = ref.partition("/")[0]
+        raise NoStreamError(
+            f"no stream of domain {domain!r} took {subject!r}: is {ref} applied? (natsmesh apply)"
+        ) from None
 
 
 class Publisher:
