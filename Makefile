@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up test lint bench install clean
+.PHONY: up test lint docs bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src
+	$(BIN)/python -m natsmesh.cli.docs --check docs/cli.md
+
+# docs/cli.md is generated from every command's --help; `make lint` fails when it is stale.
+docs: $(STAMP)
+	$(BIN)/python -m natsmesh.cli.docs docs/cli.md
 
 test: lint
 	$(BIN)/pytest

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from natsmesh.readiness import Target, wait_ready
+from natsmesh.observe.readiness import Target, wait_ready
 
 
 def main() -> None:

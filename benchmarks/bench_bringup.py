@@ -28,12 +28,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from natsmesh import binary, lifecycle
-from natsmesh.credentials import load_credentials
-from natsmesh.ports import free_port_base, port_problem
-from natsmesh.readiness import targets, wait_ready
-from natsmesh.render import config_name, render_mesh, write_files
-from natsmesh.spec import Mesh, block_size, parse_spec, seed_spec_text
+from natsmesh.local.files import write_files
+from natsmesh.local.secrets import load_credentials
+from natsmesh.local.specfile import parse_spec
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.templates import seed_spec_text
+from natsmesh.model.topology import block_size
+from natsmesh.observe.readiness import targets, wait_ready
+from natsmesh.render.servers import config_name, render_mesh
+from natsmesh.run import binary, lifecycle
+from natsmesh.run.ports import free_port_base, port_problem
 
 HERE = Path(__file__).resolve().parent
 GOAL = 1.25

@@ -24,12 +24,16 @@ from typing import Any
 
 import yaml
 
-from natsmesh import chaos, lifecycle
 from natsmesh.client import MeshClient
-from natsmesh.losscheck import held
-from natsmesh.ports import free_port_base
-from natsmesh.reconcile import reconcile
-from natsmesh.spec import Mesh, block_size, init_spec_text, parse_spec
+from natsmesh.faults import chaos
+from natsmesh.faults.losscheck import held
+from natsmesh.local.specfile import parse_spec
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.templates import init_spec_text
+from natsmesh.model.topology import block_size
+from natsmesh.reconcile.apply import reconcile
+from natsmesh.run import lifecycle
+from natsmesh.run.ports import free_port_base
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_bringup import machine

@@ -38,12 +38,14 @@ import nats
 import yaml
 from nats.js.api import ExternalStream, StreamConfig, StreamSource
 
-from natsmesh import lifecycle
 from natsmesh.client import MeshClient
-from natsmesh.ports import free_port_base
-from natsmesh.products import deliver_subject
-from natsmesh.reconcile import reconcile
-from natsmesh.spec import Mesh, block_size, parse_spec
+from natsmesh.local.specfile import parse_spec
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.products import deliver_subject
+from natsmesh.model.topology import block_size
+from natsmesh.reconcile.apply import reconcile
+from natsmesh.run import lifecycle
+from natsmesh.run.ports import free_port_base
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -23,11 +23,13 @@ from pathlib import Path
 
 import yaml
 
-from natsmesh import lifecycle
-from natsmesh.credentials import load_credentials
-from natsmesh.observe import system_urls
-from natsmesh.ports import free_port_base
-from natsmesh.spec import block_size, parse_spec, seed_spec_text
+from natsmesh.local.secrets import load_credentials
+from natsmesh.local.specfile import parse_spec
+from natsmesh.model.templates import seed_spec_text
+from natsmesh.model.topology import block_size
+from natsmesh.observe.connect import system_urls
+from natsmesh.run import lifecycle
+from natsmesh.run.ports import free_port_base
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_bringup import machine

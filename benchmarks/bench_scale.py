@@ -29,9 +29,11 @@ from pathlib import Path
 
 import yaml
 
-from natsmesh import binary, lifecycle
-from natsmesh.ports import free_port_base
-from natsmesh.spec import block_size, init_spec_text, parse_spec
+from natsmesh.local.specfile import parse_spec
+from natsmesh.model.templates import init_spec_text
+from natsmesh.model.topology import block_size
+from natsmesh.run import binary, lifecycle
+from natsmesh.run.ports import free_port_base
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_bringup import machine, rss_bytes, run_bare_process

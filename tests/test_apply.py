@@ -16,16 +16,17 @@ import pytest
 import yaml
 from nats.js.api import StreamConfig
 
-from conftest import MeshRunner, example_on_free_ports, run_cli, small_mesh_text
-from natsmesh.catalog import read_catalog
-from natsmesh.client import MeshClient, PublishError, UnknownProductError
-from natsmesh.credentials import load_credentials
-from natsmesh.info import mesh_info
-from natsmesh.lag import measure
-from natsmesh.reconcile import PlanRefusedError, reconcile
-from natsmesh.spec import Mesh, parse_spec
-from natsmesh.streams import list_streams
-from natsmesh.supervisor import read_state
+from helpers import MeshRunner, example_on_free_ports, read_state, run_cli, small_mesh_text
+from natsmesh.client import MeshClient
+from natsmesh.errors import PlanRefusedError, PublishError, UnknownProductError
+from natsmesh.local.secrets import load_credentials
+from natsmesh.local.specfile import parse_spec
+from natsmesh.model.mesh import Mesh
+from natsmesh.observe.info import mesh_info
+from natsmesh.observe.lag import measure
+from natsmesh.observe.streams import list_streams
+from natsmesh.reconcile.apply import reconcile
+from natsmesh.reconcile.catalog import read_catalog
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from natsmesh import binary
 from natsmesh.errors import ServerBinaryError
+from natsmesh.run import binary
 
 
 def fake_server(tmp_path: Path, output: str, code: int = 0, executable: bool = True) -> Path:

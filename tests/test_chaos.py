@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import MeshRunner, run_cli, small_mesh_text
-from natsmesh import chaos
-from natsmesh.readiness import check_node, targets, wait_ready
-from natsmesh.supervisor import read_state
+from helpers import MeshRunner, read_state, run_cli, small_mesh_text
+from natsmesh.faults import chaos
+from natsmesh.observe.readiness import check_node, targets, wait_ready
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from conftest import run_cli
+from helpers import run_cli
 from natsmesh.cli import cli
 
 README = (Path(__file__).parent.parent / "README.md").read_text()

@@ -1,4 +1,4 @@
-"""The fault proxy on its own: forwarding, reset and drop partitions, timed heals, the control socket, shutdown.
+"""The fault proxy on its own: forwarding, reset and drop partitions, timed restores, the control socket, shutdown.
 
 Echo servers stand in for hub nodes; every port comes from bind_listeners (below 32000), none is fixed.
 """
@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from natsmesh.errors import NatsmeshError
-from natsmesh.faultproxy import FaultProxy, FaultProxyError, ProxyLink, bind_listeners, control
-from natsmesh.ports import port_problem
+from natsmesh.errors import FaultProxyError, NatsmeshError
+from natsmesh.faults.proxy import FaultProxy, bind_listeners, control
+from natsmesh.local.records import ProxyLink
+from natsmesh.run.ports import port_problem
 
 HOST = "127.0.0.1"
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -181,26 +182,26 @@ async def test_reset_cut_closes_connections_and_refuses_new_ones(rig: Rig) -> No
     assert await roundtrip(b1, b"still there") == b"still there"  # domain-b unaffected
     assert await roundtrip(await rig.connect(rig.b), b"new b") == b"new b"
     assert rig.proxy.status()["cut"]["domain-a"]["mode"] == "reset"
-    healed = rig.proxy.heal("domain-a")
-    assert healed["was_cut"] is True and healed["cut_seconds"] >= 0
+    restored = rig.proxy.restore("domain-a")
+    assert restored["was_cut"] is True and restored["cut_seconds"] >= 0
     assert await roundtrip(await rig.connect(rig.a), b"back") == b"back"
-    assert rig.proxy.heal("domain-a") == {"domain": "domain-a", "was_cut": False, "cut_seconds": 0.0}
+    assert rig.proxy.restore("domain-a") == {"domain": "domain-a", "was_cut": False, "cut_seconds": 0.0}
 
 
-async def test_timer_heal_restores_service_and_calls_on_heal(rig: Rig) -> None:
-    healed: list[str] = []
-    rig.proxy.on_heal = healed.append
+async def test_timer_restore_restores_service_and_calls_on_restore(rig: Rig) -> None:
+    restored: list[str] = []
+    rig.proxy.on_restore = restored.append
     res = rig.proxy.cut("domain-a", 10)
     res = rig.proxy.cut("domain-a", 0.3)  # replaces the first timer
     assert res["until"] is not None and res["until"] == pytest.approx(time.time() + 0.3, abs=0.2)
     assert rig.proxy.status()["cut"]["domain-a"]["until"] == res["until"]
     assert await closed_within((await rig.connect(rig.a))[0], 0.25)
-    await until(lambda: healed == ["domain-a"])
+    await until(lambda: restored == ["domain-a"])
     assert rig.proxy.status()["cut"] == {}
     assert await roundtrip(await rig.connect(rig.a), b"healed") == b"healed"
 
 
-async def test_drop_holds_bytes_until_heal_on_the_same_connection(rig: Rig) -> None:
+async def test_drop_holds_bytes_until_restore_on_the_same_connection(rig: Rig) -> None:
     conn = await rig.connect(rig.a)
     b1 = await rig.connect(rig.b)
     assert await roundtrip(conn, b"before") == b"before"
@@ -216,7 +217,7 @@ async def test_drop_holds_bytes_until_heal_on_the_same_connection(rig: Rig) -> N
     assert bytes(rig.echoes[0].received) == b"before"  # nothing reached the hub side
     assert await roundtrip(b1, b"b works") == b"b works"  # domain-b unaffected
     assert link_status(rig.proxy, rig.a)["connections"] == 2
-    rig.proxy.heal("domain-a")
+    rig.proxy.restore("domain-a")
     assert await asyncio.wait_for(conn[0].readexactly(14), 2) == b"during the cut"
     assert await asyncio.wait_for(fresh[0].readexactly(5), 2) == b"fresh"
     assert await roundtrip(conn, b"after") == b"after"
@@ -239,7 +240,7 @@ async def test_bad_cut_arguments(rig: Rig) -> None:
     with pytest.raises(ValueError, match="seconds"):
         rig.proxy.cut("domain-a", -1)
     with pytest.raises(KeyError):
-        rig.proxy.heal("nope")
+        rig.proxy.restore("nope")
     assert rig.proxy.status()["cut"] == {}
 
 
@@ -260,8 +261,8 @@ async def test_control_socket_round_trip(rig: Rig, tmp_path: Path) -> None:
     status = await ask({"op": "status"})
     assert set(status["cut"]) == {"domain-b"}
     assert [link["name"] for link in status["links"]] == [rig.a.name, rig.b.name, rig.dead.name]
-    healed = await ask({"op": "heal", "domain": "domain-b"})
-    assert healed["was_cut"] is True
+    restored = await ask({"op": "restore", "domain": "domain-b"})
+    assert restored["was_cut"] is True
     assert (await ask({"op": "status"}))["cut"] == {}
 
     with pytest.raises(FaultProxyError, match="unknown op 'explode'"):
@@ -270,7 +271,7 @@ async def test_control_socket_round_trip(rig: Rig, tmp_path: Path) -> None:
         await ask({"op": "cut", "domain": "nope"})
     assert isinstance(exc.value, NatsmeshError)
     with pytest.raises(FaultProxyError, match="domain"):
-        await ask({"op": "heal"})
+        await ask({"op": "restore"})
     with pytest.raises(FaultProxyError, match="seconds"):
         await ask({"op": "cut", "domain": "domain-a", "seconds": "soon"})
 

@@ -22,15 +22,16 @@ import pytest
 import yaml
 from nats.js.errors import NoKeysError
 
-from conftest import MeshRunner, seed_on_free_ports, servers_under, small_mesh_text
-from natsmesh import chaos
+from helpers import MeshRunner, seed_on_free_ports, servers_under, small_mesh_text
 from natsmesh.client import MeshClient, run
-from natsmesh.heal import heal
-from natsmesh.losscheck import PublishRun, catch_up, held, publish_steady, verify
-from natsmesh.readiness import http_json, targets, wait_ready
-from natsmesh.reconcile import reconcile
-from natsmesh.spec import Mesh
-from natsmesh.streams import list_streams
+from natsmesh.faults import chaos
+from natsmesh.faults.losscheck import PublishRun, catch_up, held, publish_steady, verify
+from natsmesh.model.mesh import Mesh
+from natsmesh.observe.monitor import http_json
+from natsmesh.observe.readiness import targets, wait_ready
+from natsmesh.observe.streams import list_streams
+from natsmesh.reconcile.apply import reconcile
+from natsmesh.reconcile.heal import heal
 
 pytestmark = pytest.mark.integration
 
@@ -411,7 +412,7 @@ async def _snapshot(mesh: Mesh, mc: MeshClient) -> dict[str, Any]:
 async def test_f8_down_and_up_keeps_everything(fault_mesh: Mesh, figures: dict[str, Any], tmp_path: Path) -> None:
     """`down` then `up` of the whole mesh: every product, consumption, catalog entry and message intact, and
     copies flowing again right after (ordered start)."""
-    from natsmesh import lifecycle
+    from natsmesh.run import lifecycle
 
     mesh = fault_mesh
     async with MeshClient(mesh, name="f8") as mc:
@@ -445,8 +446,8 @@ async def test_f8_single_replica_mirror_resumes_after_a_full_restart(
 ) -> None:
     """Single-node domains hold R1 mirrors, which no API call can restart: the ordered start (hub, owners,
     consumers) keeps their first request from being lost, so they resume at once instead of after 30 s."""
-    from natsmesh import lifecycle
-    from natsmesh.supervisor import read_state
+    from helpers import read_state
+    from natsmesh.run import lifecycle
 
     doc = yaml.safe_load(small_mesh_text(tmp_path / "d", domains=2, nodes=1))
     doc["domains"][0]["products"] = [{"name": "ORDERS", "subjects": ["leaf-domain-a.orders.>"]}]

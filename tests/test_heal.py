@@ -6,12 +6,13 @@ from pathlib import Path
 
 import yaml
 
-from conftest import seed_on_free_ports
-from natsmesh.heal import _nudge_kind, is_stalled
-from natsmesh.lag import LagRow
-from natsmesh.render import store_dir
-from natsmesh.spec import parse_spec
-from natsmesh.supervisor import Supervisor
+from helpers import seed_on_free_ports
+from natsmesh.local.specfile import parse_spec
+from natsmesh.observe.lag import LagRow
+from natsmesh.reconcile.heal import is_stalled
+from natsmesh.reconcile.heal import nudge_kind as _nudge_kind
+from natsmesh.render.servers import store_dir
+from natsmesh.run.supervisor import Supervisor
 
 
 def _row(active: float | None, error: str | None = None, domain: str = "leaf-domain-b") -> LagRow:

@@ -18,13 +18,13 @@ import yaml
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, ExternalStream, StreamConfig, StreamSource
 
-from conftest import MeshRunner, small_mesh_text
+from helpers import MeshRunner, small_mesh_text
 from natsmesh.client import MeshClient
-from natsmesh.credentials import load_credentials
-from natsmesh.observe import collect
-from natsmesh.reconcile import reconcile
-from natsmesh.spec import Mesh
-from natsmesh.streams import list_streams
+from natsmesh.local.secrets import load_credentials
+from natsmesh.model.mesh import Mesh
+from natsmesh.observe.streams import list_streams
+from natsmesh.observe.system import collect
+from natsmesh.reconcile.apply import reconcile
 
 pytestmark = pytest.mark.integration
 DOMAINS = ["hub", "leaf-domain-a", "leaf-domain-b", "leaf-domain-c"]
@@ -259,13 +259,13 @@ async def test_revoking_a_consumption_stops_the_flow_and_granting_restores_it(
 
 
 def runner_load(mesh: Mesh, doc: dict[str, Any]) -> Mesh:
-    from natsmesh.spec import parse_spec
+    from natsmesh.local.specfile import parse_spec
 
     return parse_spec(yaml.safe_dump(doc), source="revoked", base_dir=mesh.base_dir)
 
 
 async def test_denied_operations_say_who_may_not_do_what(iso: tuple[Mesh, MeshClient], tmp_path: Path) -> None:
-    from natsmesh.client import PolicyDeniedError
+    from natsmesh.errors import PolicyDeniedError
 
     mesh, _ = iso
     async with MeshClient(mesh, identity="leaf-domain-b") as as_b:
@@ -284,7 +284,7 @@ async def test_denied_operations_say_who_may_not_do_what(iso: tuple[Mesh, MeshCl
         assert len(got) >= 5
     spec = tmp_path / "iso.yaml"
     spec.write_text(yaml.safe_dump(mesh.document))
-    from conftest import run_cli
+    from helpers import run_cli
 
     res = await asyncio.to_thread(
         run_cli,
@@ -305,8 +305,8 @@ async def test_denied_operations_say_who_may_not_do_what(iso: tuple[Mesh, MeshCl
 
 
 async def test_public_product_is_readable_by_every_domain_without_a_declaration(iso: tuple[Mesh, MeshClient]) -> None:
-    from natsmesh.policy import may_read
-    from natsmesh.products import deliver_subject
+    from natsmesh.model.products import deliver_subject
+    from natsmesh.render.policy import may_read
 
     mesh, mc = iso
     assert may_read(mesh, "leaf-domain-c", "leaf-domain-a/OPEN_A")

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import MeshRunner, small_mesh_text
+from helpers import MeshRunner, small_mesh_text
 from natsmesh.client import MeshClient
-from natsmesh.losscheck import compare, publish_steady, verify
-from natsmesh.reconcile import reconcile
+from natsmesh.faults.losscheck import compare, publish_steady, verify
+from natsmesh.reconcile.apply import reconcile
 
 
 def test_compare_accounts_for_every_id() -> None:
@@ -52,7 +52,7 @@ async def test_every_acknowledged_message_is_in_the_origin_and_every_copy(runner
 def test_chaos_verify_cli(runner: MeshRunner, tmp_path: Path) -> None:
     import json
 
-    from conftest import run_cli
+    from helpers import run_cli
 
     doc = yaml.safe_load(small_mesh_text(tmp_path / "d", domains=2, nodes=1, hub_nodes=1))
     doc["domains"][0]["products"] = [{"name": "EVENTS", "subjects": ["leaf-domain-a.events.>"]}]

@@ -18,18 +18,18 @@ import pytest
 from nats.js.api import ExternalStream, StreamConfig, StreamSource
 from nats.js.client import JetStreamContext
 
-from conftest import MeshRunner, run_cli, servers_under, small_mesh_text
-from natsmesh import lifecycle
+from helpers import MeshRunner, read_state, run_cli, servers_under, small_mesh_text, with_keys
 from natsmesh.client import publish_settled
-from natsmesh.credentials import load_credentials
 from natsmesh.errors import AlreadyRunningError, NotReadyError, NotRunningError, PreflightError
-from natsmesh.info import mesh_info
-from natsmesh.observe import collect, collect_sync
-from natsmesh.products import deliver_subject
-from natsmesh.readiness import http_json, wait_ready
-from natsmesh.reports import build_jetstream, build_leafnodes, build_servers
-from natsmesh.spec import Mesh
-from natsmesh.supervisor import read_state
+from natsmesh.local.secrets import load_credentials
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.products import deliver_subject
+from natsmesh.observe.info import mesh_info
+from natsmesh.observe.monitor import http_json
+from natsmesh.observe.readiness import wait_ready
+from natsmesh.observe.reports import build_jetstream, build_leafnodes, build_servers
+from natsmesh.observe.system import collect, collect_sync
+from natsmesh.run import lifecycle
 
 pytestmark = pytest.mark.integration
 SEED_DOMAINS = ["hub", *(f"leaf-domain-{x}" for x in "abcde")]
@@ -51,7 +51,7 @@ def _spec_file(mesh: Mesh, tmp: Path) -> Path:
 def test_seed_topology_reports(seed_mesh: Mesh) -> None:
     creds = load_credentials(seed_mesh, create=False)
     replies = collect_sync(seed_mesh, creds, ["JSZ", "STATSZ", "LEAFZ"])
-    js = build_jetstream(seed_mesh, replies["JSZ"])
+    js = build_jetstream(seed_mesh, replies["JSZ"]).to_json()
     assert js["missing"] == []
     assert len(js["servers"]) == 18
     assert {s["cluster"] for s in js["servers"]} == set(SEED_DOMAINS)
@@ -62,12 +62,12 @@ def test_seed_topology_reports(seed_mesh: Mesh) -> None:
         assert all(p["online"] for p in g["peers"]), g
     assert sum(s["meta_leader"] for s in js["servers"]) == 6
 
-    servers = build_servers(seed_mesh, replies["STATSZ"])
+    servers = build_servers(seed_mesh, replies["STATSZ"]).to_json()
     assert [c["nodes"] for c in servers["clusters"]] == [3] * 6
     assert all(s["routes"] == 2 for s in servers["servers"])
     assert all(s["version"] for s in servers["servers"])
 
-    leaf = build_leafnodes(seed_mesh, replies["LEAFZ"])
+    leaf = build_leafnodes(seed_mesh, replies["LEAFZ"]).to_json()
     assert len(leaf["links"]) == 30  # 15 leaf nodes x 2 accounts, as the seed's hub showed
     assert leaf["missing_links"] == []
     assert {(x["domain"], x["account"]) for x in leaf["links"]} == {
@@ -170,10 +170,10 @@ async def test_one_hub_node_two_single_node_domains(runner: MeshRunner, tmp_path
     doc["domains"][1]["consumes"] = [{"product": "leaf-domain-a/S", "as": "M"}]
     mesh = runner.up(runner.load(yaml.safe_dump(doc)))
     replies = await collect(mesh, load_credentials(mesh, create=False), ["JSZ", "LEAFZ"])
-    js = build_jetstream(mesh, replies["JSZ"])
+    js = build_jetstream(mesh, replies["JSZ"]).to_json()
     assert [s["name"] for s in js["servers"]] == ["hub-server-0", "leaf-domain-a-0", "leaf-domain-b-0"]
     assert [g["leader"] for g in js["meta_groups"]] == ["hub-server-0", "leaf-domain-a-0", "leaf-domain-b-0"]
-    assert len(build_leafnodes(mesh, replies["LEAFZ"])["links"]) == 4
+    assert len(build_leafnodes(mesh, replies["LEAFZ"]).to_json()["links"]) == 4
     info = mesh_info(mesh, load_credentials(mesh, create=False))
     a = await nats.connect(info["domains"]["leaf-domain-a"]["url"])
     b = await nats.connect(info["domains"]["leaf-domain-b"]["url"])
@@ -351,7 +351,9 @@ def test_no_secret_in_logs_state_or_reports(seed_mesh: Mesh, tmp_path: Path) -> 
 def test_without_the_system_bridge_reports_still_cover_every_server(runner: MeshRunner, tmp_path: Path) -> None:
     """Past 20 domains (or when the spec says so) leaf servers do not link their system account to the hub: the
     hub sees only its own servers, and natsmesh asks every cluster directly, at once, for the same reports."""
-    text = small_mesh_text(tmp_path / "d", domains=3, nodes=1, hub_nodes=3) + "leafnodes: {system_bridge: false}\n"
+    text = with_keys(
+        small_mesh_text(tmp_path / "d", domains=3, nodes=1, hub_nodes=3), leafnodes={"system_bridge": False}
+    )
     mesh = runner.up(runner.load(text))
     assert not mesh.system_bridge
     leafz = http_json(mesh.host, mesh.hub.nodes[0].http_port, "/leafz")

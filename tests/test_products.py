@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from natsmesh.catalog import descriptors, lineage
 from natsmesh.errors import SpecError
-from natsmesh.products import find_cycle, in_namespace, subject_problem, subjects_overlap
-from natsmesh.spec import load_spec, parse_spec
+from natsmesh.local.specfile import load_spec, parse_spec
+from natsmesh.model.products import find_cycle, in_namespace, subject_problem, subjects_overlap
+from natsmesh.reconcile.catalog import descriptors
+from natsmesh.render.lineage import lineage
+from natsmesh.render.streams import desired_streams
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "data-mesh.yaml"
 
@@ -178,7 +180,7 @@ def test_example_data_mesh_is_valid_and_complete() -> None:
 
 def test_desired_configs() -> None:
     mesh = load_spec(EXAMPLE)
-    streams = mesh.streams()
+    streams = desired_streams(mesh)
     orders = streams["leaf-domain-a"]["ORDERS"]
     assert orders["subjects"] == ["sales.orders.>"]
     assert orders["num_replicas"] == 3
@@ -214,7 +216,7 @@ def test_transform_becomes_a_subject_transform() -> None:
         " transform: 'b.copied.{{wildcard(1)}}'}\n"
     )
     mesh = parse_spec(text, cache=False)
-    src = mesh.streams()["b"]["T"]["sources"][0]
+    src = desired_streams(mesh)["b"]["T"]["sources"][0]
     assert src["subject_transforms"] == [{"src": "a.orders.*", "dest": "b.copied.{{wildcard(1)}}"}]
 
 
@@ -277,7 +279,7 @@ def test_find_cycle() -> None:
 
 
 def test_policy_follows_ownership_and_declared_consumption() -> None:
-    from natsmesh.policy import may_read, policy_for
+    from natsmesh.render.policy import may_read, policy_for
 
     mesh = load_spec(EXAMPLE)
     b = policy_for(mesh, "leaf-domain-b")

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from natsmesh import binary
-from natsmesh.credentials import Credentials
-from natsmesh.render import render_mesh, write_files
-from natsmesh.spec import default_mesh, init_spec_text, parse_spec
+from helpers import with_keys
+from natsmesh.local.files import write_files
+from natsmesh.local.specfile import default_mesh, parse_spec
+from natsmesh.model.identities import Credentials
+from natsmesh.model.templates import init_spec_text
+from natsmesh.render.servers import render_mesh
+from natsmesh.run import binary
 
 CREDS = Credentials(
     "admin",
@@ -68,7 +71,7 @@ def test_leaf_configs_reach_every_hub_node_in_both_accounts() -> None:
 
 
 def test_every_config_bounds_jetstream_and_has_monitoring_and_short_reconnect() -> None:
-    text = init_spec_text(domains=3, nodes=3) + "jetstream: {max_memory: 32MiB, max_file: 2GiB}\n"
+    text = with_keys(init_spec_text(domains=3, nodes=3), jetstream={"max_memory": "32MiB", "max_file": "2GiB"})
     mesh = parse_spec(text)
     files = render_mesh(mesh, CREDS)
     for node in mesh.nodes():
@@ -136,7 +139,7 @@ def test_hardened_defaults_and_durability_setting(tmp_path: Path) -> None:
     assert 'ping_interval: "4s"' in conf and "ping_max: 3" in conf  # a half-open link is dropped in 12-16 s
     assert "sync_interval" not in conf  # the server's default unless the spec chooses
     for choice, rendered in (("always", "sync_interval: always"), ("10s", 'sync_interval: "10s"')):
-        m = parse_spec(init_spec_text(domains=1, nodes=3) + f"jetstream: {{sync_interval: {choice}}}\n", cache=False)
+        m = parse_spec(with_keys(init_spec_text(domains=1, nodes=3), jetstream={"sync_interval": choice}), cache=False)
         files = render_mesh(m, CREDS)
         assert rendered in files["leaf-cluster-a/leaf-domain-a-1.conf"]
         write_files(files, tmp_path / choice)
@@ -185,7 +188,7 @@ def test_system_bridge_by_mesh_size_or_setting() -> None:
 
     assert sys_remote(init_spec_text(domains=20, nodes=1))
     assert not sys_remote(init_spec_text(domains=21, nodes=1))
-    assert sys_remote(init_spec_text(domains=21, nodes=1) + "leafnodes: {system_bridge: on}\n")
-    assert not sys_remote(init_spec_text(domains=2, nodes=1) + "leafnodes: {system_bridge: off}\n")
+    assert sys_remote(with_keys(init_spec_text(domains=21, nodes=1), leafnodes={"system_bridge": True}))
+    assert not sys_remote(with_keys(init_spec_text(domains=2, nodes=1), leafnodes={"system_bridge": False}))
     seed = render_mesh(default_mesh(), CREDS)["leaf-cluster-e/leaf-domain-e-2.conf"]
     assert re.search(r"urls: \[.*\], account: SYS", seed)  # the seed keeps its one-request view

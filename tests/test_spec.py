@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from natsmesh.errors import SpecError
-from natsmesh.spec import EPHEMERAL_LOW, default_mesh, init_spec_text, load_spec, parse_spec, seed_spec_text
+from natsmesh.local.specfile import default_mesh, load_spec, parse_spec
+from natsmesh.model.templates import EPHEMERAL_LOW, init_spec_text, seed_spec_text
 
 SEED_PORTS = {
     "hub": (4222, 6222),
@@ -177,7 +178,7 @@ def test_cached_spec_loads_without_pydantic(tmp_path: Path) -> None:
     spec.write_text(init_spec_text(name="cached", domains=2))
     first = load_spec(spec)
     code = (
-        "import sys; from natsmesh.spec import load_spec; m = load_spec(sys.argv[1]); "
+        "import sys; from natsmesh.local.specfile import load_spec; m = load_spec(sys.argv[1]); "
         "print(len(m.nodes()), m.name, m.data_dir, 'pydantic' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, check=True)
@@ -186,7 +187,7 @@ def test_cached_spec_loads_without_pydantic(tmp_path: Path) -> None:
 
 
 def test_cache_never_serves_a_stale_or_broken_entry(tmp_path: Path) -> None:
-    from natsmesh.spec import cache_dir
+    from natsmesh.local.specfile import cache_dir
 
     spec = tmp_path / "mesh.yaml"
     spec.write_text(init_spec_text(name="one", domains=1))

@@ -11,11 +11,12 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
-from conftest import MeshRunner, small_mesh_text
-from natsmesh.chaos import node_pid
-from natsmesh.credentials import load_credentials
-from natsmesh.readiness import http_json
-from natsmesh.streams import StreamListError, list_streams
+from helpers import MeshRunner, small_mesh_text
+from natsmesh.errors import StreamListError
+from natsmesh.faults.chaos import node_pid
+from natsmesh.local.secrets import load_credentials
+from natsmesh.observe.monitor import http_json
+from natsmesh.observe.streams import list_streams
 
 pytestmark = pytest.mark.integration
 

@@ -12,16 +12,17 @@ import nats
 import pytest
 import yaml
 
-from conftest import MeshRunner, run_cli, small_mesh_text
-from natsmesh.certs import client_context, ensure_certs, paths
+from helpers import MeshRunner, run_cli, small_mesh_text
 from natsmesh.client import MeshClient
-from natsmesh.credentials import load_credentials
-from natsmesh.info import mesh_info
-from natsmesh.observe import collect
-from natsmesh.reconcile import reconcile
-from natsmesh.render import render_mesh
-from natsmesh.reports import build_jetstream, build_leafnodes
-from natsmesh.spec import init_spec_text, parse_spec
+from natsmesh.local.certs import client_context, ensure_certs, paths
+from natsmesh.local.secrets import load_credentials
+from natsmesh.local.specfile import parse_spec
+from natsmesh.model.templates import init_spec_text
+from natsmesh.observe.info import mesh_info
+from natsmesh.observe.reports import build_jetstream, build_leafnodes
+from natsmesh.observe.system import collect
+from natsmesh.reconcile.apply import reconcile
+from natsmesh.render.servers import render_mesh
 
 
 def test_certificates_cover_every_name_and_keys_are_private(tmp_path: Path) -> None:
@@ -61,8 +62,8 @@ async def test_tls_mesh_comes_up_reports_and_refuses_plaintext(runner: MeshRunne
     assert paths(mesh).ca.exists()
     creds = load_credentials(mesh, create=False)
     replies = await collect(mesh, creds, ["JSZ", "LEAFZ"])
-    assert len(build_jetstream(mesh, replies["JSZ"])["servers"]) == 3
-    assert len(build_leafnodes(mesh, replies["LEAFZ"])["links"]) == 4
+    assert len(build_jetstream(mesh, replies["JSZ"]).to_json()["servers"]) == 3
+    assert len(build_leafnodes(mesh, replies["LEAFZ"]).to_json()["links"]) == 4
     info = mesh_info(mesh, creds)
     url = info["domains"]["leaf-domain-a"]["url"]
     assert url.startswith("tls://")

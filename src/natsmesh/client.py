@@ -19,82 +19,25 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import nats
 import nats.js.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 
-from natsmesh.certs import client_context
-from natsmesh.credentials import Credentials, load_credentials
-from natsmesh.errors import NatsmeshError, NotRunningError
-from natsmesh.products import Product, subjects_overlap
-from natsmesh.spec import Mesh
-
-
-class UnknownProductError(NatsmeshError):
-    """A `DOMAIN/NAME` that is neither a product nor a consumption stream of the spec."""
-
-
-class PolicyDeniedError(NatsmeshError):
-    """The mesh policy does not let this identity do this; raised before anything is sent."""
-
-    def __init__(self, identity: str, action: str, target: str, why: str = "") -> None:
-        self.identity, self.action, self.target = identity, action, target
-        super().__init__(f"denied by mesh policy: {identity} may not {action} {target}" + (f" ({why})" if why else ""))
-
+from natsmesh.errors import NoStreamError, PolicyDeniedError, PublishError, UnknownProductError
+from natsmesh.model.identities import Credentials
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.products import Product, subjects_overlap
+from natsmesh.observe.connect import Connections, cluster_of
+from natsmesh.render.policy import may_read
+from natsmesh.render.streams import desired_streams
 
 SETTLE = 2.0  # seconds a publish asks again while no stream answers
 T = TypeVar("T")
-
-
-class NoStreamError(NatsmeshError):
-    """Nothing stored a publish: the product's stream does not exist (declared but not applied?)."""
-
-
-class PublishError(NatsmeshError):
-    """One or more publishes were not acknowledged by JetStream."""
-
-    def __init__(self, failures: list[tuple[int, BaseException]], total: int) -> None:
-        self.failures = failures
-        first = failures[0][1]
-        super().__init__(
-            f"{len(failures)} of {total} messages were not acknowledged (first: message {failures[0][0]}: "
-            f"{type(first).__name__}: {first})"
-        )
-
-
-def data_urls(mesh: Mesh, creds: Credentials, domain: str) -> list[str]:
-    """Data-account URLs at every server of DOMAIN's own cluster."""
-    user, pw = (quote(x, safe="") for x in creds.client(domain))
-    return [f"{mesh.scheme}://{user}:{pw}@{mesh.host}:{n.client_port}" for n in mesh.domain(domain).nodes]
-
-
-async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str = "natsmesh") -> Client:
-    """A data-account connection to DOMAIN's own servers (it fails over among them)."""
-    try:
-        mesh.domain(domain)
-    except KeyError:
-        raise UnknownProductError(f"mesh {mesh.name!r} has no domain {domain!r}") from None
-    try:
-        return await nats.connect(
-            servers=data_urls(mesh, creds, domain),
-            tls=client_context(mesh),
-            name=f"{name}@{domain}",
-            connect_timeout=2,
-            max_reconnect_attempts=5,
-            reconnect_time_wait=0.2,
-            # A frozen server (stopped, half-open link) is left within 16 s, as the servers do, not nats-py's 4 min.
-            ping_interval=4,
-            max_outstanding_pings=3,
-        )
-    except Exception as exc:  # nats-py raises several kinds; all mean "not reachable"
-        why = str(exc) or type(exc).__name__
-        raise NotRunningError(f"cannot reach domain {domain!r} of mesh {mesh.name!r}: {why}") from None
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -229,28 +172,24 @@ class Publisher:
             raise PublishError(sorted(self.failures, key=lambda x: x[0]), self.count)
 
 
-class MeshClient:
-    """Connections to the mesh's domains, opened on demand and closed together."""
+class MeshClient(Connections):
+    """Publishing and consuming by product name, over connections to the mesh's domains (opened on demand,
+    closed together)."""
 
     def __init__(
         self, mesh: Mesh, creds: Credentials | None = None, name: str = "natsmesh", identity: str | None = None
     ) -> None:
         """IDENTITY (a domain) acts as that domain's client only: what the policy denies it is refused here with
         a clear message, instead of the no-responders or timeout the servers give. None: each domain's own."""
-        self.mesh = mesh
-        self.creds = creds or load_credentials(mesh, create=False)
-        self.name = name
+        super().__init__(mesh, creds, name)
         self.identity = identity
         if identity is not None:
-            mesh.domain(identity)
-        self._conns: dict[str, Client] = {}
+            cluster_of(mesh, identity)  # UnknownDomainError for a domain the mesh does not have
 
     def check(self, action: str, domain: str, target: str) -> None:
         """Refuse, before sending, what the policy does not let `identity` do in DOMAIN."""
         if self.identity is None or self.identity == domain:
             return
-        from natsmesh.policy import may_read
-
         if action == "read" and may_read(self.mesh, self.identity, target):
             copies = [
                 c.ref
@@ -265,27 +204,7 @@ class MeshClient:
             raise PolicyDeniedError(self.identity, action, target, how)
         raise PolicyDeniedError(self.identity, action, target, f"owned by {domain}")
 
-    async def __aenter__(self) -> MeshClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        for nc in self._conns.values():
-            with contextlib.suppress(Exception):
-                await nc.close()
-        self._conns.clear()
-
-    async def connection(self, domain: str) -> Client:
-        if domain not in self._conns or self._conns[domain].is_closed:
-            self._conns[domain] = await connect_domain(self.mesh, self.creds, domain, self.name)
-        return self._conns[domain]
-
-    async def jetstream(self, domain: str, **kw: Any) -> JetStreamContext:
-        return (await self.connection(domain)).jetstream(**kw)
-
-    def _product(self, ref: str) -> Product:
+    def product(self, ref: str) -> Product:
         try:
             return self.mesh.product(ref)
         except KeyError:
@@ -296,7 +215,7 @@ class MeshClient:
 
     def _product_subject(self, ref: str, subject: str | None, required: bool = True) -> tuple[str, str | None]:
         """The owning domain and the subject to publish on: SUBJECT, checked, or the product's literal one."""
-        product = self._product(ref)
+        product = self.product(ref)
         if subject is None:
             literal = [s for s in product.subjects if "*" not in s and ">" not in s]
             if not literal and required:
@@ -337,7 +256,7 @@ class MeshClient:
         domain, subj = self._product_subject(ref, subject, required=False)
         self.check("publish on", domain, ref)
         js = await self.jetstream(domain, publish_async_max_pending=max_inflight)
-        check = self._product(ref).subjects if check_subjects else None
+        check = self.product(ref).subjects if check_subjects else None
         pub = Publisher(js, subj, max_inflight, ref, check)
         yield pub
         await pub.flush()
@@ -360,7 +279,7 @@ class MeshClient:
         """
         domain, stream = split_ref(ref)
         self.check("read", domain, ref)
-        if not any(s == stream for s in self.mesh.streams().get(domain, {})):
+        if stream not in desired_streams(self.mesh).get(domain, {}):
             raise UnknownProductError(f"{ref!r} is not a stream of mesh {self.mesh.name!r}")
         js = await self.jetstream(domain)
         deliver = DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL
@@ -398,6 +317,72 @@ class MeshClient:
                     yield msg
 
 
+@dataclass(frozen=True)
+class PublishResult:
+    """What `publish_lines` sent: how many messages were acknowledged and the product's last sequence after."""
+
+    product: str
+    published: int
+    last_seq: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def publish_lines(
+    mesh: Mesh,
+    ref: str,
+    lines: list[str],
+    *,
+    subject: str | None = None,
+    max_inflight: int = 1000,
+    identity: str | None = None,
+) -> PublishResult:
+    """Publish each of LINES as one message into product REF and wait for every ack (`natsmesh pub`)."""
+    async with MeshClient(mesh, name="natsmesh-pub", identity=identity) as mc:
+        if len(lines) == 1:
+            ack = await mc.publish(ref, lines[0].encode(), subject=subject)
+            return PublishResult(ref, 1, ack.seq)
+        async with mc.publisher(ref, subject=subject, max_inflight=max_inflight) as p:
+            for line in lines:
+                await p.publish(line.encode())
+        product = mc.product(ref)
+        js = await mc.jetstream(product.domain)
+        return PublishResult(ref, p.acked, (await js.stream_info(product.name)).state.last_seq)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message of a stream as `natsmesh tail` shows it."""
+
+    seq: int
+    subject: str
+    data: str  # the payload as text (undecodable bytes replaced)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def tail(
+    mesh: Mesh, ref: str, *, last: int = 10, follow: bool = False, identity: str | None = None
+) -> AsyncIterator[StoredMessage]:
+    """The last LAST messages of stream REF (a product, mirror or source), then, with FOLLOW, every new one."""
+    domain, stream = split_ref(ref)
+    async with MeshClient(mesh, name="natsmesh-tail", identity=identity) as mc:
+        mc.check("read", domain, ref)
+        js = await mc.jetstream(domain)
+        state = (await js.stream_info(stream)).state
+        if state.messages == 0 and not follow:
+            return
+        start = max(state.first_seq, state.last_seq - last + 1) if last else state.last_seq + 1
+        async for msg in mc.consume(ref, start_seq=start, idle_timeout=None if follow else 1.0):
+            meta = msg.metadata
+            seq = meta.sequence.stream if meta else 0
+            yield StoredMessage(seq, msg.subject, msg.data.decode(errors="replace"))
+            if not follow and seq >= state.last_seq:
+                return
+
+
 def run(coro: Any) -> Any:
     """Run CORO to completion from synchronous code (the CLI)."""
     return asyncio.run(coro)
@@ -405,10 +390,13 @@ def run(coro: Any) -> Any:
 
 __all__ = [
     "MeshClient",
-    "NoStreamError",
-    "PublishError",
+    "PublishResult",
     "Publisher",
-    "UnknownProductError",
-    "connect_domain",
+    "StoredMessage",
+    "publish_lines",
+    "publish_settled",
+    "run",
     "split_ref",
+    "tail",
+    "when_answered",
 ]

@@ -1,4 +1,27 @@
-"""Errors a user can cause. Each says what is wrong and what to do; the CLI prints it without a traceback."""
+"""Every error a user can cause. Each says what is wrong and what to do; the CLI prints it without a traceback.
+
+The whole hierarchy (bugs still raise Python's own exceptions)::
+
+    NatsmeshError
+    ├── SpecError               a spec that does not validate: file, path, line, what was expected
+    ├── ServerBinaryError       nats-server missing, not running, too old
+    ├── PreflightError          a port in use, an unwritable data dir
+    ├── AlreadyRunningError     a second `up` of a running mesh
+    ├── NotRunningError         no running mesh (or part of it) where one is needed
+    ├── NotReadyError           the mesh did not become ready in time
+    ├── UnknownNameError        a name the mesh does not have
+    │   ├── UnknownNodeError        a node or cluster
+    │   ├── UnknownDomainError      a domain
+    │   └── UnknownProductError     a product or stream (or a subject outside a product's)
+    ├── PolicyDeniedError       the mesh policy does not let an identity do this; nothing was sent
+    ├── NoStreamError           nothing stored a publish: the product's stream does not exist (yet)
+    ├── PublishError            one or more publishes were not acknowledged
+    ├── StreamListError         a domain's JetStream did not list its streams completely
+    ├── PlanRefusedError        `apply` holds changes JetStream cannot make in place; nothing applied
+    ├── NoProxiesError          a partition of a mesh started without fault proxies
+    ├── FaultProxyError         the fault proxy cannot be reached, refused a request, or cannot listen
+    └── WouldOverwriteError     a file exists that the command was not told to overwrite
+"""
 
 from __future__ import annotations
 
@@ -28,6 +51,12 @@ class PreflightError(NatsmeshError):
 class AlreadyRunningError(NatsmeshError):
     """A second `up` on a mesh whose supervisor is already running."""
 
+    def __init__(self, mesh: str, pid: object, data_dir: object) -> None:
+        super().__init__(
+            f"mesh {mesh!r} is already up (supervisor pid {pid}, data dir {data_dir}); "
+            "use `natsmesh status`, or `natsmesh down` first"
+        )
+
 
 class NotRunningError(NatsmeshError):
     """A command that needs a running mesh found none."""
@@ -35,3 +64,68 @@ class NotRunningError(NatsmeshError):
 
 class NotReadyError(NatsmeshError):
     """The mesh did not become ready in time; names the conditions still unmet."""
+
+
+class UnknownNameError(NatsmeshError):
+    """A name that the mesh does not have."""
+
+
+class UnknownNodeError(UnknownNameError):
+    """A node or cluster name that is not in the mesh."""
+
+
+class UnknownDomainError(UnknownNameError):
+    """A domain name that is not in the mesh."""
+
+
+class UnknownProductError(UnknownNameError):
+    """A `DOMAIN/NAME` that is neither a product nor a consumption stream of the spec, or a subject that is not
+    one of a product's."""
+
+
+class PolicyDeniedError(NatsmeshError):
+    """The mesh policy does not let this identity do this; raised before anything is sent."""
+
+    def __init__(self, identity: str, action: str, target: str, why: str = "") -> None:
+        self.identity, self.action, self.target = identity, action, target
+        super().__init__(f"denied by mesh policy: {identity} may not {action} {target}" + (f" ({why})" if why else ""))
+
+
+class NoStreamError(NatsmeshError):
+    """Nothing stored a publish: the product's stream does not exist (declared but not applied?)."""
+
+
+class PublishError(NatsmeshError):
+    """One or more publishes were not acknowledged by JetStream."""
+
+    def __init__(self, failures: list[tuple[int, BaseException]], total: int) -> None:
+        self.failures = failures
+        first = failures[0][1]
+        super().__init__(
+            f"{len(failures)} of {total} messages were not acknowledged (first: message {failures[0][0]}: "
+            f"{type(first).__name__}: {first})"
+        )
+
+
+class StreamListError(NatsmeshError):
+    """The domain's JetStream refused to list its streams, or a stream it named did not answer."""
+
+
+class PlanRefusedError(NatsmeshError):
+    """The plan holds changes JetStream cannot make in place; nothing was applied. `plan` is that plan."""
+
+    def __init__(self, message: str, plan: object = None) -> None:
+        self.plan = plan
+        super().__init__(message)
+
+
+class NoProxiesError(NatsmeshError):
+    """A partition was asked of a mesh started without fault proxies."""
+
+
+class FaultProxyError(NatsmeshError):
+    """The fault proxy cannot be reached, refused a request, or cannot listen."""
+
+
+class WouldOverwriteError(NatsmeshError):
+    """A command would overwrite a file it was not told to overwrite (`--force`)."""

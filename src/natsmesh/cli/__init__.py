@@ -1,0 +1,20 @@
+"""The `natsmesh` command: the face of the library. Each command loads the spec, calls one library function and
+prints its result (`to_json()` for `--json`, `natsmesh.cli.tables` for people). Only this package imports
+click and rich.
+
+Commands by group: `natsmesh.cli.mesh` (init, validate, render, up, down, status, info), `natsmesh.cli.report`
+(report ...), `natsmesh.cli.data` (apply, catalog, lineage, pub, tail, policy), `natsmesh.cli.chaos` (chaos ...,
+heal).
+"""
+
+from __future__ import annotations
+
+from natsmesh.cli import chaos, data, mesh, report  # noqa: F401 - each registers its commands
+from natsmesh.cli.app import NatsmeshGroup, cli
+
+
+def main() -> None:
+    cli(prog_name="natsmesh")
+
+
+__all__ = ["NatsmeshGroup", "cli", "main"]

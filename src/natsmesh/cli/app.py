@@ -1,0 +1,39 @@
+"""The `natsmesh` group, and how it turns user-caused errors into one line and a non-zero exit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from natsmesh.errors import NatsmeshError
+
+
+class NatsmeshGroup(click.Group):
+    """Turns user-caused errors into one clear message and a non-zero exit, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NatsmeshError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if not type(exc).__module__.startswith("nats."):
+                raise
+            # What the broker answered (or did not) in a case natsmesh has no clearer message for.
+            click.secho(f"error: {type(exc).__name__}: {exc}", fg="red", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=NatsmeshGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="natsmesh")
+def cli() -> None:
+    """natsmesh: a NATS/JetStream hub & spoke leafnode mesh from one spec file.
+
+    A hub cluster, one leaf cluster (its own JetStream domain) per team: `natsmesh up` runs it on this
+    machine, `natsmesh render` writes the configs that run it anywhere, `natsmesh report` shows it.
+    """

@@ -1,0 +1,179 @@
+"""Commands for data products: apply, catalog, lineage, pub, tail, policy."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from natsmesh.cli.app import cli
+from natsmesh.cli.output import console, json_option, load, print_json, show, spec_option
+from natsmesh.errors import PlanRefusedError
+from natsmesh.render.lineage import FORMATS
+
+
+def _show_plan(result: object, as_json: bool) -> None:
+    from natsmesh.cli.tables import tables_plan
+    from natsmesh.reconcile.plan import Plan
+
+    assert isinstance(result, Plan)
+    show(result, as_json, tables_plan)
+    if not as_json:
+        summary = ", ".join(f"{n} {a}" for a, n in result.summary().items() if n)
+        verb = "applied" if result.applied else "planned (nothing changed)"
+        click.echo(f"{verb}: {summary or 'nothing to do'}")
+
+
+@cli.command()
+@spec_option
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--prune", is_flag=True, help="Delete natsmesh streams (and their data) the spec no longer names.")
+@json_option
+def apply(spec_path: str | None, dry_run: bool, prune: bool, as_json: bool) -> None:
+    """Make the running mesh's products, mirrors, sources and catalog match the spec.
+
+    Prints the plan (create / update / unchanged / would delete) and applies it. A second apply reports no
+    changes. Streams no longer in the spec are kept unless --prune; changes JetStream cannot make in place are
+    refused, and then nothing is applied.
+    """
+    from natsmesh.client import run
+    from natsmesh.reconcile.apply import reconcile
+
+    try:
+        result = run(reconcile(load(spec_path), dry_run=dry_run, prune=prune))
+    except PlanRefusedError as exc:
+        _show_plan(exc.plan, as_json)
+        raise
+    _show_plan(result, as_json)
+
+
+@cli.group()
+def catalog() -> None:
+    """The data product catalog (a KV bucket in the hub, written by `apply`)."""
+
+
+@catalog.command(name="list")
+@spec_option
+@json_option
+def catalog_list(spec_path: str | None, as_json: bool) -> None:
+    """Every product in the catalog: owner, subjects, where it is consumed."""
+    from natsmesh.cli.tables import tables_catalog
+    from natsmesh.client import run
+    from natsmesh.reconcile.catalog import catalog_entries
+
+    entries = run(catalog_entries(load(spec_path)))
+    if as_json:
+        print_json({"products": entries})
+        return
+    console().print(*tables_catalog(entries))
+
+
+@catalog.command(name="show")
+@click.argument("ref")
+@spec_option
+@json_option
+def catalog_show(ref: str, spec_path: str | None, as_json: bool) -> None:
+    """One product's descriptor, REF being DOMAIN/PRODUCT."""
+    from natsmesh.client import run
+    from natsmesh.reconcile.catalog import catalog_entry
+
+    entry = run(catalog_entry(load(spec_path), ref))
+    if as_json:
+        print_json(entry)
+        return
+    for key, value in entry.items():
+        click.echo(f"{key:>14}: {json.dumps(value) if isinstance(value, list | dict) else value}")
+
+
+@cli.command()
+@spec_option
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="How to draw the graph."
+)
+def lineage(spec_path: str | None, fmt: str) -> None:
+    """The graph of products and who consumes them, as text, Mermaid or Graphviz DOT."""
+    from natsmesh.render.lineage import lineage as draw
+
+    click.echo(draw(load(spec_path), fmt), nl=False)
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("payload", required=False)
+@spec_option
+@click.option("--subject", default=None, help="Subject to publish on (default: the product's first literal one).")
+@click.option(
+    "--max-inflight",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Messages sent ahead of their acks (stdin lines only).",
+)
+@click.option("--as", "identity", default=None, metavar="DOMAIN", help="Act as this domain's client identity.")
+@json_option
+def pub(
+    ref: str,
+    payload: str | None,
+    spec_path: str | None,
+    subject: str | None,
+    max_inflight: int,
+    identity: str | None,
+    as_json: bool,
+) -> None:
+    """Publish PAYLOAD (or each line of stdin) into product REF (DOMAIN/PRODUCT), waiting for every ack."""
+    from natsmesh.client import publish_lines, run
+
+    mesh = load(spec_path)
+    lines = [payload] if payload is not None else [ln.rstrip("\n") for ln in sys.stdin]
+    res = run(publish_lines(mesh, ref, lines, subject=subject, max_inflight=max_inflight, identity=identity))
+    if as_json:
+        print_json(res.to_json())
+    else:
+        click.echo(f"published {res.published} message(s) to {ref}; stream last sequence {res.last_seq}")
+
+
+@cli.command()
+@click.argument("ref")
+@spec_option
+@click.option(
+    "-n",
+    "--last",
+    "last",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    help="Start this many messages before the end.",
+)
+@click.option("-F", "--follow", is_flag=True, help="Keep printing new messages until Ctrl-C.")
+@click.option("--as", "identity", default=None, metavar="DOMAIN", help="Act as this domain's client identity.")
+@json_option
+def tail(ref: str, spec_path: str | None, last: int, follow: bool, identity: str | None, as_json: bool) -> None:
+    """Print the last messages of stream REF (DOMAIN/STREAM: a product, mirror or source)."""
+    from natsmesh.client import run
+    from natsmesh.client import tail as messages
+
+    mesh = load(spec_path)
+
+    async def go() -> None:
+        async for m in messages(mesh, ref, last=last, follow=follow, identity=identity):
+            click.echo(json.dumps(m.to_json()) if as_json else f"{m.seq:>8} {m.subject} {m.data}")
+
+    run(go())
+
+
+@cli.group(name="policy")
+def policy_group() -> None:
+    """Who may do what, derived from the spec (ownership and declared consumption)."""
+
+
+@policy_group.command(name="show")
+@click.argument("domain", required=False)
+@spec_option
+@json_option
+def policy_show(domain: str | None, spec_path: str | None, as_json: bool) -> None:
+    """The rules for DOMAIN (default: every domain): what it may manage, publish and read, and what not."""
+    from natsmesh.cli.tables import tables_policy
+    from natsmesh.render.policy import policy
+
+    show(policy(load(spec_path), domain), as_json, tables_policy)

@@ -1,0 +1,244 @@
+"""Commands for the mesh itself: init, validate, render, up, down, status, info."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from natsmesh.cli.app import cli
+from natsmesh.cli.output import PALETTE, console, json_option, load, print_json, show, spec_option
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False), default="mesh.yaml")
+@click.option("--domains", type=click.IntRange(0, 2000), default=5, show_default=True, help="Number of domains.")
+@click.option("--nodes", type=click.IntRange(1, 15), default=3, show_default=True, help="Nodes per domain.")
+@click.option("--hub-nodes", type=click.IntRange(1, 15), default=3, show_default=True, help="Nodes in the hub.")
+@click.option("--name", default=None, help="Mesh name (default: the folder's name).")
+@click.option(
+    "--base-port",
+    type=click.IntRange(1024, 32767),
+    default=None,
+    help="First port of the plan (default: 20000, lower for very large meshes).",
+)
+@click.option("--tls", is_flag=True, help="Require TLS on every link; generate the mesh's CA and certificates.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(
+    path: str,
+    domains: int,
+    nodes: int,
+    hub_nodes: int,
+    name: str | None,
+    base_port: int | None,
+    tls: bool,
+    force: bool,
+) -> None:
+    """Write a commented mesh spec to PATH (default ./mesh.yaml)."""
+    from natsmesh.local.specfile import init_spec
+
+    try:
+        res = init_spec(
+            Path(path),
+            domains=domains,
+            nodes=nodes,
+            hub_nodes=hub_nodes,
+            name=name,
+            base=base_port,
+            tls=tls,
+            force=force,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if res.certs is not None:
+        click.echo(f"generated a CA and server certificate in {res.certs} (keys mode 0600)")
+    click.echo(
+        f"wrote {res.path}: hub of {hub_nodes} + {domains} domains of {nodes} nodes "
+        f"({len(res.mesh.nodes())} servers); start it with `natsmesh up -f {res.path}`"
+    )
+
+
+@cli.command()
+@spec_option
+@json_option
+def validate(spec_path: str | None, as_json: bool) -> None:
+    """Check a spec and print the topology it resolves to."""
+    from natsmesh.cli.tables import tables_topology
+
+    mesh = load(spec_path)
+    if as_json:
+        print_json(mesh.describe())
+        return
+    console().print(*tables_topology(mesh))
+    click.echo(f"valid: {len(mesh.clusters)} clusters, {len(mesh.nodes())} servers")
+
+
+@cli.command()
+@spec_option
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Directory to write one folder per cluster into.",
+)
+@click.option("--server-command", default="nats-server", show_default=True, help="Command the Procfiles run.")
+@json_option
+def render(spec_path: str | None, out_dir: str, server_command: str, as_json: bool) -> None:
+    """Write every node's nats-server config and a Procfile per cluster folder."""
+    from natsmesh.local.bundle import render_bundle
+
+    res = render_bundle(load(spec_path), Path(out_dir), server_command)
+    if as_json:
+        print_json(res.to_json())
+        return
+    click.echo(f"wrote {len(res.files)} files to {out_dir}: {', '.join(res.folders)}")
+    click.echo(f"run one cluster with: cd {Path(out_dir) / res.folders[0]} && honcho start   (or goreman start)")
+
+
+def _progress_printer(total: int) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("[bold]waiting for the mesh"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} nodes ready"),
+        TimeElapsedColumn(),
+        console=console(stderr=True),
+        transient=True,
+    )
+    task = progress.add_task("ready", total=total)
+
+    def update(done: int, _total: int, _pending: Any) -> None:
+        progress.update(task, completed=done)
+
+    return progress, update
+
+
+def _up_foreground(spec_path: str | None, timeout: float, chaos: bool) -> None:
+    from rich.text import Text
+
+    from natsmesh.run import lifecycle
+
+    mesh = load(spec_path)
+    out = console()
+    width = max(len(n.name) for n in mesh.nodes())
+    colours = {n.name: PALETTE[i % len(PALETTE)] for i, n in enumerate(mesh.nodes())}
+
+    def echo(name: str, line: str) -> None:
+        prefix = Text(f"{name:<{width}} | ", style=colours.get(name, "bold white"))
+        out.print(prefix + Text(line), soft_wrap=True)
+
+    def on_ready(secs: float) -> None:
+        echo("natsmesh", f"mesh {mesh.name!r} ready: {len(mesh.nodes())} nodes after {secs:.2f} s; Ctrl-C stops it")
+
+    last = [-1]
+
+    def report_progress(done: int, total: int, _pending: Any) -> None:
+        if done != last[0]:
+            last[0] = done
+            echo("natsmesh", f"{done}/{total} nodes ready")
+
+    lifecycle.up_foreground(
+        mesh, echo=echo, on_ready=on_ready, on_progress=report_progress, timeout=timeout, chaos=chaos
+    )
+
+
+@cli.command()
+@spec_option
+@click.option("-d", "--detach", is_flag=True, help="Return once ready and leave a supervisor running.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for readiness.")
+@click.option("--chaos", "chaos_", is_flag=True, help="Put a fault proxy on every leaf link (`chaos partition`).")
+@json_option
+def up(spec_path: str | None, detach: bool, timeout: float, chaos_: bool, as_json: bool) -> None:
+    """Start the mesh and wait until it is ready.
+
+    Ready: every node answers its health check, every cluster has a JetStream meta leader, and every leaf
+    node's links to the hub are connected in both accounts. In the foreground each log line is prefixed by
+    its node; Ctrl-C stops everything. With --detach a supervisor keeps running (see `status`, `down`).
+    A mesh with stores and shared products starts in order (hub, owning domains, the rest); the supervisor
+    nudges stalled mirrors and sources back (see `natsmesh heal`).
+    """
+    if not detach:
+        _up_foreground(spec_path, timeout, chaos_)
+        return
+    from natsmesh.run import lifecycle
+
+    mesh = load(spec_path)
+    if sys.stderr.isatty():
+        progress, update = _progress_printer(len(mesh.nodes()))
+        with progress:
+            res = lifecycle.up_detached(mesh, timeout=timeout, on_progress=update, chaos=chaos_)
+    else:  # no bar in logs and pipes
+        res = lifecycle.up_detached(mesh, timeout=timeout, chaos=chaos_)
+    if as_json:
+        print_json(res.to_json())
+        return
+    click.echo(
+        f"mesh {mesh.name!r} ready: {res.nodes} nodes in {len(mesh.clusters)} clusters after "
+        f"{res.seconds:.2f} s (supervisor pid {res.supervisor_pid}, data in {mesh.data_dir})"
+    )
+    click.echo("next: `natsmesh report jetstream`, `natsmesh status`, `natsmesh down`")
+
+
+@cli.command()
+@spec_option
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the stop.")
+@json_option
+def down(spec_path: str | None, timeout: float, as_json: bool) -> None:
+    """Stop every node of a running mesh. Data stays for the next `up`."""
+    from natsmesh.run import lifecycle
+
+    res = lifecycle.down(load(spec_path), timeout=timeout)
+    if as_json:
+        print_json(res.to_json())
+    else:
+        click.echo(f"mesh {res.mesh!r} stopped ({res.stopped} nodes); data kept in {res.data_dir}")
+
+
+@cli.command()
+@spec_option
+@json_option
+def status(spec_path: str | None, as_json: bool) -> None:
+    """The supervisor's view of every node, and whether each is ready. Exits 1 if not all are."""
+    from natsmesh.cli.tables import tables_status
+    from natsmesh.run import lifecycle
+
+    mesh = load(spec_path)
+    st = lifecycle.status(mesh)
+    show(st, as_json, lambda s: tables_status(mesh.name, s))
+    if not as_json:
+        for e in st.events[-5:]:
+            click.echo(f"  {e}")
+    if not st.ready:
+        sys.exit(1)
+
+
+@cli.command()
+@spec_option
+@json_option
+@click.option(
+    "--nats-contexts",
+    "contexts_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write natscli context files into this directory (e.g. ~/.config/nats/context).",
+)
+def info(spec_path: str | None, as_json: bool, contexts_dir: str | None) -> None:
+    """Client URLs: the system account at the hub, and a data-account URL per domain."""
+    from natsmesh.observe.info import mesh_info, write_nats_contexts
+
+    mesh = load(spec_path)
+    doc = mesh_info(mesh)
+    if contexts_dir:
+        for p in write_nats_contexts(mesh, Path(contexts_dir).expanduser()):
+            click.echo(f"wrote {p}", err=True)
+    if as_json:
+        print_json(doc)
+        return
+    click.echo(f"mesh {doc['mesh']} (data in {doc['data_dir']})")
+    click.echo(f"  system  {doc['system']['url']}")
+    for name, d in doc["domains"].items():
+        click.echo(f"  {name:<16} {d['url']}   JetStream API {d['jetstream_api']}")

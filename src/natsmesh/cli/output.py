@@ -1,0 +1,76 @@
+"""What every command shares: the spec and `--json` options, loading the spec, and printing (JSON or rich)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from natsmesh.model.mesh import Mesh
+
+SPEC_HELP = "Mesh spec file. Default: ./mesh.yaml if present, else the embedded seed topology."
+PALETTE = [
+    "cyan",
+    "green",
+    "yellow",
+    "magenta",
+    "blue",
+    "bright_red",
+    "bright_cyan",
+    "bright_green",
+    "bright_yellow",
+    "bright_magenta",
+    "bright_blue",
+    "red",
+]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class HasJson(Protocol):
+    def to_json(self) -> Any: ...
+
+
+def spec_option(f: F) -> F:
+    return click.option("-f", "--file", "spec_path", type=click.Path(dir_okay=False), default=None, help=SPEC_HELP)(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables.")(f)
+
+
+def load(spec_path: str | None) -> Mesh:
+    """The mesh of SPEC_PATH (or the default), its warnings said on stderr."""
+    from natsmesh.local.specfile import load_spec
+
+    mesh = load_spec(spec_path)
+    for w in mesh.warnings:
+        click.secho(f"warning: {w}", fg="yellow", err=True)
+    return mesh
+
+
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    out = Console(stderr=stderr, highlight=False)
+    if not out.is_terminal:
+        out.width = 200  # pipes and files get whole tables, not 80 squeezed columns
+    return out
+
+
+def print_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, default=str))
+
+
+def show(result: HasJson, as_json: bool, tables: Callable[[Any], Iterable[RenderableType]]) -> None:
+    """RESULT as its JSON document, or as the tables TABLES draws of it."""
+    if as_json:
+        print_json(result.to_json())
+        return
+    out = console()
+    for t in tables(result):
+        out.print(t)

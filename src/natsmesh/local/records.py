@@ -1,0 +1,80 @@
+"""What a running mesh was given, kept in its run dir for later commands: its fault proxies and its shares.
+
+`faults.json` lists the fault proxies of `up --chaos` (so a re-render for a policy change keeps the leaf links
+on them); `shares.json` lists the shares the running servers were configured with (so `apply` knows what a new
+spec grants and revokes).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from natsmesh.local.layout import MeshDirs
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.products import shares
+from natsmesh.render.servers import Via
+
+
+@dataclass(frozen=True)
+class ProxyLink:
+    """One proxied leafnode link: leaf nodes of DOMAIN connect to `listen_port`, the proxy to `target_port`."""
+
+    domain: str
+    name: str  # "<domain>-><hub node>"
+    listen_port: int
+    target_port: int
+
+    @property
+    def hub_node(self) -> str:
+        return self.name.split("->", 1)[1]
+
+
+def via(links: list[ProxyLink]) -> Via:
+    """Where each leaf domain's link to each hub node goes instead (`natsmesh.render.servers.render_node`)."""
+    return {(link.domain, link.hub_node): link.listen_port for link in links}
+
+
+def record_links(mesh: Mesh, links: list[ProxyLink] | None) -> None:
+    """Remember the proxies of the mesh being started (None: started without them)."""
+    path = MeshDirs.of(mesh).faults
+    if links is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    rows = [[link.domain, link.name, link.listen_port, link.target_port] for link in links]
+    path.write_text(json.dumps({"links": rows}))
+
+
+def recorded_links(mesh: Mesh) -> list[ProxyLink] | None:
+    """The proxies the running (or last) mesh was started with, or None."""
+    try:
+        rows = json.loads(MeshDirs.of(mesh).faults.read_text())["links"]
+        return [ProxyLink(str(d), str(n), int(lp), int(tp)) for d, n, lp, tp in rows]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def recorded_via(mesh: Mesh) -> Via | None:
+    links = recorded_links(mesh)
+    return via(links) if links is not None else None
+
+
+def share_names(mesh: Mesh) -> list[str]:
+    """`owner/stream -> consumer` for every declared consumption."""
+    return [f"{o}/{s} -> {c}" for o, s, c in shares(mesh.consumptions)]
+
+
+def record_shares(mesh: Mesh) -> None:
+    path = MeshDirs.of(mesh).shares
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(share_names(mesh)))
+
+
+def recorded_shares(mesh: Mesh) -> list[str]:
+    """The shares the running servers were configured with (none recorded: none)."""
+    try:
+        data = json.loads(MeshDirs.of(mesh).shares.read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(x) for x in data] if isinstance(data, list) else []

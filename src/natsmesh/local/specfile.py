@@ -1,0 +1,138 @@
+"""Loading a spec file, with a cache of validated specs so that most commands never load pydantic.
+
+`load_spec` reads at most `MAX_BYTES` of a regular file and hands the text to `parse_spec`, which serves a mesh
+validated before from the cache (keyed by the text and the code that validates it) or validates it with
+`natsmesh.model.mesh.parse_mesh` and keeps the result (mode 0600: it may hold fixed passwords).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from natsmesh.errors import SpecError, WouldOverwriteError
+from natsmesh.local.certs import ensure_certs
+from natsmesh.model.mesh import Mesh, parse_mesh
+from natsmesh.model.templates import init_spec_text, seed_spec_text
+from natsmesh.model.yamldoc import MAX_BYTES, decode
+
+SPEC_FILENAME = "mesh.yaml"
+CACHE_ENV = "NATSMESH_CACHE_DIR"
+_MODEL_DIR = Path(__file__).parent.parent / "model"
+
+
+def cache_dir() -> Path:
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "natsmesh" / "specs"
+
+
+def _cache_key(text: str) -> str:
+    # The code that validates is part of the key, so a new natsmesh never trusts an old verdict.
+    h = hashlib.sha256()
+    for module in sorted(_MODEL_DIR.glob("*.py")):
+        h.update(module.read_bytes())
+    h.update(text.encode())
+    return h.hexdigest()
+
+
+def _cache_read(text: str, source: str, base_dir: Path) -> Mesh | None:
+    try:
+        data = json.loads((cache_dir() / f"{_cache_key(text)}.json").read_text())
+        return Mesh.from_json(data, source, base_dir)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _cache_write(text: str, mesh: Mesh) -> None:
+    try:
+        d = cache_dir()
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = d / f"{_cache_key(text)}.json"
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold fixed passwords
+        with os.fdopen(fd, "w") as f:
+            json.dump(mesh.to_json(), f)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None, *, cache: bool = True) -> Mesh:
+    """Validate a YAML document into a `Mesh`; raise `SpecError` listing every problem."""
+    base = base_dir or Path.cwd()
+    if cache and (hit := _cache_read(text, source, base)) is not None:
+        return hit
+    mesh = parse_mesh(text, source, base)
+    if cache:
+        _cache_write(text, mesh)
+    return mesh
+
+
+def read_spec_text(path: Path) -> str:
+    """The text of spec file PATH: a regular file of at most `MAX_BYTES` of UTF-8; `SpecError` otherwise."""
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):  # a directory, a FIFO that would block, a device that never ends
+            what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise SpecError(str(path), [f"{what}; a mesh spec is a YAML text file"])
+        with path.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise SpecError(str(path), ["file not found; create one with `natsmesh init`"]) from None
+    except OSError as exc:
+        raise SpecError(str(path), [f"cannot read file: {exc.strerror or exc}"]) from None
+    return decode(data, str(path))
+
+
+def load_spec(path: str | Path | None = None) -> Mesh:
+    """The mesh from PATH; without one, `./mesh.yaml` if present, else the embedded default (the seed)."""
+    if path is None:
+        local = Path(SPEC_FILENAME)
+        if local.is_file():
+            path = local
+        else:
+            return default_mesh()
+    p = Path(path)
+    return parse_spec(read_spec_text(p), source=str(p), base_dir=p.resolve().parent)
+
+
+def default_mesh() -> Mesh:
+    """The embedded default: the seed's topology with generated credentials, data under ./.natsmesh/seed."""
+    return parse_spec(seed_spec_text(), source="<embedded default: the seed topology>")
+
+
+@dataclass(frozen=True)
+class InitResult:
+    path: Path
+    mesh: Mesh
+    certs: Path | None  # where the CA and certificates were generated (`--tls`)
+
+
+def init_spec(
+    path: Path,
+    *,
+    domains: int = 5,
+    nodes: int = 3,
+    hub_nodes: int = 3,
+    name: str | None = None,
+    base: int | None = None,
+    tls: bool = False,
+    force: bool = False,
+) -> InitResult:
+    """Write a commented spec to PATH (`natsmesh.model.templates.init_spec_text`; NAME defaults to the folder's
+    name), and for TLS the mesh's CA. ValueError for a plan that does not fit below the ephemeral ports."""
+    if path.exists() and not force:
+        raise WouldOverwriteError(f"{path} already exists; use --force to overwrite it")
+    mesh_name = name or re.sub(r"[^A-Za-z0-9_-]", "-", path.resolve().parent.name).strip("-_") or "natsmesh"
+    text = init_spec_text(name=mesh_name, domains=domains, nodes=nodes, hub_nodes=hub_nodes, base=base, tls=tls)
+    mesh = parse_spec(text, source=str(path), base_dir=path.resolve().parent)  # the template always validates
+    path.write_text(text)
+    return InitResult(path, mesh, ensure_certs(mesh).ca.parent if tls else None)

@@ -1,0 +1,404 @@
+"""Validating a spec document: its shape (pydantic), then the rules across fields, each problem with its place.
+
+Every problem names the path into the document, its line and what was expected; `validate` collects them all
+and raises one `SpecError` naming the file. The rules come in groups, one function each: clusters, the
+topology they resolve to, namespaces, products, the shape of consumptions, references between domains, names
+of shared streams, cycles. Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from natsmesh.errors import SpecError
+from natsmesh.model.document import ClusterSpec, ConsumptionSpec, Loc, MeshSpec, ProductSpec, UpstreamRef
+from natsmesh.model.products import find_cycle, in_namespace, subject_problem, subjects_overlap
+from natsmesh.model.topology import resolve_clusters
+from natsmesh.model.units import shown
+from natsmesh.model.yamldoc import read_yaml
+
+MAX_PROBLEMS = 50  # shown; a document with thousands of problems names the first ones and counts the rest
+EMPTY = (
+    "the spec is empty: a mesh spec is a YAML mapping that names the mesh and its domains, e.g. "
+    "`name: orders-mesh` and `domains: [{name: sales}]` (`natsmesh init` writes a commented one)"
+)
+
+
+def format_path(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def where(loc: Loc, lines: dict[Loc, int]) -> str:
+    """The path LOC and the line it (or its nearest parent) starts on."""
+    probe = tuple(loc)
+    while probe and probe not in lines:
+        probe = probe[:-1]
+    line = lines.get(probe)
+    return f"{format_path(loc)}" + (f" (line {line})" if line else "")
+
+
+@dataclass
+class Findings:
+    """Problems and warnings found so far, each with its place in the document."""
+
+    lines: dict[Loc, int]
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def problem(self, loc: Loc, message: str) -> None:
+        self.problems.append(f"{where(loc, self.lines)}: {message}")
+
+    def warning(self, loc: Loc, message: str) -> None:
+        self.warnings.append(f"{where(loc, self.lines)}: {message}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The document's shape
+
+
+def _pydantic_problems(err: ValidationError, lines: dict[Loc, int]) -> list[str]:
+    out = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            msg = f"unknown key {shown(loc[-1])}" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
+        elif kind == "missing":
+            msg = "required key is missing"
+        else:
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            if "input" in e and kind not in ("value_error",) and not isinstance(e["input"], dict | list):
+                msg += f" (got {shown(e['input'])})"
+        out.append(f"{where(loc, lines)}: {msg}")
+    return out
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside a field's annotation (`X`, `X | None`, `list[X]`), if any."""
+    found: type[BaseModel] | None = None
+    for cand in (annotation, *getattr(annotation, "__args__", ())):
+        for inner in (cand, *getattr(cand, "__args__", ())):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                found = inner
+    return found
+
+
+def _allowed_keys(parent: Loc) -> list[str]:
+    model: type[BaseModel] = MeshSpec
+    for part in parent:
+        if isinstance(part, int):
+            continue
+        f = model.model_fields.get(str(part))
+        found = _model_of(f.annotation) if f is not None else None
+        if found is None:
+            return []
+        model = found
+    return list(model.model_fields)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Clusters and the topology they resolve to
+
+
+def _clusters(spec: MeshSpec) -> list[tuple[Loc, ClusterSpec]]:
+    return [(("hub",), spec.hub), *((("domains", i), d) for i, d in enumerate(spec.domains))]
+
+
+def _cluster_rules(spec: MeshSpec, f: Findings) -> None:
+    """Unique names, no `SYS`, no 2-node clusters (a warning), leafnode ports only at the hub."""
+    seen: dict[str, Loc] = {}
+    for loc, c in _clusters(spec):
+        if c.name in seen:
+            f.problem(
+                (*loc, "name"),
+                f"duplicate cluster/domain name {shown(c.name)} (also at {format_path((*seen[c.name], 'name'))}); "
+                "every domain needs a unique name",
+            )
+        seen.setdefault(c.name, loc)
+        if c.name.upper() == "SYS":
+            f.problem((*loc, "name"), "'SYS' is the system account's name; choose another")
+        if c.nodes == 2:
+            f.warning((*loc, "nodes"), "a 2-node cluster tolerates no failure (JetStream needs a majority); use 1 or 3")
+        if loc != ("hub",) and c.ports is not None and c.ports.leafnode is not None:
+            f.problem((*loc, "ports", "leafnode"), "only the hub listens for leafnodes; remove it")
+
+
+def _topology_rules(spec: MeshSpec, f: Findings) -> None:
+    """Unique folders and server names; every listener on its own port below 65536."""
+    clusters = resolve_clusters(spec.hub, spec.domains, spec.ports.base, spec.ports.block)
+    servers: dict[str, str] = {}
+    folders: dict[str, str] = {}
+    ports: dict[int, str] = {}
+    for (loc, _), cl in zip(_clusters(spec), clusters, strict=True):
+        if cl.folder in folders:
+            f.problem(
+                (*loc, "folder"),
+                f"folder {shown(cl.folder)} is also used by {folders[cl.folder]}; set a unique `folder`",
+            )
+        folders.setdefault(cl.folder, cl.name)
+        for n in cl.nodes:
+            if n.name in servers:
+                f.problem(
+                    (*loc, "server_prefix"),
+                    f"server name {shown(n.name)} is also used in {servers[n.name]}; server names must be unique "
+                    "across the mesh",
+                )
+            servers.setdefault(n.name, cl.name)
+            for kind, port in n.ports().items():
+                owner = f"{n.name} {kind}"
+                if port > 65535:
+                    f.problem((*loc, "ports"), f"{owner} port {port} is above 65535; choose lower base ports")
+                elif port in ports:
+                    f.problem(
+                        (*loc, "ports"),
+                        f"port {port} ({owner}) collides with {ports[port]}; every listener needs its own port",
+                    )
+                ports.setdefault(port, owner)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Products and consumptions
+
+
+Streams = dict[str, dict[str, Loc]]  # domain -> stream name -> where it is declared
+
+
+def _namespace_rules(spec: MeshSpec, f: Findings) -> None:
+    owners: dict[str, str] = {}
+    for loc, c in _clusters(spec):
+        ns = c.namespace or c.name
+        if ns in owners:
+            f.problem(
+                (*loc, "namespace"),
+                f"subject namespace {shown(ns)} is also domain {shown(owners[ns])}'s; every domain needs its own "
+                "(set `namespace`)",
+            )
+        owners.setdefault(ns, c.name)
+
+
+def _subject_rules(c: ClusterSpec, p: ProductSpec, ploc: Loc, patterns: list[tuple[str, str]], f: Findings) -> None:
+    """Each subject of product P valid, inside the domain's namespace, overlapping no other product's."""
+    ns = c.namespace or c.name
+    for k, subj in enumerate(p.subjects):
+        sloc = (*ploc, "subjects", k)
+        if (why := subject_problem(subj)) is not None:
+            f.problem(sloc, f"invalid subject {shown(subj)}: {why}")
+            continue
+        if not in_namespace(subj, ns):
+            f.problem(
+                sloc,
+                f"subject {shown(subj)} is outside domain {shown(c.name)}'s namespace; its products' subjects "
+                f"must start with '{ns}.'",
+            )
+        for other, subj2 in patterns:
+            if subjects_overlap(subj, subj2):
+                f.problem(
+                    sloc,
+                    f"subject {shown(subj)} overlaps {shown(subj2)} of product {shown(other)}; two products of a "
+                    "domain cannot capture the same messages",
+                )
+        patterns.append((p.name, subj))
+
+
+def _product_rules(spec: MeshSpec, streams: Streams, f: Findings) -> None:
+    """Unique stream names per domain, replicas that fit, subjects in the namespace."""
+    for loc, c in _clusters(spec):
+        names = streams.setdefault(c.name, {})
+        patterns: list[tuple[str, str]] = []
+        for j, p in enumerate(c.products):
+            ploc = (*loc, "products", j)
+            if p.name in names:
+                f.problem(
+                    (*ploc, "name"),
+                    f"two streams named {shown(p.name)} in domain {shown(c.name)} "
+                    f"(also at {format_path(names[p.name])}); stream names are unique within a domain",
+                )
+            names.setdefault(p.name, ploc)
+            if p.replicas and p.replicas > c.nodes:
+                f.problem(
+                    (*ploc, "replicas"), f"{p.replicas} replicas, but domain {shown(c.name)} has {c.nodes} node(s)"
+                )
+            _subject_rules(c, p, ploc, patterns, f)
+
+
+def _well_formed(cons: ConsumptionSpec) -> bool:
+    return (cons.product is None) != (cons.products is None)
+
+
+def _mirror_rules(cons: ConsumptionSpec, cloc: Loc, refs: list[UpstreamRef], f: Findings) -> None:
+    if len(refs) != 1:
+        f.problem(cloc, "a mirror copies exactly one product; use `mode: source` to gather several")
+    if any(r.filter or r.transform for r in refs):
+        f.problem(cloc, "a mirror is an exact copy, so it takes no filter or transform; use `mode: source`")
+    if cons.subjects:
+        f.problem(
+            (*cloc, "subjects"),
+            "a mirror cannot declare subjects (it is a read-only copy of its product); remove `subjects` or use "
+            "`mode: source`",
+        )
+
+
+def _consumption_rules(spec: MeshSpec, streams: Streams, f: Findings) -> None:
+    """Each consumption's shape: one product or a list, mirror rules, its subjects, a unique stream name."""
+    for loc, c in _clusters(spec):
+        ns = c.namespace or c.name
+        names = streams.setdefault(c.name, {})
+        for j, cons in enumerate(c.consumes):
+            cloc = (*loc, "consumes", j)
+            if not _well_formed(cons):
+                f.problem(cloc, "give either `product: DOMAIN/PRODUCT` or a `products` list")
+                continue
+            if cons.mode == "mirror":
+                _mirror_rules(cons, cloc, cons.refs(cloc), f)
+            for k, subj in enumerate(cons.subjects or []):
+                if (why := subject_problem(subj)) is not None or not in_namespace(subj, ns):
+                    f.problem(
+                        (*cloc, "subjects", k),
+                        f"subject {shown(subj)} "
+                        + (f"is invalid: {why}" if why else f"is outside the namespace '{ns}.'"),
+                    )
+            name = cons.stream_name()
+            if name is None:
+                f.problem(cloc, "a stream gathering several products needs a name (`as`)")
+                continue
+            if name in names:
+                f.problem(
+                    cloc,
+                    f"two streams named {shown(name)} in domain {shown(c.name)} (also at {format_path(names[name])}); "
+                    "name this one with `as`",
+                )
+            names.setdefault(name, cloc)
+
+
+def _reference_problem(spec: MeshSpec, domain: str, ref: str, streams: Streams) -> str | None:
+    """Why REF cannot be consumed by DOMAIN, or None."""
+    dom, _, stream = ref.partition("/")
+    if not stream or "/" in stream:
+        return f"expected DOMAIN/PRODUCT, got {shown(ref)}"
+    if dom == domain:
+        return f"domain {shown(domain)} cannot consume its own product {shown(ref)}; it already has it"
+    if dom == spec.hub.name:
+        return (
+            f"{shown(ref)} lives in the hub domain; with one account per domain, streams in the hub cannot be shared "
+            "with other domains yet (see docs/design/isolation.md): take the products it gathers directly"
+        )
+    if dom not in streams:
+        return f"{shown(ref)} names no domain of this mesh (domains: {', '.join(sorted(streams))})"
+    if stream not in streams[dom]:
+        known = ", ".join(sorted(streams[dom])) or "none"
+        return f"domain {shown(dom)} has no product {shown(stream)} (its streams: {known})"
+    return None
+
+
+Edges = dict[str, list[str]]  # consumer stream ref -> the upstream refs it takes data from
+
+
+def _reference_rules(spec: MeshSpec, streams: Streams, f: Findings) -> tuple[Edges, dict[str, Loc]]:
+    """Every upstream names a product of another leaf domain; valid filters and transforms. Returns the graph."""
+    edges: Edges = {}
+    edge_locs: dict[str, Loc] = {}
+    for loc, c in _clusters(spec):
+        for j, cons in enumerate(c.consumes):
+            cloc = (*loc, "consumes", j)
+            if not _well_formed(cons):
+                continue
+            name = cons.stream_name()
+            for r in cons.refs(cloc):
+                if (why := _reference_problem(spec, c.name, r.ref, streams)) is not None:
+                    f.problem(r.loc, why)
+                    continue
+                for what, value in (("filter", r.filter), ("transform", r.transform)):
+                    if value is not None and (bad := subject_problem(value)):
+                        f.problem(r.loc, f"invalid {what} {shown(value)}: {bad}")
+                if name:
+                    edges.setdefault(f"{c.name}/{name}", []).append(r.ref)
+                    edge_locs.setdefault(f"{c.name}/{name}", cloc)
+    return edges, edge_locs
+
+
+def _shared_name_rules(spec: MeshSpec, edges: Edges, edge_locs: dict[str, Loc], f: Findings) -> None:
+    """Shared streams (public or consumed) have names unique across the mesh: cross-account flow control is keyed
+    by the upstream stream's name alone (`$JS.FC.<stream>.>`), so two of one name would collide at the hub."""
+    shared: dict[str, str] = {}  # stream name -> owning domain
+    for loc, c in _clusters(spec):
+        for j, p in enumerate(c.products):
+            if not p.public:
+                continue
+            ploc = (*loc, "products", j)
+            if c.name == spec.hub.name:
+                f.problem(
+                    (*ploc, "public"),
+                    "products of the hub domain cannot be shared with other domains yet (see docs/design/isolation.md)",
+                )
+            elif p.name in shared and shared[p.name] != c.name:
+                f.problem(
+                    (*ploc, "name"),
+                    f"public product {shown(p.name)} has the name of another shared stream; shared streams need names "
+                    "unique across the mesh",
+                )
+            shared.setdefault(p.name, c.name)
+    for consumer, ups in edges.items():
+        for up in ups:
+            dom, _, stream = up.partition("/")
+            first = shared.setdefault(stream, dom)
+            if first != dom:
+                f.problem(
+                    edge_locs[consumer],
+                    f"{shown(up)} and '{first}/{stream}' are both shared; shared streams need names unique across the "
+                    "mesh (NATS keys cross-account flow control by stream name): rename one, or its consumer copy "
+                    "with `as`",
+                )
+
+
+def _cycle_rule(edges: Edges, edge_locs: dict[str, Loc], f: Findings) -> None:
+    cycle = find_cycle(edges)
+    if cycle:
+        f.problem(
+            edge_locs[cycle[0]],
+            f"mirrors and sources form a cycle: {' <- '.join(cycle)}; data would flow in a circle",
+        )
+
+
+def check_rules(spec: MeshSpec, lines: dict[Loc, int]) -> Findings:
+    """Every rule across fields of a document whose shape is valid."""
+    f = Findings(lines)
+    _cluster_rules(spec, f)
+    _topology_rules(spec, f)
+    _namespace_rules(spec, f)
+    streams: Streams = {}
+    _product_rules(spec, streams, f)
+    _consumption_rules(spec, streams, f)
+    edges, edge_locs = _reference_rules(spec, streams, f)
+    _shared_name_rules(spec, edges, edge_locs, f)
+    _cycle_rule(edges, edge_locs, f)
+    return f
+
+
+def _capped(problems: list[str]) -> list[str]:
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return [*problems[:MAX_PROBLEMS], f"... and {len(problems) - MAX_PROBLEMS} more problems"]
+
+
+def validate(text: str, source: str) -> tuple[MeshSpec, list[str]]:
+    """The validated document and its warnings; raise `SpecError` listing every problem."""
+    doc = read_yaml(text, source)
+    if doc.value is None:
+        raise SpecError(source, [EMPTY])
+    if not isinstance(doc.value, dict):
+        raise SpecError(source, [f"(top level): expected a mapping of keys, got {type(doc.value).__name__}"])
+    try:
+        spec = MeshSpec.model_validate(doc.value)
+    except ValidationError as exc:
+        raise SpecError(source, _capped(_pydantic_problems(exc, doc.lines))) from None
+    found = check_rules(spec, doc.lines)
+    if found.problems:
+        raise SpecError(source, _capped(found.problems))
+    return spec, found.warnings

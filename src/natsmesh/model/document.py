@@ -1,0 +1,306 @@
+"""The spec document: pydantic models of what a mesh file may say. Pure.
+
+Only `natsmesh.model.checks` loads this module (and with it pydantic), and only for a spec that is not in the
+validated-spec cache (`natsmesh.local.specfile`), so most commands never load pydantic at all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from natsmesh.model.units import check_duration, parse_duration, parse_size, shown
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+NAME_RULE = "letters, digits, '-' and '_' only (no spaces, dots, '*' or '>'), starting with a letter or digit"
+Loc = tuple[Any, ...]  # a path into the document: keys and list indices
+
+
+def check_name(value: str, what: str = "name") -> str:
+    if not NAME_RE.match(value) or len(value) > 255:
+        raise ValueError(f"invalid {what} {shown(value)}: use {NAME_RULE}")
+    return value
+
+
+def check_path(value: str | None) -> str | None:
+    """VALUE if it can name a file: not empty, no control characters (a NUL cannot be in a path)."""
+    if value is not None and (not value or any(ord(c) < 32 for c in value)):
+        raise ValueError(f"expected a file or directory path, got {shown(value)}")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class PortsSpec(_Strict):
+    """Base ports of one cluster; node i listens on base + i."""
+
+    client: Port
+    cluster: Port | None = None
+    http: Port | None = None
+    leafnode: Port | None = None
+
+
+class PortPlanSpec(_Strict):
+    """Where clusters without explicit `ports` get theirs: cluster k (hub = 0) starts at base + k * block."""
+
+    base: Port = 20000
+    block: Annotated[int, Field(ge=4, le=1000)] | None = None
+
+
+def check_stream_name(value: str) -> str:
+    return check_name(value, "stream name")
+
+
+class LimitsSpec(_Strict):
+    """Retention limits of a product; anything left out is unlimited."""
+
+    max_age: str | int | float | None = None
+    max_bytes: str | int | None = None
+    max_msgs: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("max_age")
+    @classmethod
+    def _age(cls, v: str | int | float | None) -> str | int | float | None:
+        if v is not None and not parse_duration(v) > 0:
+            raise ValueError("expected a positive duration")
+        return v
+
+    @field_validator("max_bytes")
+    @classmethod
+    def _bytes(cls, v: str | int | None) -> str | int | None:
+        if v is not None and not parse_size(v) > 0:
+            raise ValueError("expected a positive size")
+        return v
+
+
+class ProductSpec(_Strict):
+    """A data product: a stream this domain owns, on subjects inside its namespace."""
+
+    name: str
+    subjects: Annotated[list[str], Field(min_length=1)]
+    description: str = ""
+    owner: str = ""
+    tags: list[str] = []
+    limits: LimitsSpec = LimitsSpec()
+    replicas: Annotated[int, Field(ge=1, le=5)] | None = None
+    storage: Literal["file", "memory"] = "file"
+    public: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_stream_name(v)
+
+
+class UpstreamRef(NamedTuple):
+    """One upstream a consumption names: `DOMAIN/STREAM` as written, its filter and transform, where it is."""
+
+    ref: str
+    filter: str | None
+    transform: str | None
+    loc: Loc
+
+
+class SourceRefSpec(_Strict):
+    """One upstream of a source stream: `product: DOMAIN/STREAM`, an optional filter and transform."""
+
+    product: str
+    filter: str | None = None
+    transform: str | None = None
+
+
+class ConsumptionSpec(_Strict):
+    """What a domain takes from another: one product as a mirror (default), or several as sources."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    product: str | None = None
+    products: list[str | SourceRefSpec] | None = None
+    as_: str | None = Field(default=None, alias="as")
+    mode: Literal["mirror", "source"] = "mirror"
+    filter: str | None = None
+    transform: str | None = None
+    subjects: list[str] | None = None
+    description: str = ""
+    replicas: Annotated[int, Field(ge=1, le=5)] | None = None
+    storage: Literal["file", "memory"] = "file"
+
+    @field_validator("as_")
+    @classmethod
+    def _as(cls, v: str | None) -> str | None:
+        return None if v is None else check_stream_name(v)
+
+    def refs(self, loc: Loc = ()) -> list[UpstreamRef]:
+        """Every upstream this consumption names, with the path of each under LOC."""
+        if self.product is not None:
+            return [UpstreamRef(self.product, self.filter, self.transform, (*loc, "product"))]
+        out: list[UpstreamRef] = []
+        for k, item in enumerate(self.products or []):
+            if isinstance(item, str):
+                out.append(UpstreamRef(item, None, None, (*loc, "products", k)))
+            else:
+                out.append(UpstreamRef(item.product, item.filter, item.transform, (*loc, "products", k)))
+        return out
+
+    def stream_name(self) -> str | None:
+        """The name of the stream this consumption makes: `as`, else the one product's name."""
+        if self.as_:
+            return self.as_
+        refs = self.refs()
+        if len(refs) == 1 and "/" in refs[0].ref:
+            return refs[0].ref.split("/", 1)[1]
+        return None
+
+
+class ClusterSpec(_Strict):
+    name: str
+    nodes: Annotated[int, Field(ge=1, le=15)] = 3
+    server_prefix: str | None = None
+    folder: str | None = None
+    ports: PortsSpec | None = None
+    namespace: str | None = None
+    products: list[ProductSpec] = []
+    consumes: list[ConsumptionSpec] = []
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str | None) -> str | None:
+        return None if v is None else check_name(v, "namespace (one subject token)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v, "cluster/domain name")
+
+    @field_validator("server_prefix")
+    @classmethod
+    def _prefix(cls, v: str | None) -> str | None:
+        return None if v is None else check_name(v, "server prefix")
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, v: str | None) -> str | None:
+        return None if v is None else check_name(v, "folder name")
+
+
+class HubSpec(ClusterSpec):
+    name: str = "hub"
+
+
+class UserSpec(_Strict):
+    user: str
+    password: Annotated[str, Field(min_length=1)]
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        return check_name(v, "user name")
+
+
+class CredentialsSpec(_Strict):
+    """Fixed credentials. Anything left out is generated per mesh and stored owner-readable only."""
+
+    system: UserSpec | None = None
+    data: UserSpec | None = None
+
+
+class JetStreamSpec(_Strict):
+    max_memory: str | int = "64MiB"
+    max_file: str | int = "1GiB"
+    # How often stores are fsynced: None keeps the server's default (2 min: acknowledged writes can be lost on
+    # power loss, not on a process crash); "always" fsyncs every write (safe, far slower); or a duration.
+    sync_interval: str | None = None
+
+    @field_validator("sync_interval")
+    @classmethod
+    def _sync(cls, v: str | None) -> str | None:
+        return v if v is None or v == "always" else check_duration(v, "10s or 2m (or 'always')")
+
+    @field_validator("max_memory", "max_file")
+    @classmethod
+    def _size(cls, v: str | int) -> str | int:
+        if parse_size(v) <= 0:
+            raise ValueError("expected a positive size")
+        return v
+
+
+class LeafnodeSpec(_Strict):
+    reconnect: str = "250ms"
+    # Whether leaf servers also link their system account to the hub, so one system request at the hub reaches
+    # every server (the seed's way). That bridge's cost grows with the square of the mesh; without it natsmesh
+    # asks each cluster's servers directly. auto: bridged up to BRIDGE_AUTO_MAX leaf domains.
+    system_bridge: Literal["auto"] | bool = "auto"  # YAML reads on/off as true/false
+
+    @field_validator("reconnect")
+    @classmethod
+    def _dur(cls, v: str) -> str:
+        return check_duration(v, "250ms or 1s", "ms|s")
+
+
+class PingSpec(_Strict):
+    """Liveness of every connection: a peer silent for interval x max_out is dropped (half-open links too)."""
+
+    interval: str = "4s"
+    max_out: Annotated[int, Field(ge=1, le=10)] = 3
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: str) -> str:
+        return check_duration(v, "5s")
+
+
+class TLSSpec(_Strict):
+    """TLS on every link (clients, routes, leafnodes) with a mesh-local CA that natsmesh generates."""
+
+    enabled: bool = False
+    dir: str | None = None
+
+    @field_validator("dir")
+    @classmethod
+    def _dir(cls, v: str | None) -> str | None:
+        return check_path(v)
+
+
+class MeshSpec(_Strict):
+    """The document as written: everything optional has the seed's or a safe default."""
+
+    name: str = "natsmesh"
+    server: str | None = None
+    host: str = "127.0.0.1"
+    data_dir: str | None = None
+    ports: PortPlanSpec = PortPlanSpec()
+    hub: HubSpec = HubSpec()
+    domains: list[ClusterSpec] = []
+    credentials: CredentialsSpec = CredentialsSpec()
+    jetstream: JetStreamSpec = JetStreamSpec()
+    leafnodes: LeafnodeSpec = LeafnodeSpec()
+    tls: TLSSpec = TLSSpec()
+    pings: PingSpec = PingSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v, "mesh name")
+
+    @field_validator("server", "data_dir")
+    @classmethod
+    def _paths(cls, v: str | None) -> str | None:
+        return check_path(v)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", v):
+                raise ValueError(f"expected an IP address or host name, got {shown(v)}") from None
+        return v

@@ -1,0 +1,246 @@
+"""The mesh as typed data: the resolved topology and products every other module takes. Pure.
+
+`parse_mesh` turns a spec's text into a `Mesh`: `natsmesh.model.checks` validates it (pydantic, with messages
+that name the file, the path into the document, its line and what was expected), `natsmesh.model.topology`
+gives every node its name and ports. The result is plain frozen dataclasses, which `to_json`/`from_json` keep
+for the validated-spec cache (`natsmesh.local.specfile`), so that commands acting on a mesh start without
+loading pydantic at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from natsmesh.model.products import Consumption, Product, SourceRef
+from natsmesh.model.topology import Cluster, Node, resolve_clusters
+from natsmesh.model.units import parse_duration, parse_size
+
+if TYPE_CHECKING:
+    from natsmesh.model.document import MeshSpec
+
+BRIDGE_AUTO_MAX = 20  # leaf domains up to which `leafnodes.system_bridge: auto` bridges the system account
+
+
+@dataclass(frozen=True)
+class Mesh:
+    """The resolved mesh: what render, run and observe take."""
+
+    name: str
+    host: str
+    hub: Cluster
+    domains: tuple[Cluster, ...]
+    source: str
+    base_dir: Path
+    data_dir_setting: str | None = None
+    server: str | None = None
+    max_memory: int = 64 * 1024**2
+    max_file: int = 1024**3
+    leafnode_reconnect: str = "250ms"
+    sync_interval: str | None = None
+    ping_interval: str = "4s"
+    ping_max: int = 3
+    system_bridge: bool = True  # leaf servers link their system account to the hub too
+    fixed_system: tuple[str, str] | None = None
+    fixed_data: tuple[str, str] | None = None
+    warnings: tuple[str, ...] = ()
+    tls: bool = False
+    tls_dir_setting: str | None = None
+    namespaces: tuple[tuple[str, str], ...] = ()  # (domain, subject namespace)
+    products: tuple[Product, ...] = ()
+    consumptions: tuple[Consumption, ...] = ()
+    document: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        raw = self.data_dir_setting or f".natsmesh/{self.name}"
+        p = Path(raw).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def tls_dir(self) -> Path:
+        """Where the mesh's CA and certificates live (default `<data_dir>/tls`)."""
+        if not self.tls_dir_setting:
+            return self.data_dir / "tls"
+        p = Path(self.tls_dir_setting).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def scheme(self) -> str:
+        """URL scheme clients use: `tls` when the mesh requires TLS, else `nats`."""
+        return "tls" if self.tls else "nats"
+
+    @property
+    def clusters(self) -> tuple[Cluster, ...]:
+        return (self.hub, *self.domains)
+
+    def nodes(self) -> list[Node]:
+        return [n for c in self.clusters for n in c.nodes]
+
+    @cached_property
+    def _cluster_by_node(self) -> dict[str, Cluster]:
+        return {n.name: c for c in self.clusters for n in c.nodes}
+
+    def cluster_of(self, node: str) -> Cluster:
+        return self._cluster_by_node[node]
+
+    def domain(self, name: str) -> Cluster:
+        """The cluster of domain NAME; raises KeyError."""
+        for c in self.clusters:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def describe(self) -> dict[str, Any]:
+        """The topology as `natsmesh validate --json` prints it."""
+        return {
+            "mesh": self.name,
+            "source": self.source,
+            "data_dir": str(self.data_dir),
+            "warnings": list(self.warnings),
+            "clusters": [
+                {
+                    "name": c.name,
+                    "domain": c.domain,
+                    "hub": c.is_hub,
+                    "folder": c.folder,
+                    "nodes": [{"name": n.name, **n.ports()} for n in c.nodes],
+                }
+                for c in self.clusters
+            ],
+        }
+
+    def namespace(self, domain: str) -> str:
+        """The first subject token every subject of DOMAIN's products starts with."""
+        return dict(self.namespaces).get(domain, domain)
+
+    def product(self, ref: str) -> Product:
+        """The product `DOMAIN/NAME`; raises KeyError."""
+        for p in self.products:
+            if p.ref == ref:
+                return p
+        raise KeyError(ref)
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything but where it was read from: the validated-spec cache's entry."""
+        out = asdict(self)
+        out.pop("source")
+        out.pop("base_dir")
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str, base_dir: Path) -> Mesh:
+        def cluster(c: dict[str, Any]) -> Cluster:
+            return Cluster(c["name"], c["folder"], c["is_hub"], tuple(Node(**n) for n in c["nodes"]))
+
+        d = dict(data)
+        d["hub"] = cluster(d["hub"])
+        d["domains"] = tuple(cluster(c) for c in d["domains"])
+        d["warnings"] = tuple(d["warnings"])
+        d["namespaces"] = tuple(tuple(x) for x in d["namespaces"])
+        d["products"] = tuple(
+            Product(**(p | {"subjects": tuple(p["subjects"]), "tags": tuple(p["tags"])})) for p in d["products"]
+        )
+        d["consumptions"] = tuple(
+            Consumption(
+                **(
+                    c
+                    | {
+                        "sources": tuple(SourceRef(**x) for x in c["sources"]),
+                        "subjects": tuple(c["subjects"]),
+                    }
+                )
+            )
+            for c in d["consumptions"]
+        )
+        for key in ("fixed_system", "fixed_data"):
+            d[key] = tuple(d[key]) if d[key] else None
+        return cls(source=source, base_dir=base_dir, **d)
+
+
+def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str]) -> Mesh:
+    clusters = resolve_clusters(spec.hub, spec.domains, spec.ports.base, spec.ports.block)
+    products, consumptions = resolve_products(spec)
+    creds = spec.credentials
+    return Mesh(
+        name=spec.name,
+        host=spec.host,
+        hub=clusters[0],
+        domains=clusters[1:],
+        source=source,
+        base_dir=base_dir,
+        data_dir_setting=spec.data_dir,
+        server=spec.server,
+        max_memory=parse_size(spec.jetstream.max_memory),
+        max_file=parse_size(spec.jetstream.max_file),
+        leafnode_reconnect=spec.leafnodes.reconnect,
+        sync_interval=spec.jetstream.sync_interval,
+        ping_interval=spec.pings.interval,
+        ping_max=spec.pings.max_out,
+        system_bridge=spec.leafnodes.system_bridge is True
+        or (spec.leafnodes.system_bridge == "auto" and len(spec.domains) <= BRIDGE_AUTO_MAX),
+        fixed_system=(creds.system.user, creds.system.password) if creds.system else None,
+        fixed_data=(creds.data.user, creds.data.password) if creds.data else None,
+        warnings=tuple(warnings),
+        tls=spec.tls.enabled,
+        namespaces=tuple((c.name, c.namespace or c.name) for c in (spec.hub, *spec.domains)),
+        tls_dir_setting=spec.tls.dir,
+        products=products,
+        consumptions=consumptions,
+        document=spec.model_dump(mode="json", exclude_none=True),
+    )
+
+
+def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consumption, ...]]:
+    """The products and consumptions of a validated document."""
+    products: list[Product] = []
+    consumptions: list[Consumption] = []
+    for c in (spec.hub, *spec.domains):
+        default_replicas = min(c.nodes, 3)
+        for p in c.products:
+            products.append(
+                Product(
+                    domain=c.name,
+                    name=p.name,
+                    subjects=tuple(p.subjects),
+                    description=p.description,
+                    owner=p.owner,
+                    tags=tuple(p.tags),
+                    max_age=parse_duration(p.limits.max_age) if p.limits.max_age is not None else 0.0,
+                    max_bytes=parse_size(p.limits.max_bytes) if p.limits.max_bytes is not None else -1,
+                    max_msgs=p.limits.max_msgs or -1,
+                    replicas=p.replicas or default_replicas,
+                    storage=p.storage,
+                    public=p.public,
+                )
+            )
+        for cons in c.consumes:
+            sources = tuple(
+                SourceRef(
+                    domain=r.ref.split("/", 1)[0], stream=r.ref.split("/", 1)[1], filter=r.filter, transform=r.transform
+                )
+                for r in cons.refs()
+            )
+            consumptions.append(
+                Consumption(
+                    domain=c.name,
+                    stream=cons.stream_name() or "",
+                    mode=cons.mode,
+                    sources=sources,
+                    replicas=cons.replicas or default_replicas,
+                    storage=cons.storage,
+                    description=cons.description,
+                    subjects=tuple(cons.subjects or ()),
+                )
+            )
+    return tuple(products), tuple(consumptions)
+
+
+def parse_mesh(text: str, source: str, base_dir: Path) -> Mesh:
+    """Validate a YAML document into a `Mesh`; raise `SpecError` listing every problem."""
+    from natsmesh.model.checks import validate  # loads pydantic
+
+    spec, warnings = validate(text, source)
+    return _from_spec(spec, source, base_dir, warnings)

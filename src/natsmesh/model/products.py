@@ -1,0 +1,166 @@
+"""Data products and consumptions: the data-mesh half of the model. Pure.
+
+A *product* is a stream owned by one domain, on subjects inside that domain's namespace. A *consumption* is a
+stream in another domain (or the hub) that takes one product as a **mirror** (an exact copy that keeps the
+product's sequence numbers) or one or more streams as **sources** (optionally filtered and transformed), through
+the hub, by addressing the owning domain's JetStream API (`$JS.<domain>.API`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MANAGED_KEY = "natsmesh.managed"
+MESH_KEY = "natsmesh.mesh"
+KIND_KEY = "natsmesh.kind"
+CATALOG_BUCKET = "natsmesh_catalog"
+DELIVER_PREFIX = "_MESH.DLV"
+
+
+@dataclass(frozen=True)
+class Product:
+    """A stream owned by DOMAIN on SUBJECTS inside the domain's namespace."""
+
+    domain: str
+    name: str
+    subjects: tuple[str, ...]
+    description: str = ""
+    owner: str = ""
+    tags: tuple[str, ...] = ()
+    max_age: float = 0.0  # seconds; 0 = unlimited
+    max_bytes: int = -1
+    max_msgs: int = -1
+    replicas: int = 1
+    storage: Literal["file", "memory"] = "file"
+    public: bool = False  # readable by every domain without a declared consumption
+
+    @property
+    def ref(self) -> str:
+        return f"{self.domain}/{self.name}"
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """One upstream stream of a consumption: `domain/stream`, with an optional filter and transform."""
+
+    domain: str
+    stream: str
+    filter: str | None = None
+    transform: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.domain}/{self.stream}"
+
+
+@dataclass(frozen=True)
+class Consumption:
+    """A stream STREAM in DOMAIN that mirrors one upstream stream or gathers several as sources."""
+
+    domain: str
+    stream: str
+    mode: Literal["mirror", "source"]
+    sources: tuple[SourceRef, ...]
+    replicas: int = 1
+    storage: Literal["file", "memory"] = "file"
+    description: str = ""
+    subjects: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.domain}/{self.stream}"
+
+    @property
+    def nudge(self) -> str | None:
+        """How a stalled copy is restarted through the API: "stepdown" (more than one replica: a new leader
+        starts fresh), "readd" (one replica, several sources: remove and re-add the stalled one), or None (a
+        single-replica mirror or single source: nats-server offers nothing; only its own retry, or not losing
+        the first request, helps)."""
+        if self.replicas > 1:
+            return "stepdown"
+        if self.mode == "source" and len(self.sources) > 1:
+            return "readd"
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Subjects
+
+
+def subject_problem(subject: str) -> str | None:
+    """Why SUBJECT is not a valid NATS subject (pattern), or None."""
+    if not subject or subject != subject.strip() or any(c.isspace() for c in subject):
+        return "a subject may not be empty or contain spaces"
+    tokens = subject.split(".")
+    for i, tok in enumerate(tokens):
+        if not tok:
+            return "a subject may not have empty tokens (leading, trailing or double dots)"
+        if ">" in tok and (tok != ">" or i != len(tokens) - 1):
+            return "'>' may only be a whole last token"
+        if "*" in tok and tok != "*":
+            return "'*' may only be a whole token"
+    return None
+
+
+def in_namespace(subject: str, namespace: str) -> bool:
+    """True if every subject SUBJECT can match starts with the token NAMESPACE."""
+    head = subject.split(".", 1)[0]
+    return head == namespace and "." in subject
+
+
+def subjects_overlap(a: str, b: str) -> bool:
+    """True if some literal subject matches both patterns A and B."""
+    ta, tb = a.split("."), b.split(".")
+    for i in range(max(len(ta), len(tb))):
+        x = ta[i] if i < len(ta) else None
+        y = tb[i] if i < len(tb) else None
+        if x == ">" or y == ">":
+            return x is not None and y is not None
+        if x is None or y is None:
+            return False
+        if x != y and x != "*" and y != "*":
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The graph of streams
+
+
+def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
+    """A cycle in the directed graph EDGES (node -> the nodes it takes data from), as a path, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in edges.get(node, []):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if state.get(nxt) is None and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if state.get(node) is None and (found := visit(node)):
+            return found
+    return None
+
+
+def deliver_subject(owner: str, consumer: str, stream: str) -> str:
+    """Where OWNER's consumer for CONSUMER's copy of STREAM delivers: a subject space only CONSUMER imports."""
+    return f"{DELIVER_PREFIX}.{owner}.{consumer}.{stream}"
+
+
+def shares(consumptions: tuple[Consumption, ...]) -> list[tuple[str, str, str]]:
+    """(owner domain, stream, consumer domain) for every declared consumption, each once."""
+    return sorted({(s.domain, s.stream, c.domain) for c in consumptions for s in c.sources})
+
+
+def lineage_edges(consumptions: tuple[Consumption, ...]) -> list[tuple[str, str, str]]:
+    """(upstream ref, downstream ref, how) for every consumption: how is `mirror` or `source`."""
+    return [(s.ref, c.ref, c.mode) for c in consumptions for s in c.sources]

@@ -1,0 +1,150 @@
+"""The topology: clusters and nodes with concrete names and ports, and the one port plan they come from. Pure.
+
+A cluster that names no ports gets a block of the plan: cluster k (the hub is 0) owns `block` ports from
+`base + k * block`, in the order client, route, http and (hub only) leafnode, one of each per node. Templates
+(`natsmesh.model.templates`), tests and benchmarks write ports with the same `plan_ports`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+HUB_FOLDER_SUFFIX = "-cluster"
+ROUTE_OFFSET, HTTP_OFFSET, LEAF_OFFSET = 2000, 4000, 3200  # explicit ports: where the ones left out go
+
+
+@dataclass(frozen=True)
+class Node:
+    """One nats-server process."""
+
+    name: str
+    cluster: str
+    index: int
+    client_port: int
+    cluster_port: int | None
+    http_port: int
+    leafnode_port: int | None
+
+    def ports(self) -> dict[str, int]:
+        out = {"client": self.client_port, "http": self.http_port}
+        if self.cluster_port is not None:
+            out["cluster"] = self.cluster_port
+        if self.leafnode_port is not None:
+            out["leafnode"] = self.leafnode_port
+        return out
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A cluster of nodes that is also one JetStream domain: the hub or a team's leaf cluster."""
+
+    name: str
+    folder: str
+    is_hub: bool
+    nodes: tuple[Node, ...]
+
+    @property
+    def domain(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class BasePorts:
+    """The first port of each kind of a cluster; node i listens on base + i."""
+
+    client: int
+    cluster: int
+    http: int
+    leafnode: int | None
+
+    def as_spec(self) -> dict[str, int]:
+        """The `ports:` mapping a spec writes for these."""
+        out = {"client": self.client, "cluster": self.cluster, "http": self.http}
+        if self.leafnode is not None:
+            out["leafnode"] = self.leafnode
+        return out
+
+
+class PortsShape(Protocol):
+    """Explicit base ports as a spec document gives them (`natsmesh.model.document.PortsSpec`)."""
+
+    @property
+    def client(self) -> int: ...
+    @property
+    def cluster(self) -> int | None: ...
+    @property
+    def http(self) -> int | None: ...
+    @property
+    def leafnode(self) -> int | None: ...
+
+
+class ClusterShape(Protocol):
+    """What resolving needs of one cluster of a spec document (`natsmesh.model.document.ClusterSpec`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def nodes(self) -> int: ...
+    @property
+    def server_prefix(self) -> str | None: ...
+    @property
+    def folder(self) -> str | None: ...
+    @property
+    def ports(self) -> PortsShape | None: ...
+
+
+def block_size(nodes: int) -> int:
+    """Ports a cluster takes in the plan: 4 per node (client, route, http, leafnode), rounded up to tens."""
+    return max(10, -(-4 * nodes // 10) * 10)
+
+
+def plan_ports(base: int, block: int, k: int, nodes: int, is_hub: bool) -> BasePorts:
+    """The base ports of cluster K (the hub is 0) of NODES nodes in the plan starting at BASE."""
+    start = base + k * block
+    return BasePorts(start, start + nodes, start + 2 * nodes, start + 3 * nodes if is_hub else None)
+
+
+def explicit_ports(p: PortsShape, is_hub: bool) -> BasePorts:
+    """Base ports a spec names; the ones it leaves out follow the client port (the seed's offsets)."""
+    leaf = p.leafnode if p.leafnode is not None else (p.client + LEAF_OFFSET if is_hub else None)
+    return BasePorts(
+        p.client,
+        p.cluster if p.cluster is not None else p.client + ROUTE_OFFSET,
+        p.http if p.http is not None else p.client + HTTP_OFFSET,
+        leaf if is_hub else None,
+    )
+
+
+def default_folder(name: str, is_hub: bool) -> str:
+    """The seed's folder names: `hub-cluster`, and `leaf-cluster-a` for domain `leaf-domain-a`."""
+    if not is_hub and name.startswith("leaf-domain-"):
+        return "leaf-cluster-" + name.removeprefix("leaf-domain-")
+    return name + HUB_FOLDER_SUFFIX if is_hub else name
+
+
+def resolve_clusters(
+    hub: ClusterShape, domains: Sequence[ClusterShape], base: int, block: int | None = None
+) -> tuple[Cluster, ...]:
+    """Concrete node names and ports for every cluster (hub first); BLOCK defaults to the largest one needs."""
+    shapes: list[tuple[ClusterShape, bool]] = [(hub, True), *((d, False) for d in domains)]
+    block = block or max(block_size(c.nodes) for c, _ in shapes)
+    out = []
+    for k, (c, is_hub) in enumerate(shapes):
+        ports = explicit_ports(c.ports, is_hub) if c.ports is not None else plan_ports(base, block, k, c.nodes, is_hub)
+        prefix = c.server_prefix or ("hub-server" if is_hub else c.name)
+        nodes = tuple(
+            Node(
+                name=f"{prefix}-{i}",
+                cluster=c.name,
+                index=i,
+                client_port=ports.client + i,
+                cluster_port=(ports.cluster + i) if c.nodes > 1 else None,
+                http_port=ports.http + i,
+                leafnode_port=(ports.leafnode + i) if ports.leafnode is not None else None,
+            )
+            for i in range(c.nodes)
+        )
+        out.append(Cluster(name=c.name, folder=c.folder or default_folder(c.name, is_hub), is_hub=is_hub, nodes=nodes))
+    return tuple(out)

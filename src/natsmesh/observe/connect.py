@@ -1,0 +1,121 @@
+"""Reaching the mesh: the URLs of its accounts and one way to connect to them (monitoring endpoints are
+`natsmesh.observe.monitor`).
+
+Every connection natsmesh opens goes through `connect`, so a mesh that is not up is always reported the same
+way: what could not be reached, where, why, and what to check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Self
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from natsmesh.errors import NotRunningError, UnknownDomainError
+from natsmesh.local.certs import client_context
+from natsmesh.local.secrets import load_credentials
+from natsmesh.model.identities import Credentials, user_url
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.topology import Cluster
+
+
+def system_urls(mesh: Mesh, creds: Credentials, cluster: Cluster | None = None) -> list[str]:
+    """System-account URLs at every server of CLUSTER (default: the hub); nats-py tries them in turn."""
+    nodes = (cluster or mesh.hub).nodes
+    return [user_url(mesh.scheme, *creds.system(), mesh.host, n.client_port) for n in nodes]
+
+
+def data_urls(mesh: Mesh, creds: Credentials, domain: str) -> list[str]:
+    """Data-account URLs at every server of DOMAIN's own cluster."""
+    nodes = cluster_of(mesh, domain).nodes
+    return [user_url(mesh.scheme, *creds.client(domain), mesh.host, n.client_port) for n in nodes]
+
+
+def cluster_of(mesh: Mesh, domain: str) -> Cluster:
+    """The cluster of DOMAIN; `UnknownDomainError` naming the mesh's domains."""
+    try:
+        return mesh.domain(domain)
+    except KeyError:
+        known = ", ".join(c.name for c in mesh.clusters)
+        raise UnknownDomainError(f"mesh {mesh.name!r} has no domain {domain!r} (domains: {known})") from None
+
+
+async def connect(mesh: Mesh, servers: list[str], cluster: Cluster, what: str, **options: Any) -> Client:
+    """A connection to one of SERVERS (of CLUSTER) or `NotRunningError` saying that WHAT could not be reached."""
+    try:
+        return await nats.connect(servers=servers, tls=client_context(mesh), **options)
+    except Exception as exc:  # nats-py raises several kinds; all mean "not reachable"
+        ports = ", ".join(str(n.client_port) for n in cluster.nodes)
+        raise NotRunningError(
+            f"cannot reach {what} of mesh {mesh.name!r} ({mesh.host}:{ports}): {exc or type(exc).__name__}; "
+            "is it up (`natsmesh status`)?"
+        ) from None
+
+
+async def connect_system(
+    mesh: Mesh, creds: Credentials, timeout: float = 2.0, cluster: Cluster | None = None
+) -> Client:
+    """A system-account connection at CLUSTER (default: the hub), for one round of requests."""
+    cluster = cluster or mesh.hub
+    where = "its hub" if cluster is mesh.hub else f"cluster {cluster.name}"
+    return await connect(
+        mesh,
+        system_urls(mesh, creds, cluster),
+        cluster,
+        f"the system account at {where}",
+        connect_timeout=timeout,
+        allow_reconnect=False,
+        max_reconnect_attempts=0,
+        name="natsmesh-observe",
+    )
+
+
+async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str = "natsmesh") -> Client:
+    """A data-account connection to DOMAIN's own servers (it fails over among them)."""
+    cluster = cluster_of(mesh, domain)
+    return await connect(
+        mesh,
+        data_urls(mesh, creds, domain),
+        cluster,
+        f"domain {domain!r}",
+        name=f"{name}@{domain}",
+        connect_timeout=2,
+        max_reconnect_attempts=5,
+        reconnect_time_wait=0.2,
+        # A frozen server (stopped, half-open link) is left within 16 s, as the servers do, not nats-py's 4 min.
+        ping_interval=4,
+        max_outstanding_pings=3,
+    )
+
+
+class Connections:
+    """Data-account connections to the mesh's domains, opened on demand and closed together."""
+
+    def __init__(self, mesh: Mesh, creds: Credentials | None = None, name: str = "natsmesh") -> None:
+        self.mesh = mesh
+        self.creds = creds or load_credentials(mesh, create=False)
+        self.name = name
+        self._conns: dict[str, Client] = {}
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for nc in self._conns.values():
+            with contextlib.suppress(Exception):
+                await nc.close()
+        self._conns.clear()
+
+    async def connection(self, domain: str) -> Client:
+        if domain not in self._conns or self._conns[domain].is_closed:
+            self._conns[domain] = await connect_domain(self.mesh, self.creds, domain, self.name)
+        return self._conns[domain]
+
+    async def jetstream(self, domain: str, **kw: Any) -> JetStreamContext:
+        return (await self.connection(domain)).jetstream(**kw)

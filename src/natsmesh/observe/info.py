@@ -1,0 +1,58 @@
+"""Where clients connect: the system URL at the hub and a data-account URL per domain, for scripts and tools."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from natsmesh.local.certs import paths as cert_paths
+from natsmesh.local.secrets import load_credentials
+from natsmesh.model.identities import Credentials
+from natsmesh.model.mesh import Mesh
+from natsmesh.observe.connect import data_urls, system_urls
+
+
+def mesh_info(mesh: Mesh, creds: Credentials | None = None) -> dict[str, Any]:
+    """`{"system": {"url"}, "domains": {name: {"url", "servers"}}}`: the shape `natsmesh info --json` prints.
+    Without CREDS the mesh's own (generated and stored first if missing)."""
+    creds = creds or load_credentials(mesh)
+    domains: dict[str, Any] = {}
+    for cluster in mesh.clusters:
+        servers = data_urls(mesh, creds, cluster.name)
+        domains[cluster.domain] = {
+            "url": servers[0],
+            "servers": servers,
+            "cluster": cluster.name,
+            "hub": cluster.is_hub,
+            "jetstream_api": f"$JS.{cluster.domain}.API",
+            "monitoring": [f"http://{mesh.host}:{n.http_port}" for n in cluster.nodes],
+        }
+    system = system_urls(mesh, creds)
+    return {
+        "mesh": mesh.name,
+        "data_dir": str(mesh.data_dir),
+        "system": {"url": system[0], "servers": system},
+        **({"tls": {"ca_file": str(cert_paths(mesh).ca)}} if mesh.tls else {}),
+        "domains": domains,
+    }
+
+
+def write_nats_contexts(mesh: Mesh, directory: Path, creds: Credentials | None = None) -> list[Path]:
+    """natscli context files (`nats --context NAME`): `<mesh>-system` and `<mesh>-<domain>` per domain."""
+    directory.mkdir(parents=True, exist_ok=True)
+    info = mesh_info(mesh, creds)
+    written = []
+    entries = [(f"{mesh.name}-system", info["system"]["servers"], "system account at the hub", None)]
+    entries += [
+        (f"{mesh.name}-{d}", v["servers"], f"data account in domain {d}", d) for d, v in info["domains"].items()
+    ]
+    for name, urls, desc, domain in entries:
+        path = directory / f"{name}.json"
+        doc = {"description": f"natsmesh {mesh.name}: {desc}", "url": ",".join(urls)}
+        if domain:
+            doc["jetstream_domain"] = domain
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        path.chmod(0o600)
+        written.append(path)
+    return written

@@ -1,0 +1,56 @@
+"""Every stream of a domain, completely.
+
+`STREAM.LIST` in a clustered domain answers with what the stream leaders reported in time and names the rest
+under `missing`; nats-py's `streams_info` drops that list (and reads one page only), so a stream that exists can
+look absent. Here every page is read and each missing stream is asked for on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats.errors
+from nats.aio.client import Client
+from nats.js.api import StreamInfo
+from nats.js.errors import NotFoundError
+
+from natsmesh.errors import StreamListError
+
+API = "$JS.API"  # a connection to the domain's own servers
+
+
+async def list_streams(nc: Client, timeout: float = 10.0) -> dict[str, StreamInfo]:
+    """Name -> info of every stream in the account NC is connected to (its domain's JetStream).
+    `StreamListError` if a stream neither listed nor answered on its own (the plan
+    must not take it for absent). A server waits up to 4 s for its streams' leaders, hence the TIMEOUT."""
+    found: dict[str, StreamInfo] = {}
+    missing: list[str] = []
+    offset = 0
+    while True:
+        try:
+            msg = await nc.request(f"{API}.STREAM.LIST", json.dumps({"offset": offset}).encode(), timeout=timeout)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            raise StreamListError(f"the domain's JetStream did not list its streams: {exc}") from None
+        resp = json.loads(msg.data)
+        if "error" in resp:
+            raise StreamListError(f"listing streams: {resp['error'].get('description', resp['error'])}")
+        page = resp.get("streams") or []
+        for raw in page:
+            info = StreamInfo.from_response(raw)
+            found[info.config.name or ""] = info
+        missing += resp.get("missing") or []
+        offset += int(resp.get("limit") or 256)
+        if offset >= int(resp.get("total") or 0):
+            break
+    # A stream whose every peer is offline is listed with its config *and* named missing; ask only for the rest.
+    missing = [n for n in dict.fromkeys(missing) if n not in found]
+    js = nc.jetstream()
+    infos = await asyncio.gather(*(js.stream_info(n) for n in missing), return_exceptions=True)
+    for name, info in zip(missing, infos, strict=True):
+        if isinstance(info, NotFoundError):
+            continue  # deleted meanwhile
+        if isinstance(info, BaseException):
+            raise StreamListError(f"stream {name!r} did not answer: {type(info).__name__}: {info}")
+        found[name] = info
+    return found

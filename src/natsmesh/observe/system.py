@@ -1,0 +1,152 @@
+"""Reading the running mesh through the system account: one request, many replies.
+
+A `$SYS.REQ.SERVER.PING.*` request at a hub server reaches every server whose system account is bridged over
+its leaf links (`leafnodes.system_bridge`); without the bridge the same request goes to each cluster at once.
+`ping` collects replies until every expected server has answered, or a bounded wait ends, and says which
+servers stayed silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from natsmesh.errors import NotRunningError
+from natsmesh.model.identities import Credentials
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.topology import Cluster
+from natsmesh.observe.connect import connect_system
+from natsmesh.observe.wire import ServerReply, server_reply
+
+T = TypeVar("T")
+
+# What each report asks: the STATSZ ping has no suffix.
+SUBJECTS = {
+    "STATSZ": "$SYS.REQ.SERVER.PING",
+    "JSZ": "$SYS.REQ.SERVER.PING.JSZ",
+    "VARZ": "$SYS.REQ.SERVER.PING.VARZ",
+    "LEAFZ": "$SYS.REQ.SERVER.PING.LEAFZ",
+    "HEALTHZ": "$SYS.REQ.SERVER.PING.HEALTHZ",
+}
+
+
+@dataclass
+class Replies(Generic[T]):
+    """Replies to one system ping, keyed by server name, each typed by its kind (`natsmesh.observe.wire`)."""
+
+    kind: str
+    replies: dict[str, ServerReply[T]] = field(default_factory=dict)
+    rtt: dict[str, float] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def data(self, name: str) -> T | None:
+        """What server NAME said, or None if it did not answer."""
+        reply = self.replies.get(name)
+        return reply.data if reply is not None else None
+
+
+async def ping(
+    nc: Client,
+    kind: str,
+    expected: set[str],
+    timeout: float = 3.0,
+    body: dict[str, Any] | None = None,
+) -> Replies[Any]:
+    """Send one system ping; return as soon as every EXPECTED server answered, or after TIMEOUT."""
+    out: Replies[Any] = Replies(kind=kind)
+    done = asyncio.Event()
+    start = time.monotonic()
+
+    async def on_reply(msg: Msg) -> None:
+        reply = server_reply(kind, msg.data)
+        if reply is None:
+            return
+        name = reply.server.name
+        out.replies[name] = reply
+        out.rtt[name] = time.monotonic() - start
+        if expected <= out.replies.keys():
+            done.set()
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=on_reply)
+    await nc.publish(SUBJECTS[kind], json.dumps(body or {}).encode(), reply=inbox)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), timeout)
+    await sub.unsubscribe()
+    out.seconds = time.monotonic() - start
+    out.missing = sorted(expected - out.replies.keys())
+    return out
+
+
+async def collect(
+    mesh: Mesh,
+    creds: Credentials,
+    kinds: list[str],
+    timeout: float = 3.0,
+    body: dict[str, Any] | None = None,
+    expected: set[str] | None = None,
+) -> dict[str, Replies[Any]]:
+    """Several pings at once; EXPECTED defaults to every server of the mesh.
+
+    With the system account bridged, over one connection at the hub; otherwise over one connection per
+    cluster, all in parallel, each ping expecting only that cluster's servers (a cluster that cannot be
+    reached shows up as missing servers, not as a failure, unless none can be)."""
+    if expected is None:
+        expected = {n.name for n in mesh.nodes()}
+    if mesh.system_bridge:
+        nc = await connect_system(mesh, creds, timeout=min(timeout, 2.0))
+        try:
+            results = await asyncio.gather(*(ping(nc, k, expected, timeout, body) for k in kinds))
+        finally:
+            await nc.close()
+        return dict(zip(kinds, results, strict=True))
+    clusters = [c for c in mesh.clusters if any(n.name in expected for n in c.nodes)]
+    errors: list[str] = []
+
+    async def one(cluster: Cluster) -> list[Replies[Any]]:
+        want = {n.name for n in cluster.nodes} & expected
+        try:
+            nc = await connect_system(mesh, creds, timeout=min(timeout, 2.0), cluster=cluster)
+        except NotRunningError as exc:
+            errors.append(str(exc))
+            return [Replies(kind=k, missing=sorted(want)) for k in kinds]
+        try:
+            return list(await asyncio.gather(*(ping(nc, k, want, timeout, body) for k in kinds)))
+        finally:
+            await nc.close()
+
+    parts = await asyncio.gather(*(one(c) for c in clusters))
+    if clusters and len(errors) == len(clusters):
+        raise NotRunningError(errors[0])
+    unknown = sorted(expected - {n.name for n in mesh.nodes()})  # expected, but in no cluster to ask
+    out = {}
+    for i, kind in enumerate(kinds):
+        merged: Replies[Any] = Replies(kind=kind, missing=list(unknown))
+        for part in parts:
+            r = part[i]
+            merged.replies.update(r.replies)
+            merged.rtt.update(r.rtt)
+            merged.missing += r.missing
+            merged.seconds = max(merged.seconds, r.seconds)
+        merged.missing.sort()
+        out[kind] = merged
+    return out
+
+
+def collect_sync(
+    mesh: Mesh,
+    creds: Credentials,
+    kinds: list[str],
+    timeout: float = 3.0,
+    body: dict[str, Any] | None = None,
+    expected: set[str] | None = None,
+) -> dict[str, Replies[Any]]:
+    return asyncio.run(collect(mesh, creds, kinds, timeout, body, expected))

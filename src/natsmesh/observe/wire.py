@@ -1,0 +1,293 @@
+"""Typed mirrors of what the servers answer: monitoring endpoints and system-account replies. Pure.
+
+Server JSON becomes these frozen dataclasses here, once, at the edge (as nats.py's `nats.js.api` does for the
+JetStream API; its `ClusterInfo` lacks the peer ids and cluster size JSZ carries, hence `MetaCluster`).
+Unknown fields are ignored and missing ones take a neutral default, so a newer or older server still parses;
+nothing above this module reads a server's raw JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from natsmesh.model.units import go_duration, parse_iso
+
+T = TypeVar("T")
+Doc = dict[str, Any]
+
+
+def _doc(value: Any) -> Doc:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _list(value: Any) -> list[Doc]:
+    return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """The `server` block of every system reply: who answered."""
+
+    name: str = ""
+    id: str = ""
+    host: str = ""
+    cluster: str = ""
+    domain: str = ""
+    version: str = ""
+    jetstream: bool = False
+    time: datetime | None = None
+
+    @classmethod
+    def from_response(cls, d: Doc) -> ServerInfo:
+        return cls(
+            name=str(d.get("name") or ""),
+            id=str(d.get("id") or ""),
+            host=str(d.get("host") or ""),
+            cluster=str(d.get("cluster") or ""),
+            domain=str(d.get("domain") or ""),
+            version=str(d.get("ver") or ""),
+            jetstream=bool(d.get("jetstream")),
+            time=parse_iso(d.get("time")),
+        )
+
+
+@dataclass(frozen=True)
+class MetaPeer:
+    """A follower of a JetStream meta group, as its leader sees it."""
+
+    name: str
+    peer: str = ""
+    current: bool = False
+    offline: bool = False
+    active_seconds: float = 0.0
+    lag: int = 0
+
+    @classmethod
+    def from_response(cls, d: Doc) -> MetaPeer:
+        return cls(
+            name=str(d.get("name") or ""),
+            peer=str(d.get("peer") or ""),
+            current=bool(d.get("current")),
+            offline=bool(d.get("offline", False)),
+            active_seconds=_int(d.get("active")) / 1e9,
+            lag=_int(d.get("lag")),
+        )
+
+
+@dataclass(frozen=True)
+class MetaCluster:
+    """JSZ `meta_cluster`: a server's view of its domain's meta group."""
+
+    leader: str | None = None
+    peer: str = ""  # the leader's peer id (as the leader reports it)
+    cluster_size: int | None = None
+    replicas: tuple[MetaPeer, ...] = ()
+
+    @classmethod
+    def from_response(cls, d: Doc) -> MetaCluster:
+        size = d.get("cluster_size")
+        return cls(
+            leader=str(d["leader"]) if d.get("leader") else None,
+            peer=str(d.get("peer") or ""),
+            cluster_size=_int(size) if size is not None else None,
+            replicas=tuple(MetaPeer.from_response(r) for r in _list(d.get("replicas"))),
+        )
+
+
+@dataclass(frozen=True)
+class Jsz:
+    """JSZ: a server's JetStream usage and its meta group (`/jsz`, `$SYS.REQ.SERVER.PING.JSZ`)."""
+
+    streams: int = 0
+    consumers: int = 0
+    messages: int = 0
+    bytes: int = 0
+    memory: int = 0
+    storage: int = 0
+    api_requests: int = 0
+    api_errors: int = 0
+    meta: MetaCluster | None = None  # None: the server reported no meta group
+    enabled: bool = False  # the server reported JetStream data at all
+
+    @classmethod
+    def from_response(cls, d: Doc) -> Jsz:
+        api = _doc(d.get("api"))
+        meta = d.get("meta_cluster")
+        return cls(
+            streams=_int(d.get("streams")),
+            consumers=_int(d.get("consumers")),
+            messages=_int(d.get("messages")),
+            bytes=_int(d.get("bytes")),
+            memory=_int(d.get("memory")),
+            storage=_int(d.get("storage")),
+            api_requests=_int(api.get("total")),
+            api_errors=_int(api.get("errors")),
+            meta=MetaCluster.from_response(meta) if isinstance(meta, dict) and meta else None,
+            enabled=bool(d),
+        )
+
+
+@dataclass(frozen=True)
+class LeafLink:
+    """One leafnode connection of a server (`/leafz` `leafs`)."""
+
+    id: int = 0
+    name: str = ""  # the server at the other end
+    account: str = ""
+    rtt_seconds: float | None = None
+    in_msgs: int = 0
+    out_msgs: int = 0
+    in_bytes: int = 0
+    out_bytes: int = 0
+    subscriptions: int = 0
+
+    @classmethod
+    def from_response(cls, d: Doc) -> LeafLink:
+        return cls(
+            id=_int(d.get("id")),
+            name=str(d.get("name") or ""),
+            account=str(d.get("account") or ""),
+            rtt_seconds=go_duration(d.get("rtt")),
+            in_msgs=_int(d.get("in_msgs")),
+            out_msgs=_int(d.get("out_msgs")),
+            in_bytes=_int(d.get("in_bytes")),
+            out_bytes=_int(d.get("out_bytes")),
+            subscriptions=_int(d.get("subscriptions")),
+        )
+
+
+@dataclass(frozen=True)
+class Leafz:
+    """LEAFZ: a server's leafnode connections."""
+
+    leafnodes: int = 0
+    leafs: tuple[LeafLink, ...] = ()
+
+    @classmethod
+    def from_response(cls, d: Doc) -> Leafz:
+        return cls(
+            leafnodes=_int(d.get("leafnodes")), leafs=tuple(LeafLink.from_response(x) for x in _list(d.get("leafs")))
+        )
+
+    def accounts(self) -> set[str]:
+        return {lf.account for lf in self.leafs}
+
+
+@dataclass(frozen=True)
+class Statsz:
+    """STATSZ: a server's load (`$SYS.REQ.SERVER.PING`)."""
+
+    start: datetime | None = None
+    connections: int = 0
+    subscriptions: int = 0
+    routes: tuple[str, ...] = ()  # the names of the servers it has routes to, one per route connection
+    gateways: int = 0
+    memory: int = 0
+    cpu: float = 0.0
+    cores: int = 0
+    slow_consumers: int = 0
+
+    @classmethod
+    def from_response(cls, d: Doc) -> Statsz:
+        try:
+            cpu = float(d.get("cpu") or 0)
+        except (TypeError, ValueError):
+            cpu = 0.0
+        gateways = d.get("gateways")
+        return cls(
+            start=parse_iso(d.get("start")),
+            connections=_int(d.get("connections")),
+            subscriptions=_int(d.get("subscriptions")),
+            routes=tuple(str(r.get("name") or "") for r in _list(d.get("routes"))),
+            gateways=len(gateways) if isinstance(gateways, list) else 0,
+            memory=_int(d.get("mem")),
+            cpu=cpu,
+            cores=_int(d.get("cores")),
+            slow_consumers=_int(d.get("slow_consumers")),
+        )
+
+
+@dataclass(frozen=True)
+class Healthz:
+    """HEALTHZ: `ok`, or what is wrong."""
+
+    status: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def from_response(cls, d: Doc) -> Healthz:
+        return cls(status=str(d.get("status") or ""), error=str(d.get("error") or ""))
+
+
+@dataclass(frozen=True)
+class Varz:
+    """The part of VARZ natsmesh reads: when the configuration was last loaded (changes on every reload)."""
+
+    config_load_time: str | None = None
+
+    @classmethod
+    def from_response(cls, d: Doc) -> Varz:
+        t = d.get("config_load_time")
+        return cls(config_load_time=str(t) if t is not None else None)
+
+
+@dataclass(frozen=True)
+class ServerReply(Generic[T]):
+    """One server's answer to a system ping: who it is, and what it said."""
+
+    server: ServerInfo
+    data: T
+
+
+PARSERS: dict[str, Any] = {"JSZ": Jsz, "LEAFZ": Leafz, "VARZ": Varz, "HEALTHZ": Healthz, "STATSZ": Statsz}
+
+
+def server_reply(kind: str, raw: bytes) -> ServerReply[Any] | None:
+    """A system ping reply of KIND parsed, or None if it is not JSON or names no server."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    server = ServerInfo.from_response(_doc(doc.get("server")))
+    if not server.name:
+        return None
+    body = doc.get("statsz") if kind == "STATSZ" else doc.get("data")
+    return ServerReply(server, PARSERS[kind].from_response(_doc(body)))
+
+
+@dataclass(frozen=True)
+class ApiError:
+    """The error of a JetStream API reply, if it has one."""
+
+    code: int = 0
+    description: str = ""
+
+    @classmethod
+    def of_reply(cls, raw: bytes) -> ApiError | None:
+        """The reply's error, or None when it succeeded."""
+        try:
+            doc = json.loads(raw or b"{}")
+        except ValueError:
+            return cls(0, f"not a JSON reply: {raw[:80]!r}")
+        err = _doc(doc).get("error")
+        if not err:
+            return None
+        if not isinstance(err, dict):
+            return cls(0, str(err))
+        return cls(_int(err.get("code")), str(err.get("description") or err))

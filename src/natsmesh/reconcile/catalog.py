@@ -1,0 +1,150 @@
+"""The catalog of data products.
+
+Each product's descriptor (domain, subjects, owner, description, tags, limits, where it is consumed, created and
+updated times) lives in a JetStream KV bucket in the hub, written by `natsmesh apply`, which also keeps a read
+copy in every other domain. `descriptors` is pure; the lineage graph is `natsmesh.render.lineage`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, NotFoundError
+
+from natsmesh.client import when_answered
+from natsmesh.errors import NatsmeshError, UnknownProductError
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.products import CATALOG_BUCKET, Consumption, Product
+from natsmesh.observe.connect import Connections
+from natsmesh.reconcile.concurrency import bounded
+
+TIMESTAMPS = ("created", "updated")
+
+
+def catalog_key(ref: str) -> str:
+    """KV key of product `DOMAIN/NAME`: `DOMAIN.NAME`."""
+    return ref.replace("/", ".", 1)
+
+
+def _consumers(p: Product, consumptions: tuple[Consumption, ...]) -> list[dict[str, Any]]:
+    out = []
+    for c in consumptions:
+        for s in c.sources:
+            if s.ref == p.ref:
+                entry: dict[str, Any] = {"domain": c.domain, "stream": c.stream, "mode": c.mode}
+                if s.filter:
+                    entry["filter"] = s.filter
+                if s.transform:
+                    entry["transform"] = s.transform
+                out.append(entry)
+    return out
+
+
+def descriptors(mesh: Mesh) -> dict[str, dict[str, Any]]:
+    """Catalog key -> descriptor (without timestamps) for every product of MESH."""
+    out = {}
+    for p in mesh.products:
+        out[catalog_key(p.ref)] = {
+            "ref": p.ref,
+            "domain": p.domain,
+            "name": p.name,
+            "subjects": list(p.subjects),
+            "owner": p.owner,
+            "description": p.description,
+            "tags": list(p.tags),
+            "limits": {"max_age_seconds": p.max_age, "max_bytes": p.max_bytes, "max_msgs": p.max_msgs},
+            "replicas": p.replicas,
+            "storage": p.storage,
+            "jetstream_api": f"$JS.{p.domain}.API",
+            "consumed_by": _consumers(p, mesh.consumptions),
+        }
+    return out
+
+
+def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    strip = {k: v for k, v in a.items() if k not in TIMESTAMPS}
+    return strip == {k: v for k, v in b.items() if k not in TIMESTAMPS}
+
+
+async def ensure_bucket(js: JetStreamContext, replicas: int) -> bool:
+    """Create the catalog bucket in the domain JS points at, if missing. Returns True if it was created."""
+    try:
+        await js.key_value(CATALOG_BUCKET)
+        return False
+    except BucketNotFoundError:
+        await js.create_key_value(
+            KeyValueConfig(
+                bucket=CATALOG_BUCKET,
+                description="natsmesh data product catalog",
+                history=5,
+                replicas=replicas,
+                storage=StorageType.FILE,
+            )
+        )
+        return True
+
+
+async def read_catalog(js: JetStreamContext) -> dict[str, dict[str, Any]]:
+    """Every descriptor in the catalog, in one pass over the bucket's latest values (one watcher, not a request
+    per key); through JS (a hub-domain context works from any domain)."""
+    try:
+        kv = await js.key_value(CATALOG_BUCKET)
+    except (BucketNotFoundError, NotFoundError):
+        return {}
+    for _ in range(20):
+        info = await js.stream_info(f"KV_{CATALOG_BUCKET}", subjects_filter=f"$KV.{CATALOG_BUCKET}.>")
+        keys = len(info.state.subjects or {})  # one subject per key, deleted ones keep their marker
+        out: dict[str, dict[str, Any]] = {}
+        seen = 0
+        watcher = await kv.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:  # every current value has been delivered
+                    break
+                seen += 1
+                if entry.value and entry.operation is None:
+                    out[entry.key] = json.loads(entry.value)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        if seen >= keys:  # a watcher started while the bucket's leader settles can end early: read again
+            return out
+        await asyncio.sleep(0.1)
+    raise NatsmeshError(f"the catalog in {CATALOG_BUCKET} could not be read whole ({seen} of {keys} keys)")
+
+
+async def write_entries(js: JetStreamContext, entries: dict[str, dict[str, Any]], inflight: int = 256) -> None:
+    """Put ENTRIES into the catalog with up to INFLIGHT puts awaiting their acks at once."""
+    kv = await js.key_value(CATALOG_BUCKET)
+
+    async def put(key: str, descriptor: dict[str, Any]) -> None:  # the bucket may have been created a moment ago
+        await when_answered(lambda: kv.put(key, json.dumps(descriptor, sort_keys=True).encode()))
+
+    await bounded([put(k, d) for k, d in entries.items()], inflight)
+
+
+async def delete_entries(js: JetStreamContext, keys: list[str], inflight: int = 256) -> None:
+    kv = await js.key_value(CATALOG_BUCKET)
+
+    async def delete(key: str) -> None:
+        await when_answered(lambda: kv.delete(key))
+
+    await bounded([delete(k) for k in keys], inflight)
+
+
+async def catalog_entries(mesh: Mesh) -> list[dict[str, Any]]:
+    """Every descriptor in the hub's catalog (`natsmesh catalog list`)."""
+    async with Connections(mesh, name="natsmesh-catalog") as mc:
+        return list((await read_catalog(await mc.jetstream(mesh.hub.name))).values())
+
+
+async def catalog_entry(mesh: Mesh, ref: str) -> dict[str, Any]:
+    """Product REF's descriptor in the hub's catalog (`natsmesh catalog show`); `UnknownProductError` if absent."""
+    async with Connections(mesh, name="natsmesh-catalog") as mc:
+        entry = (await read_catalog(await mc.jetstream(mesh.hub.name))).get(catalog_key(ref))
+    if entry is None:
+        raise UnknownProductError(f"{ref!r} is not in the catalog of mesh {mesh.name!r} (run `natsmesh apply`?)")
+    return entry

@@ -1,0 +1,250 @@
+"""Deciding what `apply` changes: the spec's streams and catalog against what the mesh has. Pure.
+
+`plan_changes` compares the desired state (the spec) with `Facts` (what each domain's JetStream holds, read
+by `natsmesh.reconcile.apply`) and returns the changes: create, update, unchanged, or (for natsmesh-managed
+streams the spec no longer names) would-delete, kept unless pruning. Changes JetStream cannot make in place are
+`refused`, and a plan with any refusal applies nothing. Streams natsmesh did not create are never touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.products import CATALOG_BUCKET, KIND_KEY, MANAGED_KEY, MESH_KEY
+from natsmesh.reconcile.catalog import descriptors, same_content
+from natsmesh.render.streams import desired_streams
+
+Action = Literal["create", "update", "unchanged", "delete", "would-delete", "refused"]
+ACTIONS: tuple[Action, ...] = ("create", "update", "unchanged", "delete", "would-delete", "refused")
+CATALOG_STREAM = f"KV_{CATALOG_BUCKET}"
+Config = dict[str, Any]  # a stream config as the JetStream API takes and reports it
+
+COMPARED = (
+    "subjects",
+    "description",
+    "max_age",
+    "max_bytes",
+    "max_msgs",
+    "num_replicas",
+    "storage",
+    "metadata",
+    "mirror",
+    "sources",
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    action: Action
+    domain: str
+    kind: str  # product | mirror | source | catalog | catalog-copy | policy
+    name: str
+    detail: str = ""
+    config: dict[str, Any] | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("config")
+        return out
+
+
+@dataclass
+class Plan:
+    mesh: str
+    prune: bool
+    changes: list[Change] = field(default_factory=list)
+    applied: bool = False
+
+    def count(self, action: Action) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    @property
+    def refused(self) -> list[Change]:
+        return [c for c in self.changes if c.action == "refused"]
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.action in ("create", "update", "delete")]
+
+    def summary(self) -> dict[str, int]:
+        return {a: self.count(a) for a in ACTIONS}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mesh": self.mesh,
+            "prune": self.prune,
+            "applied": self.applied,
+            "summary": self.summary(),
+            "changes": [c.to_json() for c in self.changes],
+        }
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a plan compares the spec with, as read from the running mesh."""
+
+    streams: dict[str, dict[str, Config]]  # domain -> stream name -> its config
+    catalog: dict[str, dict[str, Any]]  # the hub's catalog: key -> descriptor
+    copies: dict[str, dict[str, dict[str, Any]]]  # leaf domain -> its read copy of the catalog
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Comparing configs
+
+
+def _source_view(src: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    if not src:
+        return None
+    transforms = tuple((t.get("src"), t.get("dest")) for t in src.get("subject_transforms") or [])
+    return (src.get("name"), (src.get("external") or {}).get("api"), src.get("filter_subject") or "", transforms)
+
+
+def _view(cfg: Config, key: str) -> Any:
+    v = cfg.get(key)
+    if key == "subjects":
+        return sorted(v or [])
+    if key == "metadata":
+        return {k: x for k, x in (v or {}).items() if k.startswith("natsmesh.")}
+    if key == "mirror":
+        return _source_view(v)
+    if key == "sources":
+        return sorted((_source_view(s) for s in v or []), key=repr)
+    if key == "description":
+        return v or ""
+    if key in ("max_bytes", "max_msgs"):
+        return -1 if v in (None, 0) else v
+    if key == "max_age":
+        return int(v or 0)
+    return v
+
+
+def diff(desired: Config, actual: Config) -> list[str]:
+    """Fields that differ, as `field: actual -> desired`."""
+    out = []
+    for key in COMPARED:
+        if key not in desired and key not in ("mirror", "sources", "subjects"):
+            continue
+        a, d = _view(actual, key), _view(desired, key)
+        if a != d:
+            out.append(f"{key}: {a!r} -> {d!r}")
+    return out
+
+
+def refusal(domain: str, name: str, desired: Config, actual: Config) -> str | None:
+    """Why JetStream cannot turn ACTUAL into DESIRED in place, with what to do instead; None if it can."""
+    where = f"{domain}/{name}"
+    fix = (
+        f"give it a new name in the spec (a new stream), or remove it from the spec and run "
+        f"`natsmesh apply --prune` to delete {where} first"
+    )
+    if MANAGED_KEY not in (actual.get("metadata") or {}):
+        return f"{where} exists but was not created by natsmesh; natsmesh leaves it alone: rename the spec's stream"
+    if bool(desired.get("mirror")) != bool(actual.get("mirror")):
+        kinds = ("a mirror", "not a mirror")
+        now, want = kinds[0 if actual.get("mirror") else 1], kinds[0 if desired.get("mirror") else 1]
+        return f"{where} is {now} and the spec wants {want}; JetStream cannot change that in place: {fix}"
+    if desired.get("mirror") and _source_view(desired["mirror"]) != _source_view(actual["mirror"]):
+        return f"{where} mirrors {actual['mirror'].get('name')!r}; a mirror's origin cannot change in place: {fix}"
+    if (desired.get("storage") or "file") != (actual.get("storage") or "file"):
+        return (
+            f"{where} uses {actual.get('storage')} storage and the spec wants {desired.get('storage')}; "
+            f"JetStream cannot change storage in place: {fix}"
+        )
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Planning
+
+
+def _kind(cfg: Config) -> str:
+    return str((cfg.get("metadata") or {}).get(KIND_KEY) or ("mirror" if cfg.get("mirror") else "product"))
+
+
+def depths(mesh: Mesh) -> dict[str, int]:
+    """How many consumptions deep each stream sits (products 0), so upstreams are created first."""
+    by_ref = {c.ref: c for c in mesh.consumptions}
+    memo: dict[str, int] = {}
+
+    def depth(ref: str) -> int:
+        if ref not in by_ref:
+            return 0
+        if ref not in memo:
+            memo[ref] = 1 + max(depth(s.ref) for s in by_ref[ref].sources)
+        return memo[ref]
+
+    return {c.ref: depth(c.ref) for c in mesh.consumptions}
+
+
+def _stream_change(domain: str, name: str, want: Config, have: Config | None) -> Change:
+    kind = str(want["metadata"][KIND_KEY])
+    if have is None:
+        return Change("create", domain, kind, name, "", want)
+    if (why := refusal(domain, name, want, have)) is not None:
+        return Change("refused", domain, kind, name, why, want)
+    if changed := diff(want, have):
+        return Change("update", domain, kind, name, "; ".join(changed), want)
+    return Change("unchanged", domain, kind, name)
+
+
+def plan_streams(mesh: Mesh, actual: dict[str, dict[str, Config]], prune: bool) -> list[Change]:
+    """The spec's streams against ACTUAL (domain -> stream -> config), upstreams first; then the managed streams
+    of this mesh that the spec no longer names (deleted only if PRUNE)."""
+    desired = desired_streams(mesh)
+    depth = depths(mesh)
+    order = sorted(
+        ((d, n) for d, streams in desired.items() for n in streams), key=lambda dn: depth.get("/".join(dn), 0)
+    )
+    changes = [_stream_change(d, n, desired[d][n], actual.get(d, {}).get(n)) for d, n in order]
+    for domain in (c.name for c in mesh.clusters):
+        for name, have in sorted(actual.get(domain, {}).items()):
+            meta = have.get("metadata") or {}
+            if meta.get(MANAGED_KEY) != "true" or meta.get(MESH_KEY) != mesh.name or name in desired.get(domain, {}):
+                continue
+            action: Action = "delete" if prune else "would-delete"
+            note = "no longer in the spec" + ("" if prune else "; kept (use --prune to delete it and its data)")
+            changes.append(Change(action, domain, _kind(have), name, note))
+    return changes
+
+
+def plan_catalog(mesh: Mesh, facts: Facts, prune: bool) -> list[Change]:
+    """The hub's catalog against the spec's descriptors, then a read copy of it in every other domain, so each
+    domain's clients read it locally (and while cut off from the hub): domains do not share the hub's JetStream."""
+    hub = mesh.hub.name
+    changes = []
+    if CATALOG_STREAM not in facts.streams.get(hub, {}):
+        changes.append(Change("create", hub, "catalog", CATALOG_BUCKET, "KV bucket"))
+    wanted = descriptors(mesh)
+    for key, desc in wanted.items():
+        if key not in facts.catalog:
+            changes.append(Change("create", hub, "catalog", key, "", desc))
+        elif not same_content(desc, facts.catalog[key]):
+            changes.append(Change("update", hub, "catalog", key, "descriptor changed", desc))
+        else:
+            changes.append(Change("unchanged", hub, "catalog", key))
+    for key in sorted(set(facts.catalog) - set(wanted)):
+        action: Action = "delete" if prune else "would-delete"
+        changes.append(Change(action, hub, "catalog", key, "product no longer in the spec"))
+    hub_pending = any(c.action in ("create", "update", "delete") for c in changes)
+    for leaf in mesh.domains:
+        if CATALOG_STREAM not in facts.streams.get(leaf.name, {}):
+            copy: Change = Change(
+                "create",
+                leaf.name,
+                "catalog-copy",
+                CATALOG_BUCKET,
+                f"read copy of the hub's catalog ({len(facts.catalog)} entries now)",
+            )
+        elif hub_pending or facts.copies.get(leaf.name) != facts.catalog:
+            copy = Change("update", leaf.name, "catalog-copy", CATALOG_BUCKET, "read copy of the hub's catalog")
+        else:
+            copy = Change("unchanged", leaf.name, "catalog-copy", CATALOG_BUCKET)
+        changes.append(copy)
+    return changes
+
+
+def plan_changes(mesh: Mesh, facts: Facts, prune: bool = False) -> Plan:
+    """Every change that makes the mesh match the spec, given FACTS; changes nothing."""
+    return Plan(mesh.name, prune, plan_streams(mesh, facts.streams, prune) + plan_catalog(mesh, facts, prune))

@@ -1,0 +1,117 @@
+"""Changing the policy of a running mesh: re-render, reload the servers, and cut revoked shares.
+
+A config reload makes the servers apply new accounts, exports and imports without a restart. It does not
+re-check the subscriptions a leaf connection already holds, so a mirror whose share was revoked would keep
+receiving; the consumer domain's leaf links at the hub are therefore kicked, and they reconnect under the new
+policy within about a second (see docs/design/isolation.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+from natsmesh.errors import NotRunningError
+from natsmesh.local.certs import cert_texts
+from natsmesh.local.files import write_files
+from natsmesh.local.records import record_shares, recorded_shares, recorded_via, share_names
+from natsmesh.local.secrets import load_credentials
+from natsmesh.local.state import SupervisorState
+from natsmesh.model.mesh import Mesh
+from natsmesh.observe.connect import connect_system
+from natsmesh.observe.monitor import config_load_time
+from natsmesh.observe.system import ping
+from natsmesh.observe.wire import Leafz
+from natsmesh.render.servers import config_name, render_mesh
+
+
+@dataclass
+class PolicyChange:
+    """What a policy sync would do or did."""
+
+    changed_files: list[str] = field(default_factory=list)
+    reloaded: list[str] = field(default_factory=list)
+    granted: list[str] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
+    kicked: int = 0
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.changed_files or self.revoked or self.granted)
+
+    def describe(self) -> str:
+        parts = []
+        if self.granted:
+            parts.append("grant " + ", ".join(self.granted))
+        if self.revoked:
+            parts.append("revoke " + ", ".join(self.revoked))
+        if self.changed_files:
+            parts.append(f"{len(self.changed_files)} server configs change")
+        return "; ".join(parts)
+
+
+def plan_policy(mesh: Mesh) -> PolicyChange:
+    """Compare the configs the spec renders, and its shares, with what the running mesh was given."""
+    files = render_mesh(mesh, load_credentials(mesh, create=False), certs=cert_texts(mesh), via=recorded_via(mesh))
+    changed = []
+    for rel, text in files.items():
+        if rel.endswith(".conf"):
+            path = mesh.data_dir / rel
+            if not path.exists() or path.read_text() != text:
+                changed.append(rel)
+    old, new = set(recorded_shares(mesh)), set(share_names(mesh))
+    return PolicyChange(changed_files=changed, granted=sorted(new - old), revoked=sorted(old - new))
+
+
+async def apply_policy(mesh: Mesh, change: PolicyChange, timeout: float = 10.0) -> PolicyChange:
+    """Write the new configs, reload the nodes whose config changed, and kick the leaf links of domains that lost
+    a share. Needs the mesh's supervisor (local processes)."""
+    if not change.pending:
+        return change
+    state = SupervisorState.read(mesh)
+    creds = load_credentials(mesh, create=False)
+    write_files(render_mesh(mesh, creds, certs=cert_texts(mesh), via=recorded_via(mesh)), mesh.data_dir)
+    by_file = {f"{c.folder}/{config_name(n)}": n for c in mesh.clusters for n in c.nodes}
+    nodes = [by_file[f] for f in change.changed_files if f in by_file]
+    before = {n.name: config_load_time(mesh.host, n.http_port) for n in nodes}
+    for n in nodes:
+        pid = state.node(n.name).pid if state else None
+        if not pid:
+            raise NotRunningError(f"node {n.name} of mesh {mesh.name!r} is not running; cannot reload its policy")
+        os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    for n in nodes:
+        while config_load_time(mesh.host, n.http_port) == before[n.name]:
+            if time.monotonic() > deadline:
+                raise NotRunningError(f"node {n.name} did not reload its configuration within {timeout:g} s")
+            await asyncio.sleep(0.05)
+        change.reloaded.append(n.name)
+    losers = {r.rsplit(" -> ", 1)[1] for r in change.revoked}
+    if losers:
+        change.kicked = await kick_links(mesh, losers)
+    record_shares(mesh)
+    return change
+
+
+async def kick_links(mesh: Mesh, domains: set[str]) -> int:
+    """Close the hub's leaf connections of DOMAINS' data accounts; they reconnect under the current policy."""
+    creds = load_credentials(mesh, create=False)
+    nc = await connect_system(mesh, creds)
+    kicked = 0
+    try:
+        leafz = await ping(nc, "LEAFZ", {n.name for n in mesh.hub.nodes}, timeout=2.0)
+        for rep in leafz.replies.values():
+            data: Leafz = rep.data
+            for link in data.leafs:
+                if link.account in domains and rep.server.id:
+                    await nc.request(
+                        f"$SYS.REQ.SERVER.{rep.server.id}.KICK", json.dumps({"cid": link.id}).encode(), timeout=2.0
+                    )
+                    kicked += 1
+    finally:
+        await nc.close()
+    return kicked

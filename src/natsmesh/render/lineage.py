@@ -1,0 +1,38 @@
+"""The lineage graph of products and consumptions, as text, Mermaid or Graphviz DOT. Pure."""
+
+from __future__ import annotations
+
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.products import lineage_edges
+
+FORMATS = ("text", "mermaid", "dot")
+
+
+def lineage(mesh: Mesh, fmt: str = "text") -> str:
+    """The graph of products and consumptions as `text`, `mermaid` or `dot`."""
+    edges = lineage_edges(mesh.consumptions)
+    products = [p.ref for p in mesh.products]
+    derived = [c.ref for c in mesh.consumptions]
+    if fmt == "text":
+        lines = []
+        for ref in products + derived:
+            outs = [(dst, how) for src, dst, how in edges if src == ref]
+            kind = "product" if ref in products else "stream"
+            lines.append(f"{ref} ({kind})")
+            lines += [f"  -> {dst} ({how})" for dst, how in outs]
+        return "\n".join(lines) + "\n"
+    ids = {ref: f"n{i}" for i, ref in enumerate(products + derived)}
+    if fmt == "mermaid":
+        lines = ["flowchart LR"]
+        lines += [f'  {ids[r]}["{r}"]' for r in products]
+        lines += [f'  {ids[r]}(["{r}"])' for r in derived]
+        lines += [f"  {ids[s]} -->|{how}| {ids[d]}" for s, d, how in edges]
+        return "\n".join(lines) + "\n"
+    if fmt == "dot":
+        lines = ["digraph lineage {", "  rankdir=LR;"]
+        lines += [f'  {ids[r]} [label="{r}", shape=box];' for r in products]
+        lines += [f'  {ids[r]} [label="{r}", shape=ellipse];' for r in derived]
+        lines += [f'  {ids[s]} -> {ids[d]} [label="{how}"];' for s, d, how in edges]
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"unknown lineage format {fmt!r}: use {', '.join(FORMATS)}")
