@@ -8,8 +8,7 @@ import click
 
 from natsmesh.cli.app import cli
 from natsmesh.cli.output import console, json_option, load, print_json, spec_option
-
-CUT_MODES = ("reset", "drop")  # `natsmesh.faults.proxy.MODES`, without loading asyncio to print --help
+from natsmesh.local.records import CUT_MODES
 
 
 @cli.group()

@@ -8,7 +8,7 @@ import sys
 import click
 
 from natsmesh.cli.app import cli
-from natsmesh.cli.output import console, json_option, load, print_json, show, spec_option
+from natsmesh.cli.output import json_option, load, print_json, show, spec_option
 from natsmesh.errors import PlanRefusedError
 from natsmesh.render.lineage import FORMATS
 
@@ -62,11 +62,7 @@ def catalog_list(spec_path: str | None, as_json: bool) -> None:
     from natsmesh.client import run
     from natsmesh.reconcile.catalog import catalog_entries
 
-    entries = run(catalog_entries(load(spec_path)))
-    if as_json:
-        print_json({"products": entries})
-        return
-    console().print(*tables_catalog(entries))
+    show(run(catalog_entries(load(spec_path))), as_json, tables_catalog)
 
 
 @catalog.command(name="show")

@@ -77,13 +77,7 @@ def validate(spec_path: str | None, as_json: bool) -> None:
 
 @cli.command()
 @spec_option
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    required=True,
-    help="Directory to write one folder per cluster into.",
-)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where the folders go.")
 @click.option("--server-command", default="nats-server", show_default=True, help="Command the Procfiles run.")
 @json_option
 def render(spec_path: str | None, out_dir: str, server_command: str, as_json: bool) -> None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from natsmesh.model.mesh import Mesh
     from natsmesh.observe.lag import LagReport
     from natsmesh.observe.reports import JetStreamReport, LeafnodesReport, ServersReport
+    from natsmesh.reconcile.catalog import Catalog
     from natsmesh.reconcile.plan import Plan
     from natsmesh.render.policy import Policy
     from natsmesh.run.lifecycle import MeshStatus
@@ -202,8 +203,8 @@ CATALOG: list[Column] = [
 ]
 
 
-def tables_catalog(entries: list[dict[str, Any]]) -> list[Table]:
-    return [table("Data Product Catalog", CATALOG, entries, 7)]
+def tables_catalog(catalog: Catalog) -> list[Table]:
+    return [table("Data Product Catalog", CATALOG, catalog.products, 7)]
 
 
 TOPOLOGY: list[Column] = [

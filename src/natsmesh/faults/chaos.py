@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from natsmesh.errors import NoProxiesError, NotRunningError, UnknownDomainError, UnknownNodeError
-from natsmesh.faults.proxy import MODES, control
+from natsmesh.faults.proxy import control
 from natsmesh.local.layout import MeshDirs
-from natsmesh.local.records import recorded_links
+from natsmesh.local.records import CUT_MODES, recorded_links
 from natsmesh.local.state import SupervisorState, lock_is_held
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.readiness import targets, wait_ready
@@ -101,8 +101,8 @@ def partition(mesh: Mesh, domain: str, seconds: float | None, mode: str = "reset
     until `restore`). MODE "reset" closes the connections and refuses new ones; "drop" silently stops
     forwarding, so each side only notices through its pings. Returns what the proxy did."""
     _leaf_domain(mesh, domain)
-    if mode not in MODES:
-        raise ValueError(f"partition mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode not in CUT_MODES:
+        raise ValueError(f"partition mode must be one of {', '.join(CUT_MODES)}, not {mode!r}")
     return _control(mesh, {"op": "cut", "domain": domain, "seconds": seconds, "mode": mode})
 
 

@@ -23,17 +23,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from natsmesh.errors import FaultProxyError
-from natsmesh.local.records import ProxyLink
+from natsmesh.local.records import CUT_MODES, ProxyLink
 
 CHUNK = 64 * 1024  # bytes per read when forwarding
 STREAM_LIMIT = 4 * CHUNK  # StreamReader buffer: reading pauses beyond twice this
 CLOSE_GRACE = 2.0  # seconds a closing connection may take to flush before it is aborted
 CONTROL_LINE_LIMIT = 1024 * 1024
-CutMode = Literal["reset", "drop"]
-MODES: tuple[CutMode, ...] = ("reset", "drop")
 OPS = ("cut", "restore", "status")
 
 
@@ -310,8 +308,8 @@ class FaultProxy:
         A cut of a domain already cut replaces its mode and timer. Returns domain, mode, connections_cut, until.
         """
         self._check_domain(domain)
-        if mode not in MODES:
-            raise ValueError(f"unknown cut mode {mode!r}: expected one of {', '.join(MODES)}")
+        if mode not in CUT_MODES:
+            raise ValueError(f"unknown cut mode {mode!r}: expected one of {', '.join(CUT_MODES)}")
         if seconds is not None and (
             isinstance(seconds, bool)
             or not isinstance(seconds, int | float)
@@ -453,7 +451,7 @@ class FaultProxy:
             if op == "cut":
                 mode = request.get("mode", "reset")
                 if not isinstance(mode, str):
-                    raise ValueError(f"cut mode must be a string, one of {', '.join(MODES)}")
+                    raise ValueError(f"cut mode must be a string, one of {', '.join(CUT_MODES)}")
                 result = self.cut(_domain_field(request), request.get("seconds"), mode)
             elif op == "restore":
                 result = self.restore(_domain_field(request))

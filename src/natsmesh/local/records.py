@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from natsmesh.local.layout import MeshDirs
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import shares
 from natsmesh.render.servers import Via
+
+CutMode = Literal["reset", "drop"]
+CUT_MODES: tuple[CutMode, ...] = get_args(CutMode)  # how a fault proxy partitions: close links, or go silent
 
 
 @dataclass(frozen=True)

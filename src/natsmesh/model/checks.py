@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from natsmesh.errors import SpecError
 from natsmesh.model.document import ClusterSpec, ConsumptionSpec, Loc, MeshSpec, ProductSpec, UpstreamRef
+from natsmesh.model.identities import SYSTEM_ACCOUNT
 from natsmesh.model.products import find_cycle, in_namespace, subject_problem, subjects_overlap
 from natsmesh.model.topology import resolve_clusters
 from natsmesh.model.units import shown
@@ -122,8 +123,8 @@ def _cluster_rules(spec: MeshSpec, f: Findings) -> None:
                 "every domain needs a unique name",
             )
         seen.setdefault(c.name, loc)
-        if c.name.upper() == "SYS":
-            f.problem((*loc, "name"), "'SYS' is the system account's name; choose another")
+        if c.name.upper() == SYSTEM_ACCOUNT:
+            f.problem((*loc, "name"), f"{SYSTEM_ACCOUNT!r} is the system account's name; choose another")
         if c.nodes == 2:
             f.warning((*loc, "nodes"), "a 2-node cluster tolerates no failure (JetStream needs a majority); use 1 or 3")
         if loc != ("hub",) and c.ports is not None and c.ports.leafnode is not None:

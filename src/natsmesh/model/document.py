@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from natsmesh.model.units import check_duration, parse_duration, parse_size, shown
 
@@ -160,6 +160,14 @@ class ConsumptionSpec(_Strict):
         return None
 
 
+CLUSTER_NAMES = {  # what a message calls each name of a cluster
+    "name": "cluster/domain name",
+    "server_prefix": "server prefix",
+    "folder": "folder name",
+    "namespace": "namespace (one subject token)",
+}
+
+
 class ClusterSpec(_Strict):
     name: str
     nodes: Annotated[int, Field(ge=1, le=15)] = 3
@@ -170,25 +178,10 @@ class ClusterSpec(_Strict):
     products: list[ProductSpec] = []
     consumes: list[ConsumptionSpec] = []
 
-    @field_validator("namespace")
+    @field_validator("name", "server_prefix", "folder", "namespace")
     @classmethod
-    def _namespace(cls, v: str | None) -> str | None:
-        return None if v is None else check_name(v, "namespace (one subject token)")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return check_name(v, "cluster/domain name")
-
-    @field_validator("server_prefix")
-    @classmethod
-    def _prefix(cls, v: str | None) -> str | None:
-        return None if v is None else check_name(v, "server prefix")
-
-    @field_validator("folder")
-    @classmethod
-    def _folder(cls, v: str | None) -> str | None:
-        return None if v is None else check_name(v, "folder name")
+    def _names(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else check_name(v, CLUSTER_NAMES[str(info.field_name)])
 
 
 class HubSpec(ClusterSpec):

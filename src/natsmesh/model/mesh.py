@@ -80,18 +80,18 @@ class Mesh:
         return [n for c in self.clusters for n in c.nodes]
 
     @cached_property
-    def _cluster_by_node(self) -> dict[str, Cluster]:
-        return {n.name: c for c in self.clusters for n in c.nodes}
+    def _index(self) -> tuple[dict[str, Cluster], dict[str, Cluster], dict[str, Product]]:
+        """Clusters by node name and by their own name, products by ref: what the lookups below ask."""
+        by_node = {n.name: c for c in self.clusters for n in c.nodes}
+        return by_node, {c.name: c for c in self.clusters}, {p.ref: p for p in self.products}
 
     def cluster_of(self, node: str) -> Cluster:
-        return self._cluster_by_node[node]
+        """The cluster node NODE belongs to; raises KeyError."""
+        return self._index[0][node]
 
     def domain(self, name: str) -> Cluster:
         """The cluster of domain NAME; raises KeyError."""
-        for c in self.clusters:
-            if c.name == name:
-                return c
-        raise KeyError(name)
+        return self._index[1][name]
 
     def describe(self) -> dict[str, Any]:
         """The topology as `natsmesh validate --json` prints it."""
@@ -118,10 +118,7 @@ class Mesh:
 
     def product(self, ref: str) -> Product:
         """The product `DOMAIN/NAME`; raises KeyError."""
-        for p in self.products:
-            if p.ref == ref:
-                return p
-        raise KeyError(ref)
+        return self._index[2][ref]
 
     def to_json(self) -> dict[str, Any]:
         """Everything but where it was read from: the validated-spec cache's entry."""

@@ -70,29 +70,22 @@ class BasePorts:
 class PortsShape(Protocol):
     """Explicit base ports as a spec document gives them (`natsmesh.model.document.PortsSpec`)."""
 
-    @property
-    def client(self) -> int: ...
-    @property
-    def cluster(self) -> int | None: ...
-    @property
-    def http(self) -> int | None: ...
-    @property
-    def leafnode(self) -> int | None: ...
+    client: int
+    cluster: int | None
+    http: int | None
+    leafnode: int | None
 
 
 class ClusterShape(Protocol):
     """What resolving needs of one cluster of a spec document (`natsmesh.model.document.ClusterSpec`)."""
 
+    name: str
+    nodes: int
+    server_prefix: str | None
+    folder: str | None
+
     @property
-    def name(self) -> str: ...
-    @property
-    def nodes(self) -> int: ...
-    @property
-    def server_prefix(self) -> str | None: ...
-    @property
-    def folder(self) -> str | None: ...
-    @property
-    def ports(self) -> PortsShape | None: ...
+    def ports(self) -> PortsShape | None: ...  # read-only, so a document's own ports type fits
 
 
 def block_size(nodes: int) -> int:

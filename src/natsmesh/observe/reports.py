@@ -8,12 +8,12 @@ report; `to_json()` is its `--json` shape; `natsmesh.cli.tables` draws it for pe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from natsmesh.model.identities import SYSTEM_ACCOUNT, account_of
 from natsmesh.model.mesh import Mesh
-from natsmesh.observe.wire import Jsz, Leafz, MetaCluster, ServerInfo, Statsz
+from natsmesh.observe.wire import Jsz, LeafLink, Leafz, Load, MetaCluster, ServerInfo, Statsz, Traffic, Usage
 
 if TYPE_CHECKING:  # the NATS client loads only when a report is asked for, not to list the reports
     from natsmesh.observe.system import Replies
@@ -27,6 +27,11 @@ class Report(Protocol):
     @property
     def seconds(self) -> float: ...
     def to_json(self) -> dict[str, Any]: ...
+
+
+def _part(obj: object, group: type) -> dict[str, Any]:
+    """The fields of dataclass GROUP (which OBJ's class shares) with OBJ's values: a wire reply's part of a row."""
+    return {f.name: getattr(obj, f.name) for f in fields(group)}
 
 
 def _sorted(mesh: Mesh, names: Iterable[str]) -> list[str]:
@@ -55,20 +60,12 @@ class Identity:
 # report jetstream
 
 
-@dataclass(frozen=True)
-class JetStreamRow(Identity):
+@dataclass(frozen=True, kw_only=True)
+class JetStreamRow(Usage, Identity):
     meta_leader: bool = False
-    streams: int = 0
-    consumers: int = 0
-    messages: int = 0
-    bytes: int = 0
-    memory: int = 0
-    storage: int = 0
-    api_requests: int = 0
-    api_errors: int = 0
 
 
-TOTALED = ("streams", "consumers", "messages", "bytes", "memory", "storage", "api_requests", "api_errors")
+TOTALED = tuple(f.name for f in fields(Usage))
 
 
 @dataclass(frozen=True)
@@ -105,18 +102,7 @@ class JetStreamReport:
 
 def _jetstream_row(mesh: Mesh, name: str, server: ServerInfo, data: Jsz) -> JetStreamRow:
     leader = (data.meta.leader == name) if data.meta is not None else data.enabled
-    return JetStreamRow(
-        **asdict(Identity.of(mesh, name, server)),
-        meta_leader=leader,
-        streams=data.streams,
-        consumers=data.consumers,
-        messages=data.messages,
-        bytes=data.bytes,
-        memory=data.memory,
-        storage=data.storage,
-        api_requests=data.api_requests,
-        api_errors=data.api_errors,
-    )
+    return JetStreamRow(**asdict(Identity.of(mesh, name, server)), **_part(data, Usage), meta_leader=leader)
 
 
 def _peers(names: list[str], leader: str | None, view: MetaCluster, answered: set[str]) -> list[PeerRow]:
@@ -160,19 +146,12 @@ def build_jetstream(mesh: Mesh, jsz: Replies[Jsz]) -> JetStreamReport:
 # report servers
 
 
-@dataclass(frozen=True)
-class ServerRow(Identity):
+@dataclass(frozen=True, kw_only=True)
+class ServerRow(Load, Identity):
     host: str = ""
     version: str = ""
     jetstream: bool = False
-    connections: int = 0
-    subscriptions: int = 0
-    routes: int = 0
-    gateways: int = 0
-    memory: int = 0
-    cpu: float = 0.0
-    cores: int = 0
-    slow_consumers: int = 0
+    routes: int = 0  # servers it has routes to
     uptime_seconds: float | None = None
     rtt_ms: float = 0.0
 
@@ -202,17 +181,11 @@ class ServersReport:
 def _server_row(mesh: Mesh, name: str, info: ServerInfo, st: Statsz, rtt: float) -> ServerRow:
     return ServerRow(
         **asdict(Identity.of(mesh, name, info)),
+        **_part(st, Load),
         host=info.host,
         version=info.version,
         jetstream=info.jetstream,
-        connections=st.connections,
-        subscriptions=st.subscriptions,
         routes=len(set(st.routes)),
-        gateways=st.gateways,
-        memory=st.memory,
-        cpu=st.cpu,
-        cores=st.cores,
-        slow_consumers=st.slow_consumers,
         uptime_seconds=(info.time - st.start).total_seconds() if info.time and st.start else None,
         rtt_ms=round(rtt * 1000, 3),
     )
@@ -245,18 +218,29 @@ class LeafServerRow(Identity):
     leafnodes: int = 0
 
 
-@dataclass(frozen=True)
-class LinkRow:
+@dataclass(frozen=True, kw_only=True)
+class LinkRow(Traffic):
     domain: str
     leaf_server: str
     account: str
     hub_server: str
     rtt_ms: float | None
-    in_msgs: int
-    out_msgs: int
-    in_bytes: int
-    out_bytes: int
-    subscriptions: int
+
+    @classmethod
+    def of(cls, mesh: Mesh, hub_server: str, lf: LeafLink) -> LinkRow:
+        try:
+            domain = mesh.cluster_of(lf.name).domain
+        except KeyError:
+            domain = "?"
+        rtt = None if lf.rtt_seconds is None else round(lf.rtt_seconds * 1000, 3)
+        return cls(
+            **_part(lf, Traffic),
+            domain=domain,
+            leaf_server=lf.name,
+            account=lf.account,
+            hub_server=hub_server,
+            rtt_ms=rtt,
+        )
 
 
 @dataclass(frozen=True)
@@ -271,31 +255,6 @@ class LeafnodesReport:
         return {"report": "leafnodes", **asdict(self), "seconds": round(self.seconds, 4)}
 
 
-def _links(mesh: Mesh, hub_server: str, data: Leafz) -> list[LinkRow]:
-    out = []
-    for lf in data.leafs:
-        try:
-            domain = mesh.cluster_of(lf.name).domain
-        except KeyError:
-            domain = "?"
-        rtt = None if lf.rtt_seconds is None else round(lf.rtt_seconds * 1000, 3)
-        out.append(
-            LinkRow(
-                domain,
-                lf.name,
-                lf.account,
-                hub_server,
-                rtt,
-                lf.in_msgs,
-                lf.out_msgs,
-                lf.in_bytes,
-                lf.out_bytes,
-                lf.subscriptions,
-            )
-        )
-    return out
-
-
 def build_leafnodes(mesh: Mesh, leafz: Replies[Leafz]) -> LeafnodesReport:
     hub_names = {n.name for n in mesh.hub.nodes}
     servers, links = [], []
@@ -303,7 +262,7 @@ def build_leafnodes(mesh: Mesh, leafz: Replies[Leafz]) -> LeafnodesReport:
         reply = leafz.replies[name]
         servers.append(LeafServerRow(**asdict(Identity.of(mesh, name, reply.server)), leafnodes=reply.data.leafnodes))
         if name in hub_names:
-            links += _links(mesh, name, reply.data)
+            links += [LinkRow.of(mesh, name, lf) for lf in reply.data.leafs]
     order = {n.name: i for i, n in enumerate(mesh.nodes())}
     links.sort(key=lambda x: (order.get(x.leaf_server, 1 << 30), x.account))
     seen = {(x.leaf_server, x.account) for x in links}

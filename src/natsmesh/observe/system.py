@@ -53,13 +53,7 @@ class Replies(Generic[T]):
         return reply.data if reply is not None else None
 
 
-async def ping(
-    nc: Client,
-    kind: str,
-    expected: set[str],
-    timeout: float = 3.0,
-    body: dict[str, Any] | None = None,
-) -> Replies[Any]:
+async def ping(nc: Client, kind: str, expected: set[str], timeout: float = 3.0, body: Any = None) -> Replies[Any]:
     """Send one system ping; return as soon as every EXPECTED server answered, or after TIMEOUT."""
     out: Replies[Any] = Replies(kind=kind)
     done = asyncio.Event()
@@ -101,27 +95,26 @@ async def collect(
     reached shows up as missing servers, not as a failure, unless none can be)."""
     if expected is None:
         expected = {n.name for n in mesh.nodes()}
-    if mesh.system_bridge:
-        nc = await connect_system(mesh, creds, timeout=min(timeout, 2.0))
+
+    async def at(cluster: Cluster, want: set[str]) -> list[Replies[Any]]:
+        nc = await connect_system(mesh, creds, timeout=min(timeout, 2.0), cluster=cluster)
         try:
-            results = await asyncio.gather(*(ping(nc, k, expected, timeout, body) for k in kinds))
+            return list(await asyncio.gather(*(ping(nc, k, want, timeout, body) for k in kinds)))
         finally:
             await nc.close()
-        return dict(zip(kinds, results, strict=True))
+
+    if mesh.system_bridge:
+        return dict(zip(kinds, await at(mesh.hub, expected), strict=True))
     clusters = [c for c in mesh.clusters if any(n.name in expected for n in c.nodes)]
     errors: list[str] = []
 
     async def one(cluster: Cluster) -> list[Replies[Any]]:
         want = {n.name for n in cluster.nodes} & expected
         try:
-            nc = await connect_system(mesh, creds, timeout=min(timeout, 2.0), cluster=cluster)
+            return await at(cluster, want)
         except NotRunningError as exc:
             errors.append(str(exc))
             return [Replies(kind=k, missing=sorted(want)) for k in kinds]
-        try:
-            return list(await asyncio.gather(*(ping(nc, k, want, timeout, body) for k in kinds)))
-        finally:
-            await nc.close()
 
     parts = await asyncio.gather(*(one(c) for c in clusters))
     if clusters and len(errors) == len(clusters):
@@ -141,12 +134,6 @@ async def collect(
     return out
 
 
-def collect_sync(
-    mesh: Mesh,
-    creds: Credentials,
-    kinds: list[str],
-    timeout: float = 3.0,
-    body: dict[str, Any] | None = None,
-    expected: set[str] | None = None,
-) -> dict[str, Replies[Any]]:
-    return asyncio.run(collect(mesh, creds, kinds, timeout, body, expected))
+def collect_sync(mesh: Mesh, creds: Credentials, kinds: list[str], **options: Any) -> dict[str, Replies[Any]]:
+    """`collect` from synchronous code; OPTIONS as `collect` takes them (timeout, body, expected)."""
+    return asyncio.run(collect(mesh, creds, kinds, **options))

@@ -34,6 +34,16 @@ def _list(value: Any) -> list[Doc]:
     return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
 
 
+def _ints(d: Doc, *names: str) -> dict[str, int]:
+    """The integer fields NAMES of D, each 0 when missing or not a number."""
+    return {n: _int(d.get(n)) for n in names}
+
+
+def _strs(d: Doc, **names: str) -> dict[str, str]:
+    """Text fields: each keyword's value names the key of D it comes from."""
+    return {field: str(d.get(key) or "") for field, key in names.items()}
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     """The `server` block of every system reply: who answered."""
@@ -49,16 +59,8 @@ class ServerInfo:
 
     @classmethod
     def from_response(cls, d: Doc) -> ServerInfo:
-        return cls(
-            name=str(d.get("name") or ""),
-            id=str(d.get("id") or ""),
-            host=str(d.get("host") or ""),
-            cluster=str(d.get("cluster") or ""),
-            domain=str(d.get("domain") or ""),
-            version=str(d.get("ver") or ""),
-            jetstream=bool(d.get("jetstream")),
-            time=parse_iso(d.get("time")),
-        )
+        texts = _strs(d, name="name", id="id", host="host", cluster="cluster", domain="domain", version="ver")
+        return cls(**texts, jetstream=bool(d.get("jetstream")), time=parse_iso(d.get("time")))
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,7 @@ class MetaPeer:
     @classmethod
     def from_response(cls, d: Doc) -> MetaPeer:
         return cls(
-            name=str(d.get("name") or ""),
-            peer=str(d.get("peer") or ""),
+            **_strs(d, name="name", peer="peer"),
             current=bool(d.get("current")),
             offline=bool(d.get("offline", False)),
             active_seconds=_int(d.get("active")) / 1e9,
@@ -104,9 +105,9 @@ class MetaCluster:
         )
 
 
-@dataclass(frozen=True)
-class Jsz:
-    """JSZ: a server's JetStream usage and its meta group (`/jsz`, `$SYS.REQ.SERVER.PING.JSZ`)."""
+@dataclass(frozen=True, kw_only=True)
+class Usage:
+    """How much JetStream a server holds and serves: what JSZ reports and `report jetstream` totals."""
 
     streams: int = 0
     consumers: int = 0
@@ -116,53 +117,64 @@ class Jsz:
     storage: int = 0
     api_requests: int = 0
     api_errors: int = 0
+
+    @staticmethod
+    def fields_of(d: Doc) -> dict[str, int]:
+        api = _doc(d.get("api"))
+        counts = _ints(d, "streams", "consumers", "messages", "bytes", "memory", "storage")
+        return counts | {"api_requests": _int(api.get("total")), "api_errors": _int(api.get("errors"))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Jsz(Usage):
+    """JSZ: a server's JetStream usage and its meta group (`/jsz`, `$SYS.REQ.SERVER.PING.JSZ`)."""
+
     meta: MetaCluster | None = None  # None: the server reported no meta group
     enabled: bool = False  # the server reported JetStream data at all
 
     @classmethod
     def from_response(cls, d: Doc) -> Jsz:
-        api = _doc(d.get("api"))
         meta = d.get("meta_cluster")
         return cls(
-            streams=_int(d.get("streams")),
-            consumers=_int(d.get("consumers")),
-            messages=_int(d.get("messages")),
-            bytes=_int(d.get("bytes")),
-            memory=_int(d.get("memory")),
-            storage=_int(d.get("storage")),
-            api_requests=_int(api.get("total")),
-            api_errors=_int(api.get("errors")),
+            **Usage.fields_of(d),
             meta=MetaCluster.from_response(meta) if isinstance(meta, dict) and meta else None,
             enabled=bool(d),
         )
 
 
-@dataclass(frozen=True)
-class LeafLink:
-    """One leafnode connection of a server (`/leafz` `leafs`)."""
+@dataclass(frozen=True, kw_only=True)
+class Traffic:
+    """What crossed one leafnode connection, and the interest on it."""
 
-    id: int = 0
-    name: str = ""  # the server at the other end
-    account: str = ""
-    rtt_seconds: float | None = None
     in_msgs: int = 0
     out_msgs: int = 0
     in_bytes: int = 0
     out_bytes: int = 0
     subscriptions: int = 0
 
+    @staticmethod
+    def fields_of(d: Doc) -> dict[str, int]:
+        return _ints(d, "in_msgs", "out_msgs", "in_bytes", "out_bytes", "subscriptions")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeafLink(Traffic):
+    """One leafnode connection of a server (`/leafz` `leafs`)."""
+
+    id: int = 0
+    name: str = ""  # the server at the other end
+    account: str = ""
+    rtt_seconds: float | None = None
+
     @classmethod
     def from_response(cls, d: Doc) -> LeafLink:
+        name, account = str(d.get("name") or ""), str(d.get("account") or "")
         return cls(
+            **Traffic.fields_of(d),
             id=_int(d.get("id")),
-            name=str(d.get("name") or ""),
-            account=str(d.get("account") or ""),
+            name=name,
+            account=account,
             rtt_seconds=go_duration(d.get("rtt")),
-            in_msgs=_int(d.get("in_msgs")),
-            out_msgs=_int(d.get("out_msgs")),
-            in_bytes=_int(d.get("in_bytes")),
-            out_bytes=_int(d.get("out_bytes")),
-            subscriptions=_int(d.get("subscriptions")),
         )
 
 
@@ -175,46 +187,49 @@ class Leafz:
 
     @classmethod
     def from_response(cls, d: Doc) -> Leafz:
-        return cls(
-            leafnodes=_int(d.get("leafnodes")), leafs=tuple(LeafLink.from_response(x) for x in _list(d.get("leafs")))
-        )
+        return cls(_int(d.get("leafnodes")), tuple(LeafLink.from_response(x) for x in _list(d.get("leafs"))))
 
     def accounts(self) -> set[str]:
         return {lf.account for lf in self.leafs}
 
 
-@dataclass(frozen=True)
-class Statsz:
-    """STATSZ: a server's load (`$SYS.REQ.SERVER.PING`)."""
+@dataclass(frozen=True, kw_only=True)
+class Load:
+    """A server's connections, memory and CPU: what STATSZ reports and `report servers` shows."""
 
-    start: datetime | None = None
     connections: int = 0
     subscriptions: int = 0
-    routes: tuple[str, ...] = ()  # the names of the servers it has routes to, one per route connection
     gateways: int = 0
     memory: int = 0
     cpu: float = 0.0
     cores: int = 0
     slow_consumers: int = 0
 
-    @classmethod
-    def from_response(cls, d: Doc) -> Statsz:
+    @staticmethod
+    def fields_of(d: Doc) -> dict[str, Any]:
         try:
             cpu = float(d.get("cpu") or 0)
         except (TypeError, ValueError):
             cpu = 0.0
         gateways = d.get("gateways")
-        return cls(
-            start=parse_iso(d.get("start")),
-            connections=_int(d.get("connections")),
-            subscriptions=_int(d.get("subscriptions")),
-            routes=tuple(str(r.get("name") or "") for r in _list(d.get("routes"))),
-            gateways=len(gateways) if isinstance(gateways, list) else 0,
-            memory=_int(d.get("mem")),
-            cpu=cpu,
-            cores=_int(d.get("cores")),
-            slow_consumers=_int(d.get("slow_consumers")),
-        )
+        return _ints(d, "connections", "subscriptions", "cores", "slow_consumers") | {
+            "memory": _int(d.get("mem")),
+            "cpu": cpu,
+            "gateways": len(gateways) if isinstance(gateways, list) else 0,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Statsz(Load):
+    """STATSZ: a server's load (`$SYS.REQ.SERVER.PING`)."""
+
+    start: datetime | None = None
+    routes: tuple[str, ...] = ()  # the names of the servers it has routes to, one per route connection
+
+    @classmethod
+    def from_response(cls, d: Doc) -> Statsz:
+        routes = tuple(str(r.get("name") or "") for r in _list(d.get("routes")))
+        return cls(**Load.fields_of(d), start=parse_iso(d.get("start")), routes=routes)
 
 
 @dataclass(frozen=True)
@@ -230,7 +245,7 @@ class Healthz:
 
     @classmethod
     def from_response(cls, d: Doc) -> Healthz:
-        return cls(status=str(d.get("status") or ""), error=str(d.get("error") or ""))
+        return cls(**_strs(d, status="status", error="error"))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -135,10 +136,20 @@ async def delete_entries(js: JetStreamContext, keys: list[str], inflight: int = 
     await bounded([delete(k) for k in keys], inflight)
 
 
-async def catalog_entries(mesh: Mesh) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Catalog:
+    """Every descriptor in the hub's catalog, as `natsmesh catalog list` shows them."""
+
+    products: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"products": self.products}
+
+
+async def catalog_entries(mesh: Mesh) -> Catalog:
     """Every descriptor in the hub's catalog (`natsmesh catalog list`)."""
     async with Connections(mesh, name="natsmesh-catalog") as mc:
-        return list((await read_catalog(await mc.jetstream(mesh.hub.name))).values())
+        return Catalog(list((await read_catalog(await mc.jetstream(mesh.hub.name))).values()))
 
 
 async def catalog_entry(mesh: Mesh, ref: str) -> dict[str, Any]:
