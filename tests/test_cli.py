@@ -71,7 +71,7 @@ def test_render_writes_the_seed_layout(tmp_path: Path, monkeypatch: pytest.Monke
     res = runner.invoke(cli, ["render", "--out", "out", "--json"])
     assert res.exit_code == 0, res.output
     files = json.loads(res.output)["files"]
-    assert len(files) == 18 + 6
+    assert len(files) == 18 + 6 + 6  # configs, a Procfile and the party's own secrets per folder
     assert Path("out/leaf-cluster-e/Procfile").read_text().count("\n") == 3
 
 
@@ -90,8 +90,8 @@ def test_info_json_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     assert stat.S_IMODE(secrets.parent.stat().st_mode) == 0o700
     stored = json.loads(secrets.read_text())
-    assert stored["system_password"] in doc["system"]["url"]
-    assert stored["system_password"] != "password"
+    assert stored["system_passwords"]["hub"] in doc["system"]["url"]  # the platform's own system identity
+    assert stored["system_passwords"]["hub"] != "password"
     ctx = json.loads(Path("ctx/seed-leaf-domain-b.json").read_text())
     assert ctx["jetstream_domain"] == "leaf-domain-b"
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from helpers import run_cli
 from natsmesh.errors import SpecError
+from natsmesh.local.secrets import new_credentials
 from natsmesh.local.specfile import load_spec, parse_spec, read_spec_text
-from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.templates import init_spec_text
 from natsmesh.model.yamldoc import MAX_BYTES
@@ -170,8 +170,7 @@ def _outcome(text: str) -> Mesh | None:
     except SpecError as exc:
         assert exc.source == "fuzz.yaml" and exc.problems
         return None
-    creds = Credentials("admin", "s", "app", {c.name: "p" for c in mesh.clusters}, {d.name: "l" for d in mesh.domains})
-    assert render_mesh(mesh, creds)
+    assert render_mesh(mesh, new_credentials(mesh, cost=4))
     desired_streams(mesh)
     mesh.describe()
     _ = mesh.data_dir, mesh.tls_dir

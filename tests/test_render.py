@@ -10,19 +10,14 @@ import pytest
 
 from helpers import with_keys
 from natsmesh.local.files import write_files
+from natsmesh.local.secrets import new_credentials
 from natsmesh.local.specfile import default_mesh, parse_spec
 from natsmesh.model.identities import Credentials
 from natsmesh.model.templates import init_spec_text
 from natsmesh.render.servers import render_mesh
 from natsmesh.run import binary
 
-CREDS = Credentials(
-    "admin",
-    "s3cret-sys",
-    "app",
-    {d: "s3cret-app" for d in ["hub", *(f"leaf-domain-{x}" for x in "abcde")]},
-    {f"leaf-domain-{x}": "s3cret/link" for x in "abcde"},
-)
+CREDS: Credentials = new_credentials(default_mesh())
 SEED_FOLDERS = ["hub-cluster", *(f"leaf-cluster-{x}" for x in "abcde")]
 
 
@@ -51,7 +46,7 @@ def test_seed_layout_names_and_ports() -> None:
             assert _field(conf, "domain") == f"leaf-domain-{x}"
             assert _field(conf, "name") == f"leaf-domain-{x}"  # cluster name
             assert f'listen: "127.0.0.1:{route + i}"' in conf
-            routes = re.findall(r"nats-route://127\.0\.0\.1:(\d+)", conf)
+            routes = re.findall(r"nats-route://route:[^@\"]+@127\.0\.0\.1:(\d+)", conf)
             assert sorted(map(int, routes)) == [p for p in (route, route + 1, route + 2) if p != route + i]
 
 
@@ -59,13 +54,17 @@ def test_leaf_configs_reach_every_hub_node_in_both_accounts() -> None:
     mesh = default_mesh()
     files = render_mesh(mesh, CREDS)
     conf = files["leaf-cluster-c/leaf-domain-c-1.conf"]
-    remotes = re.findall(r"\{ urls: \[(.*?)\], account: (\"?[\w-]+\"?) \}", conf)
-    assert [acct for _, acct in remotes] == ["SYS", '"leaf-domain-c"']
-    for urls, acct in remotes:
-        ports = sorted(int(p) for p in re.findall(r"@127\.0\.0\.1:(\d+)", urls))
+    remotes = re.findall(r"\{ urls: \[(.*?)\], account: (\"?[\w-]+\"?), nkey: \"(\w+)\" \}", conf)
+    assert [acct for _, acct, _ in remotes] == ["SYS", '"leaf-domain-c"']
+    for urls, acct, _ in remotes:
+        ports = sorted(int(p) for p in re.findall(r"nats-leaf://127\.0\.0\.1:(\d+)", urls))
         assert ports == [7422, 7423, 7424], acct
-    assert "nats-leaf://admin:s3cret-sys@" in conf
-    assert "nats-leaf://link-leaf-domain-c:s3cret%2Flink@" in conf  # URL-escaped password
+    # Each link signs with the domain's own nkey; no password travels in a leaf URL.
+    assert [seed for _, _, seed in remotes] == [
+        CREDS.system_links["leaf-domain-c"].seed,
+        CREDS.links["leaf-domain-c"].seed,
+    ]
+    assert "@" not in "".join(urls for urls, _, _ in remotes)
     assert "extension_hint: no_extend" in conf
     assert "extension_hint" not in files["hub-cluster/hub-server-1.conf"]
 
@@ -90,7 +89,7 @@ def test_routes_leave_self_out_only_where_the_bootstrap_quorum_stays_a_majority(
     files = render_mesh(mesh, CREDS)
     for node in mesh.domains[0].nodes:
         conf = files[f"{mesh.domains[0].folder}/{node.name}.conf"]
-        routes = re.findall(r"nats-route://127\.0\.0\.1:(\d+)", conf)
+        routes = re.findall(r"nats-route://route:[^@\"]+@127\.0\.0\.1:(\d+)", conf)
         assert len(routes) == listed
         bootstrap = max(2, listed)
         assert bootstrap // 2 + 1 > nodes / 2  # the first election's quorum is a majority of the real cluster
@@ -168,7 +167,7 @@ def test_fault_proxies_take_every_leaf_link_in_both_accounts(tmp_path: Path) -> 
     files = render_mesh(mesh, CREDS, via=via)
     plain = render_mesh(mesh, CREDS)
     conf = files["leaf-cluster-b/leaf-domain-b-2.conf"]
-    ports = re.findall(r"@127\.0\.0\.1:(\d+)", conf)
+    ports = re.findall(r"nats-leaf://127\.0\.0\.1:(\d+)", conf)
     assert sorted(set(ports)) == ["20010", "20011", "20012"] and len(ports) == 6  # 3 hub nodes x 2 accounts
     assert files["hub-cluster/hub-server-0.conf"] == plain["hub-cluster/hub-server-0.conf"]  # the hub is untouched
     assert "7422" not in conf and "7422" in plain["leaf-cluster-b/leaf-domain-b-2.conf"]
@@ -180,10 +179,7 @@ def test_system_bridge_by_mesh_size_or_setting() -> None:
 
     def sys_remote(text: str) -> bool:
         mesh = parse_spec(text, cache=False)
-        creds = Credentials(
-            "admin", "s", "app", {c.name: "p" for c in mesh.clusters}, {d.name: "l" for d in mesh.domains}
-        )
-        conf = render_mesh(mesh, creds)["leaf-cluster-a/leaf-domain-a-0.conf"]
+        conf = render_mesh(mesh, new_credentials(mesh))["leaf-cluster-a/leaf-domain-a-0.conf"]
         return re.search(r"urls: \[.*\], account: SYS", conf) is not None
 
     assert sys_remote(init_spec_text(domains=20, nodes=1))

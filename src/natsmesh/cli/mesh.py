@@ -79,12 +79,16 @@ def validate(spec_path: str | None, as_json: bool) -> None:
 @spec_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where the folders go.")
 @click.option("--server-command", default="nats-server", show_default=True, help="Command the Procfiles run.")
+@click.option("--for", "party", default=None, metavar="PARTY", help="Only this party's folder: hub, or a domain.")
 @json_option
-def render(spec_path: str | None, out_dir: str, server_command: str, as_json: bool) -> None:
-    """Write every node's nats-server config and a Procfile per cluster folder."""
+def render(spec_path: str | None, out_dir: str, server_command: str, party: str | None, as_json: bool) -> None:
+    """Write each party's folder: its nodes' nats-server configs, a Procfile and its own secrets.
+
+    The platform (hub) and every domain get a folder of their own holding nothing of another party's secrets;
+    with --for only that party's folder is written."""
     from natsmesh.local.bundle import render_bundle
 
-    res = render_bundle(load(spec_path), Path(out_dir), server_command)
+    res = render_bundle(load(spec_path), Path(out_dir), server_command, party)
     if as_json:
         print_json(res.to_json())
         return

@@ -1,4 +1,5 @@
-"""The folders that run a mesh anywhere: every node's config and a Procfile per cluster, written to a directory."""
+"""The folders that run a mesh anywhere: one per party (a cluster), each with its nodes' configs, a Procfile and
+only that party's own secrets, written to a directory."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from natsmesh.errors import UnknownDomainError
 from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.mesh import Mesh
-from natsmesh.render.servers import DEFAULT_SERVER_COMMAND, render_mesh
+from natsmesh.model.topology import Cluster
+from natsmesh.render.servers import DEFAULT_SERVER_COMMAND, render_mesh, render_party
+
+PLATFORM = "hub"  # what `--for` calls the platform's party, whatever the hub cluster is named
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,29 @@ class RenderResult:
         return {"out": self.out, "files": [str(p) for p in self.files]}
 
 
-def render_bundle(mesh: Mesh, out_dir: Path, server_command: str = DEFAULT_SERVER_COMMAND) -> RenderResult:
-    """Write the mesh's configs (its secrets generated if missing) into OUT_DIR, one folder per cluster."""
-    files = render_mesh(mesh, load_credentials(mesh), server_command, certs=cert_texts(mesh))
+def party_cluster(mesh: Mesh, party: str) -> Cluster:
+    """The cluster of PARTY: `hub` (or the hub's name) for the platform, else a domain's name."""
+    if party in (PLATFORM, mesh.hub.name):
+        return mesh.hub
+    try:
+        return mesh.domain(party)
+    except KeyError:
+        domains = ", ".join(d.name for d in mesh.domains) or "none"
+        raise UnknownDomainError(
+            f"mesh {mesh.name!r} has no party {party!r}: its parties are {PLATFORM} (the platform, cluster "
+            f"{mesh.hub.name!r}) and the domains {domains}"
+        ) from None
+
+
+def render_bundle(
+    mesh: Mesh, out_dir: Path, server_command: str = DEFAULT_SERVER_COMMAND, party: str | None = None
+) -> RenderResult:
+    """Write the folder of PARTY (None: of every party) into OUT_DIR; the mesh's secrets are generated (and kept
+    in its data dir, the platform's copy) if missing."""
+    cluster = party_cluster(mesh, party) if party is not None else None
+    creds = load_credentials(mesh)
+    if cluster is None:
+        files = render_mesh(mesh, creds, server_command, certs=cert_texts(mesh))
+    else:
+        files = render_party(mesh, creds, cluster, server_command)
     return RenderResult(str(out_dir), write_files(files, out_dir))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PRIVATE_SUFFIXES = (".conf", "-key.pem")  # rendered files that hold secrets
+PRIVATE_SUFFIXES = (".conf", "-key.pem", "secrets.json")  # rendered files that hold secrets
 
 
 def write_private(path: Path, text: str) -> None:

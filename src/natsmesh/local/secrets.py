@@ -1,61 +1,125 @@
-"""The mesh's identities: fixed where the spec says so, otherwise generated once and kept in the data dir.
+"""The mesh's secrets: fixed where the spec says so, otherwise generated once per party and kept in the data dir.
 
-Generated secrets live in `<data_dir>/secrets.json`, mode 0600 in a 0700 directory, and are reused on every
-later command so that configs, URLs and running servers agree.
+The platform's copy of every party's secrets lives in `<data_dir>/secrets.json`, mode 0600 in a 0700 directory,
+and is reused on every later command so that configs, URLs and running servers agree. Passwords are random
+192-bit tokens; servers get their bcrypt hashes (made once, stored beside them, so a re-render is byte-identical)
+and leaf links authenticate with nkeys, whose seeds only their domain's folder holds.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import replace
 from typing import Any
 
 from natsmesh.errors import NotRunningError, PreflightError
 from natsmesh.local.files import write_private
 from natsmesh.local.layout import MeshDirs
-from natsmesh.model.identities import Credentials
+from natsmesh.model.identities import Credentials, NKey, fingerprint
 from natsmesh.model.mesh import Mesh
+
+# The secrets are random 192-bit tokens, so no guessing is slowed by a costlier hash; the hash keeps the
+# plaintext out of configs. Every connection a server accepts pays for one check (cost 6: ~4 ms here).
+BCRYPT_COST = 6
+Stored = dict[str, Any]
 
 
 def _token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def new_nkey() -> NKey:
+    """A fresh user nkey (seed and public key)."""
+    import nkeys  # loads libsodium: only when a key is made
+
+    seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
+    return NKey(public=nkeys.from_seed(bytearray(seed)).public_key.decode(), seed=seed.decode())
+
+
+def bcrypt_hash(password: str, cost: int = BCRYPT_COST) -> str:
+    import bcrypt
+
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost, prefix=b"2a")).decode()
+
+
+def _fill(stored: Stored, mesh: Mesh) -> None:
+    """Generate every secret MESH needs that STORED lacks (the spec's fixed ones are not stored)."""
+    leaves = [c.name for c in mesh.domains]
+    for key, names in (
+        ("system_passwords", [] if mesh.fixed_system else [c.name for c in mesh.clusters]),
+        ("client_passwords", [] if mesh.fixed_data else [c.name for c in mesh.clusters]),
+        ("route_passwords", [c.name for c in mesh.clusters if len(c.nodes) > 1]),
+    ):
+        table = stored.setdefault(key, {})
+        for name in names:
+            table.setdefault(name, _token())
+    for key in ("links", "system_links"):
+        table = stored.setdefault(key, {})
+        for name in leaves:
+            if name not in table:
+                k = new_nkey()
+                table[name] = {"public": k.public, "seed": k.seed}
+
+
+def _credentials(stored: Stored, mesh: Mesh) -> Credentials:
+    """The credentials of MESH from STORED (with the spec's fixed identities); KeyError if any is missing."""
+    names = [c.name for c in mesh.clusters]
+    system = {n: mesh.fixed_system[1] for n in names} if mesh.fixed_system else stored["system_passwords"]
+    client = {n: mesh.fixed_data[1] for n in names} if mesh.fixed_data else stored["client_passwords"]
+    routes = stored["route_passwords"]
+
+    def keys(table: dict[str, Any]) -> dict[str, NKey]:
+        return {d.name: NKey(table[d.name]["public"], table[d.name]["seed"]) for d in mesh.domains}
+
+    return Credentials(
+        system_passwords={n: system[n] for n in names},
+        client_passwords={n: client[n] for n in names},
+        route_passwords={c.name: routes[c.name] for c in mesh.clusters if len(c.nodes) > 1},
+        links=keys(stored["links"]),
+        system_links=keys(stored["system_links"]),
+        hashes=dict(stored.get("hashes") or {}),
+        system_user=mesh.fixed_system[0] if mesh.fixed_system else "admin",
+        client_user=mesh.fixed_data[0] if mesh.fixed_data else "app",
+    )
+
+
+def _hash_all(stored: Stored, creds: Credentials, cost: int = BCRYPT_COST) -> None:
+    """Keep in STORED one bcrypt hash per password CREDS holds, and only those."""
+    old: dict[str, str] = stored.get("hashes") or {}
+    passwords = [*creds.system_passwords.values(), *creds.client_passwords.values(), *creds.route_passwords.values()]
+    stored["hashes"] = {
+        fingerprint(p): old.get(fingerprint(p)) or bcrypt_hash(p, cost) for p in dict.fromkeys(passwords)
+    }
+
+
+def new_credentials(mesh: Mesh, cost: int = BCRYPT_COST) -> Credentials:
+    """Fresh credentials for MESH, stored nowhere (for rendering a mesh without a data dir, and tests)."""
+    stored: Stored = {}
+    _fill(stored, mesh)
+    creds = _credentials(stored, mesh)
+    _hash_all(stored, creds, cost)
+    return replace(creds, hashes=dict(stored["hashes"]))
+
+
 def load_credentials(mesh: Mesh, *, create: bool = True) -> Credentials:
-    """Credentials for MESH: the spec's fixed ones, else the stored ones; missing ones are generated and stored
-    (owner-readable only) if CREATE, else `NotRunningError`."""
+    """Every party's credentials for MESH: the spec's fixed ones, else the stored ones; missing ones are
+    generated and stored (owner-readable only) if CREATE, else `NotRunningError`."""
     path = MeshDirs.of(mesh).secrets
-    stored: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    stored: Stored = json.loads(path.read_text()) if path.is_file() else {}
     before = json.dumps(stored, sort_keys=True)
-    if not mesh.fixed_system:
-        stored.setdefault("system_user", "admin")
-        if "system_password" not in stored and create:
-            stored["system_password"] = _token()
-    clients: dict[str, str] = stored.setdefault("client_passwords", {})
-    links: dict[str, str] = stored.setdefault("link_passwords", {})
-    for cluster in mesh.clusters:
-        if not mesh.fixed_data and cluster.name not in clients and create:
-            clients[cluster.name] = _token()
-        if not cluster.is_hub and cluster.name not in links and create:
-            links[cluster.name] = _token()
+    if create:
+        _fill(stored, mesh)
+    try:
+        creds = _credentials(stored, mesh)
+    except KeyError:
+        raise NotRunningError(
+            f"mesh {mesh.name!r} has no credentials yet in {mesh.data_dir}: it has never been started"
+        ) from None
+    _hash_all(stored, creds)  # kept only if CREATE; otherwise made for this command alone
     if json.dumps(stored, sort_keys=True) != before and create:
         try:
             write_private(path, json.dumps(stored, indent=2) + "\n")
         except OSError as exc:
             raise PreflightError(f"cannot write secrets to {path}: {exc.strerror}") from None
-    system = mesh.fixed_system or (stored.get("system_user", "admin"), stored.get("system_password"))
-    client_user = mesh.fixed_data[0] if mesh.fixed_data else "app"
-    if mesh.fixed_data:
-        clients = {c.name: mesh.fixed_data[1] for c in mesh.clusters}
-    missing = [c.name for c in mesh.clusters if c.name not in clients or (not c.is_hub and c.name not in links)]
-    if system[1] is None or missing:
-        raise NotRunningError(
-            f"mesh {mesh.name!r} has no credentials yet in {mesh.data_dir}: it has never been started"
-        )
-    return Credentials(
-        system_user=system[0],
-        system_password=system[1],
-        client_user=client_user,
-        client_passwords={c.name: clients[c.name] for c in mesh.clusters},
-        link_passwords={c.name: links[c.name] for c in mesh.domains},
-    )
+    return replace(creds, hashes=dict(stored["hashes"]))

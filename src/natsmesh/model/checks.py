@@ -8,6 +8,7 @@ of shared streams, cycles. Pure.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -367,9 +368,31 @@ def _cycle_rule(edges: Edges, edge_locs: dict[str, Loc], f: Findings) -> None:
         )
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _credential_rules(spec: MeshSpec, f: Findings) -> None:
+    """Fixed credentials are one secret shared by every party: only for a mesh that never leaves this machine."""
+    for key in ("system", "data"):
+        if getattr(spec.credentials, key) is not None and not is_loopback(spec.host):
+            f.problem(
+                ("credentials", key),
+                f"fixed credentials are shared by every party, so they are allowed only when every listener is on "
+                f"loopback (host {shown(spec.host)} is not); remove `credentials.{key}` and natsmesh generates "
+                "secrets per party",
+            )
+
+
 def check_rules(spec: MeshSpec, lines: dict[Loc, int]) -> Findings:
     """Every rule across fields of a document whose shape is valid."""
     f = Findings(lines)
+    _credential_rules(spec, f)
     _cluster_rules(spec, f)
     _topology_rules(spec, f)
     _namespace_rules(spec, f)

@@ -1,17 +1,23 @@
-"""Who the mesh's servers and clients are, and the URLs that carry those identities. Pure.
+"""Who the mesh's servers and clients are, which party holds each secret, and the URLs that carry them. Pure.
 
-Every mesh has a system user, a client user per domain (valid only on that domain's own servers) and a leaf-link
-user per leaf domain (accepted at the hub for leafnode connections only). Where they come from (fixed in the
-spec, or generated and stored) is `natsmesh.local.secrets`.
+Every secret belongs to exactly one party: the platform (the hub cluster) or one domain. Each cluster has its own
+system user and, with more than one node, its own route secret; each domain has a client user valid only on its
+own servers; each leaf domain has an nkey for its leaf link at the hub (accepted there for leafnode connections
+only) and, where the system account is bridged, a second nkey for a restricted system link. Servers are given
+bcrypt hashes of passwords and public keys of nkeys, never a plaintext secret of another party. Where the
+secrets come from (fixed in the spec, or generated and stored) is `natsmesh.local.secrets`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
 SYSTEM_ACCOUNT = "SYS"
-LINK_USER_PREFIX = "link-"
+SYSTEM_USER = "admin"
+CLIENT_USER = "app"
+ROUTE_USER = "route"
 
 
 def account_of(domain: str) -> str:
@@ -24,27 +30,79 @@ def user_url(scheme: str, user: str, password: str, host: str, port: int) -> str
     return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}"
 
 
+def fingerprint(secret: str) -> str:
+    """What a secret's stored hash is filed under: a digest of it (the file holding it holds the secret too)."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class NKey:
+    """An nkey: the seed (private; only its party holds it) and the public key servers are given."""
+
+    public: str
+    seed: str = ""  # empty where the holder is not the key's party
+
+    def public_only(self) -> NKey:
+        return NKey(self.public)
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """Every identity of a mesh: the system user, each domain's client user, each leaf domain's link user."""
+    """The secrets of some parties: the platform holds every party's, a domain's folder only its own.
 
-    system_user: str
-    system_password: str
-    client_user: str
-    client_passwords: dict[str, str] = field(hash=False)
-    link_passwords: dict[str, str] = field(hash=False)
+    Maps are keyed by cluster (= party) name. `hashes` holds the bcrypt hash of each password by its
+    `fingerprint`, computed once, so that rendering the same mesh twice gives the same bytes."""
 
-    def system(self) -> tuple[str, str]:
-        """The system account's identity."""
-        return self.system_user, self.system_password
+    system_passwords: dict[str, str] = field(hash=False)  # cluster -> its own system user's password
+    client_passwords: dict[str, str] = field(hash=False)  # domain -> its client user's password
+    route_passwords: dict[str, str] = field(hash=False)  # cluster with routes -> the route secret
+    links: dict[str, NKey] = field(hash=False)  # leaf domain -> its data link at the hub
+    system_links: dict[str, NKey] = field(hash=False)  # leaf domain -> its restricted system link at the hub
+    hashes: dict[str, str] = field(hash=False, default_factory=dict)
+    system_user: str = SYSTEM_USER
+    client_user: str = CLIENT_USER
+
+    def system(self, cluster: str | None = None) -> tuple[str, str]:
+        """The system identity of CLUSTER's own servers; without CLUSTER, the holder's own (the hub's for the
+        platform, whose credentials list the hub first)."""
+        return self.system_user, self.system_passwords[cluster or next(iter(self.system_passwords))]
 
     def client(self, domain: str) -> tuple[str, str]:
         """DOMAIN's client identity (data account of that domain, valid only on its own servers)."""
         return self.client_user, self.client_passwords[domain]
 
+    def route(self, cluster: str) -> tuple[str, str]:
+        """The identity CLUSTER's nodes present to each other on routes."""
+        return ROUTE_USER, self.route_passwords[cluster]
+
     def link(self, domain: str) -> tuple[str, str]:
-        """The identity DOMAIN's leaf nodes use at the hub (leafnode connections only)."""
-        return f"{LINK_USER_PREFIX}{domain}", self.link_passwords[domain]
+        """DOMAIN's leaf link identity at the hub, as (public key, seed): for leafnode connections only."""
+        key = self.links[domain]
+        return key.public, key.seed
+
+    def hash(self, password: str) -> str:
+        """The stored bcrypt hash of PASSWORD (`natsmesh.local.secrets` made one for every password)."""
+        return self.hashes[fingerprint(password)]
+
+    def party(self, name: str) -> Credentials:
+        """Only what party NAME holds: its own passwords and seeds, and the public keys of the other parties'
+        links (which a hub config names). Raises KeyError for a party these credentials do not hold."""
+        if name not in self.system_passwords:
+            raise KeyError(name)
+        own = {k: v for k, v in self.system_passwords.items() if k == name}
+        mine = [*own.values(), self.client_passwords.get(name, ""), self.route_passwords.get(name, "")]
+        return replace(
+            self,
+            system_passwords=own,
+            client_passwords={k: v for k, v in self.client_passwords.items() if k == name},
+            route_passwords={k: v for k, v in self.route_passwords.items() if k == name},
+            links={k: v if k == name else v.public_only() for k, v in self.links.items()},
+            system_links={k: v if k == name else v.public_only() for k, v in self.system_links.items()},
+            hashes={f: h for f, h in self.hashes.items() if f in {fingerprint(p) for p in mine if p}},
+        )
 
     def secrets(self) -> list[str]:
-        return [self.system_password, *self.client_passwords.values(), *self.link_passwords.values()]
+        """Every secret held here: passwords and nkey seeds."""
+        seeds = [k.seed for k in (*self.links.values(), *self.system_links.values()) if k.seed]
+        passwords = (self.system_passwords, self.client_passwords, self.route_passwords)
+        return [*(p for m in passwords for p in m.values()), *seeds]

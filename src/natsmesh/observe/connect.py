@@ -24,8 +24,8 @@ from natsmesh.model.topology import Cluster
 
 def system_urls(mesh: Mesh, creds: Credentials, cluster: Cluster | None = None) -> list[str]:
     """System-account URLs at every server of CLUSTER (default: the hub); nats-py tries them in turn."""
-    nodes = (cluster or mesh.hub).nodes
-    return [user_url(mesh.scheme, *creds.system(), mesh.host, n.client_port) for n in nodes]
+    cluster = cluster or mesh.hub
+    return [user_url(mesh.scheme, *creds.system(cluster.name), mesh.host, n.client_port) for n in cluster.nodes]
 
 
 def data_urls(mesh: Mesh, creds: Credentials, domain: str) -> list[str]:

@@ -1,7 +1,9 @@
-"""Model in, files out: one nats-server config per node and a Procfile per cluster folder. Pure.
+"""Model in, files out: one folder per party (a cluster), with its nodes' configs, a Procfile and its secrets. Pure.
 
 The layout is the seed's (`hub-cluster/`, `leaf-cluster-a/`, …), so `goreman start` or `honcho start` inside a
-folder still works: every path in a config is relative to that folder.
+folder still works: every path in a config is relative to that folder. A folder carries only its own party's
+secrets: routes, system and client users are its own (servers get bcrypt hashes), its leaf links sign with its
+own nkeys, and the hub's configs name only the public keys of the domains' links.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from natsmesh.model.products import deliver_subject, shares
 from natsmesh.model.topology import Cluster, Node
 
 DEFAULT_SERVER_COMMAND = "nats-server"
+SECRETS_FILE = "secrets.json"  # in each party's folder: that party's own secrets
 TLS_DIR = "../tls"  # the mesh's certificates, seen from a cluster folder
 CERT_FILES = ("ca.pem", "server.pem", "server-key.pem")
 
@@ -43,11 +46,9 @@ def store_dir(node: Node) -> str:
     return f"data/{node.name}"
 
 
-def leaf_url(mesh: Mesh, hub_node: Node, user: str, password: str, port: int | None = None) -> str:
-    """A leaf remote URL to HUB_NODE (or to PORT, a fault proxy in front of it)."""
-    to = port or hub_node.leafnode_port
-    assert to is not None  # hub nodes always listen for leafnodes
-    return user_url("nats-leaf", user, password, mesh.host, to)
+def leaf_url(mesh: Mesh, hub_node: Node, port: int | None = None) -> str:
+    """A leaf remote URL to HUB_NODE (or to PORT, a fault proxy in front of it); the identity is the remote's nkey."""
+    return f"nats-leaf://{mesh.host}:{port or hub_node.leafnode_port}"
 
 
 Via = dict[tuple[str, str], int]  # (leaf domain, hub node) -> the port of a fault proxy in front of that hub node
@@ -68,10 +69,26 @@ def route_peers(cluster: Cluster, node: Node) -> list[Node]:
     return list(cluster.nodes)
 
 
-def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, via: Via | None = None) -> str:
-    """The nats-server config of one node; VIA sends its leaf links through fault proxies (`up --chaos`)."""
+# What a leaf's system link may do at the hub: answer the platform's pings and send its servers' own events.
+# Requests to other servers ($SYS.REQ.SERVER.<id>.*, $SYS.REQ.ACCOUNT.*) and the JetStream API are not in it.
+SYSTEM_LINK_PUBLISH = ["$SYS._INBOX.>", "_INBOX.>", "$SYS.SERVER.>", "$SYS.ACCOUNT.>"]
+SYSTEM_LINK_SUBSCRIBE = [
+    "$SYS.REQ.SERVER.PING",
+    "$SYS.REQ.SERVER.PING.>",
+    "$SYS._INBOX.>",
+    "_INBOX.>",
+    "$SYS.SERVER.>",
+    "$SYS.ACCOUNT.>",
+]
+
+
+def _list(items: list[str]) -> str:
+    return "[" + ", ".join(_q(x) for x in items) + "]"
+
+
+def _header(mesh: Mesh, cluster: Cluster, node: Node) -> list[str]:
     host = mesh.host
-    lines = [
+    return [
         f"# natsmesh: mesh {mesh.name!r}, cluster/domain {cluster.name!r}, node {node.name!r}. Generated; edit",
         "# the spec and re-render instead of this file.",
         f"server_name: {_q(node.name)}",
@@ -85,6 +102,11 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, vi
         'lame_duck_grace_period: "1s"',
         'lame_duck_duration: "30s"',
         *(_tls_block("") if mesh.tls else []),
+    ]
+
+
+def _jetstream(mesh: Mesh, cluster: Cluster, node: Node) -> list[str]:
+    lines = [
         "",
         "jetstream {",
         f"  domain: {_q(cluster.domain)}",
@@ -99,64 +121,96 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, vi
     if not cluster.is_hub:
         # A leaf cluster elects its own meta leader without waiting for the hub (domain autonomy).
         lines.append("  extension_hint: no_extend")
-    lines.append("}")
-    if len(cluster.nodes) > 1:
-        routes = ", ".join(_q(f"nats-route://{host}:{n.cluster_port}") for n in route_peers(cluster, node))
-        lines += [
-            "",
-            "cluster {",
-            f"  name: {_q(cluster.name)}",
-            f"  listen: {_q(f'{host}:{node.cluster_port}')}",
-            f"  routes: [{routes}]",
-            *(_tls_block("  ") if mesh.tls else []),
-            "}",
-        ]
-    lines += [
+    return [*lines, "}"]
+
+
+def _cluster(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) -> list[str]:
+    """Routes between the cluster's nodes, each authenticated with the secret only this cluster holds."""
+    if len(cluster.nodes) < 2:
+        return []
+    user, password = creds.route(cluster.name)
+    routes = ", ".join(
+        _q(user_url("nats-route", user, password, mesh.host, n.cluster_port or 0)) for n in route_peers(cluster, node)
+    )
+    return [
         "",
-        "accounts {",
-        f"  {SYSTEM_ACCOUNT}: {{",
-        f"    users: [{{ user: {_q(creds.system_user)}, password: {_q(creds.system_password)} }}]",
-        "  }",
-        *render_accounts(mesh, cluster, creds),
+        "cluster {",
+        f"  name: {_q(cluster.name)}",
+        f"  listen: {_q(f'{mesh.host}:{node.cluster_port}')}",
+        f"  authorization {{ user: {_q(user)}, password: {_q(creds.hash(password))} }}",
+        f"  routes: [{routes}]",
+        *(_tls_block("  ") if mesh.tls else []),
         "}",
-        f"system_account: {SYSTEM_ACCOUNT}",
-        "",
-        "leafnodes {",
-        f"  reconnect: {_q(mesh.leafnode_reconnect)}",
     ]
+
+
+def _system_account(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[str]:
+    """This cluster's own system user; at the hub with the system bridge, each domain's restricted link too."""
+    user, password = creds.system(cluster.name)
+    users = [f"{{ user: {_q(user)}, password: {_q(creds.hash(password))} }}"]
+    if cluster.is_hub and mesh.system_bridge:
+        pub, sub = _list(SYSTEM_LINK_PUBLISH), _list(SYSTEM_LINK_SUBSCRIBE)
+        permissions = f"publish: {{ allow: {pub} }}, subscribe: {{ allow: {sub} }}"
+        users += [
+            f'{{ nkey: {_q(creds.system_links[d.name].public)}, allowed_connection_types: ["LEAFNODE"], '
+            f"permissions: {{ {permissions} }} }}"
+            for d in mesh.domains
+        ]
+    body = users[0] if len(users) == 1 else "\n" + "".join(f"      {u}\n" for u in users) + "    "
+    return [f"  {SYSTEM_ACCOUNT}: {{", f"    users: [{body}]", "  }"]
+
+
+def _leafnodes(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, via: Via | None) -> list[str]:
+    lines = ["", "leafnodes {", f"  reconnect: {_q(mesh.leafnode_reconnect)}"]
     if cluster.is_hub:
-        lines.append(f"  listen: {_q(f'{host}:{node.leafnode_port}')}")
+        lines.append(f"  listen: {_q(f'{mesh.host}:{node.leafnode_port}')}")
         # Leaf nodes dial exactly the hub URLs in their remotes (every hub node); advertised URLs would let a
         # link bypass what the remotes name (a fault proxy, a load balancer, an address seen from outside).
         lines.append("  no_advertise: true")
         if mesh.tls:
             lines += _tls_block("  ")
+        return [*lines, "}"]
+    remote_tls = f', tls: {{ ca_file: "{TLS_DIR}/ca.pem" }}' if mesh.tls else ""
+    urls = ", ".join(_q(leaf_url(mesh, h, (via or {}).get((cluster.name, h.name)))) for h in mesh.hub.nodes)
+
+    def remote(account: str, key: str) -> str:
+        return f"{{ urls: [{urls}], account: {account}, nkey: {_q(key)}{remote_tls} }}"
+
+    data = remote(_q(account_of(cluster.name)), creds.links[cluster.name].seed)
+    if mesh.system_bridge:
+        system = remote(SYSTEM_ACCOUNT, creds.system_links[cluster.name].seed)
+        lines += [
+            "  # Both accounts reach every hub node, each with its own nkey: SYS through a link the hub lets answer",
+            "  # its pings and nothing else, so one request at the hub sees every server; the domain's own account,",
+            "  # bound at the hub to its link identity, for the data it shares and takes.",
+            "  remotes: [",
+            f"    {system}",
+        ]
     else:
-        hub = mesh.hub.nodes
-        remote_tls = f', tls: {{ ca_file: "{TLS_DIR}/ca.pem" }}' if mesh.tls else ""
-        ports = {h.name: (via or {}).get((cluster.name, h.name)) for h in hub}
-        sys_urls = ", ".join(
-            _q(leaf_url(mesh, h, creds.system_user, creds.system_password, ports[h.name])) for h in hub
-        )
-        link_user, link_password = creds.link(cluster.name)
-        data_urls = ", ".join(_q(leaf_url(mesh, h, link_user, link_password, ports[h.name])) for h in hub)
-        account = _q(account_of(cluster.name))
-        if mesh.system_bridge:
-            lines += [
-                "  # Both accounts reach every hub node: SYS so one request at the hub sees every server; the",
-                "  # domain's own account, bound at the hub to its link user, for the data it shares and takes.",
-                "  remotes: [",
-                f"    {{ urls: [{sys_urls}], account: {SYSTEM_ACCOUNT}{remote_tls} }}",
-            ]
-        else:
-            lines += [
-                "  # The domain's own account reaches every hub node, bound there to its link user, for the data it",
-                "  # shares and takes. The system account stays local (leafnodes.system_bridge): natsmesh asks each",
-                "  # cluster's servers directly, which keeps large meshes cheap.",
-                "  remotes: [",
-            ]
-        lines += [f"    {{ urls: [{data_urls}], account: {account}{remote_tls} }}", "  ]"]
-    lines.append("}")
+        lines += [
+            "  # The domain's own account reaches every hub node, bound there to its link identity, for the data it",
+            "  # shares and takes. The system account stays local (leafnodes.system_bridge): natsmesh asks each",
+            "  # cluster's servers directly, which keeps large meshes cheap.",
+            "  remotes: [",
+        ]
+    return [*lines, f"    {data}", "  ]", "}"]
+
+
+def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, via: Via | None = None) -> str:
+    """The nats-server config of one node; VIA sends its leaf links through fault proxies (`up --chaos`). It
+    holds secrets of the node's own party only (and public keys of the others' leaf links)."""
+    lines = [
+        *_header(mesh, cluster, node),
+        *_jetstream(mesh, cluster, node),
+        *_cluster(mesh, cluster, node, creds),
+        "",
+        "accounts {",
+        *_system_account(mesh, cluster, creds),
+        *render_accounts(mesh, cluster, creds),
+        "}",
+        f"system_account: {SYSTEM_ACCOUNT}",
+        *_leafnodes(mesh, cluster, node, creds, via),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -219,23 +273,60 @@ def render_accounts(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[st
                 lines.append("    ]")
         lines.append("  }")
 
-    def user(name: str, password: str, leaf_only: bool = False) -> str:
-        extra = ', allowed_connection_types: ["LEAFNODE"]' if leaf_only else ""
-        return f"{{ user: {_q(name)}, password: {_q(password)}{extra} }}"
+    def client(domain: str) -> str:
+        user, password = creds.client(domain)
+        return f"{{ user: {_q(user)}, password: {_q(creds.hash(password))} }}"
+
+    def link(domain: str) -> str:
+        return f'{{ nkey: {_q(creds.links[domain].public)}, allowed_connection_types: ["LEAFNODE"] }}'
 
     if not cluster.is_hub:
-        account(account_of(cluster.name), [user(*creds.client(cluster.name))], True, [], [])
+        account(account_of(cluster.name), [client(cluster.name)], True, [], [])
         return lines
     hub_account = account_of(cluster.name)
-    account(hub_account, [user(*creds.client(cluster.name))], True, *_exports_imports(mesh, hub_account))
+    account(hub_account, [client(cluster.name)], True, *_exports_imports(mesh, hub_account))
     for domain in mesh.domains:
         name = account_of(domain.name)
-        account(name, [user(*creds.link(domain.name), leaf_only=True)], False, *_exports_imports(mesh, name))
+        account(name, [link(domain.name)], False, *_exports_imports(mesh, name))
     return lines
 
 
 def render_procfile(cluster: Cluster, server_command: str = DEFAULT_SERVER_COMMAND) -> str:
     return "".join(f"{n.name}: {server_command} -c {config_name(n)}\n" for n in cluster.nodes)
+
+
+def party_secrets(mesh: Mesh, creds: Credentials, cluster: Cluster) -> str:
+    """The `secrets.json` of CLUSTER's folder: what its party holds to use its own servers (mode 0600)."""
+    doc: dict[str, object] = {
+        "party": cluster.name,
+        "system": dict(zip(("user", "password"), creds.system(cluster.name), strict=True)),
+        "client": dict(zip(("user", "password"), creds.client(cluster.name), strict=True)),
+    }
+    if cluster.name in creds.route_passwords:
+        doc["route"] = dict(zip(("user", "password"), creds.route(cluster.name), strict=True))
+    if not cluster.is_hub:
+        doc["link"] = {"public": creds.links[cluster.name].public, "seed": creds.links[cluster.name].seed}
+        if mesh.system_bridge:
+            key = creds.system_links[cluster.name]
+            doc["system_link"] = {"public": key.public, "seed": key.seed}
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def render_party(
+    mesh: Mesh,
+    creds: Credentials,
+    cluster: Cluster,
+    server_command: str = DEFAULT_SERVER_COMMAND,
+    via: Via | None = None,
+) -> dict[str, str]:
+    """The folder of CLUSTER's party, keyed by path below the output directory: its nodes' configs, a Procfile and
+    its own secrets. Rendered from the party's own credentials (`Credentials.party`) it holds nothing of another
+    party's but the public keys of the domains' leaf links, which the hub's configs name."""
+    own = creds.party(cluster.name)
+    files = {f"{cluster.folder}/{config_name(n)}": render_node(mesh, cluster, n, own, via) for n in cluster.nodes}
+    files[f"{cluster.folder}/Procfile"] = render_procfile(cluster, server_command)
+    files[f"{cluster.folder}/{SECRETS_FILE}"] = party_secrets(mesh, own, cluster)
+    return files
 
 
 def render_mesh(
@@ -254,7 +345,5 @@ def render_mesh(
     for name, text in (certs or {}).items():
         files[f"tls/{name}"] = text
     for cluster in mesh.clusters:
-        for node in cluster.nodes:
-            files[f"{cluster.folder}/{config_name(node)}"] = render_node(mesh, cluster, node, creds, via)
-        files[f"{cluster.folder}/Procfile"] = render_procfile(cluster, server_command)
+        files.update(render_party(mesh, creds, cluster, server_command, via))
     return files

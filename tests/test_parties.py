@@ -1,0 +1,74 @@
+"""Every secret belongs to one party: each folder holds only its own party's, rendered for that party alone."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from helpers import EXAMPLES, example_on_free_ports
+from natsmesh.cli import cli
+from natsmesh.errors import SpecError, UnknownDomainError
+from natsmesh.local.bundle import render_bundle
+from natsmesh.local.secrets import load_credentials
+from natsmesh.local.specfile import load_spec, parse_spec
+
+
+def _mesh(tmp_path: Path):  # type: ignore[no-untyped-def]
+    return parse_spec(example_on_free_ports("data-mesh.yaml", tmp_path / "data"), base_dir=tmp_path, cache=False)
+
+
+def test_each_folder_holds_its_own_secrets_and_no_other_partys(tmp_path: Path) -> None:
+    mesh = _mesh(tmp_path)
+    render_bundle(mesh, tmp_path / "out")
+    creds = load_credentials(mesh, create=False)
+    parties = [c.name for c in mesh.clusters]
+    own = {p: set(creds.party(p).secrets()) for p in parties}
+    for p, mine in own.items():
+        others = set().union(*(own[q] for q in parties if q != p)) - mine
+        assert mine and not mine & others, p  # no secret is shared between parties
+        folder = tmp_path / "out" / mesh.domain(p).folder
+        text = "\n".join(f.read_text() for f in folder.rglob("*") if f.is_file())
+        assert not [s for s in others if s in text], f"{p}'s folder holds another party's secret"
+        doc = json.loads((folder / "secrets.json").read_text())
+        assert doc["party"] == p and doc["client"]["password"] in mine and doc["system"]["password"] in mine
+        assert stat.S_IMODE((folder / "secrets.json").stat().st_mode) == 0o600
+        for conf in folder.glob("*.conf"):
+            assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+            assert not re.search(r'password: "(?!\$2a\$)', conf.read_text()), "a plaintext password in users"
+
+
+def test_render_for_one_party_writes_only_its_folder(tmp_path: Path) -> None:
+    mesh = _mesh(tmp_path)
+    res = render_bundle(mesh, tmp_path / "a", party="leaf-domain-a")
+    assert res.folders == ["leaf-cluster-a"]
+    conf = (tmp_path / "a" / "leaf-cluster-a" / "leaf-domain-a-0.conf").read_text()
+    creds = load_credentials(mesh, create=False)
+    assert creds.links["leaf-domain-a"].seed in conf and creds.links["leaf-domain-b"].seed not in conf
+    hub = render_bundle(mesh, tmp_path / "h", party="hub")
+    assert hub.folders == ["hub-cluster"]
+    hub_text = "".join(p.read_text() for p in (tmp_path / "h" / "hub-cluster").glob("*.conf"))
+    assert all(
+        creds.links[d.name].public in hub_text and creds.links[d.name].seed not in hub_text for d in mesh.domains
+    )
+
+
+def test_render_for_an_unknown_party_lists_the_parties_and_writes_nothing(tmp_path: Path) -> None:
+    spec = tmp_path / "mesh.yaml"
+    spec.write_text(example_on_free_ports("data-mesh.yaml", tmp_path / "data"))
+    with pytest.raises(UnknownDomainError, match=r"no party 'sales': its parties are hub .* leaf-domain-a, "):
+        render_bundle(load_spec(spec), tmp_path / "out", party="sales")
+    res = CliRunner().invoke(cli, ["render", "-f", str(spec), "--for", "sales", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 1 and "no party 'sales'" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_fixed_credentials_only_on_loopback() -> None:
+    seed = (EXAMPLES / "seed.yaml").read_text()
+    assert parse_spec(seed, cache=False).fixed_system == ("admin", "password")  # the seed keeps its commands
+    with pytest.raises(SpecError, match=r"credentials.system \(line \d+\): fixed credentials are shared by every"):
+        parse_spec(seed.replace("host: 127.0.0.1", "host: 10.1.2.3"), cache=False)
