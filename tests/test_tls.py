@@ -30,26 +30,42 @@ def test_certificates_cover_every_name_and_keys_are_private(tmp_path: Path) -> N
 
     mesh = parse_spec(init_spec_text(domains=2, nodes=3, tls=True) + f"data_dir: {tmp_path}\n", cache=False)
     p = ensure_certs(mesh)
-    cert = x509.load_pem_x509_certificate(p.cert.read_bytes())
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert {n.name for n in mesh.nodes()} | {"localhost"} <= set(san.get_values_for_type(x509.DNSName))
-    assert stat.S_IMODE(p.key.stat().st_mode) == 0o600
+    for node in mesh.nodes():  # a key and certificate per node, naming that node only
+        cert_path, key_path = p.node(node.name)
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert set(san.get_values_for_type(x509.DNSName)) == {node.name, "localhost"}
+        assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    for domain in mesh.domains:  # and a client certificate for each leaf domain's links
+        cert = x509.load_pem_x509_certificate(p.link(domain.name)[0].read_bytes())
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert [u._name for u in usage] == ["clientAuth"]
     assert stat.S_IMODE((p.ca.parent / "ca-key.pem").stat().st_mode) == 0o600
+    first = p.node(mesh.hub.nodes[0].name)[0].read_bytes()
     again = ensure_certs(mesh)  # reused, not regenerated
-    assert again.cert.read_bytes() == p.cert.read_bytes()
+    assert again.node(mesh.hub.nodes[0].name)[0].read_bytes() == first
     ctx = client_context(mesh)
     assert isinstance(ctx, ssl.SSLContext)
 
 
 def test_tls_configs_cover_clients_routes_and_leafnodes(tmp_path: Path) -> None:
     mesh = parse_spec(init_spec_text(domains=1, nodes=3, tls=True) + f"data_dir: {tmp_path}\n", cache=False)
-    files = render_mesh(mesh, load_credentials(mesh), certs={"ca.pem": "x", "server.pem": "y", "server-key.pem": "z"})
-    assert files["tls/ca.pem"] == "x"
+    certs = {n.name + ext: n.name + ext for n in mesh.nodes() for ext in (".pem", "-key.pem")} | {"ca.pem": "x"}
+    certs |= {f"leaf-domain-a-link{ext}": "link" + ext for ext in (".pem", "-key.pem")}
+    files = render_mesh(mesh, load_credentials(mesh), certs=certs)
+    assert files["hub-cluster/tls/ca.pem"] == files["leaf-cluster-a/tls/ca.pem"] == "x"
+    assert sorted(p for p in files if p.startswith("leaf-cluster-a/tls/")) == sorted(
+        f"leaf-cluster-a/tls/{f}"
+        for f in ["ca.pem", "leaf-domain-a-link.pem", "leaf-domain-a-link-key.pem"]
+        + [n.name + ext for n in mesh.domain("leaf-domain-a").nodes for ext in (".pem", "-key.pem")]
+    )  # its own keys only: no other node's, no CA key
     hub = files["hub-cluster/hub-server-0.conf"]
     leaf = files["leaf-cluster-a/leaf-domain-a-0.conf"]
-    assert hub.count('cert_file: "../tls/server.pem"') == 3  # client listener, routes, leafnode listener
-    assert leaf.count('cert_file: "../tls/server.pem"') == 2  # client listener, routes
-    assert leaf.count('tls: { ca_file: "../tls/ca.pem" }') == 2  # both remotes verify the hub
+    assert hub.count('cert_file: "tls/hub-server-0.pem"') == 3  # client listener, routes, leafnode listener
+    assert hub.count("verify: true") == 2  # routes and leaf links must show a certificate of the mesh CA
+    assert leaf.count('cert_file: "tls/leaf-domain-a-0.pem"') == 2  # client listener, routes
+    link = 'tls: { cert_file: "tls/leaf-domain-a-link.pem", key_file: "tls/leaf-domain-a-link-key.pem", ca_file:'
+    assert leaf.count(link) == 2  # both remotes show the domain's link certificate and verify the hub
 
 
 @pytest.mark.integration

@@ -53,7 +53,7 @@ def init(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if res.certs is not None:
-        click.echo(f"generated a CA and server certificate in {res.certs} (keys mode 0600)")
+        click.echo(f"generated a CA and a certificate per node and leaf link in {res.certs} (keys mode 0600)")
     click.echo(
         f"wrote {res.path}: hub of {hub_nodes} + {domains} domains of {nodes} nodes "
         f"({len(res.mesh.nodes())} servers); start it with `natsmesh up -f {res.path}`"

@@ -55,5 +55,5 @@ def render_bundle(
     if cluster is None:
         files = render_mesh(mesh, creds, server_command, certs=cert_texts(mesh))
     else:
-        files = render_party(mesh, creds, cluster, server_command)
+        files = render_party(mesh, creds, cluster, server_command, cert_texts(mesh))
     return RenderResult(str(out_dir), write_files(files, out_dir))

@@ -17,16 +17,18 @@ from natsmesh.model.topology import Cluster, Node
 
 DEFAULT_SERVER_COMMAND = "nats-server"
 SECRETS_FILE = "secrets.json"  # in each party's folder: that party's own secrets
-TLS_DIR = "../tls"  # the mesh's certificates, seen from a cluster folder
-CERT_FILES = ("ca.pem", "server.pem", "server-key.pem")
+TLS_DIR = "tls"  # a party's certificates, inside its folder
+CA_FILE = "ca.pem"
 
 
-def _tls_block(indent: str) -> list[str]:
+def _tls_block(indent: str, node: Node, verify: bool = False) -> list[str]:
+    """The node's own certificate; VERIFY: the peer must present one the mesh CA signed (routes, leaf links)."""
     return [
         f"{indent}tls {{",
-        f'{indent}  cert_file: "{TLS_DIR}/server.pem"',
-        f'{indent}  key_file: "{TLS_DIR}/server-key.pem"',
-        f'{indent}  ca_file: "{TLS_DIR}/ca.pem"',
+        f'{indent}  cert_file: "{TLS_DIR}/{node.name}.pem"',
+        f'{indent}  key_file: "{TLS_DIR}/{node.name}-key.pem"',
+        f'{indent}  ca_file: "{TLS_DIR}/{CA_FILE}"',
+        *([f"{indent}  verify: true"] if verify else []),
         f"{indent}  timeout: 5",
         f"{indent}}}",
     ]
@@ -101,7 +103,7 @@ def _header(mesh: Mesh, cluster: Cluster, node: Node) -> list[str]:
         "# told to go after the grace period (the duration is nats-server's minimum).",
         'lame_duck_grace_period: "1s"',
         'lame_duck_duration: "30s"',
-        *(_tls_block("") if mesh.tls else []),
+        *(_tls_block("", node) if mesh.tls else []),
     ]
 
 
@@ -139,7 +141,7 @@ def _cluster(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) -> li
         f"  listen: {_q(f'{mesh.host}:{node.cluster_port}')}",
         f"  authorization {{ user: {_q(user)}, password: {_q(creds.hash(password))} }}",
         f"  routes: [{routes}]",
-        *(_tls_block("  ") if mesh.tls else []),
+        *(_tls_block("  ", node, verify=True) if mesh.tls else []),
         "}",
     ]
 
@@ -168,9 +170,14 @@ def _leafnodes(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, via
         # link bypass what the remotes name (a fault proxy, a load balancer, an address seen from outside).
         lines.append("  no_advertise: true")
         if mesh.tls:
-            lines += _tls_block("  ")
+            lines += _tls_block("  ", node, verify=True)  # a leaf link shows its domain's certificate
         return [*lines, "}"]
-    remote_tls = f', tls: {{ ca_file: "{TLS_DIR}/ca.pem" }}' if mesh.tls else ""
+    link_cert = f"{TLS_DIR}/{cluster.name}-link"
+    remote_tls = (
+        f', tls: {{ cert_file: "{link_cert}.pem", key_file: "{link_cert}-key.pem", ca_file: "{TLS_DIR}/{CA_FILE}" }}'
+        if mesh.tls
+        else ""
+    )
     urls = ", ".join(_q(leaf_url(mesh, h, (via or {}).get((cluster.name, h.name)))) for h in mesh.hub.nodes)
 
     def remote(account: str, key: str) -> str:
@@ -312,20 +319,30 @@ def party_secrets(mesh: Mesh, creds: Credentials, cluster: Cluster) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
+def party_tls_files(cluster: Cluster) -> list[str]:
+    """The TLS files CLUSTER's folder holds: the CA certificate, its nodes' and (a leaf) its links' keys."""
+    names = [CA_FILE, *(f"{n.name}{suffix}" for n in cluster.nodes for suffix in (".pem", "-key.pem"))]
+    return names + ([] if cluster.is_hub else [f"{cluster.name}-link.pem", f"{cluster.name}-link-key.pem"])
+
+
 def render_party(
     mesh: Mesh,
     creds: Credentials,
     cluster: Cluster,
     server_command: str = DEFAULT_SERVER_COMMAND,
+    certs: dict[str, str] | None = None,
     via: Via | None = None,
 ) -> dict[str, str]:
-    """The folder of CLUSTER's party, keyed by path below the output directory: its nodes' configs, a Procfile and
-    its own secrets. Rendered from the party's own credentials (`Credentials.party`) it holds nothing of another
-    party's but the public keys of the domains' leaf links, which the hub's configs name."""
+    """The folder of CLUSTER's party, keyed by path below the output directory: its nodes' configs, a Procfile,
+    its own secrets and (TLS) its own keys from CERTS (file name -> PEM). Rendered from the party's own
+    credentials (`Credentials.party`), it holds nothing of another party's but the public keys of the domains'
+    leaf links, which the hub's configs name."""
     own = creds.party(cluster.name)
     files = {f"{cluster.folder}/{config_name(n)}": render_node(mesh, cluster, n, own, via) for n in cluster.nodes}
     files[f"{cluster.folder}/Procfile"] = render_procfile(cluster, server_command)
     files[f"{cluster.folder}/{SECRETS_FILE}"] = party_secrets(mesh, own, cluster)
+    if mesh.tls and certs is not None:
+        files.update({f"{cluster.folder}/{TLS_DIR}/{name}": certs[name] for name in party_tls_files(cluster)})
     return files
 
 
@@ -336,14 +353,10 @@ def render_mesh(
     certs: dict[str, str] | None = None,
     via: Via | None = None,
 ) -> dict[str, str]:
-    """Every file of the mesh, keyed by path relative to the output directory.
-
-    For a TLS mesh, CERTS (file name -> PEM text of `CERT_FILES`) go to `tls/`, where the configs look. VIA
-    routes leaf links through local fault proxies (only for `up --chaos`; never in configs for real hosts).
-    """
+    """Every party's folder (`render_party`), keyed by path relative to the output directory. For a TLS mesh,
+    CERTS (file name -> PEM, `natsmesh.local.certs.cert_texts`) go into the folders that hold them. VIA routes
+    leaf links through local fault proxies (only for `up --chaos`; never in configs for real hosts)."""
     files: dict[str, str] = {}
-    for name, text in (certs or {}).items():
-        files[f"tls/{name}"] = text
     for cluster in mesh.clusters:
-        files.update(render_party(mesh, creds, cluster, server_command, via))
+        files.update(render_party(mesh, creds, cluster, server_command, certs, via))
     return files
