@@ -129,7 +129,7 @@ def test_written_configs_are_owner_readable_only(tmp_path: Path) -> None:
     paths = write_files(render_mesh(default_mesh(), CREDS), tmp_path)
     for p in paths:
         mode = p.stat().st_mode & 0o777
-        assert mode == (0o600 if p.suffix == ".conf" else 0o644), p
+        assert mode == (0o600 if p.suffix == ".conf" or p.name == "secrets.json" else 0o644), p
 
 
 def test_hardened_defaults_and_durability_setting(tmp_path: Path) -> None:
