@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import with_keys
+from helpers import EXAMPLES, with_keys
 from natsmesh.local.files import write_files
 from natsmesh.local.secrets import new_credentials
 from natsmesh.local.specfile import default_mesh, parse_spec
 from natsmesh.model.identities import Credentials
-from natsmesh.model.templates import init_spec_text
+from natsmesh.model.templates import init_spec_text, seed_spec_text
 from natsmesh.render.servers import render_mesh
 from natsmesh.run import binary
 
 CREDS: Credentials = new_credentials(default_mesh())
+BRIDGED = parse_spec(with_keys(seed_spec_text(), leafnodes={"system_bridge": True}), cache=False)  # both links
 SEED_FOLDERS = ["hub-cluster", *(f"leaf-cluster-{x}" for x in "abcde")]
 
 
@@ -51,7 +52,7 @@ def test_seed_layout_names_and_ports() -> None:
 
 
 def test_leaf_configs_reach_every_hub_node_in_both_accounts() -> None:
-    mesh = default_mesh()
+    mesh = BRIDGED
     files = render_mesh(mesh, CREDS)
     conf = files["leaf-cluster-c/leaf-domain-c-1.conf"]
     remotes = re.findall(r"\{ urls: \[(.*?)\], account: (\"?[\w-]+\"?), nkey: \"(\w+)\" \}", conf)
@@ -160,7 +161,7 @@ def test_lame_duck_and_exact_hub_urls() -> None:
 
 
 def test_fault_proxies_take_every_leaf_link_in_both_accounts(tmp_path: Path) -> None:
-    mesh = default_mesh()
+    mesh = BRIDGED
     via = {
         (d.name, h.name): 20000 + 10 * i + j for i, d in enumerate(mesh.domains) for j, h in enumerate(mesh.hub.nodes)
     }
@@ -173,18 +174,24 @@ def test_fault_proxies_take_every_leaf_link_in_both_accounts(tmp_path: Path) -> 
     assert "7422" not in conf and "7422" in plain["leaf-cluster-b/leaf-domain-b-2.conf"]
 
 
-def test_system_bridge_by_mesh_size_or_setting() -> None:
-    """Up to 20 domains leaf servers also link their system account (one request at the hub sees all); past
-    that the bridge, whose cost grows with the square of the mesh, is left out unless the spec asks for it."""
+def test_system_bridge_by_credentials_size_or_setting() -> None:
+    """Each cluster's system account stays its own (natsmesh asks each directly) unless the spec asks for the
+    bridge; `auto` keeps the seed's one-request view for the seed's own fixed, loopback-only credentials (one
+    party) up to 20 domains. A bridged link may only answer the platform's pings."""
 
     def sys_remote(text: str) -> bool:
         mesh = parse_spec(text, cache=False)
-        conf = render_mesh(mesh, new_credentials(mesh))["leaf-cluster-a/leaf-domain-a-0.conf"]
+        conf = render_mesh(mesh, new_credentials(mesh, cost=4))["leaf-cluster-a/leaf-domain-a-0.conf"]
         return re.search(r"urls: \[.*\], account: SYS", conf) is not None
 
-    assert sys_remote(init_spec_text(domains=20, nodes=1))
-    assert not sys_remote(init_spec_text(domains=21, nodes=1))
+    fixed = {"system": {"user": "admin", "password": "password"}}
+    assert not sys_remote(init_spec_text(domains=2, nodes=1))  # generated per-party secrets: no bridge
+    assert sys_remote(with_keys(init_spec_text(domains=20, nodes=1), credentials=fixed))
+    assert not sys_remote(with_keys(init_spec_text(domains=21, nodes=1), credentials=fixed))
     assert sys_remote(with_keys(init_spec_text(domains=21, nodes=1), leafnodes={"system_bridge": True}))
-    assert not sys_remote(with_keys(init_spec_text(domains=2, nodes=1), leafnodes={"system_bridge": False}))
-    seed = render_mesh(default_mesh(), CREDS)["leaf-cluster-e/leaf-domain-e-2.conf"]
-    assert re.search(r"urls: \[.*\], account: SYS", seed)  # the seed keeps its one-request view
+    assert not sys_remote(
+        with_keys(init_spec_text(domains=2, nodes=1), credentials=fixed, leafnodes={"system_bridge": False})
+    )
+    seed = parse_spec((EXAMPLES / "seed.yaml").read_text(), cache=False)
+    hub = render_mesh(seed, new_credentials(seed, cost=4))["hub-cluster/hub-server-0.conf"]
+    assert 'permissions: { publish: { allow: ["_INBOX.>"] }, subscribe: { allow: ["$SYS.REQ.SERVER.PING", ' in hub

@@ -33,6 +33,13 @@ def _report_command(name: str, help_text: str) -> None:
 
         rep = ask(load(spec_path), name, timeout=timeout)
         show(rep, as_json, REPORT_TABLES[name])
+        if rep.conflicts:
+            click.secho(
+                f"answered more than once, so not trusted (a server answered in another's name?): "
+                f"{', '.join(rep.conflicts)}",
+                fg="red",
+                err=True,
+            )
         if rep.missing:
             click.secho(
                 f"no reply after {timeout:g} s from {len(rep.missing)} server(s): {', '.join(rep.missing)}",

@@ -227,9 +227,11 @@ class JetStreamSpec(_Strict):
 
 class LeafnodeSpec(_Strict):
     reconnect: str = "250ms"
-    # Whether leaf servers also link their system account to the hub, so one system request at the hub reaches
-    # every server (the seed's way). That bridge's cost grows with the square of the mesh; without it natsmesh
-    # asks each cluster's servers directly. auto: bridged up to BRIDGE_AUTO_MAX leaf domains.
+    # Whether leaf servers also link their system account to the hub (each through a link that may only answer
+    # the platform's pings), so one system request at the hub reaches every server (the seed's way). Its cost
+    # grows with the square of the mesh, and a domain could answer a ping in another server's name; without it
+    # natsmesh asks each cluster's servers directly with that cluster's own system identity. auto: bridged only
+    # for the seed's fixed (one-party, loopback) credentials, up to BRIDGE_AUTO_MAX leaf domains.
     system_bridge: Literal["auto"] | bool = "auto"  # YAML reads on/off as true/false
 
     @field_validator("reconnect")

@@ -177,7 +177,9 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         ping_interval=spec.pings.interval,
         ping_max=spec.pings.max_out,
         system_bridge=spec.leafnodes.system_bridge is True
-        or (spec.leafnodes.system_bridge == "auto" and len(spec.domains) <= BRIDGE_AUTO_MAX),
+        or (
+            spec.leafnodes.system_bridge == "auto" and creds.system is not None and len(spec.domains) <= BRIDGE_AUTO_MAX
+        ),
         fixed_system=(creds.system.user, creds.system.password) if creds.system else None,
         fixed_data=(creds.data.user, creds.data.password) if creds.data else None,
         warnings=tuple(warnings),

@@ -136,9 +136,10 @@ def init_spec_text(
         "pings: {interval: 4s, max_out: 3}  # a silent or half-open link is dropped 12-16 s after it goes quiet",
         "leafnodes:",
         "  reconnect: 250ms         # how soon a leaf link is retried after it drops",
-        "  system_bridge: auto      # true: one system request at the hub reaches every server (its cost grows with",
-        f"                           # the square of the mesh); false: each cluster is asked directly. auto: true up "
-        f"to {BRIDGE_AUTO_MAX} domains",
+        "  system_bridge: auto      # false: natsmesh asks each cluster directly with its own system identity;",
+        "                           # true: one system request at the hub reaches every server, through a link per",
+        "                           # domain that may only answer pings (cost grows with the square of the mesh).",
+        f"                           # auto: true only with the seed's fixed credentials, to {BRIDGE_AUTO_MAX} domains",
         "",
         "# TLS on every link (clients, routes, leafnodes), with a CA natsmesh generates in data_dir/tls.",
         f"tls: {{enabled: {'true' if tls else 'false'}}}",

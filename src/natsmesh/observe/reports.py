@@ -8,7 +8,7 @@ report; `to_json()` is its `--json` shape; `natsmesh.cli.tables` draws it for pe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from natsmesh.model.identities import SYSTEM_ACCOUNT, account_of
@@ -26,6 +26,8 @@ class Report(Protocol):
     def missing(self) -> list[str]: ...
     @property
     def seconds(self) -> float: ...
+    @property
+    def conflicts(self) -> list[str]: ...
     def to_json(self) -> dict[str, Any]: ...
 
 
@@ -95,6 +97,7 @@ class JetStreamReport:
     meta_groups: list[MetaGroup]
     missing: list[str]
     seconds: float
+    conflicts: list[str] = field(default_factory=list)  # answered for more than once: not trusted
 
     def to_json(self) -> dict[str, Any]:
         return {"report": "jetstream", **asdict(self), "seconds": round(self.seconds, 4)}
@@ -139,7 +142,7 @@ def build_jetstream(mesh: Mesh, jsz: Replies[Jsz]) -> JetStreamReport:
                 peers=_peers(names, leader, view, set(jsz.replies)),
             )
         )
-    return JetStreamReport(servers, totals, groups, jsz.missing, jsz.seconds)
+    return JetStreamReport(servers, totals, groups, jsz.missing, jsz.seconds, jsz.conflicts)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -173,6 +176,7 @@ class ServersReport:
     totals: dict[str, int]
     missing: list[str]
     seconds: float
+    conflicts: list[str] = field(default_factory=list)  # answered for more than once: not trusted
 
     def to_json(self) -> dict[str, Any]:
         return {"report": "servers", **asdict(self), "seconds": round(self.seconds, 4)}
@@ -206,7 +210,7 @@ def build_servers(mesh: Mesh, statsz: Replies[Statsz]) -> ServersReport:
         "subscriptions": sum(s.subscriptions for s in servers),
         "memory": sum(s.memory for s in servers),
     }
-    return ServersReport(servers, clusters, totals, statsz.missing, statsz.seconds)
+    return ServersReport(servers, clusters, totals, statsz.missing, statsz.seconds, statsz.conflicts)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -250,6 +254,7 @@ class LeafnodesReport:
     missing_links: list[str]
     missing: list[str]
     seconds: float
+    conflicts: list[str] = field(default_factory=list)  # answered for more than once: not trusted
 
     def to_json(self) -> dict[str, Any]:
         return {"report": "leafnodes", **asdict(self), "seconds": round(self.seconds, 4)}
@@ -274,7 +279,7 @@ def build_leafnodes(mesh: Mesh, leafz: Replies[Leafz]) -> LeafnodesReport:
         for acct in (SYSTEM_ACCOUNT, account_of(d.name))
         if (n.name, acct) not in seen and every_hub_answered
     ]
-    return LeafnodesReport(servers, links, expected_missing, leafz.missing, leafz.seconds)
+    return LeafnodesReport(servers, links, expected_missing, leafz.missing, leafz.seconds, leafz.conflicts)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class Replies(Generic[T]):
     rtt: dict[str, float] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    conflicts: list[str] = field(default_factory=list)  # servers answered for more than once (not trusted)
 
     def data(self, name: str) -> T | None:
         """What server NAME said, or None if it did not answer."""
@@ -59,11 +60,19 @@ async def ping(nc: Client, kind: str, expected: set[str], timeout: float = 3.0, 
     done = asyncio.Event()
     start = time.monotonic()
 
+    answers: dict[str, int] = {}
+
     async def on_reply(msg: Msg) -> None:
         reply = server_reply(kind, msg.data)
         if reply is None:
             return
         name = reply.server.name
+        answers[name] = answers.get(name, 0) + 1
+        if answers[name] > 1:  # a server answers once: someone else answers in its name
+            out.replies.pop(name, None)
+            if name not in out.conflicts:
+                out.conflicts.append(name)
+            return
         out.replies[name] = reply
         out.rtt[name] = time.monotonic() - start
         if expected <= out.replies.keys():
@@ -128,6 +137,7 @@ async def collect(
             merged.replies.update(r.replies)
             merged.rtt.update(r.rtt)
             merged.missing += r.missing
+            merged.conflicts += r.conflicts
             merged.seconds = max(merged.seconds, r.seconds)
         merged.missing.sort()
         out[kind] = merged

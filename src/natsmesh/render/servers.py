@@ -71,17 +71,12 @@ def route_peers(cluster: Cluster, node: Node) -> list[Node]:
     return list(cluster.nodes)
 
 
-# What a leaf's system link may do at the hub: answer the platform's pings and send its servers' own events.
-# Requests to other servers ($SYS.REQ.SERVER.<id>.*, $SYS.REQ.ACCOUNT.*) and the JetStream API are not in it.
-SYSTEM_LINK_PUBLISH = ["$SYS._INBOX.>", "_INBOX.>", "$SYS.SERVER.>", "$SYS.ACCOUNT.>"]
-SYSTEM_LINK_SUBSCRIBE = [
-    "$SYS.REQ.SERVER.PING",
-    "$SYS.REQ.SERVER.PING.>",
-    "$SYS._INBOX.>",
-    "_INBOX.>",
-    "$SYS.SERVER.>",
-    "$SYS.ACCOUNT.>",
-]
+# What a leaf's system link may carry at the hub: the platform's pings in, its servers' replies out, nothing
+# else. No requests to other servers ($SYS.REQ.SERVER.<id>.*), no JetStream API, and none of the servers' own
+# events: forged or even honest `$SYS.ACCOUNT.>` / `$SYS.SERVER.>` events from a leaf were seen to kick a hub
+# account's clients and bypass its limits (docs/design/isolation.md has the evidence).
+SYSTEM_LINK_PUBLISH = ["_INBOX.>"]
+SYSTEM_LINK_SUBSCRIBE = ["$SYS.REQ.SERVER.PING", "$SYS.REQ.SERVER.PING.>"]
 
 
 def _list(items: list[str]) -> str:
@@ -187,17 +182,18 @@ def _leafnodes(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, via
     if mesh.system_bridge:
         system = remote(SYSTEM_ACCOUNT, creds.system_links[cluster.name].seed)
         lines += [
-            "  # Both accounts reach every hub node, each with its own nkey: SYS through a link the hub lets answer",
-            "  # its pings and nothing else, so one request at the hub sees every server; the domain's own account,",
-            "  # bound at the hub to its link identity, for the data it shares and takes.",
+            "  # Two links to the hub (each to one of the hub nodes listed, moving on if it goes), each with its own",
+            "  # nkey: SYS through a link the hub lets answer its pings and nothing else, so one request at the hub",
+            "  # sees every server; the domain's own account, bound at the hub to its link identity, for the data it",
+            "  # shares and takes.",
             "  remotes: [",
             f"    {system}",
         ]
     else:
         lines += [
-            "  # The domain's own account reaches every hub node, bound there to its link identity, for the data it",
-            "  # shares and takes. The system account stays local (leafnodes.system_bridge): natsmesh asks each",
-            "  # cluster's servers directly, which keeps large meshes cheap.",
+            "  # A link to the hub (to one of the hub nodes listed, moving on if it goes) for the domain's own",
+            "  # account, bound at the hub to its link identity, for the data it shares and takes. The system account",
+            "  # stays local (leafnodes.system_bridge): natsmesh asks each cluster's servers directly.",
             "  remotes: [",
         ]
     return [*lines, f"    {data}", "  ]", "}"]
