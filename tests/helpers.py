@@ -41,6 +41,7 @@ def seed_on_free_ports(data_dir: Path) -> str:
     doc["domains"][0]["products"] = [{"name": "ORDERS", "subjects": ["leaf-domain-a.orders.>"]}]
     doc["domains"][1]["consumes"] = [{"product": "leaf-domain-a/ORDERS", "as": "ORDERS_FROM_A"}]
     doc["data_dir"] = str(data_dir)
+    doc["leafnodes"] = {"system_bridge": True}  # the seed's one request at the hub, through restricted links
     return yaml.safe_dump(doc, sort_keys=False)
 
 
