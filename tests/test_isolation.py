@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 import yaml
 from nats.aio.client import Client
-from nats.js.api import ConsumerConfig, ExternalStream, StreamConfig, StreamSource
+from nats.js.api import ConsumerConfig, ExternalStream, StreamConfig, StreamConsumerSource, StreamSource
 
 from helpers import MeshRunner, small_mesh_text
 from natsmesh.client import MeshClient
@@ -315,10 +315,12 @@ async def test_public_product_is_readable_by_every_domain_without_a_declaration(
         await mc.publish("leaf-domain-a/OPEN_A", f"open-{i}".encode(), subject="leaf-domain-a.open.x")
     jc = await mc.jetstream("leaf-domain-c")  # c declared nothing about OPEN_A
     for name, upstream in (("OPEN_COPY", "OPEN_A"), ("SECRET_COPY", "SECRET")):
-        ext = ExternalStream(
-            api="$JS.leaf-domain-a.API", deliver=deliver_subject("leaf-domain-a", "leaf-domain-c", upstream)
+        # Through the consumer the owner keeps for c on a public product (its slot: named after c).
+        ext = ExternalStream(api="$JS.leaf-domain-a.API")
+        slot = StreamConsumerSource(
+            name="leaf-domain-c", deliver_subject=deliver_subject("leaf-domain-a", "leaf-domain-c", upstream)
         )
-        await jc.add_stream(StreamConfig(name=name, mirror=StreamSource(name=upstream, external=ext)))
+        await jc.add_stream(StreamConfig(name=name, mirror=StreamSource(name=upstream, external=ext, consumer=slot)))
     deadline = time.monotonic() + 15
     while (await jc.stream_info("OPEN_COPY")).state.messages < 4:
         assert time.monotonic() < deadline, "the public product did not reach an undeclared domain"

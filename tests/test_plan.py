@@ -33,7 +33,12 @@ def _mesh(*, mirror_replicas: int = 3, name: str = "plan") -> Mesh:
 
 
 def _facts(streams: dict[str, dict[str, Any]] | None = None, **kw: Any) -> Facts:
-    return Facts(streams=streams or {}, catalog=kw.get("catalog", {}), copies=kw.get("copies", {}))
+    return Facts(
+        streams=streams or {},
+        catalog=kw.get("catalog", {}),
+        copies=kw.get("copies", {}),
+        consumers=kw.get("consumers", {}),
+    )
 
 
 def _actions(changes: list[Any]) -> list[tuple[str, str, str]]:
@@ -132,7 +137,9 @@ def test_a_catalog_in_step_is_unchanged_and_a_drift_updates_it_and_every_copy() 
 
 def test_a_whole_plan_counts_its_changes() -> None:
     plan = plan_changes(_mesh(), _facts())
-    assert plan.summary()["create"] == 5 + 1 + 2 + 3 and not plan.refused and len(plan.pending) == 11
+    # 5 streams, a consumer per copy's upstream (2 for each hub aggregate, 1 for the mirror), the catalog
+    # bucket, 2 entries and 3 read copies
+    assert plan.summary()["create"] == 5 + 5 + 1 + 2 + 3 and not plan.refused and len(plan.pending) == 16
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -194,3 +201,62 @@ def test_a_copy_not_applied_yet_is_missing_not_stalled() -> None:
     plan = plan_nudges(_mesh(), [row], ALL_LINKED, {}, now=0.0)
     assert plan.nudges == [] and plan.stalled == [] and plan.missing == [f"{B}/ORDERS <- {A}/ORDERS: {row.error}"]
     assert involved([row]) == set()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The shares' consumers
+
+
+def _consumer_facts(mesh: Mesh) -> Facts:
+    from natsmesh.render.streams import desired_consumers
+
+    streams = copy.deepcopy(desired_streams(mesh))
+    return _facts(streams, consumers=copy.deepcopy(desired_consumers(mesh)))
+
+
+def test_every_copy_gets_its_own_consumer_from_its_owner() -> None:
+    mesh = _mesh()
+    consumers = [c for c in plan_changes(mesh, _facts()).changes if c.kind == "consumer"]
+    assert sorted((c.action, c.domain, c.name) for c in consumers) == sorted(
+        [
+            ("create", A, "ORDERS/leaf-domain-b~ORDERS"),
+            ("create", A, "ORDERS/hub~ALL"),
+            ("create", A, "ORDERS/hub~ALL3"),
+            ("create", C, "SHIP/hub~ALL"),
+            ("create", C, "SHIP/hub~ALL3"),
+        ]
+    )
+    cfg = next(c.config for c in consumers if c.name == "ORDERS/leaf-domain-b~ORDERS")
+    assert cfg is not None and cfg["ack_policy"] == "flow_control" and "inactive_threshold" not in cfg
+    assert cfg["deliver_subject"] == "_MESH.DLV.leaf-domain-a.leaf-domain-b.ORDERS.ORDERS"
+
+
+def test_consumers_in_step_are_kept_and_changes_update_or_make_them_anew() -> None:
+    mesh = _mesh()
+    facts = _consumer_facts(mesh)
+    assert {c.action for c in plan_changes(mesh, facts).changes if c.kind == "consumer"} == {"unchanged"}
+    facts.consumers[A]["ORDERS"]["leaf-domain-b~ORDERS"]["description"] = "edited by hand"
+    facts.consumers[C]["SHIP"]["hub~ALL"]["ack_policy"] = "explicit"
+    changed = [c for c in plan_changes(mesh, facts).changes if c.kind == "consumer" and c.action != "unchanged"]
+    assert [(c.name, c.recreate) for c in changed] == [("ORDERS/leaf-domain-b~ORDERS", False), ("SHIP/hub~ALL", True)]
+
+
+def test_a_new_copy_gets_its_consumer_made_anew_so_it_reads_from_the_first_message() -> None:
+    mesh = _mesh()
+    facts = _consumer_facts(mesh)
+    del facts.streams[B]["ORDERS"]  # the copy is gone, its consumer (with its ack floor) is still there
+    changes = plan_changes(mesh, facts).changes
+    made = [c for c in changes if c.kind == "consumer" and c.action != "unchanged"]
+    assert [(c.name, c.recreate) for c in made] == [("ORDERS/leaf-domain-b~ORDERS", True)]
+    assert ("create", B, "ORDERS") in _actions(changes)
+
+
+def test_consumers_no_copy_needs_are_kept_unless_pruning() -> None:
+    mesh = _mesh()
+    facts = _consumer_facts(mesh)
+    old = facts.consumers[A]["ORDERS"]["leaf-domain-b~ORDERS"]
+    facts.consumers[A]["ORDERS"]["leaf-domain-b~GONE"] = dict(old, name="leaf-domain-b~GONE")
+    kept = [c for c in plan_changes(mesh, facts).changes if c.kind == "consumer" and c.action != "unchanged"]
+    assert [(c.action, c.name) for c in kept] == [("would-delete", "ORDERS/leaf-domain-b~GONE")]
+    pruned = [c for c in plan_changes(mesh, facts, prune=True).changes if c.action == "delete"]
+    assert [(c.kind, c.name) for c in pruned] == [("consumer", "ORDERS/leaf-domain-b~GONE")]

@@ -18,6 +18,7 @@ The whole hierarchy (bugs still raise Python's own exceptions)::
     ├── PublishError            one or more publishes were not acknowledged
     ├── StreamListError         a domain's JetStream did not list its streams completely
     ├── PlanRefusedError        `apply` holds changes JetStream cannot make in place; nothing applied
+    ├── ApplyError              a change `apply` made was refused by the domain's JetStream
     ├── NoProxiesError          a partition of a mesh started without fault proxies
     ├── FaultProxyError         the fault proxy cannot be reached, refused a request, or cannot listen
     └── WouldOverwriteError     a file exists that the command was not told to overwrite
@@ -117,6 +118,10 @@ class PlanRefusedError(NatsmeshError):
     def __init__(self, message: str, plan: object = None) -> None:
         self.plan = plan
         super().__init__(message)
+
+
+class ApplyError(NatsmeshError):
+    """A change `apply` sent was refused by the domain's JetStream; says which and why."""
 
 
 class NoProxiesError(NatsmeshError):

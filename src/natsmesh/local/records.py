@@ -13,7 +13,6 @@ from typing import Literal, get_args
 
 from natsmesh.local.layout import MeshDirs
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import shares
 from natsmesh.render.servers import Via
 
 CutMode = Literal["reset", "drop"]
@@ -65,8 +64,8 @@ def recorded_via(mesh: Mesh) -> Via | None:
 
 
 def share_names(mesh: Mesh) -> list[str]:
-    """`owner/stream -> consumer` for every declared consumption."""
-    return [f"{o}/{s} -> {c}" for o, s, c in shares(mesh.consumptions)]
+    """`owner/stream -> taker/copy` for every share (a public product's slots too)."""
+    return sorted(s.name for s in mesh.shares)
 
 
 def record_shares(mesh: Mesh) -> None:

@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from natsmesh.model.products import Consumption, Product, SourceRef
+from natsmesh.model.products import Consumption, Product, Share, SourceRef, copy_shares
 from natsmesh.model.topology import Cluster, Node, resolve_clusters
 from natsmesh.model.units import parse_duration, parse_size
 
@@ -92,6 +92,11 @@ class Mesh:
     def domain(self, name: str) -> Cluster:
         """The cluster of domain NAME; raises KeyError."""
         return self._index[1][name]
+
+    @cached_property
+    def shares(self) -> tuple[Share, ...]:
+        """Every copy's consumer on its upstream (`natsmesh.model.products.copy_shares`)."""
+        return tuple(copy_shares(self.products, self.consumptions, [c.name for c in self.clusters]))
 
     def describe(self) -> dict[str, Any]:
         """The topology as `natsmesh validate --json` prints it."""

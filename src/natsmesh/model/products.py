@@ -3,7 +3,8 @@
 A *product* is a stream owned by one domain, on subjects inside that domain's namespace. A *consumption* is a
 stream in another domain (or the hub) that takes one product as a **mirror** (an exact copy that keeps the
 product's sequence numbers) or one or more streams as **sources** (optionally filtered and transformed), through
-the hub, by addressing the owning domain's JetStream API (`$JS.<domain>.API`).
+the hub, by addressing the owning domain's JetStream API (`$JS.<domain>.API`). Each copy reads through a `Share`:
+a durable consumer the owner creates for that copy alone, which the copy's domain may only reset.
 """
 
 from __future__ import annotations
@@ -152,13 +153,47 @@ def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
 
 
 def deliver_subject(owner: str, consumer: str, stream: str) -> str:
-    """Where OWNER's consumer for CONSUMER's copy of STREAM delivers: a subject space only CONSUMER imports."""
+    """Where OWNER's consumers for CONSUMER's copies of STREAM deliver: subjects only CONSUMER imports."""
     return f"{DELIVER_PREFIX}.{owner}.{consumer}.{stream}"
 
 
-def shares(consumptions: tuple[Consumption, ...]) -> list[tuple[str, str, str]]:
-    """(owner domain, stream, consumer domain) for every declared consumption, each once."""
-    return sorted({(s.domain, s.stream, c.domain) for c in consumptions for s in c.sources})
+@dataclass(frozen=True)
+class Share:
+    """One copy's consumer on its upstream: the owner creates it, and only the copy's domain may reset it.
+
+    A declared copy (COPY set) gets its own consumer and delivery subject; a public product keeps one slot per
+    other domain (COPY None) for a copy that domain makes without a declaration."""
+
+    owner: str  # the upstream's domain
+    stream: str  # the upstream stream
+    taker: str  # the copy's domain
+    copy: str | None  # the copy stream (None: a public product's slot)
+    filter: str | None = None
+
+    @property
+    def consumer(self) -> str:
+        """The owner's durable consumer for this copy (`~` cannot occur in a domain or stream name)."""
+        return self.taker if self.copy is None else f"{self.taker}~{self.copy}"
+
+    @property
+    def deliver(self) -> str:
+        """Where the consumer delivers: a subject only the copy's domain imports."""
+        base = deliver_subject(self.owner, self.taker, self.stream)
+        return base if self.copy is None else f"{base}.{self.copy}"
+
+    @property
+    def name(self) -> str:
+        copy = f"{self.taker}/{self.copy}" if self.copy else f"{self.taker} (public)"
+        return f"{self.owner}/{self.stream} -> {copy}"
+
+
+def copy_shares(
+    products: tuple[Product, ...], consumptions: tuple[Consumption, ...], domains: list[str]
+) -> list[Share]:
+    """Every share of a mesh: one per (copy, upstream), and for each public product one slot per other domain."""
+    out = [Share(s.domain, s.stream, c.domain, c.stream, s.filter) for c in consumptions for s in c.sources]
+    out += [Share(p.domain, p.name, d, None) for p in products if p.public for d in domains if d != p.domain]
+    return out
 
 
 def lineage_edges(consumptions: tuple[Consumption, ...]) -> list[tuple[str, str, str]]:

@@ -1,4 +1,4 @@
-"""Every stream of a domain, completely.
+"""Every stream of a domain, and every consumer of a stream, completely.
 
 `STREAM.LIST` in a clustered domain answers with what the stream leaders reported in time and names the rest
 under `missing`; nats-py's `streams_info` drops that list (and reads one page only), so a stream that exists can
@@ -12,7 +12,7 @@ import json
 
 import nats.errors
 from nats.aio.client import Client
-from nats.js.api import StreamInfo
+from nats.js.api import ConsumerInfo, StreamInfo
 from nats.js.errors import NotFoundError
 
 from natsmesh.errors import StreamListError
@@ -53,4 +53,32 @@ async def list_streams(nc: Client, timeout: float = 10.0) -> dict[str, StreamInf
         if isinstance(info, BaseException):
             raise StreamListError(f"stream {name!r} did not answer: {type(info).__name__}: {info}")
         found[name] = info
+    return found
+
+
+async def list_consumers(nc: Client, stream: str, timeout: float = 10.0) -> dict[str, ConsumerInfo]:
+    """Name -> info of every consumer of STREAM in NC's domain, every page read (`StreamListError` if the domain
+    does not answer, or names consumers it cannot describe)."""
+    found: dict[str, ConsumerInfo] = {}
+    missing: list[str] = []
+    offset = 0
+    while True:
+        subject = f"{API}.CONSUMER.LIST.{stream}"
+        try:
+            msg = await nc.request(subject, json.dumps({"offset": offset}).encode(), timeout=timeout)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            raise StreamListError(f"the domain's JetStream did not list the consumers of {stream}: {exc}") from None
+        resp = json.loads(msg.data)
+        if "error" in resp:
+            raise StreamListError(f"listing consumers of {stream}: {resp['error'].get('description', resp['error'])}")
+        for raw in resp.get("consumers") or []:
+            info = ConsumerInfo.from_response(raw)
+            found[info.name or ""] = info
+        missing += resp.get("missing") or []
+        offset += int(resp.get("limit") or 256)
+        if offset >= int(resp.get("total") or 0):
+            break
+    missing = [n for n in dict.fromkeys(missing) if n not in found]
+    if missing:
+        raise StreamListError(f"consumers of {stream} did not answer: {', '.join(missing)}")
     return found

@@ -7,17 +7,21 @@ imports in place), then streams in dependency order, then the hub's catalog and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
 
-from natsmesh.errors import PlanRefusedError
+from natsmesh.errors import ApplyError, PlanRefusedError
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import CATALOG_BUCKET
+from natsmesh.model.products import CATALOG_BUCKET, MANAGED_KEY
 from natsmesh.observe.connect import Connections
-from natsmesh.observe.streams import list_streams
+from natsmesh.observe.streams import list_consumers, list_streams
+from natsmesh.observe.wire import ApiError
 from natsmesh.reconcile.catalog import delete_entries, ensure_bucket, read_catalog, write_entries
 from natsmesh.reconcile.concurrency import bounded
 from natsmesh.reconcile.plan import Change, Config, Facts, Plan, depths, plan_changes
@@ -32,6 +36,19 @@ async def _actual_streams(mc: Connections, domain: str) -> dict[str, Config]:
     return {name: info.config.as_dict() for name, info in infos.items()}
 
 
+async def _actual_consumers(mc: Connections, domain: str, streams: dict[str, Config]) -> dict[str, dict[str, Config]]:
+    """The natsmesh consumers of DOMAIN's natsmesh streams (the consumers of copies)."""
+    nc = await mc.connection(domain)
+    managed = [n for n, cfg in streams.items() if (cfg.get("metadata") or {}).get(MANAGED_KEY) == "true"]
+    listed = await bounded([list_consumers(nc, n) for n in managed], STREAMS_AT_ONCE)
+    out: dict[str, dict[str, Config]] = {}
+    for stream, infos in zip(managed, listed, strict=True):
+        mine = {k: i.config.as_dict() for k, i in infos.items() if (i.config.metadata or {}).get(MANAGED_KEY) == "true"}
+        if mine:
+            out[stream] = mine
+    return out
+
+
 async def read_facts(mesh: Mesh, mc: Connections) -> Facts:
     """What the plan needs to know: every domain's streams, the hub's catalog and each leaf's read copy."""
     domains = [c.name for c in mesh.clusters]
@@ -40,10 +57,12 @@ async def read_facts(mesh: Mesh, mc: Connections) -> Facts:
     catalog = await read_catalog(await mc.jetstream(mesh.hub.name))
     leaves = [js for d, js in zip(domains, contexts, strict=True) if d != mesh.hub.name]
     copies = await bounded([read_catalog(js) for js in leaves], COPIES_AT_ONCE)
+    consumers = await asyncio.gather(*(_actual_consumers(mc, d, a) for d, a in zip(domains, actual, strict=True)))
     return Facts(
         streams=dict(zip(domains, actual, strict=True)),
         catalog=catalog,
         copies={leaf.name: local for leaf, local in zip(mesh.domains, copies, strict=True)},
+        consumers={d: c for d, c in zip(domains, consumers, strict=True) if c},
     )
 
 
@@ -52,16 +71,43 @@ async def plan(mesh: Mesh, mc: Connections, prune: bool = False) -> Plan:
     return plan_changes(mesh, await read_facts(mesh, mc), prune)
 
 
+def _step(ch: Change, depth: dict[str, int]) -> tuple[int, int, int]:
+    """When CH is made: upstreams before the consumers on them before the copies that read those; deletes last."""
+    stream = ch.name.split("/", 1)[0]
+    return (1 if ch.action == "delete" else 0, depth.get(f"{ch.domain}/{stream}", 0), 1 if ch.kind == "consumer" else 0)
+
+
+async def _consumer(mc: Connections, ch: Change) -> None:
+    """Make, update or delete one share's consumer in its owner's domain (the JetStream API, as JSON: nats.py's
+    consumer config does not carry every field a sourcing consumer needs)."""
+    stream, name = ch.name.split("/", 1)
+    js = await mc.jetstream(ch.domain)
+    if ch.action == "delete" or ch.recreate:
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(stream, name)
+        if ch.action == "delete":
+            return
+    action = "update" if ch.action == "update" and not ch.recreate else "create"
+    body = json.dumps({"stream_name": stream, "config": ch.config, "action": action}).encode()
+    nc = await mc.connection(ch.domain)
+    reply = await nc.request(f"$JS.API.CONSUMER.CREATE.{stream}.{name}", body, timeout=10)
+    if (err := ApiError.of_reply(reply.data)) is not None:
+        raise ApplyError(f"{ch.domain}: consumer {name} of {stream}: {err.description} ({err.code})")
+
+
 async def _apply_streams(mesh: Mesh, mc: Connections, changes: list[Change]) -> None:
-    """Upstreams before the streams that take them, deletes last; within one step, many requests at once."""
+    """Upstreams, then the consumers on them, then the copies that read those; deletes last; within one step,
+    many requests at once."""
     depth = depths(mesh)
-    steps: dict[tuple[int, int], list[Change]] = {}
+    steps: dict[tuple[int, int, int], list[Change]] = {}
     for ch in changes:
         if ch.kind not in ("catalog", "catalog-copy", "policy") and ch.action in ("create", "update", "delete"):
-            key = (1 if ch.action == "delete" else 0, depth.get(f"{ch.domain}/{ch.name}", 0))
-            steps.setdefault(key, []).append(ch)
+            steps.setdefault(_step(ch, depth), []).append(ch)
 
     async def one(ch: Change) -> None:
+        if ch.kind == "consumer":
+            await _consumer(mc, ch)
+            return
         js = await mc.jetstream(ch.domain)
         if ch.action == "delete":
             await js.delete_stream(ch.name)

@@ -9,12 +9,13 @@ streams the spec no longer names) would-delete, kept unless pruning. Changes Jet
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any, Literal
 
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, KIND_KEY, MANAGED_KEY, MESH_KEY
 from natsmesh.reconcile.catalog import descriptors, same_content
-from natsmesh.render.streams import desired_streams
+from natsmesh.render.streams import desired_consumers, desired_streams
 
 Action = Literal["create", "update", "unchanged", "delete", "would-delete", "refused"]
 ACTIONS: tuple[Action, ...] = ("create", "update", "unchanged", "delete", "would-delete", "refused")
@@ -39,14 +40,16 @@ COMPARED = (
 class Change:
     action: Action
     domain: str
-    kind: str  # product | mirror | source | catalog | catalog-copy | policy
-    name: str
+    kind: str  # product | mirror | source | consumer | catalog | catalog-copy | policy
+    name: str  # a stream; for a consumer `STREAM/CONSUMER`
     detail: str = ""
     config: dict[str, Any] | None = field(default=None, compare=False)
+    recreate: bool = field(default=False, compare=False)  # a consumer deleted and made anew (an update can't)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("config")
+        out.pop("recreate")
         return out
 
 
@@ -88,6 +91,7 @@ class Facts:
     streams: dict[str, dict[str, Config]]  # domain -> stream name -> its config
     catalog: dict[str, dict[str, Any]]  # the hub's catalog: key -> descriptor
     copies: dict[str, dict[str, dict[str, Any]]]  # leaf domain -> its read copy of the catalog
+    consumers: dict[str, dict[str, dict[str, Config]]] = field(default_factory=dict)  # domain -> stream -> name
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -98,7 +102,15 @@ def _source_view(src: dict[str, Any] | None) -> tuple[Any, ...] | None:
     if not src:
         return None
     transforms = tuple((t.get("src"), t.get("dest")) for t in src.get("subject_transforms") or [])
-    return (src.get("name"), (src.get("external") or {}).get("api"), src.get("filter_subject") or "", transforms)
+    consumer = src.get("consumer") or {}
+    return (
+        src.get("name"),
+        (src.get("external") or {}).get("api"),
+        src.get("filter_subject") or "",
+        transforms,
+        consumer.get("name"),
+        consumer.get("deliver_subject"),
+    )
 
 
 def _view(cfg: Config, key: str) -> Any:
@@ -209,6 +221,61 @@ def plan_streams(mesh: Mesh, actual: dict[str, dict[str, Config]], prune: bool) 
     return changes
 
 
+CONSUMER_COMPARED = ("deliver_subject", "filter_subject", "description")
+
+
+def _plain(value: Any) -> Any:
+    """An enum member as the JSON value it stands for (nats.py's configs hold enums)."""
+    return value.value if isinstance(value, Enum) else value
+
+
+CONSUMER_FIXED = ("ack_policy", "deliver_policy", "flow_control")  # no update changes these: made anew
+
+
+def _consumer_change(owner: str, stream: str, name: str, want: Config, have: Config | None, fresh: bool) -> Change:
+    """A share's consumer: made, kept, updated, or made anew (for a new copy, so it starts from the first message:
+    a copy reading an old consumer would start at that consumer's ack floor and miss the rest for good)."""
+    ref = f"{stream}/{name}"
+    if have is None:
+        return Change("create", owner, "consumer", ref, "", want)
+    if fresh:
+        return Change(
+            "update", owner, "consumer", ref, "made anew: the new copy reads from the first message", want, True
+        )
+    if any(_plain(have.get(k)) != want.get(k) for k in CONSUMER_FIXED):
+        return Change("update", owner, "consumer", ref, "made anew: its delivery settings had changed", want, True)
+    changed = [f"{k}: {have.get(k)!r} -> {want.get(k)!r}" for k in CONSUMER_COMPARED if have.get(k) != want.get(k)]
+    if changed or _view(have, "metadata") != _view(want, "metadata"):
+        return Change("update", owner, "consumer", ref, "; ".join(changed) or "metadata", want)
+    return Change("unchanged", owner, "consumer", ref)
+
+
+def plan_consumers(mesh: Mesh, facts: Facts, stream_changes: list[Change], prune: bool) -> list[Change]:
+    """Every share's consumer in its owner's domain (`natsmesh.render.streams.desired_consumers`); then the
+    natsmesh consumers of this mesh no share needs any more (deleted only if PRUNE)."""
+    desired = desired_consumers(mesh)
+    fresh = {(c.domain, c.name) for c in stream_changes if c.action == "create" and c.kind in ("mirror", "source")}
+    copy_of = {(s.owner, s.stream, s.consumer): (s.taker, s.copy) for s in mesh.shares}
+    changes = []
+    for owner, streams in desired.items():
+        for stream, consumers in streams.items():
+            for name, want in consumers.items():
+                have = facts.consumers.get(owner, {}).get(stream, {}).get(name)
+                changes.append(
+                    _consumer_change(owner, stream, name, want, have, copy_of[(owner, stream, name)] in fresh)
+                )
+    for domain, streams in facts.consumers.items():
+        for stream, consumers in sorted(streams.items()):
+            for name, have in sorted(consumers.items()):
+                meta = have.get("metadata") or {}
+                if meta.get(MESH_KEY) != mesh.name or name in desired.get(domain, {}).get(stream, {}):
+                    continue
+                action: Action = "delete" if prune else "would-delete"
+                note = "its copy is no longer in the spec" + ("" if prune else "; kept (use --prune to delete it)")
+                changes.append(Change(action, domain, "consumer", f"{stream}/{name}", note))
+    return changes
+
+
 def plan_catalog(mesh: Mesh, facts: Facts, prune: bool) -> list[Change]:
     """The hub's catalog against the spec's descriptors, then a read copy of it in every other domain, so each
     domain's clients read it locally (and while cut off from the hub): domains do not share the hub's JetStream."""
@@ -247,4 +314,6 @@ def plan_catalog(mesh: Mesh, facts: Facts, prune: bool) -> list[Change]:
 
 def plan_changes(mesh: Mesh, facts: Facts, prune: bool = False) -> Plan:
     """Every change that makes the mesh match the spec, given FACTS; changes nothing."""
-    return Plan(mesh.name, prune, plan_streams(mesh, facts.streams, prune) + plan_catalog(mesh, facts, prune))
+    streams = plan_streams(mesh, facts.streams, prune)
+    consumers = plan_consumers(mesh, facts, streams, prune)
+    return Plan(mesh.name, prune, streams + consumers + plan_catalog(mesh, facts, prune))

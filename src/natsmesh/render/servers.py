@@ -12,7 +12,7 @@ import json
 
 from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of, user_url
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import deliver_subject, shares
+from natsmesh.model.products import Share
 from natsmesh.model.topology import Cluster, Node
 
 DEFAULT_SERVER_COMMAND = "nats-server"
@@ -217,40 +217,34 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, vi
     return "\n".join(lines) + "\n"
 
 
-def _exports_imports(mesh: Mesh, account: str) -> tuple[list[str], list[str]]:
-    """The hub-side exports and imports of ACCOUNT: exactly what the declared consumptions need.
+def share_services(share: Share) -> list[str]:
+    """The owner's services one copy's domain imports: resetting its own consumer, and its flow control. (The
+    servers also listen on a second flow-control form, `$JS.FC.<domain>.<hash>.…`, that no copy was seen to use;
+    a wildcard import of it overlaps other shares' imports and nats-server refuses such a config as a cycle.)"""
+    return [
+        f"$JS.{share.owner}.API.CONSUMER.RESET.{share.stream}.{share.consumer}",
+        f"$JS.FC.{share.stream}.{share.consumer}.>",
+    ]
 
-    Per share of OWNER/STREAM with its CONSUMERS: OWNER exports the consumer-create API of that stream and its
-    flow-control replies to those consumers, and the delivery subject space of each consumer to that consumer
-    only; each consumer imports those. Nothing else crosses between domain accounts. (Streams of the hub domain
-    are never shared: validation refuses it, see docs/design/isolation.md.)
+
+def _exports_imports(mesh: Mesh, account: str) -> tuple[list[str], list[str]]:
+    """The hub-side exports and imports of ACCOUNT: exactly what the copies need (`natsmesh.model.products.Share`).
+
+    Per copy, the owner exports to the copy's domain only: resetting the consumer reserved for that copy, its
+    flow-control replies and its delivery subject; the copy's domain imports those. No consumer can be created,
+    changed, paused or deleted across domains, and nothing else crosses between domain accounts. (Streams of
+    the hub domain are never shared: validation refuses it, see docs/design/isolation.md.)
     """
-    consumers: dict[tuple[str, str], list[str]] = {}
-    for owner, stream, consumer in shares(mesh.consumptions):
-        consumers.setdefault((owner, stream), []).append(consumer)
-    for p in mesh.products:  # a public product may be taken by every other domain without a declaration
-        if p.public:
-            takers = consumers.setdefault((p.domain, p.name), [])
-            takers += [c.name for c in mesh.clusters if c.name not in (p.domain, *takers)]
     exports: list[str] = []
     imports: list[str] = []
-    for (owner, stream), takers in sorted(consumers.items()):
-        services = [
-            f"$JS.{owner}.API.CONSUMER.CREATE.{stream}",
-            f"$JS.{owner}.API.CONSUMER.CREATE.{stream}.>",
-            f"$JS.FC.{stream}.>",
-        ]
-        src = _q(account_of(owner))
-        if account_of(owner) == account:
-            to = ", ".join(_q(account_of(t)) for t in takers)
-            exports += [f"{{ service: {_q(sv)}, accounts: [{to}] }}" for sv in services]
-        for t in takers:
-            deliver = _q(deliver_subject(owner, t, stream) + ".>")
-            if account_of(owner) == account:
-                exports.append(f"{{ stream: {deliver}, accounts: [{_q(account_of(t))}] }}")
-            if account_of(t) == account:
-                imports += [f"{{ service: {{ account: {src}, subject: {_q(sv)} }} }}" for sv in services]
-                imports.append(f"{{ stream: {{ account: {src}, subject: {deliver} }} }}")
+    for share in sorted(mesh.shares, key=lambda x: (x.owner, x.stream, x.consumer)):
+        src, to = _q(account_of(share.owner)), _q(account_of(share.taker))
+        if account_of(share.owner) == account:
+            exports += [f"{{ service: {_q(sv)}, accounts: [{to}] }}" for sv in share_services(share)]
+            exports.append(f"{{ stream: {_q(share.deliver)}, accounts: [{to}] }}")
+        if account_of(share.taker) == account:
+            imports += [f"{{ service: {{ account: {src}, subject: {_q(sv)} }} }}" for sv in share_services(share)]
+            imports.append(f"{{ stream: {{ account: {src}, subject: {_q(share.deliver)} }} }}")
     return exports, imports
 
 

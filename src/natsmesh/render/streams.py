@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import KIND_KEY, MANAGED_KEY, MESH_KEY, Consumption, Product, SourceRef, deliver_subject
+from natsmesh.model.products import KIND_KEY, MANAGED_KEY, MESH_KEY, Consumption, Product, Share, SourceRef
+
+SHARE_HEARTBEAT_NS = 1_000_000_000  # the server forces 1 s for a sourcing consumer anyway
 
 
 def _metadata(mesh_name: str, kind: str, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -27,13 +29,48 @@ def product_config(mesh_name: str, p: Product) -> dict[str, Any]:
     }
 
 
-def source_config(s: SourceRef, consumer: str) -> dict[str, Any]:
-    deliver = deliver_subject(s.domain, consumer, s.stream)
-    out: dict[str, Any] = {"name": s.stream, "external": {"api": f"$JS.{s.domain}.API", "deliver": deliver}}
-    if s.filter and not s.transform:
-        out["filter_subject"] = s.filter
+def source_config(s: SourceRef, taker: str, copy: str) -> dict[str, Any]:
+    """How copy TAKER/COPY reads upstream S: through the owner's consumer reserved for it (durable sourcing), so
+    the copy's domain needs no consumer API of the owner's beyond resetting that one consumer. The filter is the
+    owner consumer's; a transform stays here."""
+    share = Share(s.domain, s.stream, taker, copy, s.filter)
+    out: dict[str, Any] = {
+        "name": s.stream,
+        "external": {"api": f"$JS.{s.domain}.API"},
+        "consumer": {"name": share.consumer, "deliver_subject": share.deliver},
+    }
     if s.transform:
         out["subject_transforms"] = [{"src": s.filter or ">", "dest": s.transform}]
+    return out
+
+
+def share_consumer_config(mesh_name: str, share: Share) -> dict[str, Any]:
+    """The owner's push consumer for one copy: flow-controlled, from the first message, never expiring (an
+    inactivity threshold would delete it during an outage and the copy would never recover)."""
+    cfg: dict[str, Any] = {
+        "name": share.consumer,
+        "durable_name": share.consumer,
+        "description": f"natsmesh: for {share.name}",
+        "deliver_subject": share.deliver,
+        "deliver_policy": "all",
+        "ack_policy": "flow_control",
+        "flow_control": True,
+        "idle_heartbeat": SHARE_HEARTBEAT_NS,
+        "max_deliver": -1,
+        "metadata": _metadata(mesh_name, "share", {"natsmesh.copy": share.name}),
+    }
+    if share.filter:
+        cfg["filter_subject"] = share.filter
+    return cfg
+
+
+def desired_consumers(mesh: Mesh) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+    """Owner domain -> upstream stream -> consumer name -> the config of every share's consumer."""
+    out: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    for share in mesh.shares:
+        out.setdefault(share.owner, {}).setdefault(share.stream, {})[share.consumer] = share_consumer_config(
+            mesh.name, share
+        )
     return out
 
 
@@ -47,9 +84,9 @@ def consumption_config(mesh_name: str, c: Consumption) -> dict[str, Any]:
         "metadata": _metadata(mesh_name, c.mode, {"natsmesh.upstream": what}),
     }
     if c.mode == "mirror":
-        cfg["mirror"] = source_config(c.sources[0], c.domain)
+        cfg["mirror"] = source_config(c.sources[0], c.domain, c.stream)
     else:
-        cfg["sources"] = [source_config(s, c.domain) for s in c.sources]
+        cfg["sources"] = [source_config(s, c.domain, c.stream) for s in c.sources]
         if c.subjects:
             cfg["subjects"] = list(c.subjects)
     return cfg
