@@ -96,20 +96,21 @@ async def test_dry_run_changes_nothing(data_mesh: Mesh) -> None:
         before = await streams_of(mc, data_mesh)
         plan = await reconcile(data_mesh, dry_run=True, mc=mc)
         assert not plan.applied
-        # catalog bucket, 5 products, 5 consumptions, 5 catalog entries, a read copy of the catalog in 5 domains
-        assert plan.summary()["create"] == 1 + 5 + 5 + 5 + 5
+        # catalog bucket, 5 products, 5 consumptions, 9 owner consumers (one per copy's upstream), 5 catalog
+        # entries, a read copy of the catalog in 5 domains
+        assert plan.summary()["create"] == 1 + 5 + 5 + 9 + 5 + 5
         assert await streams_of(mc, data_mesh) == before == {c.name: {} for c in data_mesh.clusters}
 
 
 async def test_apply_creates_everything_then_is_idempotent(data_mesh: Mesh) -> None:
     async with MeshClient(data_mesh) as mc:
         first = await reconcile(data_mesh, mc=mc)
-        assert first.applied and first.summary()["create"] == 21
+        assert first.applied and first.summary()["create"] == 30
         second = await reconcile(data_mesh, mc=mc)
         assert second.summary() == {
             "create": 0,
             "update": 0,
-            "unchanged": 21,
+            "unchanged": 30,
             "delete": 0,
             "would-delete": 0,
             "refused": 0,
@@ -196,7 +197,7 @@ def test_cli_apply_pub_tail_catalog_lineage_lag(data_mesh: Mesh) -> None:
     res = run_cli("apply", "-f", spec, "--json")
     assert res.returncode == 0, res.stderr
     plan = json.loads(res.stdout)
-    assert plan["summary"]["unchanged"] == 21, [c for c in plan["changes"] if c["action"] != "unchanged"]
+    assert plan["summary"]["unchanged"] == 30, [c for c in plan["changes"] if c["action"] != "unchanged"]
     res = run_cli("pub", "leaf-domain-c/INVOICES", '{"invoice": 1}', "--subject", "billing.invoices.1", "-f", spec)
     assert res.returncode == 0 and "stream last sequence 1" in res.stdout, res.stderr
     res = run_cli("tail", "leaf-domain-c/INVOICES", "-f", spec, "--json")

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import nats
+import nats.aio.client
 import nats.js.errors
 import pytest
-from nats.js.api import ExternalStream, StreamConfig, StreamSource
+from nats.js.api import ExternalStream, StreamConfig, StreamConsumerSource, StreamSource
 from nats.js.client import JetStreamContext
 
 from helpers import MeshRunner, read_state, run_cli, servers_under, small_mesh_text, with_keys
@@ -23,12 +24,13 @@ from natsmesh.client import publish_settled
 from natsmesh.errors import AlreadyRunningError, NotReadyError, NotRunningError, PreflightError
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import deliver_subject
+from natsmesh.model.products import Share
 from natsmesh.observe.info import mesh_info
 from natsmesh.observe.monitor import http_json
 from natsmesh.observe.readiness import wait_ready
 from natsmesh.observe.reports import build_jetstream, build_leafnodes, build_servers
 from natsmesh.observe.system import collect, collect_sync
+from natsmesh.render.streams import share_consumer_config
 from natsmesh.run import lifecycle
 
 pytestmark = pytest.mark.integration
@@ -118,10 +120,13 @@ async def test_cross_domain_mirror_with_plain_nats_py(seed_mesh: Mesh) -> None:
             *(ja.publish(f"leaf-domain-a.orders.{i % 7}", f"order-{i}".encode()) for i in range(1, 500))
         )
         assert [x.seq for x in acks] == list(range(2, 501))
-        # The spec declares this share, so the hub lets exactly its consumer-create API and delivery through.
-        deliver = deliver_subject("leaf-domain-a", "leaf-domain-b", "ORDERS")
-        external = ExternalStream(api="$JS.leaf-domain-a.API", deliver=deliver)
-        await jb.add_stream(StreamConfig(name="ORDERS_FROM_A", mirror=StreamSource(name="ORDERS", external=external)))
+        # The spec declares this share, so the hub lets exactly the reset of its consumer, its flow control and its
+        # delivery through; the owner creates that consumer (as `apply` does).
+        share = next(s for s in seed_mesh.shares if s.copy == "ORDERS_FROM_A")
+        await _share_consumer(a, seed_mesh, share)
+        external = ExternalStream(api="$JS.leaf-domain-a.API")
+        source = StreamSource(name="ORDERS", external=external, consumer=_slot(share))
+        await jb.add_stream(StreamConfig(name="ORDERS_FROM_A", mirror=source))
         deadline = time.monotonic() + 20
         while (await jb.stream_info("ORDERS_FROM_A")).state.messages < 500:
             assert time.monotonic() < deadline, "mirror did not catch up"
@@ -181,9 +186,12 @@ async def test_one_hub_node_two_single_node_domains(runner: MeshRunner, tmp_path
         await a.jetstream().add_stream(StreamConfig(name="S", subjects=["leaf-domain-a.s.>"]))
         for i in range(10):
             await a.jetstream().publish("leaf-domain-a.s.x", str(i).encode())
-        deliver = deliver_subject("leaf-domain-a", "leaf-domain-b", "S")
-        external = ExternalStream(api="$JS.leaf-domain-a.API", deliver=deliver)
-        await b.jetstream().add_stream(StreamConfig(name="M", mirror=StreamSource(name="S", external=external)))
+        share = next(s for s in mesh.shares if s.copy == "M")
+        await _share_consumer(a, mesh, share)
+        external = ExternalStream(api="$JS.leaf-domain-a.API")
+        await b.jetstream().add_stream(
+            StreamConfig(name="M", mirror=StreamSource(name="S", external=external, consumer=_slot(share)))
+        )
         deadline = time.monotonic() + 20
         while (await b.jetstream().stream_info("M")).state.messages < 10:
             assert time.monotonic() < deadline
@@ -191,6 +199,18 @@ async def test_one_hub_node_two_single_node_domains(runner: MeshRunner, tmp_path
     finally:
         await a.close()
         await b.close()
+
+
+async def _share_consumer(nc: nats.aio.client.Client, mesh: Mesh, share: Share) -> None:
+    """The owner's consumer for SHARE, made with plain nats-py as `natsmesh apply` makes it."""
+    cfg = share_consumer_config(mesh.name, share)
+    body = json.dumps({"stream_name": share.stream, "config": cfg, "action": "create"}).encode()
+    reply = json.loads((await nc.request(f"$JS.API.CONSUMER.CREATE.{share.stream}.{share.consumer}", body)).data)
+    assert "error" not in reply, reply
+
+
+def _slot(share: Share) -> StreamConsumerSource:
+    return StreamConsumerSource(name=share.consumer, deliver_subject=share.deliver)
 
 
 async def _publish_retrying(js: JetStreamContext, subject: str, data: bytes, msg_id: str) -> None:

@@ -12,7 +12,7 @@ from natsmesh.local.specfile import load_spec, parse_spec
 from natsmesh.model.products import find_cycle, in_namespace, subject_problem, subjects_overlap
 from natsmesh.reconcile.catalog import descriptors
 from natsmesh.render.lineage import lineage
-from natsmesh.render.streams import desired_streams
+from natsmesh.render.streams import desired_consumers, desired_streams
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "data-mesh.yaml"
 
@@ -189,19 +189,28 @@ def test_desired_configs() -> None:
     assert orders["metadata"]["natsmesh.managed"] == "true"
     assert orders["metadata"]["natsmesh.owner"] == "sales-team@example.com"
     mirror = streams["leaf-domain-b"]["ORDERS"]
-    assert mirror["mirror"] == {
+    assert mirror["mirror"] == {  # through the consumer the owner reserves for this copy (durable sourcing)
         "name": "ORDERS",
-        "external": {"api": "$JS.leaf-domain-a.API", "deliver": "_MESH.DLV.leaf-domain-a.leaf-domain-b.ORDERS"},
+        "external": {"api": "$JS.leaf-domain-a.API"},
+        "consumer": {
+            "name": "leaf-domain-b~ORDERS",
+            "deliver_subject": "_MESH.DLV.leaf-domain-a.leaf-domain-b.ORDERS.ORDERS",
+        },
     }
     assert "subjects" not in mirror
     eu = streams["leaf-domain-c"]["EU_SHIPMENTS"]
     assert eu["sources"] == [
         {
             "name": "SHIPMENTS",
-            "external": {"api": "$JS.leaf-domain-b.API", "deliver": "_MESH.DLV.leaf-domain-b.leaf-domain-c.SHIPMENTS"},
-            "filter_subject": "shipping.shipments.eu.>",
+            "external": {"api": "$JS.leaf-domain-b.API"},
+            "consumer": {
+                "name": "leaf-domain-c~EU_SHIPMENTS",
+                "deliver_subject": "_MESH.DLV.leaf-domain-b.leaf-domain-c.SHIPMENTS.EU_SHIPMENTS",
+            },
         }
     ]
+    owner = desired_consumers(mesh)["leaf-domain-b"]["SHIPMENTS"]["leaf-domain-c~EU_SHIPMENTS"]
+    assert owner["filter_subject"] == "shipping.shipments.eu.>"  # the owner's consumer filters
     agg = streams["hub"]["ALL_ACTIVITY"]
     assert [s["external"]["api"] for s in agg["sources"]] == [
         "$JS.leaf-domain-a.API",
