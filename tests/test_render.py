@@ -195,3 +195,22 @@ def test_system_bridge_by_credentials_size_or_setting() -> None:
     seed = parse_spec((EXAMPLES / "seed.yaml").read_text(), cache=False)
     hub = render_mesh(seed, new_credentials(seed, cost=4))["hub-cluster/hub-server-0.conf"]
     assert 'permissions: { publish: { allow: ["_INBOX.>"] }, subscribe: { allow: ["$SYS.REQ.SERVER.PING", ' in hub
+
+
+def test_every_domain_is_bounded_at_the_hub_and_on_its_own_servers() -> None:
+    spec = with_keys(
+        init_spec_text(domains=2, nodes=3),
+        domains=[
+            {"name": "leaf-domain-a", "nodes": 3, "limits": {"subscriptions": 5000, "payload": "64KiB", "streams": 7}},
+            {"name": "leaf-domain-b", "nodes": 1},
+        ],
+    )
+    mesh = parse_spec(spec, cache=False)
+    files = render_mesh(mesh, new_credentials(mesh, cost=4))
+    hub = files["hub-cluster/hub-server-0.conf"]
+    # at the hub, each domain's account takes one leaf link per node of that domain, and no more
+    assert "limits: { max_connections: 3, max_leafnodes: 3, max_subscriptions: 5000, max_payload: 65536 }" in hub
+    assert "limits: { max_connections: 1, max_leafnodes: 1, max_subscriptions: 100000, max_payload: 1048576 }" in hub
+    a = files["leaf-cluster-a/leaf-domain-a-0.conf"]
+    assert "jetstream: { max_mem: 67108864, max_file: 1073741824, max_streams: 7 }" in a  # its own reservation
+    assert "limits: { max_payload: 65536 }" in a

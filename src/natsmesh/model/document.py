@@ -160,6 +160,25 @@ class ConsumptionSpec(_Strict):
         return None
 
 
+class ClusterLimitsSpec(_Strict):
+    """What one domain may use of its servers and of the hub (so no domain can exhaust another's)."""
+
+    connections: Annotated[int, Field(ge=1)] | None = None  # clients of its own account (unlimited if left out)
+    subscriptions: Annotated[int, Field(ge=1)] = 100_000  # per account; also what its leaf links carry to the hub
+    payload: str | int = "1MiB"  # the largest message its clients may publish
+    streams: Annotated[int, Field(ge=1)] | None = None  # JetStream reservation of its own account
+    consumers: Annotated[int, Field(ge=1)] | None = None
+    memory: str | int | None = None  # default: the node bound (`jetstream.max_memory`)
+    file: str | int | None = None  # default: the node bound (`jetstream.max_file`)
+
+    @field_validator("payload", "memory", "file")
+    @classmethod
+    def _size(cls, v: str | int | None) -> str | int | None:
+        if v is not None and not parse_size(v) > 0:
+            raise ValueError("expected a positive size")
+        return v
+
+
 CLUSTER_NAMES = {  # what a message calls each name of a cluster
     "name": "cluster/domain name",
     "server_prefix": "server prefix",
@@ -177,6 +196,7 @@ class ClusterSpec(_Strict):
     namespace: str | None = None
     products: list[ProductSpec] = []
     consumes: list[ConsumptionSpec] = []
+    limits: ClusterLimitsSpec = ClusterLimitsSpec()
 
     @field_validator("name", "server_prefix", "folder", "namespace")
     @classmethod

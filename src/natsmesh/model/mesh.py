@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from natsmesh.model.products import Consumption, Product, Share, SourceRef, copy_shares
-from natsmesh.model.topology import Cluster, Node, resolve_clusters
+from natsmesh.model.topology import Cluster, Limits, Node, resolve_clusters
 from natsmesh.model.units import parse_duration, parse_size
 
 if TYPE_CHECKING:
-    from natsmesh.model.document import MeshSpec
+    from natsmesh.model.document import ClusterLimitsSpec, MeshSpec
 
 BRIDGE_AUTO_MAX = 20  # leaf domains up to which `leafnodes.system_bridge: auto` bridges the system account
 
@@ -51,6 +51,7 @@ class Mesh:
     namespaces: tuple[tuple[str, str], ...] = ()  # (domain, subject namespace)
     products: tuple[Product, ...] = ()
     consumptions: tuple[Consumption, ...] = ()
+    limits: tuple[tuple[str, Limits], ...] = ()  # (cluster, its limits); a cluster not listed has the defaults
     document: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
@@ -121,6 +122,10 @@ class Mesh:
         """The first subject token every subject of DOMAIN's products starts with."""
         return dict(self.namespaces).get(domain, domain)
 
+    def limits_of(self, cluster: str) -> Limits:
+        """What domain CLUSTER may use (`natsmesh.model.topology.Limits`)."""
+        return dict(self.limits).get(cluster) or Limits()
+
     def product(self, ref: str) -> Product:
         """The product `DOMAIN/NAME`; raises KeyError."""
         return self._index[2][ref]
@@ -159,6 +164,7 @@ class Mesh:
         )
         for key in ("fixed_system", "fixed_data"):
             d[key] = tuple(d[key]) if d[key] else None
+        d["limits"] = tuple((name, Limits(**lim)) for name, lim in d.get("limits") or ())
         return cls(source=source, base_dir=base_dir, **d)
 
 
@@ -193,7 +199,23 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         tls_dir_setting=spec.tls.dir,
         products=products,
         consumptions=consumptions,
+        limits=tuple((c.name, _limits(c.limits)) for c in (spec.hub, *spec.domains)),
         document=spec.model_dump(mode="json", exclude_none=True),
+    )
+
+
+def _limits(spec: ClusterLimitsSpec) -> Limits:
+    def size(v: str | int | None) -> int | None:
+        return parse_size(v) if v is not None else None
+
+    return Limits(
+        connections=spec.connections,
+        subscriptions=spec.subscriptions,
+        payload=parse_size(spec.payload),
+        streams=spec.streams,
+        consumers=spec.consumers,
+        memory=size(spec.memory),
+        file=size(spec.file),
     )
 
 

@@ -51,6 +51,19 @@ class Cluster:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What a domain may use: of its own account on its servers, and of its link account at the hub."""
+
+    connections: int | None = None
+    subscriptions: int = 100_000
+    payload: int = 1024 * 1024
+    streams: int | None = None
+    consumers: int | None = None
+    memory: int | None = None  # None: the node's JetStream bound
+    file: int | None = None
+
+
+@dataclass(frozen=True)
 class BasePorts:
     """The first port of each kind of a cluster; node i listens on base + i."""
 

@@ -9,6 +9,7 @@ own nkeys, and the hub's configs name only the public keys of the domains' links
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of, user_url
 from natsmesh.model.mesh import Mesh
@@ -258,10 +259,9 @@ def render_accounts(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[st
     """
     lines: list[str] = []
 
-    def account(name: str, users: list[str], jetstream: bool, exports: list[str], imports: list[str]) -> None:
+    def account(name: str, users: list[str], limits: list[str], exports: list[str], imports: list[str]) -> None:
         lines.append(f"  {_q(name)}: {{")
-        if jetstream:
-            lines.append("    jetstream: enabled")
+        lines.extend(f"    {line}" for line in limits)
         lines.append(f"    users: [{', '.join(users)}]")
         for key, items in (("exports", exports), ("imports", imports)):
             if items:
@@ -278,14 +278,46 @@ def render_accounts(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[st
         return f'{{ nkey: {_q(creds.links[domain].public)}, allowed_connection_types: ["LEAFNODE"] }}'
 
     if not cluster.is_hub:
-        account(account_of(cluster.name), [client(cluster.name)], True, [], [])
+        account(account_of(cluster.name), [client(cluster.name)], own_limits(mesh, cluster), [], [])
         return lines
     hub_account = account_of(cluster.name)
-    account(hub_account, [client(cluster.name)], True, *_exports_imports(mesh, hub_account))
+    account(hub_account, [client(cluster.name)], own_limits(mesh, cluster), *_exports_imports(mesh, hub_account))
     for domain in mesh.domains:
         name = account_of(domain.name)
-        account(name, [link(domain.name)], False, *_exports_imports(mesh, name))
+        account(name, [link(domain.name)], link_limits(mesh, domain), *_exports_imports(mesh, name))
     return lines
+
+
+def _block(key: str, values: Mapping[str, int | None]) -> str:
+    return f"{key}: {{ " + ", ".join(f"{k}: {v}" for k, v in values.items() if v is not None) + " }"
+
+
+def own_limits(mesh: Mesh, cluster: Cluster) -> list[str]:
+    """A domain's own account on its servers: its JetStream reservation, its clients' payload and connections."""
+    lim = mesh.limits_of(cluster.name)
+    jetstream = {
+        "max_mem": lim.memory or mesh.max_memory,
+        "max_file": lim.file or mesh.max_file,
+        "max_streams": lim.streams,
+        "max_consumers": lim.consumers,
+    }
+    return [
+        _block("jetstream", jetstream),
+        _block("limits", {"max_payload": lim.payload, "max_connections": lim.connections}),
+    ]
+
+
+def link_limits(mesh: Mesh, domain: Cluster) -> list[str]:
+    """A domain's account at the hub: one leaf link per node (links count as connections, across the hub
+    cluster), and bounded interest and messages, so no domain can exhaust the hub."""
+    lim, links = mesh.limits_of(domain.name), len(domain.nodes)
+    values = {
+        "max_connections": links,
+        "max_leafnodes": links,
+        "max_subscriptions": lim.subscriptions,
+        "max_payload": lim.payload,
+    }
+    return [_block("limits", values)]
 
 
 def render_procfile(cluster: Cluster, server_command: str = DEFAULT_SERVER_COMMAND) -> str:
