@@ -212,5 +212,6 @@ def test_every_domain_is_bounded_at_the_hub_and_on_its_own_servers() -> None:
     assert "limits: { max_connections: 3, max_leafnodes: 3, max_subscriptions: 5000, max_payload: 65536 }" in hub
     assert "limits: { max_connections: 1, max_leafnodes: 1, max_subscriptions: 100000, max_payload: 1048576 }" in hub
     a = files["leaf-cluster-a/leaf-domain-a-0.conf"]
-    assert "jetstream: { max_mem: 67108864, max_file: 1073741824, max_streams: 7 }" in a  # its own reservation
+    assert "jetstream: { max_streams: 7 }" in a  # its own reservation, as the spec asks
+    assert "jetstream: enabled" in files["leaf-cluster-b/leaf-domain-b-0.conf"]  # none asked: its servers' bounds
     assert "limits: { max_payload: 65536 }" in a

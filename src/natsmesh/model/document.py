@@ -168,8 +168,8 @@ class ClusterLimitsSpec(_Strict):
     payload: str | int = "1MiB"  # the largest message its clients may publish
     streams: Annotated[int, Field(ge=1)] | None = None  # JetStream reservation of its own account
     consumers: Annotated[int, Field(ge=1)] | None = None
-    memory: str | int | None = None  # default: the node bound (`jetstream.max_memory`)
-    file: str | int | None = None  # default: the node bound (`jetstream.max_file`)
+    memory: str | int | None = None  # JetStream reservation; left out: as far as its servers' bounds allow
+    file: str | int | None = None
 
     @field_validator("payload", "memory", "file")
     @classmethod

@@ -59,7 +59,7 @@ class Limits:
     payload: int = 1024 * 1024
     streams: int | None = None
     consumers: int | None = None
-    memory: int | None = None  # None: the node's JetStream bound
+    memory: int | None = None  # None: no reservation, as far as the servers' bounds allow
     file: int | None = None
 
 

@@ -296,15 +296,17 @@ def own_limits(mesh: Mesh, cluster: Cluster) -> list[str]:
     """A domain's own account on its servers: its JetStream reservation, its clients' payload and connections."""
     lim = mesh.limits_of(cluster.name)
     jetstream = {
-        "max_mem": lim.memory or mesh.max_memory,
-        "max_file": lim.file or mesh.max_file,
+        "max_mem": lim.memory,
+        "max_file": lim.file,
         "max_streams": lim.streams,
         "max_consumers": lim.consumers,
     }
-    return [
-        _block("jetstream", jetstream),
-        _block("limits", {"max_payload": lim.payload, "max_connections": lim.connections}),
-    ]
+    # Without a reservation in the spec the account uses its servers' JetStream as far as their bounds allow
+    # (an account reservation counts every replica of every stream's max_bytes against it).
+    reserved = (
+        _block("jetstream", jetstream) if any(v is not None for v in jetstream.values()) else "jetstream: enabled"
+    )
+    return [reserved, _block("limits", {"max_payload": lim.payload, "max_connections": lim.connections})]
 
 
 def link_limits(mesh: Mesh, domain: Cluster) -> list[str]:

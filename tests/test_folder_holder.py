@@ -1,0 +1,443 @@
+"""The folder-holder matrix: each party of examples/data-mesh.yaml (with TLS) holds only its own folder, and tries
+everything in it — every user and password, nkey seed and TLS key — against every listener of every other party:
+client, route, leafnode and monitoring HTTP. Then, from its own servers, system requests, system JetStream calls and
+consumer changes aimed at other parties. Nothing gets through; every other party's streams and consumers are
+unchanged to the byte; the declared copies stay complete and the platform still sees all 18 servers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import pytest
+import yaml
+
+from helpers import MeshRunner, example_on_free_ports, servers_under
+from natsmesh.client import MeshClient
+from natsmesh.local.bundle import render_bundle
+from natsmesh.local.secrets import load_credentials
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.topology import Cluster
+from natsmesh.observe.monitor import http_json
+from natsmesh.observe.readiness import wait_ready
+from natsmesh.observe.reports import report
+from natsmesh.observe.streams import list_consumers, list_streams
+from natsmesh.run import binary
+
+pytestmark = pytest.mark.integration
+TIMEOUT = 0.5
+
+
+@dataclass
+class Folder:
+    """Everything one party holds: its rendered folder, read back."""
+
+    party: str
+    path: Path
+    secrets: dict[str, Any]
+
+    @property
+    def passwords(self) -> list[tuple[str, str, str]]:
+        """(what, user, password) for every password identity in the folder."""
+        return [(k, v["user"], v["password"]) for k, v in self.secrets.items() if isinstance(v, dict) and "user" in v]
+
+    @property
+    def seeds(self) -> list[tuple[str, str]]:
+        return [(k, v["seed"]) for k, v in self.secrets.items() if isinstance(v, dict) and "seed" in v]
+
+    def tls(self, name: str) -> Path:
+        return self.path / "tls" / name
+
+
+class Holder:
+    """The mesh running, and each party's folder as rendered by the platform."""
+
+    def __init__(self, mesh: Mesh, out: Path) -> None:
+        self.mesh = mesh
+        self.folders = {}
+        for c in mesh.clusters:
+            path = out / c.folder
+            self.folders[c.name] = Folder(c.name, path, json.loads((path / "secrets.json").read_text()))
+
+    def others(self, party: str) -> list[Cluster]:
+        return [c for c in self.mesh.clusters if c.name != party]
+
+    def context(self, folder: Folder, cert: str | None = None) -> ssl.SSLContext:
+        """A TLS context trusting the CA in FOLDER, presenting CERT (a certificate of the folder) if given."""
+        ctx = ssl.create_default_context(cafile=str(folder.tls("ca.pem")))
+        if cert is not None:
+            ctx.load_cert_chain(folder.tls(f"{cert}.pem"), folder.tls(f"{cert}-key.pem"))
+        return ctx
+
+
+def _digest(msgs: list[tuple[int, str, bytes]]) -> str:
+    return hashlib.sha256(b"".join(f"{s}|{subj}|".encode() + d for s, subj, d in msgs)).hexdigest()
+
+
+async def snapshot(mc: MeshClient, domain: str) -> dict[str, Any]:
+    """Every stream of DOMAIN (count, sequences, a hash of every message) and every consumer's delivery config."""
+    nc = await mc.connection(domain)
+    js = nc.jetstream()
+    out: dict[str, Any] = {}
+    for name, info in sorted((await list_streams(nc)).items()):
+        if name.startswith("KV_"):
+            continue
+        msgs = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1) if info.state.messages else ():
+            m = await js.get_msg(name, seq)
+            msgs.append((m.seq or 0, m.subject or "", m.data or b""))
+        consumers = {
+            n: (c.config.deliver_subject, c.config.filter_subject, c.config.description, bool(c.paused))
+            for n, c in (await list_consumers(nc, name)).items()
+        }
+        out[name] = (info.state.messages, info.state.first_seq, info.state.last_seq, _digest(msgs), consumers)
+    return out
+
+
+@pytest.fixture(scope="module")
+def holder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Holder]:
+    tmp = tmp_path_factory.mktemp("holder")
+    doc = yaml.safe_load(example_on_free_ports("data-mesh.yaml", tmp / "data"))
+    doc["tls"] = {"enabled": True}
+    doc["domains"][3]["products"][0]["public"] = True  # leaf-domain-d/STOCK: a slot per domain too
+    runner = MeshRunner(tmp)
+    mesh = runner.load(yaml.safe_dump(doc))
+    runner.up(mesh)
+    try:
+        render_bundle(mesh, tmp / "out")  # what the platform hands each party
+        yield Holder(mesh, tmp / "out")
+    finally:
+        runner.close()
+        assert not servers_under(tmp)
+
+
+@pytest.fixture(scope="module")
+def world(holder: Holder) -> tuple[Holder, dict[str, Any]]:
+    """The mesh applied, with data in every product and copy, and a snapshot of every stream and consumer."""
+    from natsmesh.reconcile.apply import reconcile
+
+    mesh = holder.mesh
+
+    async def setup() -> dict[str, Any]:
+        async with MeshClient(mesh, name="platform") as mc:
+            await reconcile(mesh, mc=mc)
+            for ref, subject in PRODUCTS.items():
+                for i in range(5):
+                    await mc.publish(ref, f"{ref}-{i}".encode(), subject=subject)
+            await settled(mc, mesh)
+            js = await mc.jetstream("leaf-domain-a")
+            await js.add_consumer("ORDERS", durable_name="audit", filter_subject="sales.orders.>")  # a's own
+            return {c.name: await snapshot(mc, c.name) for c in mesh.clusters}
+
+    return holder, asyncio.run(setup())
+
+
+PRODUCTS = {
+    "leaf-domain-a/ORDERS": "sales.orders.eu.1",
+    "leaf-domain-b/SHIPMENTS": "shipping.shipments.eu.1",
+    "leaf-domain-d/STOCK": "inventory.stock.w1",
+}
+
+
+async def settled(mc: MeshClient, mesh: Mesh, timeout: float = 30.0) -> None:
+    """Wait until every declared copy holds what its upstreams hold (for a source: on its filter)."""
+    deadline = time.monotonic() + timeout
+    for c in mesh.consumptions:
+        js = await mc.jetstream(c.domain)
+        want = 0
+        for s in c.sources:
+            up = await (await mc.jetstream(s.domain)).stream_info(s.stream, subjects_filter=s.filter or ">")
+            want += sum((up.state.subjects or {}).values()) if s.filter else up.state.messages
+        while (await js.stream_info(c.stream)).state.messages < want:
+            assert time.monotonic() < deadline, f"{c.ref} did not catch up"
+            await asyncio.sleep(0.1)
+
+
+async def _client(url: str, ctx: ssl.SSLContext, **auth: Any) -> str:
+    """Connect with AUTH and say how it went: `connected` (a breach where not expected) or why not."""
+    try:
+        nc = await nats.connect(
+            url, tls=ctx, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2, **auth
+        )
+    except Exception as exc:
+        return f"refused: {type(exc).__name__}: {exc}"
+    await nc.close()
+    return "connected"
+
+
+async def test_every_identity_in_a_folder_is_refused_by_every_other_partys_client_listeners(
+    world: tuple[Holder, dict[str, Any]],
+) -> None:
+    holder, _ = world
+    outcomes: dict[tuple[str, str, str], str] = {}
+    for party, folder in holder.folders.items():
+        ctx = holder.context(folder)
+        for other in holder.others(party):
+            url = f"tls://127.0.0.1:{other.nodes[0].client_port}"
+            for what, user, password in folder.passwords:
+                outcomes[(party, other.name, what)] = await _client(url, ctx, user=user, password=password)
+            for what, seed in folder.seeds:
+                outcomes[(party, other.name, what)] = await _client(url, ctx, nkeys_seed_str=seed)
+    breaches = {k: v for k, v in outcomes.items() if v == "connected"}
+    assert not breaches, breaches
+    assert len(outcomes) >= 6 * 5 * 3  # 6 parties x 5 others x (system, client, route, link seeds)
+    # ... while each party's own identities work on its own servers.
+    for party, folder in holder.folders.items():
+        own = holder.mesh.domain(party).nodes[0].client_port
+        client = folder.secrets["client"]
+        url = f"tls://127.0.0.1:{own}"
+        assert (
+            await _client(url, holder.context(folder), user=client["user"], password=client["password"]) == "connected"
+        )
+
+
+def _route_probe(port: int, ctx: ssl.SSLContext, user: str, password: str, cluster: str) -> str:
+    """Speak the route protocol to PORT as a would-be member: INFO, CONNECT with USER/PASSWORD, PING."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
+        try:
+            first = raw.recv(4096)
+            if b'"tls_required":true' in first.replace(b" ", b""):
+                sock: Any = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+            else:
+                sock = raw
+            connect = {"user": user, "pass": password, "name": "rogue", "cluster": cluster, "tls_required": True}
+            sock.sendall(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
+            answer = b""
+            while b"PONG" not in answer and b"-ERR" not in answer:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        except (OSError, ssl.SSLError) as exc:
+            return f"refused: {exc}"
+    return "joined" if b"PONG" in answer and b"-ERR" not in answer else f"refused: {answer[:80]!r}"
+
+
+async def test_route_secrets_and_keys_join_no_other_cluster(world: tuple[Holder, dict[str, Any]]) -> None:
+    holder, _ = world
+    outcomes = {}
+    for party, folder in holder.folders.items():
+        node = holder.mesh.domain(party).nodes[0].name
+        ctx = holder.context(folder, cert=node)  # its own node's certificate, which routes require
+        for other in holder.others(party):
+            port = other.nodes[0].cluster_port
+            assert port is not None
+            for what, user, password in folder.passwords:
+                outcomes[(party, other.name, what)] = await asyncio.to_thread(
+                    _route_probe, port, ctx, user, password, other.name
+                )
+    breaches = {k: v for k, v in outcomes.items() if v == "joined"}
+    assert not breaches, breaches
+
+
+def test_a_rogue_server_with_a_folders_keys_does_not_join_the_hub(holder: Holder, tmp_path: Path) -> None:
+    """A real nats-server, configured with leaf-domain-a's route secret and node certificate, dialling the hub's
+    routes as a member of cluster `hub`: refused; hub-server-0's /routez never lists it."""
+    folder = holder.folders["leaf-domain-a"]
+    hub = holder.mesh.hub.nodes[0]
+    route = folder.secrets["route"]
+    cert, key, ca = (folder.tls(f) for f in ("leaf-domain-a-0.pem", "leaf-domain-a-0-key.pem", "ca.pem"))
+    tls = f'tls {{ cert_file: "{cert}", key_file: "{key}", ca_file: "{ca}" }}'
+    from natsmesh.run.ports import free_port_base
+
+    base = free_port_base(3)
+    conf = tmp_path / "rogue.conf"
+    conf.write_text(
+        f'server_name: rogue\nlisten: "127.0.0.1:{base}"\nhttp: "127.0.0.1:{base + 2}"\n'
+        f'cluster {{ name: hub, listen: "127.0.0.1:{base + 1}", '
+        f'routes: ["nats-route://{route["user"]}:{route["password"]}@127.0.0.1:{hub.cluster_port}"], {tls} }}\n'
+    )
+    proc = subprocess.Popen([binary.resolve().path, "-c", str(conf)], cwd=tmp_path, stderr=subprocess.PIPE)
+    try:
+        time.sleep(3)
+        routes = http_json("127.0.0.1", hub.http_port, "/routez")["routes"] or []
+        assert all(r.get("remote_name") != "rogue" and r.get("remote_id") != "rogue" for r in routes), routes
+        assert http_json("127.0.0.1", base + 2, "/routez")["num_routes"] == 0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _leaf_probe(port: int, ctx: ssl.SSLContext, seed: str) -> str:
+    """Open a leafnode connection to PORT signing the server's nonce with SEED; `linked` or why not."""
+    import socket
+
+    import nkeys
+
+    kp = nkeys.from_seed(seed.encode())
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
+        try:
+            info = raw.recv(4096)
+            sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1") if b"tls_required" in info else raw
+            nonce = json.loads(info.decode().split(" ", 1)[1])["nonce"]
+            sig = base64.urlsafe_b64encode(kp.sign(nonce.encode())).decode().rstrip("=")
+            connect = {"nkey": kp.public_key.decode(), "sig": sig, "name": "rogue-leaf", "tls_required": True}
+            sock.sendall(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
+            answer = b""
+            deadline = time.monotonic() + 3
+            while b"-ERR" not in answer and time.monotonic() < deadline:
+                try:
+                    chunk = sock.recv(4096)
+                except TimeoutError:
+                    break
+                if not chunk:
+                    break
+                answer += chunk
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            return f"refused: {exc}"
+    return f"refused: {answer[:120]!r}" if b"-ERR" in answer or not answer else "linked"
+
+
+async def test_leaf_links_beyond_a_domains_own_are_refused(world: tuple[Holder, dict[str, Any]]) -> None:
+    """At the hub's leafnode listener: a domain's own link seed (with its link certificate) is taken only up to one
+    link per node of the domain, which its servers hold already; the other seeds of a folder link nothing."""
+    holder, _ = world
+    hub_port = holder.mesh.hub.nodes[0].leafnode_port
+    assert hub_port is not None
+    outcomes = {}
+    for party, folder in holder.folders.items():
+        if party == holder.mesh.hub.name:
+            continue
+        ctx = holder.context(folder, cert=f"{party}-link")
+        for what, seed in folder.seeds:
+            outcomes[(party, what)] = await asyncio.to_thread(_leaf_probe, hub_port, ctx, seed)
+    assert {k: v for k, v in outcomes.items() if v == "linked"} == {}
+    assert all("maximum account active connections exceeded" in v for (_, w), v in outcomes.items() if w == "link")
+    wait_ready(holder.mesh, timeout=30)  # the domains' own links were not disturbed
+
+
+def test_no_monitoring_endpoint_shows_a_secret(holder: Holder) -> None:
+    secrets = set(load_credentials(holder.mesh, create=False).secrets())
+    for node in holder.mesh.nodes():
+        for path in ("/varz", "/connz?auth=true&subs=1", "/routez", "/leafz?subs=1", "/accountz", "/jsz?accounts=1"):
+            text = json.dumps(http_json("127.0.0.1", node.http_port, path, timeout=3))
+            assert not [s for s in secrets if s in text], f"{node.name} {path} shows a secret"
+
+
+async def _attempt(nc: nats.aio.client.Client, subject: str, body: Any = None) -> str:
+    try:
+        msg = await nc.request(subject, json.dumps(body or {}).encode(), timeout=TIMEOUT)
+    except nats.errors.NoRespondersError:
+        return "no responders"
+    except nats.errors.TimeoutError:
+        return "timeout"
+    reply = json.loads(msg.data or b"{}")
+    if isinstance(reply, dict) and "error" in reply:
+        return f"error: {reply['error'].get('description')}"
+    if isinstance(reply, dict) and reply.get("initiated") is False:
+        return "nothing done"  # e.g. a purge of an account this cluster does not hold
+    return f"ok: {msg.data[:120]!r}"
+
+
+async def _answers(nc: nats.aio.client.Client, subject: str) -> set[str]:
+    """The servers that answer one system ping on NC."""
+    names: set[str] = set()
+
+    async def on(msg: Any) -> None:
+        names.add(json.loads(msg.data)["server"]["name"])
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=on)
+    await nc.publish(subject, b"{}", reply=inbox)
+    await asyncio.sleep(1.0)
+    await sub.unsubscribe()
+    return names
+
+
+async def test_system_and_jetstream_calls_from_a_folder_reach_no_other_party(
+    world: tuple[Holder, dict[str, Any]],
+) -> None:
+    holder, before = world
+    mesh = holder.mesh
+    ids = {n.name: http_json("127.0.0.1", n.http_port, "/varz")["server_id"] for n in mesh.nodes()}
+    outcomes: dict[tuple[str, str, str], str] = {}
+    for party, folder in holder.folders.items():
+        own = mesh.domain(party)
+        sysuser = folder.secrets["system"]
+        nc = await nats.connect(
+            f"tls://127.0.0.1:{own.nodes[0].client_port}",
+            tls=holder.context(folder),
+            user=sysuser["user"],
+            password=sysuser["password"],
+        )
+        try:
+            assert await _answers(nc, "$SYS.REQ.SERVER.PING.CONNZ") == {n.name for n in own.nodes}  # its own only
+            app = await nats.connect(
+                f"tls://127.0.0.1:{own.nodes[0].client_port}",
+                tls=holder.context(folder),
+                user=folder.secrets["client"]["user"],
+                password=folder.secrets["client"]["password"],
+            )
+            for other in holder.others(party):
+                q = other.name
+                server = ids[other.nodes[0].name]
+                tries = {
+                    "kick": (nc, f"$SYS.REQ.SERVER.{server}.KICK", {"cid": 1}),
+                    "lame duck": (nc, f"$SYS.REQ.SERVER.{server}.LDM", None),
+                    "reload": (nc, f"$SYS.REQ.SERVER.{server}.RELOAD", None),
+                    "connz": (nc, f"$SYS.REQ.SERVER.{server}.CONNZ", None),
+                    "account purge": (nc, f"$JS.{q}.API.ACCOUNT.PURGE.{q}", None),
+                    "server remove": (nc, f"$JS.{q}.API.SERVER.REMOVE", {"peer": other.nodes[0].name}),
+                    "meta stepdown": (nc, f"$JS.{q}.API.META.LEADER.STEPDOWN", None),
+                    "stream move": (nc, f"$JS.{q}.API.ACCOUNT.STREAM.MOVE.{q}.X", {"server": "x"}),
+                }
+                if party != mesh.hub.name:  # the platform's own JetStream holds the domains' link accounts
+                    tries["account purge (system API)"] = (nc, f"$JS.API.ACCOUNT.PURGE.{q}", None)
+                for stream, consumers in before[q].items():
+                    # its own copy's consumer it may reset (that only replays its own copy): not an attack
+                    for consumer in (c for c in consumers[4] if c != party and not c.startswith(f"{party}~")):
+                        tries |= {
+                            f"{stream}/{consumer} {verb}": (
+                                app,
+                                f"$JS.{q}.API.CONSUMER.{verb}.{stream}.{consumer}",
+                                body,
+                            )
+                            for verb, body in (
+                                (
+                                    "CREATE",
+                                    {"stream_name": stream, "config": {"name": consumer, "filter_subject": "x"}},
+                                ),
+                                ("DELETE", None),
+                                ("PAUSE", {"pause_until": "2099-01-01T00:00:00Z"}),
+                                ("RESET", {"seq": 1}),
+                            )
+                        }
+                    tries[f"{stream} new consumer"] = (
+                        app,
+                        f"$JS.{q}.API.CONSUMER.CREATE.{stream}",
+                        {"stream_name": stream, "config": {"deliver_subject": f"{party}.stolen", "ack_policy": "none"}},
+                    )
+                for action, (conn, subject, body) in tries.items():
+                    outcomes[(party, q, action)] = await _attempt(conn, subject, body)
+            await app.close()
+        finally:
+            await nc.close()
+    # The unprefixed system JetStream API is served by the sender's own cluster: "initiated" there purges an
+    # account that cluster does not hold. What it did to the other party is judged by the snapshot below.
+    breaches = {k: v for k, v in outcomes.items() if v.startswith("ok") and k[2] != "account purge (system API)"}
+    assert not breaches, breaches
+    assert len(outcomes) > 6 * 5 * 9
+    async with MeshClient(mesh, name="platform") as mc:
+        await asyncio.sleep(0.5)
+        await settled(mc, mesh)
+        after = {c.name: await snapshot(mc, c.name) for c in mesh.clusters}
+        assert after == before, [d for d in before if after[d] != before[d]]
+        # The copies still flow, and the platform still sees every server.
+        for ref, subject in PRODUCTS.items():
+            await mc.publish(ref, b"after", subject=subject)
+        await settled(mc, mesh)
+    rep = await asyncio.to_thread(report, mesh, "jetstream")
+    assert len(rep.to_json()["servers"]) == 18 and not rep.missing
