@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from natsmesh.errors import SpecError
 from natsmesh.local.specfile import load_spec, parse_spec
-from natsmesh.model.products import find_cycle, in_namespace, subject_problem, subjects_overlap
+from natsmesh.model.products import find_cycle, in_namespace, share_taker, subject_problem, subjects_overlap
 from natsmesh.reconcile.catalog import descriptors
 from natsmesh.render.lineage import lineage
 from natsmesh.render.streams import desired_consumers, desired_streams
@@ -141,6 +142,12 @@ BAD = [
         ["domains[1].consumes[1]", "needs a name (`as`)"],
     ),
     (
+        "one upstream taken twice by one stream",
+        BASE + "    consumes:\n      - mode: source\n        as: BOTH\n        products:\n"
+        "          - {product: a/ORDERS, filter: a.orders.eu}\n          - {product: a/ORDERS, filter: a.orders.us}\n",
+        ["domains[1].consumes[0].products[1]", "'a/ORDERS' is already a source of this stream", "products[0]"],
+    ),
+    (
         "shared namespace",
         BASE.replace("  - name: b\n    nodes: 1\n", "  - name: b\n    nodes: 1\n    namespace: a\n"),
         ["domains[1].namespace", "subject namespace 'a' is also domain 'a'"],
@@ -176,6 +183,16 @@ def test_example_data_mesh_is_valid_and_complete() -> None:
     assert {c.domain for c in mirrors_of_orders} == {"leaf-domain-b", "leaf-domain-c"}
     hub_agg = next(c for c in mesh.consumptions if c.domain == "hub")
     assert hub_agg.mode == "source" and len({s.domain for s in hub_agg.sources}) == 3
+
+
+def test_a_share_name_gives_back_its_taker() -> None:
+    """Revoking a share kicks the taker's links: the taker must be read back from the recorded name."""
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["domains"][3]["products"][0]["public"] = True  # leaf-domain-d/STOCK: a slot per domain too
+    shares = parse_spec(yaml.safe_dump(doc), source="public", base_dir=EXAMPLE.parent).shares
+    assert {s.copy is None for s in shares} == {True, False}  # copies and public slots both
+    for share in shares:
+        assert share_taker(share.name) == share.taker
 
 
 def test_desired_configs() -> None:

@@ -312,10 +312,19 @@ def _reference_rules(spec: MeshSpec, streams: Streams, f: Findings) -> tuple[Edg
             if not _well_formed(cons):
                 continue
             name = cons.stream_name()
+            seen: dict[str, Loc] = {}
             for r in cons.refs(cloc):
                 if (why := _reference_problem(spec, c.name, r.ref, streams)) is not None:
                     f.problem(r.loc, why)
                     continue
+                if r.ref in seen:  # the owner keeps one consumer per copy and upstream
+                    f.problem(
+                        r.loc,
+                        f"{shown(r.ref)} is already a source of this stream (at {format_path(seen[r.ref])}); take "
+                        "each product once, with one filter covering what is wanted",
+                    )
+                    continue
+                seen[r.ref] = r.loc
                 for what, value in (("filter", r.filter), ("transform", r.transform)):
                     if value is not None and (bad := subject_problem(value)):
                         f.problem(r.loc, f"invalid {what} {shown(value)}: {bad}")

@@ -187,6 +187,12 @@ class Share:
         return f"{self.owner}/{self.stream} -> {copy}"
 
 
+def share_taker(name: str) -> str:
+    """The taking domain of a share's NAME (`owner/stream -> taker/copy` or `-> taker (public)`)."""
+    taken = name.rsplit(" -> ", 1)[-1]
+    return taken.split("/", 1)[0].removesuffix(" (public)")
+
+
 def copy_shares(
     products: tuple[Product, ...], consumptions: tuple[Consumption, ...], domains: list[str]
 ) -> list[Share]:

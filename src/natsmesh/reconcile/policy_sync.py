@@ -22,6 +22,7 @@ from natsmesh.local.records import record_shares, recorded_shares, recorded_via,
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.state import SupervisorState
 from natsmesh.model.mesh import Mesh
+from natsmesh.model.products import share_taker
 from natsmesh.observe.connect import connect_system
 from natsmesh.observe.monitor import config_load_time
 from natsmesh.observe.system import ping
@@ -90,7 +91,7 @@ async def apply_policy(mesh: Mesh, change: PolicyChange, timeout: float = 10.0) 
                 raise NotRunningError(f"node {n.name} did not reload its configuration within {timeout:g} s")
             await asyncio.sleep(0.05)
         change.reloaded.append(n.name)
-    losers = {r.rsplit(" -> ", 1)[1] for r in change.revoked}
+    losers = {share_taker(r) for r in change.revoked}
     if losers:
         change.kicked = await kick_links(mesh, losers)
     record_shares(mesh)
