@@ -342,6 +342,14 @@ async def _attempt(nc: nats.aio.client.Client, subject: str, body: Any = None) -
     return f"ok: {msg.data[:120]!r}"
 
 
+CONSUMER_VERBS: dict[str, dict[str, Any] | None] = {
+    "CREATE": {"filter_subject": "x", "deliver_subject": "stolen.here"},  # an update of an existing consumer
+    "DELETE": None,
+    "PAUSE": {"pause_until": "2099-01-01T00:00:00Z"},
+    "RESET": {"seq": 1},
+}
+
+
 async def _answers(nc: nats.aio.client.Client, subject: str) -> set[str]:
     """The servers that answer one system ping on NC."""
     names: set[str] = set()
@@ -397,29 +405,36 @@ async def test_system_and_jetstream_calls_from_a_folder_reach_no_other_party(
                 if party != mesh.hub.name:  # the platform's own JetStream holds the domains' link accounts
                     tries["account purge (system API)"] = (nc, f"$JS.API.ACCOUNT.PURGE.{q}", None)
                 for stream, consumers in before[q].items():
-                    # its own copy's consumer it may reset (that only replays its own copy): not an attack
-                    for consumer in (c for c in consumers[4] if c != party and not c.startswith(f"{party}~")):
-                        tries |= {
-                            f"{stream}/{consumer} {verb}": (
+                    for consumer in consumers[4]:
+                        verbs = CONSUMER_VERBS
+                        if consumer == party or consumer.startswith(f"{party}~"):
+                            # its own copy's consumer it may reset (that only replays its own copy), no more
+                            verbs = {v: b for v, b in CONSUMER_VERBS.items() if v != "RESET"}
+                        for verb, body in verbs.items():
+                            config = {"stream_name": stream, "config": {"name": consumer, **(body or {})}}
+                            tries[f"{stream}/{consumer} {verb}"] = (
                                 app,
                                 f"$JS.{q}.API.CONSUMER.{verb}.{stream}.{consumer}",
-                                body,
+                                config if verb == "CREATE" else body,
                             )
-                            for verb, body in (
-                                (
-                                    "CREATE",
-                                    {"stream_name": stream, "config": {"name": consumer, "filter_subject": "x"}},
-                                ),
-                                ("DELETE", None),
-                                ("PAUSE", {"pause_until": "2099-01-01T00:00:00Z"}),
-                                ("RESET", {"seq": 1}),
-                            )
-                        }
-                    tries[f"{stream} new consumer"] = (
-                        app,
-                        f"$JS.{q}.API.CONSUMER.CREATE.{stream}",
-                        {"stream_name": stream, "config": {"deliver_subject": f"{party}.stolen", "ack_policy": "none"}},
-                    )
+                    stolen = {"deliver_subject": f"{party}.stolen", "ack_policy": "none"}
+                    tries |= {
+                        f"{stream} new consumer": (
+                            app,
+                            f"$JS.{q}.API.CONSUMER.CREATE.{stream}",
+                            {"stream_name": stream, "config": stolen},
+                        ),
+                        f"{stream} new named consumer": (
+                            app,
+                            f"$JS.{q}.API.CONSUMER.CREATE.{stream}.{party}-extra",
+                            {"stream_name": stream, "config": {"name": f"{party}-extra", **stolen}},
+                        ),
+                        f"{stream} new durable (old API)": (
+                            app,
+                            f"$JS.{q}.API.CONSUMER.DURABLE.CREATE.{stream}.{party}-durable",
+                            {"stream_name": stream, "config": {"durable_name": f"{party}-durable", **stolen}},
+                        ),
+                    }
                 for action, (conn, subject, body) in tries.items():
                     outcomes[(party, q, action)] = await _attempt(conn, subject, body)
             await app.close()

@@ -139,7 +139,8 @@ KEYS = [
     "name", "host", "server", "data_dir", "ports", "hub", "domains", "credentials", "jetstream", "leafnodes",
     "tls", "pings", "nodes", "server_prefix", "folder", "namespace", "products", "consumes", "client", "cluster",
     "http", "leafnode", "base", "block", "subjects", "description", "owner", "tags", "limits", "max_age",
-    "max_bytes", "max_msgs", "replicas", "storage", "public", "product", "as", "mode", "filter", "transform",
+    "max_bytes", "max_msgs", "max_consumers", "replicas", "storage", "public", "product", "as", "mode", "filter",
+    "transform", "connections", "subscriptions", "payload", "streams", "consumers", "memory", "file",
     "max_memory", "max_file", "sync_interval", "reconnect", "system_bridge", "interval", "max_out", "enabled",
     "dir", "system", "data", "user", "password",
 ]  # fmt: skip

@@ -148,6 +148,13 @@ BAD = [
         ["domains[1].consumes[0].products[1]", "'a/ORDERS' is already a source of this stream", "products[0]"],
     ),
     (
+        "a consumer limit below the copies taking the product",
+        BASE.replace("subjects: [a.orders.>]}", "subjects: [a.orders.>], public: true, limits: {max_consumers: 1}}")
+        + "    consumes:\n      - product: a/ORDERS\n"
+        + "  - name: c\n    nodes: 1\n    consumes:\n      - product: a/ORDERS\n",
+        ["domains[0].products[0].limits.max_consumers", "1 is fewer than the 5 consumers", "at least 5"],
+    ),
+    (
         "shared namespace",
         BASE.replace("  - name: b\n    nodes: 1\n", "  - name: b\n    nodes: 1\n    namespace: a\n"),
         ["domains[1].namespace", "subject namespace 'a' is also domain 'a'"],

@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 
-from natsmesh.errors import NoStreamError, PolicyDeniedError, PublishError, UnknownProductError
+from natsmesh.errors import NoStreamError, PayloadLimitError, PolicyDeniedError, PublishError, UnknownProductError
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import Product, subjects_overlap
@@ -89,8 +89,11 @@ class Publisher:
         max_inflight: int,
         ref: str = "",
         patterns: tuple[str, ...] | None = None,
+        max_payload: tuple[str, int] | None = None,
     ) -> None:
+        """MAX_PAYLOAD: (domain, bytes) of the owning domain's payload limit, checked before sending."""
         self.js = js
+        self.max_payload = max_payload
         self.max_inflight = max_inflight
         self.subject = subject
         self.ref = ref
@@ -138,6 +141,8 @@ class Publisher:
                 raise UnknownProductError(f"{self.ref} has only wildcard subjects; give each message a subject")
         if subject not in self.allowed and self.patterns is not None:
             self._allow(subject)
+        if self.max_payload is not None and len(data) > self.max_payload[1]:
+            raise PayloadLimitError(self.max_payload[0], len(data), self.max_payload[1])
         index = self.count
         self.count += 1
         if index == 0:
@@ -242,6 +247,8 @@ class MeshClient(Connections):
         domain, subj = self._product_subject(ref, subject)
         assert subj is not None
         self.check("publish on", domain, ref)
+        if len(data) > (limit := self.mesh.limits_of(domain).payload):
+            raise PayloadLimitError(domain, len(data), limit)
         return await publish_settled(await self.jetstream(domain), ref, subj, data, headers, settle)
 
     @contextlib.asynccontextmanager
@@ -257,7 +264,7 @@ class MeshClient(Connections):
         self.check("publish on", domain, ref)
         js = await self.jetstream(domain, publish_async_max_pending=max_inflight)
         check = self.product(ref).subjects if check_subjects else None
-        pub = Publisher(js, subj, max_inflight, ref, check)
+        pub = Publisher(js, subj, max_inflight, ref, check, (domain, self.mesh.limits_of(domain).payload))
         yield pub
         await pub.flush()
 

@@ -96,6 +96,14 @@ class NoStreamError(NatsmeshError):
     """Nothing stored a publish: the product's stream does not exist (declared but not applied?)."""
 
 
+class PayloadLimitError(NatsmeshError):
+    """A message larger than its domain's payload limit (`limits.payload`): its servers would close the
+    connection."""
+
+    def __init__(self, domain: str, size: int, limit: int) -> None:
+        super().__init__(f"a {size}-byte message is over {domain}'s payload limit of {limit} bytes (limits.payload)")
+
+
 class PublishError(NatsmeshError):
     """One or more publishes were not acknowledged by JetStream."""
 

@@ -368,6 +368,26 @@ def _shared_name_rules(spec: MeshSpec, edges: Edges, edge_locs: dict[str, Loc], 
                 )
 
 
+def _consumer_limit_rules(spec: MeshSpec, edges: Edges, f: Findings) -> None:
+    """A product's `max_consumers` leaves room for the consumer its owner keeps for each copy taking it."""
+    takers: dict[str, int] = {}
+    for ups in edges.values():
+        for ref in ups:
+            takers[ref] = takers.get(ref, 0) + 1
+    clusters = _clusters(spec)
+    for loc, c in clusters:
+        for i, p in enumerate(c.products):
+            need = takers.get(f"{c.name}/{p.name}", 0) + (len(clusters) - 1 if p.public else 0)
+            limit = p.limits.max_consumers
+            if limit is not None and limit < need:
+                f.problem(
+                    (*loc, "products", i, "limits", "max_consumers"),
+                    f"{limit} is fewer than the {need} consumers this product's copies need (its owner keeps one "
+                    f"per copy{', and one per other domain as it is public' if p.public else ''}); raise it to at "
+                    f"least {need}",
+                )
+
+
 def _cycle_rule(edges: Edges, edge_locs: dict[str, Loc], f: Findings) -> None:
     cycle = find_cycle(edges)
     if cycle:
@@ -410,6 +430,7 @@ def check_rules(spec: MeshSpec, lines: dict[Loc, int]) -> Findings:
     _consumption_rules(spec, streams, f)
     edges, edge_locs = _reference_rules(spec, streams, f)
     _shared_name_rules(spec, edges, edge_locs, f)
+    _consumer_limit_rules(spec, edges, f)
     _cycle_rule(edges, edge_locs, f)
     return f
 

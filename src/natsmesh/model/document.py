@@ -65,6 +65,7 @@ class LimitsSpec(_Strict):
     max_age: str | int | float | None = None
     max_bytes: str | int | None = None
     max_msgs: Annotated[int, Field(ge=1)] | None = None
+    max_consumers: Annotated[int, Field(ge=1)] | None = None  # the owner's own and one per copy taking it
 
     @field_validator("max_age")
     @classmethod

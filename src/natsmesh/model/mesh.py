@@ -237,6 +237,7 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
                     max_age=parse_duration(p.limits.max_age) if p.limits.max_age is not None else 0.0,
                     max_bytes=parse_size(p.limits.max_bytes) if p.limits.max_bytes is not None else -1,
                     max_msgs=p.limits.max_msgs or -1,
+                    max_consumers=p.limits.max_consumers or -1,
                     replicas=p.replicas or default_replicas,
                     storage=p.storage,
                     public=p.public,

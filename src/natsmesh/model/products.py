@@ -32,6 +32,7 @@ class Product:
     max_age: float = 0.0  # seconds; 0 = unlimited
     max_bytes: int = -1
     max_msgs: int = -1
+    max_consumers: int = -1
     replicas: int = 1
     storage: Literal["file", "memory"] = "file"
     public: bool = False  # readable by every domain without a declared consumption

@@ -28,6 +28,7 @@ COMPARED = (
     "max_age",
     "max_bytes",
     "max_msgs",
+    "max_consumers",
     "num_replicas",
     "storage",
     "metadata",
@@ -125,7 +126,7 @@ def _view(cfg: Config, key: str) -> Any:
         return sorted((_source_view(s) for s in v or []), key=repr)
     if key == "description":
         return v or ""
-    if key in ("max_bytes", "max_msgs"):
+    if key in ("max_bytes", "max_msgs", "max_consumers"):
         return -1 if v in (None, 0) else v
     if key == "max_age":
         return int(v or 0)

@@ -23,6 +23,7 @@ def product_config(mesh_name: str, p: Product) -> dict[str, Any]:
         "max_age": int(p.max_age * 1e9),
         "max_bytes": p.max_bytes,
         "max_msgs": p.max_msgs,
+        "max_consumers": p.max_consumers,
         "num_replicas": p.replicas,
         "storage": p.storage,
         "metadata": _metadata(mesh_name, "product", {"natsmesh.owner": p.owner, "natsmesh.tags": ",".join(p.tags)}),
