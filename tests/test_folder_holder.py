@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import ssl
@@ -33,6 +34,7 @@ from natsmesh.observe.monitor import http_json
 from natsmesh.observe.readiness import wait_ready
 from natsmesh.observe.reports import report
 from natsmesh.observe.streams import list_consumers, list_streams
+from natsmesh.render.servers import LINK_HEADROOM
 from natsmesh.run import binary
 
 pytestmark = pytest.mark.integration
@@ -271,51 +273,69 @@ def test_a_rogue_server_with_a_folders_keys_does_not_join_the_hub(holder: Holder
         proc.wait(10)
 
 
-def _leaf_probe(port: int, ctx: ssl.SSLContext, seed: str) -> str:
-    """Open a leafnode connection to PORT signing the server's nonce with SEED; `linked` or why not."""
+def _leaf_probes(port: int, ctx: ssl.SSLContext, seed: str, most: int) -> list[str]:
+    """Open up to MOST leafnode connections to PORT at once, each signing the server's nonce with SEED, holding
+    every one that links open until the first refusal; `linked` or why not, for each one tried."""
     import socket
 
     import nkeys
 
     kp = nkeys.from_seed(seed.encode())
-    with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
-        try:
-            info = raw.recv(4096)
-            sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1") if b"tls_required" in info else raw
-            nonce = json.loads(info.decode().split(" ", 1)[1])["nonce"]
-            sig = base64.urlsafe_b64encode(kp.sign(nonce.encode())).decode().rstrip("=")
-            connect = {"nkey": kp.public_key.decode(), "sig": sig, "name": "rogue-leaf", "tls_required": True}
-            sock.sendall(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
-            answer = b""
-            deadline = time.monotonic() + 3
-            while b"-ERR" not in answer and time.monotonic() < deadline:
-                try:
-                    chunk = sock.recv(4096)
-                except TimeoutError:
-                    break
-                if not chunk:
-                    break
-                answer += chunk
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            return f"refused: {exc}"
-    return f"refused: {answer[:120]!r}" if b"-ERR" in answer or not answer else "linked"
+    outcomes: list[str] = []
+    with contextlib.ExitStack() as held:
+        for _ in range(most):
+            raw = held.enter_context(socket.create_connection(("127.0.0.1", port), timeout=3))
+            try:
+                info = raw.recv(4096)
+                sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1") if b"tls_required" in info else raw
+                held.callback(sock.close)
+                nonce = json.loads(info.decode().split(" ", 1)[1])["nonce"]
+                sig = base64.urlsafe_b64encode(kp.sign(nonce.encode())).decode().rstrip("=")
+                connect = {"nkey": kp.public_key.decode(), "sig": sig, "name": "rogue-leaf", "tls_required": True}
+                sock.sendall(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
+                answer = b""
+                deadline = time.monotonic() + 3
+                while b"-ERR" not in answer and time.monotonic() < deadline:
+                    try:
+                        chunk = sock.recv(4096)
+                    except TimeoutError:
+                        break
+                    if not chunk:
+                        break
+                    answer += chunk
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                outcomes.append(f"refused: {exc}")
+                break
+            if b"-ERR" in answer or not answer:
+                outcomes.append(f"refused: {answer[:120]!r}")
+                break
+            outcomes.append("linked")
+    return outcomes
 
 
 async def test_leaf_links_beyond_a_domains_own_are_refused(world: tuple[Holder, dict[str, Any]]) -> None:
-    """At the hub's leafnode listener: a domain's own link seed (with its link certificate) is taken only up to one
-    link per node of the domain, which its servers hold already; the other seeds of a folder link nothing."""
+    """At the hub's leafnode listener: a domain's own link seed (with its link certificate) is taken only up to
+    `LINK_HEADROOM` links per node of the domain (each of its servers' links may fail over once while its old one
+    still counts); beyond that it is refused, and the other seeds of a folder link nothing."""
     holder, _ = world
     hub_port = holder.mesh.hub.nodes[0].leafnode_port
     assert hub_port is not None
     outcomes = {}
+    spare = {}
     for party, folder in holder.folders.items():
         if party == holder.mesh.hub.name:
             continue
+        nodes = len(holder.mesh.domain(party).nodes)
+        spare[party] = (LINK_HEADROOM - 1) * nodes  # its own servers hold one link per node already
         ctx = holder.context(folder, cert=f"{party}-link")
         for what, seed in folder.seeds:
-            outcomes[(party, what)] = await asyncio.to_thread(_leaf_probe, hub_port, ctx, seed)
-    assert {k: v for k, v in outcomes.items() if v == "linked"} == {}
-    assert all("maximum account active connections exceeded" in v for (_, w), v in outcomes.items() if w == "link")
+            outcomes[(party, what)] = await asyncio.to_thread(_leaf_probes, hub_port, ctx, seed, spare[party] + 1)
+    for (party, what), tried in outcomes.items():
+        if what == "link":
+            assert tried[:-1] == ["linked"] * spare[party], (party, tried)
+            assert "maximum account active connections exceeded" in tried[-1], (party, tried)
+        else:
+            assert tried[0].startswith("refused"), (party, what, tried)
     wait_ready(holder.mesh, timeout=30)  # the domains' own links were not disturbed
 
 

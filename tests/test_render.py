@@ -208,9 +208,9 @@ def test_every_domain_is_bounded_at_the_hub_and_on_its_own_servers() -> None:
     mesh = parse_spec(spec, cache=False)
     files = render_mesh(mesh, new_credentials(mesh, cost=4))
     hub = files["hub-cluster/hub-server-0.conf"]
-    # at the hub, each domain's account takes one leaf link per node of that domain, and no more
-    assert "limits: { max_connections: 3, max_leafnodes: 3, max_subscriptions: 5000, max_payload: 65536 }" in hub
-    assert "limits: { max_connections: 1, max_leafnodes: 1, max_subscriptions: 100000, max_payload: 1048576 }" in hub
+    # at the hub, each domain's account takes two leaf links per node of that domain (one failover each), no more
+    assert "limits: { max_connections: 6, max_leafnodes: 6, max_subscriptions: 5000, max_payload: 65536 }" in hub
+    assert "limits: { max_connections: 2, max_leafnodes: 2, max_subscriptions: 100000, max_payload: 1048576 }" in hub
     a = files["leaf-cluster-a/leaf-domain-a-0.conf"]
     assert "jetstream: { max_streams: 7 }" in a  # its own reservation, as the spec asks
     assert "jetstream: enabled" in files["leaf-cluster-b/leaf-domain-b-0.conf"]  # none asked: its servers' bounds

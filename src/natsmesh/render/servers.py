@@ -309,10 +309,17 @@ def own_limits(mesh: Mesh, cluster: Cluster) -> list[str]:
     return [reserved, _block("limits", {"max_payload": lim.payload, "max_connections": lim.connections})]
 
 
+LINK_HEADROOM = 2
+"""Leaf links a domain's account at the hub takes per node of the domain. Links count across the hub cluster,
+and a link that fails over from a stopped hub node is still counted there by the other hub nodes until that
+node answers again; with one link per node every such failover was refused ("maximum account active connections
+exceeded", F7 in tests/test_faults.py), so each link may fail over once while its old one still counts."""
+
+
 def link_limits(mesh: Mesh, domain: Cluster) -> list[str]:
-    """A domain's account at the hub: one leaf link per node (links count as connections, across the hub
-    cluster), and bounded interest and messages, so no domain can exhaust the hub."""
-    lim, links = mesh.limits_of(domain.name), len(domain.nodes)
+    """A domain's account at the hub: `LINK_HEADROOM` leaf links per node (links count as connections, across
+    the hub cluster), and bounded interest and messages, so no domain can exhaust the hub."""
+    lim, links = mesh.limits_of(domain.name), LINK_HEADROOM * len(domain.nodes)
     values = {
         "max_connections": links,
         "max_leafnodes": links,
