@@ -78,22 +78,32 @@ def validate(spec_path: str | None, as_json: bool) -> None:
 @cli.command()
 @spec_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where the folders go.")
-@click.option("--server-command", default="nats-server", show_default=True, help="Command the Procfiles run.")
+@click.option("--server-command", default="nats-server", show_default=True, help="Command the Procfiles and units run.")
 @click.option("--for", "party", default=None, metavar="PARTY", help="Only this party's folder: hub, or a domain.")
+@click.option(
+    "--install-dir",
+    default=None,
+    metavar="DIR",
+    help="Where the folders go on their hosts, for the systemd units.  [default: /srv/natsmesh/MESH]",
+)
 @json_option
-def render(spec_path: str | None, out_dir: str, server_command: str, party: str | None, as_json: bool) -> None:
-    """Write each party's folder: its nodes' nats-server configs, a Procfile and its own secrets.
+def render(
+    spec_path: str | None, out_dir: str, server_command: str, party: str | None, install_dir: str | None, as_json: bool
+) -> None:
+    """Write each party's folder: its nodes' nats-server configs, a Procfile, a systemd unit per node, a README
+    saying which host runs which node, and its own secrets.
 
     The platform (hub) and every domain get a folder of their own holding nothing of another party's secrets;
     with --for only that party's folder is written."""
     from natsmesh.local.bundle import render_bundle
 
-    res = render_bundle(load(spec_path), Path(out_dir), server_command, party)
+    res = render_bundle(load(spec_path), Path(out_dir), server_command, party, install_dir)
     if as_json:
         print_json(res.to_json())
         return
     click.echo(f"wrote {len(res.files)} files to {out_dir}: {', '.join(res.folders)}")
-    click.echo(f"run one cluster with: cd {Path(out_dir) / res.folders[0]} && honcho start   (or goreman start)")
+    first = Path(out_dir) / res.folders[0]
+    click.echo(f"each folder's README.md says which host runs which node; on one machine: cd {first} && honcho start")
 
 
 def _progress_printer(total: int) -> Any:

@@ -211,6 +211,7 @@ TOPOLOGY: list[Column] = [
     ("Cluster / domain", lambda cn: cn[0].name),
     ("Folder", lambda cn: cn[0].folder),
     ("Server", lambda cn: cn[1].name),
+    ("Host", lambda cn: cn[1].host if cn[1].bind == cn[1].host else f"{cn[1].host} (binds {cn[1].bind})"),
     ("Client", lambda cn: str(cn[1].client_port)),
     ("Route", lambda cn: str(cn[1].cluster_port or "-")),
     ("HTTP", lambda cn: str(cn[1].http_port)),

@@ -25,7 +25,7 @@ class RenderResult:
 
     @property
     def folders(self) -> list[str]:
-        return sorted({p.parent.name for p in self.files})
+        return sorted({p.relative_to(self.out).parts[0] for p in self.files})
 
     def to_json(self) -> dict[str, Any]:
         return {"out": self.out, "files": [str(p) for p in self.files]}
@@ -46,14 +46,18 @@ def party_cluster(mesh: Mesh, party: str) -> Cluster:
 
 
 def render_bundle(
-    mesh: Mesh, out_dir: Path, server_command: str = DEFAULT_SERVER_COMMAND, party: str | None = None
+    mesh: Mesh,
+    out_dir: Path,
+    server_command: str = DEFAULT_SERVER_COMMAND,
+    party: str | None = None,
+    install_dir: str | None = None,
 ) -> RenderResult:
-    """Write the folder of PARTY (None: of every party) into OUT_DIR; the mesh's secrets are generated (and kept
-    in its data dir, the platform's copy) if missing."""
+    """Write the folder of PARTY (None: of every party) into OUT_DIR, for hosts that keep it at INSTALL_DIR; the
+    mesh's secrets are generated (and kept in its data dir, the platform's copy) if missing."""
     cluster = party_cluster(mesh, party) if party is not None else None
     creds = load_credentials(mesh)
     if cluster is None:
-        files = render_mesh(mesh, creds, server_command, certs=cert_texts(mesh))
+        files = render_mesh(mesh, creds, server_command, certs=cert_texts(mesh), install_dir=install_dir)
     else:
-        files = render_party(mesh, creds, cluster, server_command, cert_texts(mesh))
+        files = render_party(mesh, creds, cluster, server_command, cert_texts(mesh), install_dir=install_dir)
     return RenderResult(str(out_dir), write_files(files, out_dir))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from natsmesh.errors import NotRunningError
 from natsmesh.local.files import write_private
 from natsmesh.model.mesh import Mesh
+from natsmesh.model.topology import Node
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -57,14 +58,18 @@ def paths(mesh: Mesh) -> CertPaths:
     return CertPaths(ca=mesh.tls_dir / CA_FILE, dir=mesh.tls_dir)
 
 
-def _node_names(mesh: Mesh, node: str) -> tuple[list[str], list[str]]:
-    """DNS names and IP addresses a node's certificate covers: its name, localhost and the mesh's host."""
-    dns, ips = {"localhost", node}, {"127.0.0.1"}
-    try:
-        ipaddress.ip_address(mesh.host)
-        ips.add(mesh.host)
-    except ValueError:
-        dns.add(mesh.host)
+def _node_names(node: Node) -> tuple[list[str], list[str]]:
+    """DNS names and IP addresses a node's certificate covers: its name, localhost, and the addresses it is
+    dialled and bound on (a wildcard bind names no address of its own)."""
+    dns, ips = {"localhost", node.name}, {"127.0.0.1"}
+    for address in (node.host, node.bind):
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            dns.add(address)
+            continue
+        if address == node.host or not ip.is_unspecified:
+            ips.add(str(ip))
     return sorted(dns), sorted(ips)
 
 
@@ -114,7 +119,7 @@ class _Authority:
     def issue(
         self, cert_path: Path, key_path: Path, common_name: str, dns: list[str], ips: list[str], server: bool
     ) -> None:
-        """A key and certificate signed by the CA, unless the ones at the paths already are and cover DNS."""
+        """A key and certificate signed by the CA, unless the ones at the paths already are and cover DNS and IPS."""
         from cryptography import x509
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -122,7 +127,9 @@ class _Authority:
         if cert_path.exists() and key_path.exists():
             current = x509.load_pem_x509_certificate(cert_path.read_bytes())
             san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            if set(dns) <= set(san.get_values_for_type(x509.DNSName)) and current.issuer == self.cert.subject:
+            covered = set(dns) <= set(san.get_values_for_type(x509.DNSName))
+            covered &= {ipaddress.ip_address(i) for i in ips} <= set(san.get_values_for_type(x509.IPAddress))
+            if covered and current.issuer == self.cert.subject:
                 return
         key = ec.generate_private_key(ec.SECP256R1())
         uses = (
@@ -168,7 +175,7 @@ def ensure_certs(mesh: Mesh) -> CertPaths:
     ca = _Authority(mesh)
     p = paths(mesh)
     for node in mesh.nodes():
-        dns, ips = _node_names(mesh, node.name)
+        dns, ips = _node_names(node)
         ca.issue(*p.node(node.name), f"natsmesh {mesh.name} {node.name}", dns, ips, server=True)
     for domain in mesh.domains:
         ca.issue(*p.link(domain.name), f"natsmesh {mesh.name} {domain.name} link", [domain.name], [], server=False)

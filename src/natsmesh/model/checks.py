@@ -130,14 +130,39 @@ def _cluster_rules(spec: MeshSpec, f: Findings) -> None:
             f.warning((*loc, "nodes"), "a 2-node cluster tolerates no failure (JetStream needs a majority); use 1 or 3")
         if loc != ("hub",) and c.ports is not None and c.ports.leafnode is not None:
             f.problem((*loc, "ports", "leafnode"), "only the hub listens for leafnodes; remove it")
+        _host_rules(loc, c, f)
+
+
+def _host_rules(loc: Loc, c: ClusterSpec, f: Findings) -> None:
+    """One address per node, each one the others can dial, bound where they can reach it."""
+    if c.hosts is None:
+        return
+    if len(c.hosts) != c.nodes:
+        f.problem(
+            (*loc, "hosts"),
+            f"{len(c.hosts)} address(es) for {c.nodes} node(s); give one per node, in node order",
+        )
+    for k, h in enumerate(c.hosts):
+        if is_unspecified(h.address):
+            f.problem(
+                (*loc, "hosts", k, "address"),
+                f"{shown(h.address)} cannot be dialled; give the node's own address (and `bind: {h.address}` to "
+                "listen on every interface)",
+            )
+        elif h.bind is not None and is_loopback(h.bind) and not is_loopback(h.address):
+            f.problem(
+                (*loc, "hosts", k, "bind"),
+                f"binding loopback ({shown(h.bind)}) leaves {shown(h.address)} unreachable from other hosts; bind "
+                "the node's address or 0.0.0.0",
+            )
 
 
 def _topology_rules(spec: MeshSpec, f: Findings) -> None:
     """Unique folders and server names; every listener on its own port below 65536."""
-    clusters = resolve_clusters(spec.hub, spec.domains, spec.ports.base, spec.ports.block)
+    clusters = resolve_clusters(spec.hub, spec.domains, spec.ports.base, spec.ports.block, spec.host)
     servers: dict[str, str] = {}
     folders: dict[str, str] = {}
-    ports: dict[int, str] = {}
+    ports: dict[tuple[str, int], str] = {}  # (the machine, by the address others dial; port) -> its listener
     for (loc, _), cl in zip(_clusters(spec), clusters, strict=True):
         if cl.folder in folders:
             f.problem(
@@ -157,12 +182,13 @@ def _topology_rules(spec: MeshSpec, f: Findings) -> None:
                 owner = f"{n.name} {kind}"
                 if port > 65535:
                     f.problem((*loc, "ports"), f"{owner} port {port} is above 65535; choose lower base ports")
-                elif port in ports:
+                elif (n.host, port) in ports:
                     f.problem(
                         (*loc, "ports"),
-                        f"port {port} ({owner}) collides with {ports[port]}; every listener needs its own port",
+                        f"port {port} ({owner}) collides with {ports[n.host, port]} on {n.host}; every listener "
+                        "on one host needs its own port",
                     )
-                ports.setdefault(port, owner)
+                ports.setdefault((n.host, port), owner)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -406,14 +432,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
 def _credential_rules(spec: MeshSpec, f: Findings) -> None:
     """Fixed credentials are one secret shared by every party: only for a mesh that never leaves this machine."""
+    addresses = [spec.host] + [a for _, c in _clusters(spec) for h in c.hosts or () for a in (h.address, h.bind) if a]
+    outside = next((a for a in addresses if not is_loopback(a)), None)
     for key in ("system", "data"):
-        if getattr(spec.credentials, key) is not None and not is_loopback(spec.host):
+        if getattr(spec.credentials, key) is not None and outside is not None:
             f.problem(
                 ("credentials", key),
                 f"fixed credentials are shared by every party, so they are allowed only when every listener is on "
-                f"loopback (host {shown(spec.host)} is not); remove `credentials.{key}` and natsmesh generates "
+                f"loopback (host {shown(outside)} is not); remove `credentials.{key}` and natsmesh generates "
                 "secrets per party",
             )
 

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from natsmesh.model.units import check_duration, parse_duration, parse_size, shown
 
@@ -29,6 +29,19 @@ def check_path(value: str | None) -> str | None:
     """VALUE if it can name a file: not empty, no control characters (a NUL cannot be in a path)."""
     if value is not None and (not value or any(ord(c) < 32 for c in value)):
         raise ValueError(f"expected a file or directory path, got {shown(value)}")
+    return value
+
+
+HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def check_host(value: str) -> str:
+    """VALUE if it is an IP address or a host name."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not HOST_RE.match(value) or len(value) > 253:
+            raise ValueError(f"expected an IP address or host name, got {shown(value)}") from None
     return value
 
 
@@ -180,6 +193,23 @@ class ClusterLimitsSpec(_Strict):
         return v
 
 
+class HostSpec(_Strict):
+    """One node's addresses: the one the other nodes (and the platform) dial, and the one it binds if not that."""
+
+    address: str
+    bind: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain(cls, v: Any) -> Any:
+        return {"address": v} if isinstance(v, str) else v  # `- 10.0.0.1` is short for `- {address: 10.0.0.1}`
+
+    @field_validator("address", "bind")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        return None if v is None else check_host(v)
+
+
 CLUSTER_NAMES = {  # what a message calls each name of a cluster
     "name": "cluster/domain name",
     "server_prefix": "server prefix",
@@ -198,6 +228,12 @@ class ClusterSpec(_Strict):
     products: list[ProductSpec] = []
     consumes: list[ConsumptionSpec] = []
     limits: ClusterLimitsSpec = ClusterLimitsSpec()
+    # One address per node, in node order (a string, or {address, bind}); left out, every node is on the mesh's
+    # `host`. Nodes on different hosts may use the same ports.
+    hosts: list[HostSpec] | None = None
+    # Where monitoring HTTP binds: loopback, or the node's bind address. Left out: the node's bind address when
+    # the cluster names no hosts (one machine), else loopback.
+    monitoring: Literal["loopback", "node"] | None = None
 
     @field_validator("name", "server_prefix", "folder", "namespace")
     @classmethod
@@ -314,9 +350,4 @@ class MeshSpec(_Strict):
     @field_validator("host")
     @classmethod
     def _host(cls, v: str) -> str:
-        try:
-            ipaddress.ip_address(v)
-        except ValueError:
-            if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", v):
-                raise ValueError(f"expected an IP address or host name, got {shown(v)}") from None
-        return v
+        return check_host(v)

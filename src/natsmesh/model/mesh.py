@@ -112,7 +112,10 @@ class Mesh:
                     "domain": c.domain,
                     "hub": c.is_hub,
                     "folder": c.folder,
-                    "nodes": [{"name": n.name, **n.ports()} for n in c.nodes],
+                    "nodes": [
+                        {"name": n.name, "host": n.host, "bind": n.bind, "http_bind": n.http_bind, **n.ports()}
+                        for n in c.nodes
+                    ],
                 }
                 for c in self.clusters
             ],
@@ -169,7 +172,7 @@ class Mesh:
 
 
 def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str]) -> Mesh:
-    clusters = resolve_clusters(spec.hub, spec.domains, spec.ports.base, spec.ports.block)
+    clusters = resolve_clusters(spec.hub, spec.domains, spec.ports.base, spec.ports.block, spec.host)
     products, consumptions = resolve_products(spec)
     creds = spec.credentials
     return Mesh(

@@ -1,5 +1,7 @@
 """The topology: clusters and nodes with concrete names and ports, and the one port plan they come from. Pure.
 
+Node i of a cluster listens on the cluster's base ports plus the number of its nodes before it on the same host:
+base + i on one machine (the seed), the base ports themselves when each node has a host of its own (`hosts`).
 A cluster that names no ports gets a block of the plan: cluster k (the hub is 0) owns `block` ports from
 `base + k * block`, in the order client, route, http and (hub only) leafnode, one of each per node. Templates
 (`natsmesh.model.templates`), tests and benchmarks write ports with the same `plan_ports`.
@@ -26,6 +28,9 @@ class Node:
     cluster_port: int | None
     http_port: int
     leafnode_port: int | None
+    host: str = "127.0.0.1"  # the address the other nodes, leaf links and the platform dial
+    bind: str = "127.0.0.1"  # the address its client, route and leafnode listeners bind
+    http_bind: str = "127.0.0.1"  # the address its monitoring HTTP binds
 
     def ports(self) -> dict[str, int]:
         out = {"client": self.client_port, "http": self.http_port}
@@ -89,6 +94,13 @@ class PortsShape(Protocol):
     leafnode: int | None
 
 
+class HostShape(Protocol):
+    """One node's addresses as a spec document gives them (`natsmesh.model.document.HostSpec`)."""
+
+    address: str
+    bind: str | None
+
+
 class ClusterShape(Protocol):
     """What resolving needs of one cluster of a spec document (`natsmesh.model.document.ClusterSpec`)."""
 
@@ -99,6 +111,12 @@ class ClusterShape(Protocol):
 
     @property
     def ports(self) -> PortsShape | None: ...  # read-only, so a document's own ports type fits
+
+    @property
+    def monitoring(self) -> str | None: ...
+
+    @property
+    def hosts(self) -> Sequence[HostShape] | None: ...
 
 
 def block_size(nodes: int) -> int:
@@ -130,27 +148,56 @@ def default_folder(name: str, is_hub: bool) -> str:
     return name + HUB_FOLDER_SUFFIX if is_hub else name
 
 
+LOOPBACK = "127.0.0.1"
+
+
+def node_addresses(c: ClusterShape, i: int, default_host: str) -> tuple[str, str, str]:
+    """Node I's (host, bind, http_bind): the cluster's `hosts` entry, else the mesh's host for all three.
+    Monitoring binds the node's bind address on one machine, loopback once the cluster names its hosts, unless
+    the cluster's `monitoring` says otherwise."""
+    entry = c.hosts[i] if c.hosts and i < len(c.hosts) else None
+    host = entry.address if entry is not None else default_host
+    bind = (entry.bind or entry.address) if entry is not None else default_host
+    monitoring = c.monitoring or ("loopback" if c.hosts else "node")
+    return host, bind, LOOPBACK if monitoring == "loopback" else bind
+
+
+def monitor_host(node: Node) -> str:
+    """The address NODE's monitoring HTTP answers at: where it binds, or the node's own address for a wildcard."""
+    return node.host if node.http_bind in ("0.0.0.0", "::") else node.http_bind
+
+
 def resolve_clusters(
-    hub: ClusterShape, domains: Sequence[ClusterShape], base: int, block: int | None = None
+    hub: ClusterShape,
+    domains: Sequence[ClusterShape],
+    base: int,
+    block: int | None = None,
+    host: str = LOOPBACK,
 ) -> tuple[Cluster, ...]:
-    """Concrete node names and ports for every cluster (hub first); BLOCK defaults to the largest one needs."""
+    """Concrete node names, addresses and ports for every cluster (hub first); BLOCK defaults to the largest one
+    needs; HOST is the mesh's default address."""
     shapes: list[tuple[ClusterShape, bool]] = [(hub, True), *((d, False) for d in domains)]
     block = block or max(block_size(c.nodes) for c, _ in shapes)
     out = []
     for k, (c, is_hub) in enumerate(shapes):
         ports = explicit_ports(c.ports, is_hub) if c.ports is not None else plan_ports(base, block, k, c.nodes, is_hub)
         prefix = c.server_prefix or ("hub-server" if is_hub else c.name)
+        addresses = [node_addresses(c, i, host) for i in range(c.nodes)]
+        # node i listens on the base ports plus the number of this cluster's nodes before it on the same host:
+        # all on one machine, base + i (the seed's plan); each on its own host, every one on the base ports
+        offsets = [sum(1 for a in addresses[:i] if a[0] == addresses[i][0]) for i in range(c.nodes)]
         nodes = tuple(
             Node(
-                name=f"{prefix}-{i}",
-                cluster=c.name,
-                index=i,
-                client_port=ports.client + i,
-                cluster_port=(ports.cluster + i) if c.nodes > 1 else None,
-                http_port=ports.http + i,
-                leafnode_port=(ports.leafnode + i) if ports.leafnode is not None else None,
+                f"{prefix}-{i}",
+                c.name,
+                i,
+                ports.client + off,
+                (ports.cluster + off) if c.nodes > 1 else None,
+                ports.http + off,
+                (ports.leafnode + off) if ports.leafnode is not None else None,
+                *addresses[i],
             )
-            for i in range(c.nodes)
+            for i, off in enumerate(offsets)
         )
         out.append(Cluster(name=c.name, folder=c.folder or default_folder(c.name, is_hub), is_hub=is_hub, nodes=nodes))
     return tuple(out)

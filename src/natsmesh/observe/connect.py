@@ -25,13 +25,13 @@ from natsmesh.model.topology import Cluster
 def system_urls(mesh: Mesh, creds: Credentials, cluster: Cluster | None = None) -> list[str]:
     """System-account URLs at every server of CLUSTER (default: the hub); nats-py tries them in turn."""
     cluster = cluster or mesh.hub
-    return [user_url(mesh.scheme, *creds.system(cluster.name), mesh.host, n.client_port) for n in cluster.nodes]
+    return [user_url(mesh.scheme, *creds.system(cluster.name), n.host, n.client_port) for n in cluster.nodes]
 
 
 def data_urls(mesh: Mesh, creds: Credentials, domain: str) -> list[str]:
     """Data-account URLs at every server of DOMAIN's own cluster."""
     nodes = cluster_of(mesh, domain).nodes
-    return [user_url(mesh.scheme, *creds.client(domain), mesh.host, n.client_port) for n in nodes]
+    return [user_url(mesh.scheme, *creds.client(domain), n.host, n.client_port) for n in nodes]
 
 
 def cluster_of(mesh: Mesh, domain: str) -> Cluster:
@@ -48,9 +48,15 @@ async def connect(mesh: Mesh, servers: list[str], cluster: Cluster, what: str, *
     try:
         return await nats.connect(servers=servers, tls=client_context(mesh), **options)
     except Exception as exc:  # nats-py raises several kinds; all mean "not reachable"
+        hosts = {n.host for n in cluster.nodes}
         ports = ", ".join(str(n.client_port) for n in cluster.nodes)
+        at = (
+            f"{hosts.pop()}:{ports}"
+            if len(hosts) == 1
+            else ", ".join(f"{n.host}:{n.client_port}" for n in cluster.nodes)
+        )
         raise NotRunningError(
-            f"cannot reach {what} of mesh {mesh.name!r} ({mesh.host}:{ports}): {exc or type(exc).__name__}; "
+            f"cannot reach {what} of mesh {mesh.name!r} ({at}): {exc or type(exc).__name__}; "
             "is it up (`natsmesh status`)?"
         ) from None
 

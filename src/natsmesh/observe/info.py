@@ -10,6 +10,7 @@ from natsmesh.local.certs import paths as cert_paths
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
+from natsmesh.model.topology import monitor_host
 from natsmesh.observe.connect import data_urls, system_urls
 
 
@@ -26,7 +27,7 @@ def mesh_info(mesh: Mesh, creds: Credentials | None = None) -> dict[str, Any]:
             "cluster": cluster.name,
             "hub": cluster.is_hub,
             "jetstream_api": f"$JS.{cluster.domain}.API",
-            "monitoring": [f"http://{mesh.host}:{n.http_port}" for n in cluster.nodes],
+            "monitoring": [f"http://{monitor_host(n)}:{n.http_port}" for n in cluster.nodes],
         }
     system = system_urls(mesh, creds)
     return {

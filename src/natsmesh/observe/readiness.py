@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from natsmesh.errors import NotReadyError
 from natsmesh.model.identities import SYSTEM_ACCOUNT, account_of
+from natsmesh.model.topology import monitor_host
 from natsmesh.observe.monitor import healthz, jsz, leafz
 
 if TYPE_CHECKING:  # only for types: the bare benchmark loop uses this poll without loading the mesh model
@@ -39,7 +40,7 @@ def targets(mesh: Mesh) -> list[Target]:
     return [
         Target(
             n.name,
-            mesh.host,
+            monitor_host(n),
             n.http_port,
             c.name,
             len(c.nodes) > 1,
@@ -146,7 +147,7 @@ def _linked(host: str, port: int, account: str) -> bool:
 def linked_domains(mesh: Mesh, domains: set[str]) -> set[str]:
     """Which of DOMAINS have at least one server with its data link at the hub (the hub domain always has)."""
     hub = mesh.hub.name
-    checks = [(d, n.http_port) for d in domains if d != hub for n in mesh.domain(d).nodes]  # any one linked will do
+    checks = [(d, n) for d in domains if d != hub for n in mesh.domain(d).nodes]  # any one linked will do
     with ThreadPoolExecutor(max_workers=min(32, max(1, len(checks)))) as pool:
-        results = list(pool.map(lambda c: _linked(mesh.host, c[1], account_of(c[0])), checks))
+        results = list(pool.map(lambda c: _linked(monitor_host(c[1]), c[1].http_port, account_of(c[0])), checks))
     return {d for (d, _), ok in zip(checks, results, strict=True) if ok} | ({hub} & domains)

@@ -23,6 +23,7 @@ from natsmesh.local.secrets import load_credentials
 from natsmesh.local.state import SupervisorState
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import share_taker
+from natsmesh.model.topology import monitor_host
 from natsmesh.observe.connect import connect_system
 from natsmesh.observe.monitor import config_load_time
 from natsmesh.observe.system import ping
@@ -78,7 +79,7 @@ async def apply_policy(mesh: Mesh, change: PolicyChange, timeout: float = 10.0) 
     write_files(render_mesh(mesh, creds, certs=cert_texts(mesh), via=recorded_via(mesh)), mesh.data_dir)
     by_file = {f"{c.folder}/{config_name(n)}": n for c in mesh.clusters for n in c.nodes}
     nodes = [by_file[f] for f in change.changed_files if f in by_file]
-    before = {n.name: config_load_time(mesh.host, n.http_port) for n in nodes}
+    before = {n.name: config_load_time(monitor_host(n), n.http_port) for n in nodes}
     for n in nodes:
         pid = state.node(n.name).pid if state else None
         if not pid:
@@ -86,7 +87,7 @@ async def apply_policy(mesh: Mesh, change: PolicyChange, timeout: float = 10.0) 
         os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + timeout
     for n in nodes:
-        while config_load_time(mesh.host, n.http_port) == before[n.name]:
+        while config_load_time(monitor_host(n), n.http_port) == before[n.name]:
             if time.monotonic() > deadline:
                 raise NotRunningError(f"node {n.name} did not reload its configuration within {timeout:g} s")
             await asyncio.sleep(0.05)

@@ -15,6 +15,7 @@ from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of, u
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import Share
 from natsmesh.model.topology import Cluster, Node
+from natsmesh.render.hosts import host_files
 
 DEFAULT_SERVER_COMMAND = "nats-server"
 SECRETS_FILE = "secrets.json"  # in each party's folder: that party's own secrets
@@ -50,8 +51,11 @@ def store_dir(node: Node) -> str:
 
 
 def leaf_url(mesh: Mesh, hub_node: Node, port: int | None = None) -> str:
-    """A leaf remote URL to HUB_NODE (or to PORT, a fault proxy in front of it); the identity is the remote's nkey."""
-    return f"nats-leaf://{mesh.host}:{port or hub_node.leafnode_port}"
+    """A leaf remote URL to HUB_NODE's address (or to PORT on this machine, a fault proxy in front of it); the
+    identity is the remote's nkey."""
+    if port is not None:
+        return f"nats-leaf://{mesh.host}:{port}"
+    return f"nats-leaf://{hub_node.host}:{hub_node.leafnode_port}"
 
 
 Via = dict[tuple[str, str], int]  # (leaf domain, hub node) -> the port of a fault proxy in front of that hub node
@@ -85,13 +89,12 @@ def _list(items: list[str]) -> str:
 
 
 def _header(mesh: Mesh, cluster: Cluster, node: Node) -> list[str]:
-    host = mesh.host
     return [
         f"# natsmesh: mesh {mesh.name!r}, cluster/domain {cluster.name!r}, node {node.name!r}. Generated; edit",
         "# the spec and re-render instead of this file.",
         f"server_name: {_q(node.name)}",
-        f"listen: {_q(f'{host}:{node.client_port}')}",
-        f"http: {_q(f'{host}:{node.http_port}')}",
+        f"listen: {_q(f'{node.bind}:{node.client_port}')}",
+        f"http: {_q(f'{node.http_bind}:{node.http_port}')}",
         "# A silent peer (a half-open link too) is dropped ping_interval x ping_max (+ up to one interval) later.",
         f"ping_interval: {_q(mesh.ping_interval)}",
         f"ping_max: {mesh.ping_max}",
@@ -128,13 +131,13 @@ def _cluster(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) -> li
         return []
     user, password = creds.route(cluster.name)
     routes = ", ".join(
-        _q(user_url("nats-route", user, password, mesh.host, n.cluster_port or 0)) for n in route_peers(cluster, node)
+        _q(user_url("nats-route", user, password, n.host, n.cluster_port or 0)) for n in route_peers(cluster, node)
     )
     return [
         "",
         "cluster {",
         f"  name: {_q(cluster.name)}",
-        f"  listen: {_q(f'{mesh.host}:{node.cluster_port}')}",
+        f"  listen: {_q(f'{node.bind}:{node.cluster_port}')}",
         f"  authorization {{ user: {_q(user)}, password: {_q(creds.hash(password))} }}",
         f"  routes: [{routes}]",
         *(_tls_block("  ", node, verify=True) if mesh.tls else []),
@@ -161,7 +164,7 @@ def _system_account(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[st
 def _leafnodes(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, via: Via | None) -> list[str]:
     lines = ["", "leafnodes {", f"  reconnect: {_q(mesh.leafnode_reconnect)}"]
     if cluster.is_hub:
-        lines.append(f"  listen: {_q(f'{mesh.host}:{node.leafnode_port}')}")
+        lines.append(f"  listen: {_q(f'{node.bind}:{node.leafnode_port}')}")
         # Leaf nodes dial exactly the hub URLs in their remotes (every hub node); advertised URLs would let a
         # link bypass what the remotes name (a fault proxy, a load balancer, an address seen from outside).
         lines.append("  no_advertise: true")
@@ -363,14 +366,19 @@ def render_party(
     server_command: str = DEFAULT_SERVER_COMMAND,
     certs: dict[str, str] | None = None,
     via: Via | None = None,
+    install_dir: str | None = None,
 ) -> dict[str, str]:
     """The folder of CLUSTER's party, keyed by path below the output directory: its nodes' configs, a Procfile,
-    its own secrets and (TLS) its own keys from CERTS (file name -> PEM). Rendered from the party's own
+    a systemd unit per node and a README for its hosts (`natsmesh.render.hosts`, the folder at INSTALL_DIR
+    there), its own secrets and (TLS) its own keys from CERTS (file name -> PEM). Rendered from the party's own
     credentials (`Credentials.party`), it holds nothing of another party's but the public keys of the domains'
     leaf links, which the hub's configs name."""
     own = creds.party(cluster.name)
     files = {f"{cluster.folder}/{config_name(n)}": render_node(mesh, cluster, n, own, via) for n in cluster.nodes}
     files[f"{cluster.folder}/Procfile"] = render_procfile(cluster, server_command)
+    files.update(
+        {f"{cluster.folder}/{k}": v for k, v in host_files(mesh, cluster, server_command, install_dir).items()}
+    )
     files[f"{cluster.folder}/{SECRETS_FILE}"] = party_secrets(mesh, own, cluster)
     if mesh.tls and certs is not None:
         files.update({f"{cluster.folder}/{TLS_DIR}/{name}": certs[name] for name in party_tls_files(cluster)})
@@ -383,11 +391,12 @@ def render_mesh(
     server_command: str = DEFAULT_SERVER_COMMAND,
     certs: dict[str, str] | None = None,
     via: Via | None = None,
+    install_dir: str | None = None,
 ) -> dict[str, str]:
     """Every party's folder (`render_party`), keyed by path relative to the output directory. For a TLS mesh,
     CERTS (file name -> PEM, `natsmesh.local.certs.cert_texts`) go into the folders that hold them. VIA routes
     leaf links through local fault proxies (only for `up --chaos`; never in configs for real hosts)."""
     files: dict[str, str] = {}
     for cluster in mesh.clusters:
-        files.update(render_party(mesh, creds, cluster, server_command, certs, via))
+        files.update(render_party(mesh, creds, cluster, server_command, certs, via, install_dir))
     return files

@@ -66,8 +66,8 @@ def preflight(mesh: Mesh) -> binmod.ServerBinary:
                     f"{node.name} {kind} port {port} is inside the OS ephemeral port range {eph[0]}-{eph[1]}, "
                     "where it can collide with outgoing connections; choose ports below it (`natsmesh init` does)"
                 )
-            elif (why := port_problem(mesh.host, port)) is not None:
-                problems.append(f"{node.name} {kind} port {mesh.host}:{port} is {why}")
+            elif (why := port_problem(bind := node.http_bind if kind == "http" else node.bind, port)) is not None:
+                problems.append(f"{node.name} {kind} port {bind}:{port} is {why}")
     if problems:
         shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else [])
         raise PreflightError("cannot start the mesh:\n  - " + "\n  - ".join(shown))
@@ -280,7 +280,7 @@ def status(mesh: Mesh) -> MeshStatus:
                 restarts=info.restarts,
                 ready=check.ready,
                 problems=check.problems,
-                client_url=f"nats://{mesh.host}:{node.client_port}",
+                client_url=f"nats://{node.host}:{node.client_port}",
             )
         )
     return MeshStatus(running=True, supervisor_pid=state.pid or None, nodes=tuple(out), events=state.events)
