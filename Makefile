@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up test lint docs bench install clean
+.PHONY: up test test-tools lint docs bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m natsmesh.cli.docs docs/cli.md
 
-test: lint
+# The multi-host test makes network namespaces and cuts their links with iptables (as root; Debian's package).
+test-tools:
+	@command -v iptables >/dev/null || { apt-get update -qq && apt-get install -y -qq iptables; }
+
+test: lint test-tools
 	$(BIN)/pytest
 
 # make bench [SCENARIOS="publish mirror"] [ARGS="--json bench.json"]: see benchmarks/suite.py --help

@@ -50,7 +50,10 @@ def _code(text: str) -> Iterator[str]:
             yield from re.findall(r"`([^`]+)`", line)
 
 
-MENTION = re.compile(r"(?<![\w./-])(?<!from )(?<!import )(?<!install )natsmesh((?:[ \t]+[^\s`|;&#…]+)*)")
+# `natsmesh` as a command: not a path, a module, a package to install, nor the service user (`-o natsmesh -g natsmesh`)
+MENTION = re.compile(
+    r"(?<![\w./-])(?<!from )(?<!import )(?<!install )(?<!-o )(?<!-g )natsmesh((?:[ \t]+[^\s`|;&#…]+)*)"
+)
 
 
 def _check_mention(words: list[str], where: str) -> list[str]:

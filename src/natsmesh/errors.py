@@ -18,6 +18,7 @@ The whole hierarchy (bugs still raise Python's own exceptions)::
     ├── PublishError            one or more publishes were not acknowledged
     ├── StreamListError         a domain's JetStream did not list its streams completely
     ├── PlanRefusedError        `apply` holds changes JetStream cannot make in place; nothing applied
+    ├── NotDeployedError        servers on their own hosts need configs the platform has not handed out
     ├── ApplyError              a change `apply` made was refused by the domain's JetStream
     ├── NoProxiesError          a partition of a mesh started without fault proxies
     ├── FaultProxyError         the fault proxy cannot be reached, refused a request, or cannot listen
@@ -142,3 +143,7 @@ class FaultProxyError(NatsmeshError):
 
 class WouldOverwriteError(NatsmeshError):
     """A command would overwrite a file it was not told to overwrite (`--force`)."""
+
+
+class NotDeployedError(NatsmeshError):
+    """A mesh on hosts of its own needs server configs that differ from the ones last rendered for its hosts."""

@@ -210,7 +210,9 @@ def down(spec_path: str | None, timeout: float, as_json: bool) -> None:
 @spec_option
 @json_option
 def status(spec_path: str | None, as_json: bool) -> None:
-    """The supervisor's view of every node, and whether each is ready. Exits 1 if not all are."""
+    """The supervisor's view of every node, and whether each is ready. Exits 1 if not all are.
+
+    For a mesh on hosts of its own (`hosts:` in the spec) each node is asked over the network."""
     from natsmesh.cli.tables import tables_status
     from natsmesh.run import lifecycle
 

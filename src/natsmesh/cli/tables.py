@@ -234,7 +234,8 @@ STATUS: list[Column] = [
 
 
 def tables_status(mesh_name: str, st: MeshStatus) -> list[Table]:
-    return [table(f"mesh {mesh_name}: supervisor pid {st.supervisor_pid}", STATUS, st.nodes, len(STATUS))]
+    where = f"supervisor pid {st.supervisor_pid}" if st.supervisor_pid else "nodes on their own hosts"
+    return [table(f"mesh {mesh_name}: {where}", STATUS, st.nodes, len(STATUS))]
 
 
 RULES: list[Column] = [

@@ -10,6 +10,7 @@ from typing import Any
 from natsmesh.errors import UnknownDomainError
 from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
+from natsmesh.local.records import record_shares
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster
@@ -60,4 +61,9 @@ def render_bundle(
         files = render_mesh(mesh, creds, server_command, certs=cert_texts(mesh), install_dir=install_dir)
     else:
         files = render_party(mesh, creds, cluster, server_command, cert_texts(mesh), install_dir=install_dir)
-    return RenderResult(str(out_dir), write_files(files, out_dir))
+    written = write_files(files, out_dir)
+    if mesh.hosted:  # the platform's record of what its hosts were handed, which `apply` compares with the spec
+        write_files({p: t for p, t in files.items() if p.endswith(".conf")}, mesh.data_dir)
+        if cluster is None or cluster.is_hub:
+            record_shares(mesh)
+    return RenderResult(str(out_dir), written)

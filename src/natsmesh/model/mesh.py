@@ -77,6 +77,12 @@ class Mesh:
     def clusters(self) -> tuple[Cluster, ...]:
         return (self.hub, *self.domains)
 
+    @property
+    def hosted(self) -> bool:
+        """Whether its nodes are placed on hosts of their own (`hosts`): the hosts' service manager runs them,
+        not natsmesh's supervisor."""
+        return any(n.host != self.host or n.bind != self.host for n in self.nodes())
+
     def nodes(self) -> list[Node]:
         return [n for c in self.clusters for n in c.nodes]
 

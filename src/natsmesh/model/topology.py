@@ -162,6 +162,16 @@ def node_addresses(c: ClusterShape, i: int, default_host: str) -> tuple[str, str
     return host, bind, LOOPBACK if monitoring == "loopback" else bind
 
 
+def is_loopback(address: str) -> bool:
+    return address == "localhost" or address.startswith("127.") or address == "::1"
+
+
+def monitoring_only_local(node: Node) -> bool:
+    """Whether NODE's monitoring HTTP answers only on its own host (loopback there, the node elsewhere): then
+    the platform reads it through the cluster's system account instead."""
+    return is_loopback(node.http_bind) and not is_loopback(node.host)
+
+
 def monitor_host(node: Node) -> str:
     """The address NODE's monitoring HTTP answers at: where it binds, or the node's own address for a wildcard."""
     return node.host if node.http_bind in ("0.0.0.0", "::") else node.http_bind

@@ -1,7 +1,9 @@
 """When is a mesh ready: every node healthy, every cluster with a meta leader, every leaf linked in both accounts.
 
 Asked of each node's own HTTP monitoring port, in parallel, so the answer does not depend on the hub being up
-or on the system account crossing leaf links.
+or on the system account crossing leaf links. A node whose monitoring answers only on its own host (a mesh
+across machines, `monitoring: loopback`) is asked the same through its cluster's system account instead, with
+the platform's credentials.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from natsmesh.errors import NotReadyError
 from natsmesh.model.identities import SYSTEM_ACCOUNT, account_of
-from natsmesh.model.topology import monitor_host
+from natsmesh.model.topology import monitor_host, monitoring_only_local
 from natsmesh.observe.monitor import healthz, jsz, leafz
+from natsmesh.observe.wire import Healthz, Jsz, Leafz
 
 if TYPE_CHECKING:  # only for types: the bare benchmark loop uses this poll without loading the mesh model
     from natsmesh.model.mesh import Mesh
@@ -34,6 +37,7 @@ class Target:
     clustered: bool
     leaf: bool
     link_accounts: tuple[str, ...] = ()  # accounts a leaf node links to the hub: its data account (and SYS)
+    by_system: bool = False  # its monitoring answers only on its own host: ask through the system account
 
 
 def targets(mesh: Mesh) -> list[Target]:
@@ -46,6 +50,7 @@ def targets(mesh: Mesh) -> list[Target]:
             len(c.nodes) > 1,
             not c.is_hub,
             (SYSTEM_ACCOUNT, account_of(c.name)) if mesh.system_bridge else (account_of(c.name),),
+            monitoring_only_local(n),
         )
         for c in mesh.clusters
         for n in c.nodes
@@ -64,36 +69,88 @@ class NodeState:
         return not self.problems
 
 
+def judge(node: Target, health: Healthz | None, meta: Jsz | None, links: Leafz | None) -> NodeState:
+    """NODE's readiness from what it answered (None: no answer)."""
+    if health is None:
+        return NodeState(node.name, ("not answering its health check",))
+    problems: list[str] = []
+    if not health.ok:
+        problems.append(f"unhealthy: {health.error or health.status}")
+    if (node.clustered and meta is None) or (node.leaf and links is None):
+        problems.append("monitoring endpoint not answering")
+    if node.clustered and meta is not None and (meta.meta is None or not meta.meta.leader):
+        problems.append(f"no JetStream meta leader in {node.cluster}")
+    if node.leaf and links is not None:
+        missing = [a for a in node.link_accounts if a not in links.accounts()]
+        if missing:
+            problems.append(f"leaf link to the hub not connected for {', '.join(missing)}")
+    return NodeState(node.name, tuple(problems))
+
+
 def check_node(node: Target, timeout: float = 1.0) -> NodeState:
     """Health, meta leader and (for leaf nodes) hub links in both accounts, as seen by NODE."""
     try:
         health = healthz(node.host, node.http_port, timeout)
     except (OSError, ValueError):
-        return NodeState(node.name, ("not answering its health check",))
-    problems: list[str] = []
-    if not health.ok:
-        problems.append(f"unhealthy: {health.error or health.status}")
+        return judge(node, None, None, None)
+    meta = links = None
     try:
-        if node.clustered:
-            meta = jsz(node.host, node.http_port, timeout).meta
-            if meta is None or not meta.leader:
-                problems.append(f"no JetStream meta leader in {node.cluster}")
-        if node.leaf:
-            accounts = leafz(node.host, node.http_port, timeout).accounts()
-            missing = [a for a in node.link_accounts if a not in accounts]
-            if missing:
-                problems.append(f"leaf link to the hub not connected for {', '.join(missing)}")
+        meta = jsz(node.host, node.http_port, timeout) if node.clustered else None
+        links = leafz(node.host, node.http_port, timeout) if node.leaf else None
     except (OSError, ValueError):
-        problems.append("monitoring endpoint not answering")
-    return NodeState(node.name, tuple(problems))
+        pass
+    return judge(node, health, meta, links)
 
 
-def check_mesh(mesh: Mesh | list[Target], pool: ThreadPoolExecutor | None = None) -> list[NodeState]:
+SystemCheck = Callable[[list[Target]], list[NodeState]]
+
+
+def system_check(mesh: Mesh, timeout: float = 1.0) -> SystemCheck:
+    """Readiness asked through each cluster's system account with the platform's credentials, for nodes whose
+    monitoring answers only on their own hosts."""
+    from natsmesh.errors import NotRunningError
+    from natsmesh.local.secrets import load_credentials
+    from natsmesh.observe.system import collect_sync
+
+    creds = load_credentials(mesh, create=False)
+
+    def check(nodes: list[Target]) -> list[NodeState]:
+        try:
+            got = collect_sync(
+                mesh, creds, ["HEALTHZ", "JSZ", "LEAFZ"], timeout=timeout, expected={t.name for t in nodes}
+            )
+        except NotRunningError:
+            return [judge(t, None, None, None) for t in nodes]
+        return [
+            judge(t, got["HEALTHZ"].data(t.name), got["JSZ"].data(t.name), got["LEAFZ"].data(t.name)) for t in nodes
+        ]
+
+    return check
+
+
+def _unreachable(nodes: list[Target]) -> list[NodeState]:
+    return [NodeState(t.name, ("monitoring answers only on its own host; ask with the mesh's spec",)) for t in nodes]
+
+
+def check_mesh(
+    mesh: Mesh | list[Target], pool: ThreadPoolExecutor | None = None, system: SystemCheck | None = None
+) -> list[NodeState]:
+    """Every node's readiness, in the order given; SYSTEM checks the nodes only their own hosts can read (by
+    default, with the spec's mesh, `system_check`)."""
     todo = mesh if isinstance(mesh, list) else targets(mesh)
+    remote = [t for t in todo if t.by_system]
+    if remote and system is None:
+        system = system_check(mesh) if not isinstance(mesh, list) else _unreachable
+    local = [t for t in todo if not t.by_system]
     if pool is None:
-        with ThreadPoolExecutor(max_workers=min(32, max(1, len(todo)))) as own:
-            return list(own.map(check_node, todo))
-    return list(pool.map(check_node, todo))
+        with ThreadPoolExecutor(max_workers=min(32, max(1, len(local)))) as own:
+            states = list(own.map(check_node, local))
+    else:
+        states = list(pool.map(check_node, local))
+    if remote and system is not None:
+        states += system(remote)
+    order = {t.name: i for i, t in enumerate(todo)}
+    return sorted(states, key=lambda s: order[s.node])
 
 
 ProgressFn = Callable[[int, int, list[NodeState]], None]
@@ -110,11 +167,12 @@ def wait_ready(
     start = time.monotonic()
     nodes = mesh if isinstance(mesh, list) else targets(mesh)
     label = name or (getattr(mesh, "name", None) or "mesh")
+    system = system_check(mesh) if not isinstance(mesh, list) and any(t.by_system for t in nodes) else None
     pending = list(nodes)
     last: list[NodeState] = []
     with ThreadPoolExecutor(max_workers=min(32, max(1, len(nodes)))) as pool:
         while True:
-            states = check_mesh(pending, pool)
+            states = check_mesh(pending, pool, system)
             last = [s for s in states if not s.ready]
             done = {s.node for s in states if s.ready}
             pending = [n for n in pending if n.name not in done]
@@ -122,7 +180,7 @@ def wait_ready(
                 on_progress(len(nodes) - len(pending), len(nodes), last)
             if not pending:
                 # Confirm once more across all nodes: a link that came up early may have dropped since.
-                again = [s for s in check_mesh(nodes, pool) if not s.ready]
+                again = [s for s in check_mesh(nodes, pool, system) if not s.ready]
                 if not again:
                     return time.monotonic() - start
                 pending = [n for n in nodes if n.name in {s.node for s in again}]

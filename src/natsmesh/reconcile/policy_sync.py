@@ -15,7 +15,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from natsmesh.errors import NotRunningError
+from natsmesh.errors import NotDeployedError, NotRunningError
 from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
 from natsmesh.local.records import record_shares, recorded_shares, recorded_via, share_names
@@ -74,6 +74,12 @@ async def apply_policy(mesh: Mesh, change: PolicyChange, timeout: float = 10.0) 
     a share. Needs the mesh's supervisor (local processes)."""
     if not change.pending:
         return change
+    if mesh.hosted:
+        raise NotDeployedError(
+            f"mesh {mesh.name!r} runs on hosts of its own and its servers need new configs "
+            f"({change.describe()}); render them (`natsmesh render --out DIR`), put each folder on its hosts, "
+            "reload their servers (`systemctl reload`), then run `natsmesh apply` again"
+        )
     state = SupervisorState.read(mesh)
     creds = load_credentials(mesh, create=False)
     write_files(render_mesh(mesh, creds, certs=cert_texts(mesh), via=recorded_via(mesh)), mesh.data_dir)

@@ -67,6 +67,12 @@ def preflight(mesh: Mesh) -> binmod.ServerBinary:
                     "where it can collide with outgoing connections; choose ports below it (`natsmesh init` does)"
                 )
             elif (why := port_problem(bind := node.http_bind if kind == "http" else node.bind, port)) is not None:
+                if mesh.hosted and "assign" in why:
+                    raise PreflightError(
+                        f"{node.name} binds {bind}, which is not an address of this machine: a mesh on hosts of "
+                        "its own runs from each party's folder on its hosts (`natsmesh render --out DIR`, then "
+                        "each folder's README.md), not from `natsmesh up`"
+                    )
                 problems.append(f"{node.name} {kind} port {bind}:{port} is {why}")
     if problems:
         shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else [])
@@ -261,8 +267,32 @@ class MeshStatus:
         }
 
 
+def hosted_status(mesh: Mesh) -> MeshStatus:
+    """What every node of a mesh on its own hosts says of its readiness (no supervisor here: their hosts'
+    service manager runs them)."""
+    checks = {s.node: s for s in check_mesh(mesh)}
+    out = tuple(
+        NodeStatus(
+            name=node.name,
+            cluster=node.cluster,
+            pid=None,
+            state="on its host",
+            restarts=0,
+            ready=checks[node.name].ready,
+            problems=checks[node.name].problems,
+            client_url=f"nats://{node.host}:{node.client_port}",
+        )
+        for node in mesh.nodes()
+    )
+    answering = any("not answering its health check" not in n.problems for n in out)
+    return MeshStatus(running=answering, supervisor_pid=None, nodes=out, events=())
+
+
 def status(mesh: Mesh) -> MeshStatus:
-    """The supervisor's view of every node plus what each node says of its readiness."""
+    """The supervisor's view of every node plus what each node says of its readiness (for a mesh on hosts of
+    its own, what each node says: `hosted_status`)."""
+    if mesh.hosted and not lock_is_held(mesh):
+        return hosted_status(mesh)
     if not lock_is_held(mesh):
         raise not_running(mesh)
     state = SupervisorState.read(mesh) or SupervisorState(pid=0)
