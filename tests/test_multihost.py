@@ -191,50 +191,58 @@ async def test_a_domain_hosts_link_cut_for_20_s_loses_nothing_and_its_copy_compl
 
 
 async def test_a_domain_on_a_new_host_joins_the_running_mesh_and_leaves_it(wide: Wide) -> None:
-    """A fourth domain on a ninth host: the platform renders again, the hub's nodes reload (their unit's
-    `ExecReload`), the new host starts its node; nothing else restarts and no other party's config changes;
-    `apply` gives it its copy. Removed again the same way, the rest stays ready."""
+    """A fourth domain on a ninth host joins in two steps, each a render and a reload of the hub's nodes (their
+    unit's `ExecReload`): first the domain alone (its account at the hub; its host starts its node), then what
+    it takes. Nothing else restarts and no other party's config changes; `apply` gives it its copy. Removed the
+    same way, the rest stays ready.
+
+    Two steps because of nats-server #8560 (open): interest a hub node hears for an account that another hub
+    node's reload introduced before its own reload did is lost for good, so a take rendered together with a new
+    domain's account was never answered (its reset timed out; a rolling restart of the hub made it work)."""
     net, host = wide.net, wide.net.hosts[8]
+    server = binary.resolve().path
+    hub_hosts = list({wide.host_of[n.name].name: wide.host_of[n.name] for n in wide.mesh.hub.nodes}.values())
     before = {p: p.read_bytes() for p in wide.deploy.rglob("*.conf")}
     pids = {n: h.procs[-1].pid for n, h in wide.host_of.items()}
+
+    async def step(doc: dict[str, Any], name: str) -> Mesh:
+        path = wide.spec.with_name(name)
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        mesh = load_spec(path)
+        render_bundle(mesh, wide.deploy, server_command=server)
+        for h in hub_hosts:
+            net.reload(h)
+        return mesh
+
     doc = yaml.safe_load(wide.spec.read_text())
-    doc["domains"].append(
-        {
-            "name": "audit",
-            "nodes": 1,
-            "ports": PORTS,
-            "hosts": [host.address],
-            "consumes": [{"product": "sales/ORDERS"}],
-        }
-    )
-    grown = wide.spec.with_name("grown.yaml")
-    grown.write_text(yaml.safe_dump(doc, sort_keys=False))
-    mesh = load_spec(grown)
-    render_bundle(mesh, wide.deploy, server_command=binary.resolve().path)
+    doc["domains"].append({"name": "audit", "nodes": 1, "ports": PORTS, "hosts": [host.address]})
+    joined = await step(doc, "joined.yaml")
     changed = {p.relative_to(wide.deploy).parts[0] for p, old in before.items() if p.read_bytes() != old}
     assert changed == {"hub-cluster"}, changed  # only the hub's configs name the new domain
-    for hub_host in {wide.host_of[n.name].name: wide.host_of[n.name] for n in mesh.hub.nodes}.values():
-        net.reload(hub_host)
-    net.start(host, wide.deploy / mesh.domain("audit").folder, "audit-0")
-    await asyncio.to_thread(wait_ready, mesh, 60)
-    res = run_cli("apply", "-f", str(grown), timeout=120)
+    net.start(host, wide.deploy / joined.domain("audit").folder, "audit-0")
+    await asyncio.to_thread(wait_ready, joined, 60)
+    doc["domains"][-1]["consumes"] = [{"product": "sales/ORDERS"}]
+    grown = await step(doc, "grown.yaml")
+    await asyncio.sleep(1)  # the reloads done
+    res = run_cli("apply", "-f", str(wide.spec.with_name("grown.yaml")), timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
-    async with MeshClient(mesh, name="multihost-grown") as mc:
+    async with MeshClient(grown, name="multihost-grown") as mc:
         total = int((await (await mc.jetstream("sales")).stream_info("ORDERS")).state.messages)
         js = await mc.jetstream("audit")
-        for _ in range(200):
-            if (await js.stream_info("ORDERS")).state.messages >= total:
-                break
+        t0 = time.monotonic()
+        while (await js.stream_info("ORDERS")).state.messages < total and time.monotonic() - t0 < 30:
             await asyncio.sleep(0.05)
+        print(f"audit's copy complete {time.monotonic() - t0:.2f} s after apply")
         assert (await js.stream_info("ORDERS")).state.messages == total
     assert {n: h.procs[-1].pid for n, h in wide.host_of.items()} == pids
     assert all(h.procs[-1].poll() is None for h in wide.host_of.values()), "nothing else restarted"
 
     # and out again: render without it, reload the hub, stop its host's node
-    render_bundle(wide.mesh, wide.deploy, server_command=binary.resolve().path)
-    for hub_host in {wide.host_of[n.name].name: wide.host_of[n.name] for n in mesh.hub.nodes}.values():
-        net.reload(hub_host)
+    render_bundle(wide.mesh, wide.deploy, server_command=server)
+    for h in hub_hosts:
+        net.reload(h)
     net.stop(host)
     await asyncio.to_thread(wait_ready, wide.mesh, 60)
     res = wide.cli("report", "jetstream", "--json")
+    assert res.returncode == 0, res.stderr
     assert {s["name"] for s in json.loads(res.stdout)["servers"]} == {n.name for n in wide.mesh.nodes()}
