@@ -612,6 +612,13 @@ def main() -> None:
     ap.add_argument("--catchup-runs", type=int, default=1)
     ap.add_argument("--outage", type=float, default=25.0, help="seconds the owner is cut off")
     ap.add_argument("--messages", type=int, default=1000, help="published into each product while cut off")
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        choices=["before", "after", "after-tls", "before-tls"],
+        default=["before", "after", "after-tls"],
+        help="which to compare in the bring-up parts (before-tls: the old tree's one shared TLS key)",
+    )
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
     logging.getLogger("asyncio").setLevel(logging.ERROR)  # "eof_received() has no effect when using ssl", per kick
@@ -621,7 +628,8 @@ def main() -> None:
     before = Variant("before", before_src, tls=False)
     after = Variant("after", CURRENT, tls=False)
     after_tls = Variant("after-tls", CURRENT, tls=True)
-    variants = [before, after, after_tls]
+    known = {v.name: v for v in (before, after, after_tls, Variant("before-tls", before_src, tls=True))}
+    variants = [known[name] for name in args.variants]
     began = time.monotonic()
     parts: dict[str, Any] = {}
 
