@@ -147,6 +147,28 @@ async def test_apply_creates_products_and_copies_and_data_crosses_hosts(wide: Wi
     assert res.returncode == 0 and "create" not in res.stdout, res.stdout
 
 
+def test_the_platforms_other_commands_work_over_the_network(wide: Wide) -> None:
+    """What the platform runs against a mesh elsewhere, with its spec and secrets only: info, the catalog,
+    lineage, copy lag, heal and the loss checker."""
+    info = wide.cli("info", "--json")
+    assert info.returncode == 0, info.stderr
+    urls = json.loads(info.stdout)["domains"]["sales"]["servers"]
+    assert [u.rsplit("@", 1)[1] for u in urls] == [f"{n.host}:4222" for n in wide.mesh.domain("sales").nodes]
+    catalog = wide.cli("catalog", "list", "--json")
+    assert catalog.returncode == 0, catalog.stderr
+    assert "sales/ORDERS" in catalog.stdout or "sales.ORDERS" in catalog.stdout, catalog.stdout
+    lineage = wide.cli("lineage")
+    assert lineage.returncode == 0 and "billing/ORDERS" in lineage.stdout, lineage.stdout + lineage.stderr
+    lag = wide.cli("report", "lag", "--json")
+    assert lag.returncode == 0, lag.stderr
+    rows = json.loads(lag.stdout)["rows"]
+    assert {f"{r['domain']}/{r['stream']}" for r in rows} == {"billing/ORDERS", "analytics/ALL_ORDERS"}, rows
+    heal = wide.cli("heal", "--timeout", "10")
+    assert heal.returncode == 0, heal.stdout + heal.stderr
+    verify = wide.cli("chaos", "verify", "sales/ORDERS", "--count", "200", "--subject", "sales.orders.verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
 def test_up_refuses_a_mesh_on_other_hosts(wide: Wide) -> None:
     res = wide.cli("up", "--detach")
     assert res.returncode != 0 and "Traceback" not in res.stderr
