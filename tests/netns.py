@@ -20,7 +20,7 @@ from types import TracebackType
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(list(args), capture_output=True, text=True)
+    res = subprocess.run(list(args), capture_output=True, text=True, timeout=300)
     if check and res.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed: {res.stderr.strip()}")
     return res

@@ -71,8 +71,9 @@ def test_render_writes_the_seed_layout(tmp_path: Path, monkeypatch: pytest.Monke
     res = runner.invoke(cli, ["render", "--out", "out", "--json"])
     assert res.exit_code == 0, res.output
     files = json.loads(res.output)["files"]
-    # per folder: its configs, a Procfile, the party's own secrets, a unit per node and a README for its hosts
-    assert len(files) == 18 + 6 + 6 + 18 + 6
+    # per folder: its configs, a Procfile, the party's own secrets, a unit per node, a README for its hosts and
+    # the mesh its party acts on
+    assert len(files) == 18 + 6 + 6 + 18 + 6 + 6
     assert Path("out/leaf-cluster-e/Procfile").read_text().count("\n") == 3
 
 

@@ -63,6 +63,9 @@ def _check_mention(words: list[str], where: str) -> list[str]:
     i = 0
     if words and not re.fullmatch(r"[a-z][a-z-]*|-.*", words[0]):
         return []  # `natsmesh pub/tail`, `natsmesh [OPTIONS]`: a shorthand, not one command
+    top = {o: p for p in cli.params if isinstance(p, click.Option) for o in p.opts}
+    while i < len(words) and (name := words[i].split("=", 1)[0]) in top:  # `natsmesh --bundle DIR pub ...`
+        i += 1 if top[name].is_flag or "=" in words[i] else 2
     while isinstance(command, click.Group) and i < len(words) and re.fullmatch(r"[a-z][a-z-]*", words[i]):
         sub = command.commands.get(words[i])
         if sub is None:

@@ -123,8 +123,42 @@ async def accounted(mesh: Mesh, mc: MeshClient, runs: dict[str, PublishRun], fig
                 problems.append(check.to_json())
     longest = {ref.split("/")[0][-1]: round(pub.longest_wait, 2) for ref, pub in runs.items()}
     figures.update(acked=acked, publish_failed=failed, lost=lost, duplicated=duplicated, longest_ack_wait=longest)
+    if problems:
+        figures["copies"] = await _copy_states(mesh, mc, {p["stream"] for p in problems})
     assert not problems, problems
     assert failed == 0, "publishes that were never acknowledged even after retries"
+
+
+async def _copy_states(mesh: Mesh, mc: MeshClient, refs: set[str]) -> dict[str, Any]:
+    """For a failed check: each stream's state, what it reads from upstream, and the owner's consumer for it."""
+    out: dict[str, Any] = {}
+    for ref in sorted(refs):
+        domain, stream = ref.split("/", 1)
+        try:
+            info = await (await mc.jetstream(domain)).stream_info(stream)
+        except Exception as exc:
+            out[ref] = f"stream info: {exc!r}"
+            continue
+        st = info.state
+        doc: dict[str, Any] = {"first": st.first_seq, "last": st.last_seq, "messages": st.messages}
+        doc["deleted"] = st.num_deleted
+        upstream = [info.mirror] if info.mirror else list(info.sources or [])
+        doc["upstream"] = [{"name": u.name, "lag": u.lag, "active": u.active, "error": u.error} for u in upstream]
+        for share in mesh.shares:
+            if share.taker == domain and share.copy == stream:
+                try:
+                    ci = await (await mc.jetstream(share.owner)).consumer_info(share.stream, share.consumer)
+                    doc[share.consumer] = {
+                        "delivered": [ci.delivered.consumer_seq, ci.delivered.stream_seq],
+                        "ack_floor": [ci.ack_floor.consumer_seq, ci.ack_floor.stream_seq],
+                        "pending": ci.num_pending,
+                        "ack_pending": ci.num_ack_pending,
+                        "redelivered": ci.num_redelivered,
+                    }
+                except Exception as exc:
+                    doc[share.consumer] = f"consumer info: {exc!r}"
+        out[ref] = doc
+    return out
 
 
 def links_at_hub(mesh: Mesh, skip: set[str] = frozenset()) -> dict[str, list[str]]:  # type: ignore[assignment]

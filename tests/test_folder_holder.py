@@ -7,15 +7,11 @@ unchanged to the byte; the declared copies stay complete and the platform still 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import hashlib
 import json
-import ssl
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,30 +32,9 @@ from natsmesh.observe.reports import report
 from natsmesh.observe.streams import list_consumers, list_streams
 from natsmesh.render.servers import LINK_HEADROOM
 from natsmesh.run import binary
+from probes import CONSUMER_VERBS, Folder, answers, attempt, client_probe, is_breach, leaf_probes, matrix, route_probe
 
 pytestmark = pytest.mark.integration
-TIMEOUT = 0.5
-
-
-@dataclass
-class Folder:
-    """Everything one party holds: its rendered folder, read back."""
-
-    party: str
-    path: Path
-    secrets: dict[str, Any]
-
-    @property
-    def passwords(self) -> list[tuple[str, str, str]]:
-        """(what, user, password) for every password identity in the folder."""
-        return [(k, v["user"], v["password"]) for k, v in self.secrets.items() if isinstance(v, dict) and "user" in v]
-
-    @property
-    def seeds(self) -> list[tuple[str, str]]:
-        return [(k, v["seed"]) for k, v in self.secrets.items() if isinstance(v, dict) and "seed" in v]
-
-    def tls(self, name: str) -> Path:
-        return self.path / "tls" / name
 
 
 class Holder:
@@ -70,17 +45,10 @@ class Holder:
         self.folders = {}
         for c in mesh.clusters:
             path = out / c.folder
-            self.folders[c.name] = Folder(c.name, path, json.loads((path / "secrets.json").read_text()))
+            self.folders[c.name] = Folder.read(path)
 
     def others(self, party: str) -> list[Cluster]:
         return [c for c in self.mesh.clusters if c.name != party]
-
-    def context(self, folder: Folder, cert: str | None = None) -> ssl.SSLContext:
-        """A TLS context trusting the CA in FOLDER, presenting CERT (a certificate of the folder) if given."""
-        ctx = ssl.create_default_context(cafile=str(folder.tls("ca.pem")))
-        if cert is not None:
-            ctx.load_cert_chain(folder.tls(f"{cert}.pem"), folder.tls(f"{cert}-key.pem"))
-        return ctx
 
 
 def _digest(msgs: list[tuple[int, str, bytes]]) -> str:
@@ -166,31 +134,19 @@ async def settled(mc: MeshClient, mesh: Mesh, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
-async def _client(url: str, ctx: ssl.SSLContext, **auth: Any) -> str:
-    """Connect with AUTH and say how it went: `connected` (a breach where not expected) or why not."""
-    try:
-        nc = await nats.connect(
-            url, tls=ctx, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2, **auth
-        )
-    except Exception as exc:
-        return f"refused: {type(exc).__name__}: {exc}"
-    await nc.close()
-    return "connected"
-
-
 async def test_every_identity_in_a_folder_is_refused_by_every_other_partys_client_listeners(
     world: tuple[Holder, dict[str, Any]],
 ) -> None:
     holder, _ = world
     outcomes: dict[tuple[str, str, str], str] = {}
     for party, folder in holder.folders.items():
-        ctx = holder.context(folder)
+        ctx = folder.context()
         for other in holder.others(party):
             url = f"tls://127.0.0.1:{other.nodes[0].client_port}"
             for what, user, password in folder.passwords:
-                outcomes[(party, other.name, what)] = await _client(url, ctx, user=user, password=password)
+                outcomes[(party, other.name, what)] = await client_probe(url, ctx, user=user, password=password)
             for what, seed in folder.seeds:
-                outcomes[(party, other.name, what)] = await _client(url, ctx, nkeys_seed_str=seed)
+                outcomes[(party, other.name, what)] = await client_probe(url, ctx, nkeys_seed_str=seed)
     breaches = {k: v for k, v in outcomes.items() if v == "connected"}
     assert not breaches, breaches
     assert len(outcomes) >= 6 * 5 * 3  # 6 parties x 5 others x (system, client, route, link seeds)
@@ -200,48 +156,33 @@ async def test_every_identity_in_a_folder_is_refused_by_every_other_partys_clien
         client = folder.secrets["client"]
         url = f"tls://127.0.0.1:{own}"
         assert (
-            await _client(url, holder.context(folder), user=client["user"], password=client["password"]) == "connected"
+            await client_probe(url, folder.context(), user=client["user"], password=client["password"]) == "connected"
         )
 
 
-def _route_probe(port: int, ctx: ssl.SSLContext, user: str, password: str, cluster: str) -> str:
-    """Speak the route protocol to PORT as a would-be member: INFO, CONNECT with USER/PASSWORD, PING."""
-    import socket
-
-    with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
-        try:
-            first = raw.recv(4096)
-            if b'"tls_required":true' in first.replace(b" ", b""):
-                sock: Any = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
-            else:
-                sock = raw
-            connect = {"user": user, "pass": password, "name": "rogue", "cluster": cluster, "tls_required": True}
-            sock.sendall(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
-            answer = b""
-            while b"PONG" not in answer and b"-ERR" not in answer:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
-        except (OSError, ssl.SSLError) as exc:
-            return f"refused: {exc}"
-    return "joined" if b"PONG" in answer and b"-ERR" not in answer else f"refused: {answer[:80]!r}"
-
-
 async def test_route_secrets_and_keys_join_no_other_cluster(world: tuple[Holder, dict[str, Any]]) -> None:
+    """Each refusal is the server's own `Authorization Violation` after the TLS handshake (routes want it first),
+    and the probe does join with the right secret: the hub's own route secret joins the hub."""
     holder, _ = world
+    hub = holder.folders[holder.mesh.hub.name]
+    own = hub.secrets["route"]
+    port = holder.mesh.hub.nodes[1].cluster_port
+    assert port is not None
+    ctx = hub.context(cert=holder.mesh.hub.nodes[0].name)
+    joined = await asyncio.to_thread(route_probe, "127.0.0.1", port, ctx, own["user"], own["password"], "hub")
+    assert joined == "joined"
     outcomes = {}
     for party, folder in holder.folders.items():
         node = holder.mesh.domain(party).nodes[0].name
-        ctx = holder.context(folder, cert=node)  # its own node's certificate, which routes require
+        ctx = folder.context(cert=node)  # its own node's certificate, which routes require
         for other in holder.others(party):
             port = other.nodes[0].cluster_port
             assert port is not None
             for what, user, password in folder.passwords:
                 outcomes[(party, other.name, what)] = await asyncio.to_thread(
-                    _route_probe, port, ctx, user, password, other.name
+                    route_probe, "127.0.0.1", port, ctx, user, password, other.name
                 )
-    breaches = {k: v for k, v in outcomes.items() if v == "joined"}
+    breaches = {k: v for k, v in outcomes.items() if "Authorization Violation" not in v}
     assert not breaches, breaches
 
 
@@ -273,46 +214,6 @@ def test_a_rogue_server_with_a_folders_keys_does_not_join_the_hub(holder: Holder
         proc.wait(10)
 
 
-def _leaf_probes(port: int, ctx: ssl.SSLContext, seed: str, most: int) -> list[str]:
-    """Open up to MOST leafnode connections to PORT at once, each signing the server's nonce with SEED, holding
-    every one that links open until the first refusal; `linked` or why not, for each one tried."""
-    import socket
-
-    import nkeys
-
-    kp = nkeys.from_seed(seed.encode())
-    outcomes: list[str] = []
-    with contextlib.ExitStack() as held:
-        for _ in range(most):
-            raw = held.enter_context(socket.create_connection(("127.0.0.1", port), timeout=3))
-            try:
-                info = raw.recv(4096)
-                sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1") if b"tls_required" in info else raw
-                held.callback(sock.close)
-                nonce = json.loads(info.decode().split(" ", 1)[1])["nonce"]
-                sig = base64.urlsafe_b64encode(kp.sign(nonce.encode())).decode().rstrip("=")
-                connect = {"nkey": kp.public_key.decode(), "sig": sig, "name": "rogue-leaf", "tls_required": True}
-                sock.sendall(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
-                answer = b""
-                deadline = time.monotonic() + 3
-                while b"-ERR" not in answer and time.monotonic() < deadline:
-                    try:
-                        chunk = sock.recv(4096)
-                    except TimeoutError:
-                        break
-                    if not chunk:
-                        break
-                    answer += chunk
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                outcomes.append(f"refused: {exc}")
-                break
-            if b"-ERR" in answer or not answer:
-                outcomes.append(f"refused: {answer[:120]!r}")
-                break
-            outcomes.append("linked")
-    return outcomes
-
-
 async def test_leaf_links_beyond_a_domains_own_are_refused(world: tuple[Holder, dict[str, Any]]) -> None:
     """At the hub's leafnode listener: a domain's own link seed (with its link certificate) is taken only up to
     `LINK_HEADROOM` links per node of the domain (each of its servers' links may fail over once while its old one
@@ -327,9 +228,11 @@ async def test_leaf_links_beyond_a_domains_own_are_refused(world: tuple[Holder, 
             continue
         nodes = len(holder.mesh.domain(party).nodes)
         spare[party] = (LINK_HEADROOM - 1) * nodes  # its own servers hold one link per node already
-        ctx = holder.context(folder, cert=f"{party}-link")
+        ctx = folder.context(cert=f"{party}-link")
         for what, seed in folder.seeds:
-            outcomes[(party, what)] = await asyncio.to_thread(_leaf_probes, hub_port, ctx, seed, spare[party] + 1)
+            outcomes[(party, what)] = await asyncio.to_thread(
+                leaf_probes, "127.0.0.1", hub_port, ctx, seed, spare[party] + 1
+            )
     for (party, what), tried in outcomes.items():
         if what == "link":
             assert tried[:-1] == ["linked"] * spare[party], (party, tried)
@@ -347,44 +250,6 @@ def test_no_monitoring_endpoint_shows_a_secret(holder: Holder) -> None:
             assert not [s for s in secrets if s in text], f"{node.name} {path} shows a secret"
 
 
-async def _attempt(nc: nats.aio.client.Client, subject: str, body: Any = None) -> str:
-    try:
-        msg = await nc.request(subject, json.dumps(body or {}).encode(), timeout=TIMEOUT)
-    except nats.errors.NoRespondersError:
-        return "no responders"
-    except nats.errors.TimeoutError:
-        return "timeout"
-    reply = json.loads(msg.data or b"{}")
-    if isinstance(reply, dict) and "error" in reply:
-        return f"error: {reply['error'].get('description')}"
-    if isinstance(reply, dict) and reply.get("initiated") is False:
-        return "nothing done"  # e.g. a purge of an account this cluster does not hold
-    return f"ok: {msg.data[:120]!r}"
-
-
-CONSUMER_VERBS: dict[str, dict[str, Any] | None] = {
-    "CREATE": {"filter_subject": "x", "deliver_subject": "stolen.here"},  # an update of an existing consumer
-    "DELETE": None,
-    "PAUSE": {"pause_until": "2099-01-01T00:00:00Z"},
-    "RESET": {"seq": 1},
-}
-
-
-async def _answers(nc: nats.aio.client.Client, subject: str) -> set[str]:
-    """The servers that answer one system ping on NC."""
-    names: set[str] = set()
-
-    async def on(msg: Any) -> None:
-        names.add(json.loads(msg.data)["server"]["name"])
-
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, cb=on)
-    await nc.publish(subject, b"{}", reply=inbox)
-    await asyncio.sleep(1.0)
-    await sub.unsubscribe()
-    return names
-
-
 async def test_system_and_jetstream_calls_from_a_folder_reach_no_other_party(
     world: tuple[Holder, dict[str, Any]],
 ) -> None:
@@ -397,15 +262,15 @@ async def test_system_and_jetstream_calls_from_a_folder_reach_no_other_party(
         sysuser = folder.secrets["system"]
         nc = await nats.connect(
             f"tls://127.0.0.1:{own.nodes[0].client_port}",
-            tls=holder.context(folder),
+            tls=folder.context(),
             user=sysuser["user"],
             password=sysuser["password"],
         )
         try:
-            assert await _answers(nc, "$SYS.REQ.SERVER.PING.CONNZ") == {n.name for n in own.nodes}  # its own only
+            assert await answers(nc, "$SYS.REQ.SERVER.PING.CONNZ") == {n.name for n in own.nodes}  # its own only
             app = await nats.connect(
                 f"tls://127.0.0.1:{own.nodes[0].client_port}",
-                tls=holder.context(folder),
+                tls=folder.context(),
                 user=folder.secrets["client"]["user"],
                 password=folder.secrets["client"]["password"],
             )
@@ -456,7 +321,7 @@ async def test_system_and_jetstream_calls_from_a_folder_reach_no_other_party(
                         ),
                     }
                 for action, (conn, subject, body) in tries.items():
-                    outcomes[(party, q, action)] = await _attempt(conn, subject, body)
+                    outcomes[(party, q, action)] = await attempt(conn, subject, body)
             await app.close()
         finally:
             await nc.close()
@@ -476,3 +341,18 @@ async def test_system_and_jetstream_calls_from_a_folder_reach_no_other_party(
         await settled(mc, mesh)
     rep = await asyncio.to_thread(report, mesh, "jetstream")
     assert len(rep.to_json()["servers"]) == 18 and not rep.missing
+
+
+async def test_the_matrix_a_domain_host_runs_finds_no_breach(world: tuple[Holder, dict[str, Any]]) -> None:
+    """tests/probes.py's whole matrix (what tests/test_multihost.py runs on a domain's own host), here from one
+    domain's folder on this machine: every probe of another party's listener or data is refused."""
+    holder, _ = world
+    doc = await matrix(holder.folders["leaf-domain-b"].path)
+    print(json.dumps({"probes": len(doc["outcomes"]), "seconds": doc["seconds"]}))
+    breaches = {k: v for k, v in doc["outcomes"].items() if is_breach(v)}
+    assert not breaches, breaches
+    kinds = {k.split(" ", 1)[0] for k in doc["outcomes"]}
+    assert kinds == {"client", "route", "leaf", "monitor", "request"}, kinds
+    routes = [v for k, v in doc["outcomes"].items() if k.startswith("route ")]
+    assert all("Authorization Violation" in v for v in routes), routes  # refused for its secret, not a timeout
+    assert doc["own_pings"] == [n.name for n in holder.mesh.domain("leaf-domain-b").nodes]

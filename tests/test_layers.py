@@ -57,6 +57,7 @@ JSON_EDGES = {
     "natsmesh.local.state",  # the supervisor's state file
     "natsmesh.local.records",  # fault proxies and shares of a running mesh
     "natsmesh.local.secrets",  # generated identities
+    "natsmesh.local.folder",  # a party folder's mesh.json
     "natsmesh.local.specfile",  # the validated-spec cache
     "natsmesh.reconcile.catalog",  # catalog descriptors (natsmesh's own documents)
     "natsmesh.faults.proxy",  # its control protocol

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,8 +30,10 @@ from natsmesh.local.bundle import render_bundle
 from natsmesh.local.specfile import load_spec
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.readiness import check_mesh, targets, wait_ready
+from natsmesh.observe.streams import list_consumers
 from natsmesh.run import binary
 from netns import Host, Network
+from probes import is_breach
 
 PORTS = {"client": 4222, "cluster": 6222, "http": 8222}
 RESET_TIMEOUT = 5.0  # nats-server 2.15: a durable-sourced copy waits this long for an unanswered reset
@@ -167,6 +171,84 @@ def test_the_platforms_other_commands_work_over_the_network(wide: Wide) -> None:
     assert heal.returncode == 0, heal.stdout + heal.stderr
     verify = wide.cli("chaos", "verify", "sales/ORDERS", "--count", "200", "--subject", "sales.orders.verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_a_domain_team_acts_from_its_folder_on_its_own_host(wide: Wide) -> None:
+    """Inside a domain's host, with nothing but its folder (`--bundle`): it publishes to and tails its own
+    product, reads its own catalog copy and its own copies' lag; anything else is refused, saying why."""
+    exe = shutil.which("natsmesh", path=str(Path(sys.executable).parent))
+    assert exe is not None
+
+    def as_team(domain: str, *args: str) -> subprocess.CompletedProcess[str]:
+        host = wide.host_of[wide.mesh.domain(domain).nodes[0].name]
+        folder = wide.deploy / wide.mesh.domain(domain).folder
+        return host.run(exe, "--bundle", str(folder), *args, check=False)
+
+    res = as_team("sales", "pub", "sales/ORDERS", "from the sales host", "--subject", "sales.orders.team", "--json")
+    assert res.returncode == 0, res.stderr
+    res = as_team("sales", "tail", "sales/ORDERS", "-n", "1", "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["data"] == "from the sales host", res.stdout + res.stderr
+    res = as_team("billing", "catalog", "list", "--json")
+    assert res.returncode == 0 and ("sales/ORDERS" in res.stdout or "sales.ORDERS" in res.stdout), res.stderr
+    res = as_team("billing", "report", "lag", "--json", "--max-lag", "100")
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = json.loads(res.stdout)["rows"]
+    assert [(r["domain"], r["stream"], r["error"]) for r in rows] == [("billing", "ORDERS", None)], rows
+    for _ in range(50):  # the copy takes a moment
+        res = as_team("billing", "tail", "billing/ORDERS", "-n", "1", "--json")
+        assert res.returncode == 0, res.stderr
+        if json.loads(res.stdout)["data"] == "from the sales host":
+            break
+        time.sleep(0.1)
+    assert json.loads(res.stdout)["data"] == "from the sales host", res.stdout
+    refused = {
+        ("billing", "pub", "sales/ORDERS", "x"): "billing may not publish on sales/ORDERS",
+        ("billing", "tail", "sales/ORDERS"): "billing may not read sales/ORDERS",
+        ("billing", "tail", "analytics/ALL_ORDERS"): "billing may not read analytics/ALL_ORDERS",
+        ("billing", "report", "servers"): "needs the platform's spec and secrets",
+        ("sales", "apply"): "needs the platform's spec and secrets",
+    }
+    for (domain, *args), why in refused.items():
+        res = as_team(domain, *args)
+        assert res.returncode == 1 and why in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+
+
+@pytest.mark.parametrize("domain", ["billing", "sales"])
+async def test_the_folder_holder_matrix_from_a_domains_own_host(wide: Wide, domain: str) -> None:
+    """On the domain's own host, with everything in its folder (tests/probes.py): every other party's client,
+    route, leafnode and monitoring listener on every host refuses it, and no system or JetStream request through
+    its own servers reaches another party; the owner's consumers are as they were and the copy is complete."""
+
+    async def owners_consumers(mc: MeshClient) -> dict[str, Any]:  # one per copy (ephemeral readers come and go)
+        found = await list_consumers(await mc.connection("sales"), "ORDERS")
+        shares = {s.consumer for s in wide.mesh.shares if s.owner == "sales"}
+        assert shares <= set(found), found
+        return {
+            n: (c.config.deliver_subject, c.config.filter_subject, bool(c.paused))
+            for n, c in found.items()
+            if n in shares
+        }
+
+    async with MeshClient(wide.mesh, name="multihost-matrix") as mc:
+        before = await owners_consumers(mc)
+    host = wide.host_of[wide.mesh.domain(domain).nodes[0].name]
+    folder = wide.deploy / wide.mesh.domain(domain).folder
+    res = await asyncio.to_thread(host.run, sys.executable, str(Path(__file__).with_name("probes.py")), str(folder))
+    doc = json.loads(res.stdout)
+    print(json.dumps({"matrix_from": domain, "probes": len(doc["outcomes"]), "seconds": doc["seconds"]}))
+    breaches = {k: v for k, v in doc["outcomes"].items() if is_breach(v)}
+    assert not breaches, breaches
+    others = [n for c in wide.mesh.clusters if c.name != domain for n in c.nodes]
+    assert sum(k.startswith("client ") for k in doc["outcomes"]) >= 3 * len(others)  # 3+ identities at each
+    routes = [v for k, v in doc["outcomes"].items() if k.startswith("route ")]
+    assert routes and all("Authorization Violation" in v for v in routes), routes  # refused for its secret
+    monitors = [doc["outcomes"][f"monitor {wide.mesh.cluster_of(n.name).name}/{n.name}"] for n in others]
+    assert all(m.startswith("unreachable") for m in monitors), monitors  # each on its own host's loopback
+    assert doc["own_pings"] == [n.name for n in wide.mesh.domain(domain).nodes]
+    async with MeshClient(wide.mesh, name="multihost-matrix") as mc:
+        assert await owners_consumers(mc) == before
+        total = (await (await mc.jetstream("sales")).stream_info("ORDERS")).state.messages
+        assert (await (await mc.jetstream("billing")).stream_info("ORDERS")).state.messages == total
 
 
 def test_up_refuses_a_mesh_on_other_hosts(wide: Wide) -> None:

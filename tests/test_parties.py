@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helpers import EXAMPLES, example_on_free_ports
+from helpers import EXAMPLES, example_on_free_ports, with_keys
 from natsmesh.cli import cli
 from natsmesh.errors import SpecError, UnknownDomainError
 from natsmesh.local.bundle import render_bundle
+from natsmesh.local.folder import load_folder
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.specfile import load_spec, parse_spec
 
@@ -74,3 +75,73 @@ def test_fixed_credentials_only_on_loopback() -> None:
     assert parse_spec(seed, cache=False).fixed_system == ("admin", "password")  # the seed keeps its commands
     with pytest.raises(SpecError, match=r"credentials.system \(line \d+\): fixed credentials are shared by every"):
         parse_spec(seed.replace("host: 127.0.0.1", "host: 10.1.2.3"), cache=False)
+
+
+def _folder(tmp_path: Path, party: str = "leaf-domain-a") -> tuple[object, Path]:
+    mesh = _mesh(tmp_path)
+    render_bundle(mesh, tmp_path / "out", party=party)
+    return mesh, tmp_path / "out" / mesh.domain(party).folder
+
+
+def test_a_folder_describes_its_mesh_and_holds_only_its_partys_keys(tmp_path: Path) -> None:
+    """`mesh.json` in a folder is the validated mesh (no fixed credentials, none of the platform's paths);
+    loaded from the folder, the mesh's secrets and CA are the folder's own, and they are its party's only."""
+    text = with_keys(
+        example_on_free_ports("data-mesh.yaml", tmp_path / "data"),
+        credentials={"system": {"user": "sys", "password": "fixed-sys-pw"}},
+    )
+    mesh = parse_spec(text, base_dir=tmp_path, cache=False)
+    render_bundle(mesh, tmp_path / "out", party="leaf-domain-b")
+    folder = tmp_path / "out" / "leaf-cluster-b"
+    assert "fixed-sys-pw" not in (folder / "mesh.json").read_text()
+    view = load_folder(folder)
+    assert (view.products, view.consumptions, view.clusters, view.shares) == (
+        mesh.products,
+        mesh.consumptions,
+        mesh.clusters,
+        mesh.shares,
+    )
+    assert view.fixed_system is None and view.data_dir == folder.resolve() and view.tls_dir == folder / "tls"
+    creds = load_credentials(view, create=False)
+    platform = load_credentials(mesh, create=False).party("leaf-domain-b")
+    assert creds.holder == "leaf-domain-b" and set(creds.client_passwords) == {"leaf-domain-b"}
+    assert set(creds.secrets()) == set(platform.secrets())  # every key of its own, nobody else's
+    assert creds.system() == ("sys", "fixed-sys-pw") and creds.links["leaf-domain-b"].seed
+
+
+def test_from_a_folder_only_its_partys_commands_run_and_the_rest_is_refused(tmp_path: Path) -> None:
+    """No servers needed: each refusal happens before anything is sent, and says who was refused what."""
+    _, folder = _folder(tmp_path)
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[int, str]:
+        res = runner.invoke(cli, ["--bundle", str(folder), *args])
+        assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.output
+        return res.exit_code, res.output
+
+    code, out = run("lineage")
+    assert code == 0 and "leaf-domain-a/ORDERS" in out
+    for platform_only in (["apply"], ["report", "servers"], ["status"], ["up"], ["heal"], ["info"]):
+        code, out = run(*platform_only)
+        assert code == 1 and "needs the platform's spec and secrets" in out and "pub, tail" in out, platform_only
+    code, out = run("pub", "leaf-domain-b/SHIPMENTS", "x")
+    assert code == 1 and "leaf-domain-a may not publish on leaf-domain-b/SHIPMENTS" in out
+    code, out = run("tail", "leaf-domain-b/ORDERS_FROM_A")
+    assert code == 1 and "leaf-domain-a may not read leaf-domain-b/ORDERS_FROM_A" in out
+    code, out = run("pub", "--as", "leaf-domain-b", "leaf-domain-a/ORDERS", "x")
+    assert code == 1 and "holds leaf-domain-a's identity only, not leaf-domain-b's" in out
+    code, out = run("pub", "-f", str(tmp_path / "mesh.yaml"), "leaf-domain-a/ORDERS", "x")
+    assert code == 2 and "give one" in out
+
+
+def test_a_folder_that_is_not_one_gets_a_clear_error(tmp_path: Path) -> None:
+    _, folder = _folder(tmp_path)
+    runner = CliRunner()
+    for broken in (b"\x00\xff" * 100, b"{}", b"[1, 2]", b"{" * 100_000):
+        (folder / "mesh.json").write_bytes(broken)
+        res = runner.invoke(cli, ["--bundle", str(folder), "lineage"])
+        assert res.exit_code == 1 and "is not a mesh description" in res.output, (broken[:10], res.output)
+    res = runner.invoke(cli, ["--bundle", str(tmp_path), "lineage"])
+    assert res.exit_code == 1 and "has no mesh.json" in res.output
+    res = runner.invoke(cli, ["--bundle", str(tmp_path / "missing"), "lineage"])
+    assert res.exit_code == 1 and "is not a directory" in res.output

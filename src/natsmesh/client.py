@@ -28,7 +28,14 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 
-from natsmesh.errors import NoStreamError, PayloadLimitError, PolicyDeniedError, PublishError, UnknownProductError
+from natsmesh.errors import (
+    NoStreamError,
+    NotHeldError,
+    PayloadLimitError,
+    PolicyDeniedError,
+    PublishError,
+    UnknownProductError,
+)
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import Product, subjects_overlap
@@ -187,7 +194,10 @@ class MeshClient(Connections):
         """IDENTITY (a domain) acts as that domain's client only: what the policy denies it is refused here with
         a clear message, instead of the no-responders or timeout the servers give. None: each domain's own."""
         super().__init__(mesh, creds, name)
-        self.identity = identity
+        holder = self.creds.holder  # a party's folder acts as that party only
+        if holder is not None and identity not in (None, holder):
+            raise NotHeldError(f"the folder of {holder} holds {holder}'s identity only, not {identity}'s")
+        self.identity = identity or holder
         if identity is not None:
             cluster_of(mesh, identity)  # UnknownDomainError for a domain the mesh does not have
 
@@ -219,8 +229,10 @@ class MeshClient(Connections):
             ) from None
 
     def _product_subject(self, ref: str, subject: str | None, required: bool = True) -> tuple[str, str | None]:
-        """The owning domain and the subject to publish on: SUBJECT, checked, or the product's literal one."""
+        """The owning domain and the subject to publish on: SUBJECT, checked, or the product's literal one;
+        what the policy does not let `identity` publish is refused first."""
         product = self.product(ref)
+        self.check("publish on", product.domain, ref)
         if subject is None:
             literal = [s for s in product.subjects if "*" not in s and ">" not in s]
             if not literal and required:
@@ -246,7 +258,6 @@ class MeshClient(Connections):
         A stream that does not answer is asked again for up to SETTLE seconds (see `publish_settled`)."""
         domain, subj = self._product_subject(ref, subject)
         assert subj is not None
-        self.check("publish on", domain, ref)
         if len(data) > (limit := self.mesh.limits_of(domain).payload):
             raise PayloadLimitError(domain, len(data), limit)
         return await publish_settled(await self.jetstream(domain), ref, subj, data, headers, settle)
@@ -261,7 +272,6 @@ class MeshClient(Connections):
         `publish`, which must be one of the product's unless CHECK_SUBJECTS is false.
         """
         domain, subj = self._product_subject(ref, subject, required=False)
-        self.check("publish on", domain, ref)
         js = await self.jetstream(domain, publish_async_max_pending=max_inflight)
         check = self.product(ref).subjects if check_subjects else None
         pub = Publisher(js, subj, max_inflight, ref, check, (domain, self.mesh.limits_of(domain).payload))

@@ -14,6 +14,7 @@ The whole hierarchy (bugs still raise Python's own exceptions)::
     │   ├── UnknownDomainError      a domain
     │   └── UnknownProductError     a product or stream (or a subject outside a product's)
     ├── PolicyDeniedError       the mesh policy does not let an identity do this; nothing was sent
+    ├── NotHeldError            a party's folder holds no key for this (it needs another party's or the platform's)
     ├── NoStreamError           nothing stored a publish: the product's stream does not exist (yet)
     ├── PublishError            one or more publishes were not acknowledged
     ├── StreamListError         a domain's JetStream did not list its streams completely
@@ -91,6 +92,10 @@ class PolicyDeniedError(NatsmeshError):
     def __init__(self, identity: str, action: str, target: str, why: str = "") -> None:
         self.identity, self.action, self.target = identity, action, target
         super().__init__(f"denied by mesh policy: {identity} may not {action} {target}" + (f" ({why})" if why else ""))
+
+
+class NotHeldError(NatsmeshError):
+    """Acting from one party's folder (`--bundle`): what was asked needs keys the folder does not hold."""
 
 
 class NoStreamError(NatsmeshError):

@@ -31,9 +31,21 @@ class NatsmeshGroup(click.Group):
 
 @click.group(cls=NatsmeshGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="natsmesh")
-def cli() -> None:
+@click.option(
+    "--bundle",
+    "folder",
+    type=click.Path(file_okay=False),
+    envvar="NATSMESH_BUNDLE",
+    default=None,
+    help="Act from one party's folder (as `render --for PARTY` wrote it) with only its keys, instead of a "
+    "spec and the platform's secrets: pub, tail, catalog, report lag, lineage and policy show, for that "
+    "party's own products and copies. Also $NATSMESH_BUNDLE.",
+)
+@click.pass_context
+def cli(ctx: click.Context, folder: str | None) -> None:
     """natsmesh: a NATS/JetStream hub & spoke leafnode mesh from one spec file.
 
     A hub cluster, one leaf cluster (its own JetStream domain) per team: `natsmesh up` runs it on this
     machine, `natsmesh render` writes the configs that run it anywhere, `natsmesh report` shows it.
     """
+    ctx.obj = folder

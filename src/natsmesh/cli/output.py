@@ -43,8 +43,28 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables.")(f)
 
 
+FOLDER_COMMANDS = ("pub", "tail", "catalog list", "catalog show", "report lag", "lineage", "policy show")
+
+
 def load(spec_path: str | None) -> Mesh:
-    """The mesh of SPEC_PATH (or the default), its warnings said on stderr."""
+    """The mesh of SPEC_PATH (or the default), its warnings said on stderr; with `--bundle`, the mesh of that
+    party's folder, for the commands a party can run with its own keys only (`FOLDER_COMMANDS`)."""
+    from natsmesh.errors import NotHeldError
+
+    ctx = click.get_current_context()
+    folder = ctx.find_root().obj
+    if folder is not None:
+        from natsmesh.local.folder import load_folder
+
+        command = ctx.command_path.split(" ", 1)[1] if " " in ctx.command_path else ctx.command_path
+        if spec_path is not None:
+            raise click.UsageError("--bundle and -f/--file each name a mesh: give one")
+        if command not in FOLDER_COMMANDS:
+            raise NotHeldError(
+                f"`natsmesh {command}` needs the platform's spec and secrets; from a party's folder ({folder}) "
+                f"only these run: {', '.join(FOLDER_COMMANDS)}"
+            )
+        return load_folder(folder)
     from natsmesh.local.specfile import load_spec
 
     mesh = load_spec(spec_path)

@@ -102,11 +102,37 @@ def new_credentials(mesh: Mesh, cost: int = BCRYPT_COST) -> Credentials:
     return replace(creds, hashes=dict(stored["hashes"]))
 
 
+def _party_credentials(stored: Stored) -> Credentials:
+    """One party's own credentials, from the `secrets.json` of its folder
+    (`natsmesh.render.servers.party_secrets`); KeyError if one is missing."""
+    party: str = stored["party"]
+
+    def key(name: str) -> dict[str, NKey]:
+        return {party: NKey(stored[name]["public"], stored[name]["seed"])} if name in stored else {}
+
+    return Credentials(
+        system_passwords={party: stored["system"]["password"]},
+        client_passwords={party: stored["client"]["password"]},
+        route_passwords={party: stored["route"]["password"]} if "route" in stored else {},
+        links=key("link"),
+        system_links=key("system_link"),
+        system_user=stored["system"]["user"],
+        client_user=stored["client"]["user"],
+        holder=party,
+    )
+
+
 def load_credentials(mesh: Mesh, *, create: bool = True) -> Credentials:
     """Every party's credentials for MESH: the spec's fixed ones, else the stored ones; missing ones are
-    generated and stored (owner-readable only) if CREATE, else `NotRunningError`."""
+    generated and stored (owner-readable only) if CREATE, else `NotRunningError`. A mesh loaded from a party's
+    folder (`natsmesh.local.folder`) has that party's own credentials only, and never makes any."""
     path = MeshDirs.of(mesh).secrets
     stored: Stored = json.loads(path.read_text()) if path.is_file() else {}
+    if "party" in stored:
+        try:
+            return _party_credentials(stored)
+        except (KeyError, TypeError):
+            raise NotRunningError(f"{path} is not a party's secrets file as `natsmesh render` writes it") from None
     before = json.dumps(stored, sort_keys=True)
     if create:
         _fill(stored, mesh)

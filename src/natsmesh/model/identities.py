@@ -61,6 +61,7 @@ class Credentials:
     hashes: dict[str, str] = field(hash=False, default_factory=dict)
     system_user: str = SYSTEM_USER
     client_user: str = CLIENT_USER
+    holder: str | None = None  # the one party these are (a folder's); None: the platform's, every party's
 
     def system(self, cluster: str | None = None) -> tuple[str, str]:
         """The system identity of CLUSTER's own servers; without CLUSTER, the holder's own (the hub's for the
@@ -99,6 +100,7 @@ class Credentials:
             links={k: v if k == name else v.public_only() for k, v in self.links.items()},
             system_links={k: v if k == name else v.public_only() for k, v in self.system_links.items()},
             hashes={f: h for f, h in self.hashes.items() if f in {fingerprint(p) for p in mine if p}},
+            holder=name,
         )
 
     def secrets(self) -> list[str]:

@@ -14,7 +14,7 @@ import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from natsmesh.errors import NotRunningError, UnknownDomainError
+from natsmesh.errors import NotHeldError, NotRunningError, UnknownDomainError
 from natsmesh.local.certs import client_context
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.identities import Credentials, user_url
@@ -43,8 +43,13 @@ def cluster_of(mesh: Mesh, domain: str) -> Cluster:
         raise UnknownDomainError(f"mesh {mesh.name!r} has no domain {domain!r} (domains: {known})") from None
 
 
+async def _quiet(exc: Exception) -> None:
+    """What goes wrong on a connection surfaces as the exception of the call it breaks; nothing to print."""
+
+
 async def connect(mesh: Mesh, servers: list[str], cluster: Cluster, what: str, **options: Any) -> Client:
     """A connection to one of SERVERS (of CLUSTER) or `NotRunningError` saying that WHAT could not be reached."""
+    options.setdefault("error_cb", _quiet)  # nats-py's default prints a traceback for every server it tries
     try:
         return await nats.connect(servers=servers, tls=client_context(mesh), **options)
     except Exception as exc:  # nats-py raises several kinds; all mean "not reachable"
@@ -80,8 +85,14 @@ async def connect_system(
 
 
 async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str = "natsmesh") -> Client:
-    """A data-account connection to DOMAIN's own servers (it fails over among them)."""
+    """A data-account connection to DOMAIN's own servers (it fails over among them); `NotHeldError` if CREDS
+    (a party's folder) hold no identity of DOMAIN's."""
     cluster = cluster_of(mesh, domain)
+    if domain not in creds.client_passwords:
+        raise NotHeldError(
+            f"the folder of {creds.holder} holds no identity of domain {domain!r}: only {creds.holder}'s own "
+            f"servers can be reached from it"
+        )
     return await connect(
         mesh,
         data_urls(mesh, creds, domain),

@@ -45,7 +45,9 @@ async def _info(mc: Connections, domain: str, stream: str) -> StreamInfo | str:
         return f"{domain}/{stream}: {str(exc) or type(exc).__name__}"
 
 
-def _row(c: Consumption, s: SourceRef, local: StreamInfo | str, upstream: StreamInfo | str) -> LagRow:
+def _row(c: Consumption, s: SourceRef, local: StreamInfo | str, upstream: StreamInfo | str | None) -> LagRow:
+    """One copy's row; UPSTREAM None when it was not asked (a party's folder holds no key of the owner's:
+    the lag is then what the copy's own servers count)."""
     errors = [x for x in (local, upstream) if isinstance(x, str)]
     src: StreamSourceInfo | None = None
     local_last = None
@@ -69,11 +71,18 @@ def _row(c: Consumption, s: SourceRef, local: StreamInfo | str, upstream: Stream
     )
 
 
+async def _upstream(mc: Connections, s: SourceRef) -> StreamInfo | str | None:
+    if mc.creds.holder is not None and mc.creds.holder != s.domain:
+        return None
+    return await _info(mc, s.domain, s.stream)
+
+
 async def measure(mesh: Mesh, mc: Connections) -> list[LagRow]:
-    """One row per (consumption, upstream) pair."""
-    pairs = [(c, s) for c in mesh.consumptions for s in c.sources]
+    """One row per (consumption, upstream) pair; from a party's folder, of that party's own copies only."""
+    holder = mc.creds.holder
+    pairs = [(c, s) for c in mesh.consumptions for s in c.sources if holder in (None, c.domain)]
     locals_ = await asyncio.gather(*(_info(mc, c.domain, c.stream) for c, _ in pairs))
-    uppers = await asyncio.gather(*(_info(mc, s.domain, s.stream) for _, s in pairs))
+    uppers = await asyncio.gather(*(_upstream(mc, s) for _, s in pairs))
     return [_row(c, s, lo, up) for (c, s), lo, up in zip(pairs, locals_, uppers, strict=True)]
 
 

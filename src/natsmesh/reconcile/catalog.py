@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError
@@ -22,6 +23,8 @@ from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, Consumption, Product
 from natsmesh.observe.connect import Connections
 from natsmesh.reconcile.concurrency import bounded
+
+ELECTION_WAIT = 30.0  # seconds a read of a bucket made a moment ago waits for its leader
 
 TIMESTAMPS = ("created", "updated")
 
@@ -92,16 +95,27 @@ async def ensure_bucket(js: JetStreamContext, replicas: int) -> bool:
 async def read_catalog(js: JetStreamContext) -> dict[str, dict[str, Any]]:
     """Every descriptor in the catalog, in one pass over the bucket's latest values (one watcher, not a request
     per key); through JS (a hub-domain context works from any domain)."""
-    try:
-        kv = await js.key_value(CATALOG_BUCKET)
-    except (BucketNotFoundError, NotFoundError):
-        return {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ELECTION_WAIT
+    seen = keys = 0
     for _ in range(20):
-        info = await js.stream_info(f"KV_{CATALOG_BUCKET}", subjects_filter=f"$KV.{CATALOG_BUCKET}.>")
-        keys = len(info.state.subjects or {})  # one subject per key, deleted ones keep their marker
+        try:
+            try:
+                kv = await js.key_value(CATALOG_BUCKET)
+            except (BucketNotFoundError, NotFoundError):
+                return {}
+            info = await js.stream_info(f"KV_{CATALOG_BUCKET}", subjects_filter=f"$KV.{CATALOG_BUCKET}.>")
+            keys = len(info.state.subjects or {})  # one subject per key, deleted ones keep their marker
+            watcher = await kv.watchall()
+        except nats.errors.TimeoutError:  # a bucket made a moment ago may still be electing its leader
+            if loop.time() >= deadline:
+                raise NatsmeshError(
+                    f"the catalog bucket {CATALOG_BUCKET} did not answer within {ELECTION_WAIT:.0f} s"
+                ) from None
+            await asyncio.sleep(0.5)
+            continue
         out: dict[str, dict[str, Any]] = {}
         seen = 0
-        watcher = await kv.watchall()
         try:
             async for entry in watcher:
                 if entry is None:  # every current value has been delivered
@@ -146,16 +160,21 @@ class Catalog:
         return {"products": self.products}
 
 
-async def catalog_entries(mesh: Mesh) -> Catalog:
-    """Every descriptor in the hub's catalog (`natsmesh catalog list`)."""
+async def _read(mesh: Mesh) -> dict[str, dict[str, Any]]:
+    """The hub's catalog; from a party's folder, the copy in that party's own domain (`apply` keeps one in
+    every domain)."""
     async with Connections(mesh, name="natsmesh-catalog") as mc:
-        return Catalog(list((await read_catalog(await mc.jetstream(mesh.hub.name))).values()))
+        return await read_catalog(await mc.jetstream(mc.creds.holder or mesh.hub.name))
+
+
+async def catalog_entries(mesh: Mesh) -> Catalog:
+    """Every descriptor in the catalog (`natsmesh catalog list`)."""
+    return Catalog(list((await _read(mesh)).values()))
 
 
 async def catalog_entry(mesh: Mesh, ref: str) -> dict[str, Any]:
-    """Product REF's descriptor in the hub's catalog (`natsmesh catalog show`); `UnknownProductError` if absent."""
-    async with Connections(mesh, name="natsmesh-catalog") as mc:
-        entry = (await read_catalog(await mc.jetstream(mesh.hub.name))).get(catalog_key(ref))
+    """Product REF's descriptor in the catalog (`natsmesh catalog show`); `UnknownProductError` if absent."""
+    entry = (await _read(mesh)).get(catalog_key(ref))
     if entry is None:
         raise UnknownProductError(f"{ref!r} is not in the catalog of mesh {mesh.name!r} (run `natsmesh apply`?)")
     return entry

@@ -19,6 +19,7 @@ from natsmesh.render.hosts import host_files
 
 DEFAULT_SERVER_COMMAND = "nats-server"
 SECRETS_FILE = "secrets.json"  # in each party's folder: that party's own secrets
+MESH_FILE = "mesh.json"  # in each party's folder: the mesh it acts on (`party_mesh`)
 TLS_DIR = "tls"  # a party's certificates, inside its folder
 CA_FILE = "ca.pem"
 
@@ -356,6 +357,14 @@ def party_secrets(mesh: Mesh, creds: Credentials, cluster: Cluster) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
+def party_mesh(mesh: Mesh) -> str:
+    """The `mesh.json` of every folder: the validated mesh its party acts on (`natsmesh --bundle`), without the
+    spec's fixed credentials, its warnings, or where the platform keeps its files and binary."""
+    blank = dict.fromkeys(("fixed_system", "fixed_data", "data_dir_setting", "tls_dir_setting", "server"))
+    doc = mesh.to_json() | blank | {"document": {}, "warnings": []}
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+
+
 def party_tls_files(cluster: Cluster) -> list[str]:
     """The TLS files CLUSTER's folder holds: the CA certificate, its nodes' and (a leaf) its links' keys."""
     names = [CA_FILE, *(f"{n.name}{suffix}" for n in cluster.nodes for suffix in (".pem", "-key.pem"))]
@@ -383,6 +392,7 @@ def render_party(
         {f"{cluster.folder}/{k}": v for k, v in host_files(mesh, cluster, server_command, install_dir).items()}
     )
     files[f"{cluster.folder}/{SECRETS_FILE}"] = party_secrets(mesh, own, cluster)
+    files[f"{cluster.folder}/{MESH_FILE}"] = party_mesh(mesh)
     if mesh.tls and certs is not None:
         files.update({f"{cluster.folder}/{TLS_DIR}/{name}": certs[name] for name in party_tls_files(cluster)})
     return files
