@@ -11,9 +11,10 @@ inside its host's namespace, from fresh stores each time:
 
 Per layout, alternating, RUNS times:
 
-1. bring-up: from starting every node until `natsmesh` readiness (asked from the platform over the network)
-   says the mesh is ready, against the bare floor of the same configs: the same start, ready when every node's
-   own `/healthz?js-enabled-only` answers ok, asked inside its host;
+1. bring-up: from starting every node until `natsmesh` readiness (asked from the platform over the network,
+   through each cluster's system account) says the mesh is ready, against the bare floor of the same configs:
+   the same start, judged by the same checks (health, a JetStream meta leader, every leaf link) with each host
+   asking its own nodes' monitoring on its loopback;
 2. mirror latency: sales/ORDERS taking a steady RATE msg/s for SECONDS; publish -> arrival at an ordered
    consumer on the product (sales) and on its mirror (billing), from the platform: p50/p99 of each;
 3. report latency: `report jetstream`, `servers` and `leafnodes` from the platform, median of REPORTS each.
@@ -54,19 +55,16 @@ from netns import Host, Network
 
 PORTS = {"client": 4222, "cluster": 6222, "http": 8222}
 LAYOUTS = ("spread", "one-host")
-HEALTH = """
-import sys, time, urllib.request
-ports, deadline = [int(p) for p in sys.argv[1:]], time.monotonic() + 120
-while ports and time.monotonic() < deadline:
-    for p in list(ports):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{p}/healthz?js-enabled-only=true", timeout=1) as r:
-                if r.status == 200:
-                    ports.remove(p)
-        except OSError:
-            pass
-    time.sleep(0.02)
-sys.exit(1 if ports else 0)
+CHECKER = """
+import sys
+from dataclasses import replace
+from natsmesh.local.specfile import load_spec
+from natsmesh.observe.readiness import targets, wait_ready
+names = set(sys.argv[2:])
+mine = [replace(t, host="127.0.0.1", by_system=False) for t in targets(load_spec(sys.argv[1])) if t.name in names]
+print("go", flush=True)
+sys.stdin.readline()  # the nodes are being started
+wait_ready(mine, timeout=120)
 """
 
 
@@ -139,32 +137,44 @@ class Layout:
                 p.wait()
             host.procs.clear()
 
-    def bare_ready(self) -> None:
-        """Every node's own health, asked inside its host: one checker process per host, all at once."""
-        ports: dict[str, tuple[Host, list[str]]] = {}
-        for host, _, node in self.placed:
-            ports.setdefault(host.name, (host, []))[1].append(str(node.http_port))
+    def bare(self) -> float:
+        """The same start judged by the same readiness checks, each host asking its own nodes' monitoring on its
+        own loopback (one checker per host, loaded before the start so its imports are not timed)."""
         import subprocess
 
-        procs = [
-            subprocess.Popen(["ip", "netns", "exec", h.name, sys.executable, "-c", HEALTH, *p])
-            for h, p in ports.values()
+        nodes: dict[str, tuple[Host, list[str]]] = {}
+        for host, _, node in self.placed:
+            nodes.setdefault(host.name, (host, []))[1].append(node.name)
+        checkers = [
+            subprocess.Popen(
+                ["ip", "netns", "exec", h.name, sys.executable, "-c", CHECKER, self.mesh.source, *names],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for h, names in nodes.values()
         ]
-        if any(p.wait() != 0 for p in procs):
-            raise RuntimeError(f"{self.name}: a node did not become healthy")
+        for c in checkers:
+            assert c.stdout is not None and c.stdout.readline().strip() == "go"
+        began = self.start()
+        for c in checkers:
+            assert c.stdin is not None
+            c.stdin.write("\n")
+            c.stdin.flush()
+        if any(c.wait() != 0 for c in checkers):
+            raise RuntimeError(f"{self.name}: a node did not become ready")
+        return time.monotonic() - began
 
 
 def bringup(layout: Layout) -> dict[str, float]:
-    out = {}
-    for way in ("bare", "natsmesh"):
-        began = time.monotonic()
-        layout.start()
-        if way == "bare":
-            layout.bare_ready()
-        else:
-            wait_ready(layout.mesh, timeout=120)
-        out[way] = time.monotonic() - began
-        layout.stop()
+    """Seconds from starting every node until ready: judged from the platform over the network (natsmesh), and
+    the bare floor (the same checks, each host asking its own nodes)."""
+    out = {"bare": layout.bare()}
+    layout.stop()
+    began = layout.start()
+    wait_ready(layout.mesh, timeout=120)
+    out["natsmesh"] = time.monotonic() - began
+    layout.stop()
     return out
 
 

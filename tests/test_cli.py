@@ -115,6 +115,16 @@ def test_commands_on_a_mesh_that_is_not_running(tmp_path: Path, args: list[str])
     assert list(tmp_path.iterdir()) == []  # nothing created
 
 
+@pytest.mark.parametrize("args", [["status"], ["report", "jetstream"], ["catalog", "list"]])
+def test_commands_on_a_mesh_whose_servers_are_all_gone_answer_at_once(tmp_path: Path, args: list[str]) -> None:
+    """Secrets exist (rendered) but nothing listens: each command says what it could not reach, within seconds
+    (nats-py's first connect with no retries allowed kept trying every server forever, 2 s apart)."""
+    assert run_cli("render", "--out", "out", cwd=tmp_path).returncode == 0  # makes the secrets, starts nothing
+    res = run_cli(*args, cwd=tmp_path, timeout=30)
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res
+    assert "cannot reach" in res.stderr or "is not running" in res.stderr, res
+
+
 @pytest.mark.parametrize(("kind", "expected"), [("old", "too old"), ("missing", "nats-server not found")])
 def test_bad_binary_refused_before_anything_is_written(tmp_path: Path, kind: str, expected: str) -> None:
     fake = tmp_path / "old-nats-server"

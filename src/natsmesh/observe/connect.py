@@ -79,7 +79,10 @@ async def connect_system(
         f"the system account at {where}",
         connect_timeout=timeout,
         allow_reconnect=False,
-        max_reconnect_attempts=0,
+        # nats-py takes 0 as "keep trying each server forever, 2 s apart" for a first connect: two quick tries
+        # of each server, then `NotRunningError` (a stopped mesh hung `report` and readiness rounds)
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.05,
         name="natsmesh-observe",
     )
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # only for types: the bare benchmark loop uses this poll with
     from natsmesh.model.mesh import Mesh
 
 POLL_INTERVAL = 0.05
+WAIT_ROUND = 0.25  # seconds one readiness round through a system account waits for replies
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,10 @@ def wait_ready(
     start = time.monotonic()
     nodes = mesh if isinstance(mesh, list) else targets(mesh)
     label = name or (getattr(mesh, "name", None) or "mesh")
-    system = system_check(mesh) if not isinstance(mesh, list) and any(t.by_system for t in nodes) else None
+    # Each round through the system account waits for the servers it expects; one still starting would hold
+    # every round for the whole timeout, so a wait asks often and briefly (a server that is up answers in ms).
+    by_system = not isinstance(mesh, list) and any(t.by_system for t in nodes)
+    system = system_check(mesh, timeout=WAIT_ROUND) if by_system and not isinstance(mesh, list) else None
     pending = list(nodes)
     last: list[NodeState] = []
     with ThreadPoolExecutor(max_workers=min(32, max(1, len(nodes)))) as pool:
