@@ -78,7 +78,13 @@ async def client_probe(url: str, ctx: ssl.SSLContext, **auth: Any) -> str:
     """Connect with AUTH and say how it went: `connected` (a breach where not expected) or why not."""
     try:
         nc = await nats.connect(
-            url, tls=ctx, allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.05, connect_timeout=2, **auth
+            url,
+            tls=ctx,
+            allow_reconnect=False,
+            max_reconnect_attempts=1,  # 0 would be "forever" to nats-py
+            reconnect_time_wait=0.05,
+            connect_timeout=2,
+            **auth,
         )
     except Exception as exc:
         return f"refused: {type(exc).__name__}: {exc}"
