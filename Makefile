@@ -27,9 +27,11 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m natsmesh.cli.docs docs/cli.md
 
-# The multi-host test makes network namespaces and cuts their links with iptables (as root; Debian's package).
+# The multi-host test makes network namespaces and cuts their links with iptables (as root); the monitoring
+# tests run a real Prometheus and its promtool. Debian's packages.
 test-tools:
-	@command -v iptables >/dev/null || { apt-get update -qq && apt-get install -y -qq iptables; }
+	@command -v iptables >/dev/null && command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq iptables prometheus; }
 
 test: lint test-tools
 	$(BIN)/pytest

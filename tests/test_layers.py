@@ -24,12 +24,16 @@ FLOORS = {
     "reconcile": 5,
     "faults": 5,
     "run": 6,
+    "serve": 6,
     "cli": 7,
 }
 # Modules below their package's floor: the supervisor runs processes and whatever background tasks it is handed;
 # it does not know what they are (`natsmesh.run.lifecycle`, at the package's floor, composes them).
 MODULE_FLOORS = {"natsmesh.run.supervisor": 4, "natsmesh.run.binary": 4, "natsmesh.run.ports": 4}
-SIBLINGS = {frozenset({"reconcile", "faults"})}  # the same floor, and still never each other
+SIBLINGS = {
+    frozenset({"reconcile", "faults"}),
+    frozenset({"run", "serve"}),
+}  # the same floor, and still never each other
 PURE = {"model", "render"}  # no socket, no process, no file written
 PURE_BANNED_MODULES = (
     "asyncio",

@@ -4,12 +4,12 @@ click and rich.
 
 Commands by group: `natsmesh.cli.mesh` (init, validate, render, up, down, status, info), `natsmesh.cli.report`
 (report ...), `natsmesh.cli.data` (apply, catalog, lineage, pub, tail, policy), `natsmesh.cli.chaos` (chaos ...,
-heal).
+heal), `natsmesh.cli.serve` (serve).
 """
 
 from __future__ import annotations
 
-from natsmesh.cli import chaos, data, mesh, report  # noqa: F401 - each registers its commands
+from natsmesh.cli import chaos, data, mesh, report, serve  # noqa: F401 - each registers its commands
 from natsmesh.cli.app import NatsmeshGroup, cli
 
 

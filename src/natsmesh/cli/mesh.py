@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,17 @@ def validate(spec_path: str | None, as_json: bool) -> None:
 
 @cli.command()
 @spec_option
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where the folders go.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Where the folders go.")
+@click.option(
+    "--prometheus",
+    "prometheus_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also (or only) write a Prometheus scrape config and alert rules for `natsmesh serve` here.",
+)
+@click.option("--target", default="127.0.0.1:9470", show_default=True, help="Where Prometheus finds `natsmesh serve`.")
+@click.option("--scrape-interval", default="15s", show_default=True, help="Prometheus scrape and rule interval.")
+@click.option("--alert-for", default="1m", show_default=True, help="How long a condition holds before it alerts.")
 @click.option("--server-command", default="nats-server", show_default=True, help="Command the Procfiles and units run.")
 @click.option("--for", "party", default=None, metavar="PARTY", help="Only this party's folder: hub, or a domain.")
 @click.option(
@@ -88,16 +99,44 @@ def validate(spec_path: str | None, as_json: bool) -> None:
 )
 @json_option
 def render(
-    spec_path: str | None, out_dir: str, server_command: str, party: str | None, install_dir: str | None, as_json: bool
+    spec_path: str | None,
+    out_dir: str | None,
+    prometheus_dir: str | None,
+    target: str,
+    scrape_interval: str,
+    alert_for: str,
+    server_command: str,
+    party: str | None,
+    install_dir: str | None,
+    as_json: bool,
 ) -> None:
     """Write each party's folder: its nodes' nats-server configs, a Procfile, a systemd unit per node, a README
     saying which host runs which node, and its own secrets.
 
     The platform (hub) and every domain get a folder of their own holding nothing of another party's secrets;
-    with --for only that party's folder is written."""
+    with --for only that party's folder is written. With --prometheus, a scrape config and alert rules for
+    `natsmesh serve` (at --target) too, or instead when --out is not given."""
     from natsmesh.local.bundle import render_bundle
 
-    res = render_bundle(load(spec_path), Path(out_dir), server_command, party, install_dir)
+    if out_dir is None and prometheus_dir is None:
+        raise click.UsageError("give --out DIR (the folders), --prometheus DIR (monitoring), or both")
+    mesh = load(spec_path)
+    if prometheus_dir is not None:
+        from natsmesh.local.files import write_files
+        from natsmesh.render.monitoring import monitoring_files
+
+        for value, what in ((scrape_interval, "--scrape-interval"), (alert_for, "--alert-for")):
+            if not re.fullmatch(r"\d+(ms|s|m|h)", value):
+                raise click.BadParameter(f"{value!r} is not a Prometheus duration like 15s or 1m", param_hint=what)
+        written = write_files(monitoring_files(mesh, target, scrape_interval, alert_for), Path(prometheus_dir))
+        if out_dir is None:
+            if as_json:
+                print_json({"prometheus": [str(p) for p in written]})
+            else:
+                click.echo(f"wrote {', '.join(p.name for p in written)} to {prometheus_dir}")
+            return
+    assert out_dir is not None
+    res = render_bundle(mesh, Path(out_dir), server_command, party, install_dir)
     if as_json:
         print_json(res.to_json())
         return

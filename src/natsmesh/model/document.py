@@ -131,6 +131,20 @@ class SourceRefSpec(_Strict):
     transform: str | None = None
 
 
+class AlertsSpec(_Strict):
+    """When a copy counts as critical (stamped on it as natscli's `io.nats.monitor.*` stream metadata, and used
+    by natsmesh's metrics and alert rules): more than LAG_CRITICAL messages behind, or nothing heard from its
+    upstream (not even a heartbeat) for SEEN_CRITICAL."""
+
+    lag_critical: Annotated[int, Field(ge=1)] | None = None
+    seen_critical: str | None = None
+
+    @field_validator("seen_critical")
+    @classmethod
+    def _seen(cls, v: str | None) -> str | None:
+        return None if v is None else check_duration(v, "30s")
+
+
 class ConsumptionSpec(_Strict):
     """What a domain takes from another: one product as a mirror (default), or several as sources."""
 
@@ -146,6 +160,7 @@ class ConsumptionSpec(_Strict):
     description: str = ""
     replicas: Annotated[int, Field(ge=1, le=5)] | None = None
     storage: Literal["file", "memory"] = "file"
+    alerts: AlertsSpec = AlertsSpec()
 
     @field_validator("as_")
     @classmethod
@@ -336,6 +351,7 @@ class MeshSpec(_Strict):
     leafnodes: LeafnodeSpec = LeafnodeSpec()
     tls: TLSSpec = TLSSpec()
     pings: PingSpec = PingSpec()
+    alerts: AlertsSpec = AlertsSpec()  # every copy's thresholds unless its consumption names its own
 
     @field_validator("name")
     @classmethod

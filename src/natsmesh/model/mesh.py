@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from natsmesh.model.products import Consumption, Product, Share, SourceRef, copy_shares
+from natsmesh.model.products import LAG_CRITICAL, SEEN_CRITICAL, Consumption, Product, Share, SourceRef, copy_shares
 from natsmesh.model.topology import Cluster, Limits, Node, resolve_clusters
 from natsmesh.model.units import parse_duration, parse_size
 
@@ -228,6 +228,10 @@ def _limits(spec: ClusterLimitsSpec) -> Limits:
     )
 
 
+def _seconds(text: str | None, default: float) -> float:
+    return parse_duration(text) if text else default
+
+
 def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consumption, ...]]:
     """The products and consumptions of a validated document."""
     products: list[Product] = []
@@ -269,6 +273,8 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
                     storage=cons.storage,
                     description=cons.description,
                     subjects=tuple(cons.subjects or ()),
+                    lag_critical=cons.alerts.lag_critical or spec.alerts.lag_critical or LAG_CRITICAL,
+                    seen_critical=_seconds(cons.alerts.seen_critical or spec.alerts.seen_critical, SEEN_CRITICAL),
                 )
             )
     return tuple(products), tuple(consumptions)

@@ -17,6 +17,8 @@ MESH_KEY = "natsmesh.mesh"
 KIND_KEY = "natsmesh.kind"
 CATALOG_BUCKET = "natsmesh_catalog"
 DELIVER_PREFIX = "_MESH.DLV"
+LAG_CRITICAL = 1000  # default: a copy more than this many messages behind its upstream is critical
+SEEN_CRITICAL = 30.0  # default: a copy that heard nothing (a heartbeat comes every second) this long is critical
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Consumption:
     storage: Literal["file", "memory"] = "file"
     description: str = ""
     subjects: tuple[str, ...] = ()
+    lag_critical: int = LAG_CRITICAL  # messages behind its upstream that make it critical
+    seen_critical: float = SEEN_CRITICAL  # seconds without a word from its upstream that make it critical
 
     @property
     def ref(self) -> str:

@@ -23,7 +23,7 @@ from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster
 from natsmesh.observe.connect import connect_system
-from natsmesh.observe.wire import ServerReply, server_reply
+from natsmesh.observe.wire import JSZ_STREAMS_BODY, ServerReply, server_reply
 
 T = TypeVar("T")
 
@@ -31,10 +31,13 @@ T = TypeVar("T")
 SUBJECTS = {
     "STATSZ": "$SYS.REQ.SERVER.PING",
     "JSZ": "$SYS.REQ.SERVER.PING.JSZ",
+    "JSZS": "$SYS.REQ.SERVER.PING.JSZ",  # with every stream a server leads (`natsmesh.observe.wire.JszStreams`)
     "VARZ": "$SYS.REQ.SERVER.PING.VARZ",
     "LEAFZ": "$SYS.REQ.SERVER.PING.LEAFZ",
     "HEALTHZ": "$SYS.REQ.SERVER.PING.HEALTHZ",
 }
+
+BODIES: dict[str, dict[str, Any]] = {"JSZS": JSZ_STREAMS_BODY}  # what a kind asks for unless a body is given
 
 
 @dataclass
@@ -108,11 +111,11 @@ async def collect(
     async def at(cluster: Cluster, want: set[str]) -> list[Replies[Any]]:
         nc = await connect_system(mesh, creds, timeout=min(timeout, 2.0), cluster=cluster)
         try:
-            return list(await asyncio.gather(*(ping(nc, k, want, timeout, body) for k in kinds)))
+            return list(await asyncio.gather(*(ping(nc, k, want, timeout, body or BODIES.get(k)) for k in kinds)))
         finally:
             await nc.close()
 
-    if mesh.system_bridge:
+    if mesh.system_bridge and creds.holder is None:  # a party's folder reaches only its own cluster's
         return dict(zip(kinds, await at(mesh.hub, expected), strict=True))
     clusters = [c for c in mesh.clusters if any(n.name in expected for n in c.nodes)]
     errors: list[str] = []

@@ -143,6 +143,87 @@ class Jsz(Usage):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Upstream:
+    """What a mirror or source knows of its upstream (JSZ `mirror` / `sources`, as in stream info)."""
+
+    name: str
+    lag: int = 0
+    active_seconds: float | None = None  # since it last heard from it; None: never (the server says -1)
+    api: str = ""  # the upstream domain's JetStream API prefix, for a cross-domain copy
+
+    @classmethod
+    def from_response(cls, d: Doc) -> Upstream:
+        active = d.get("active")
+        ext = _doc(d.get("external"))
+        seconds = int(active) / 1e9 if isinstance(active, int | float) and active >= 0 else None
+        return cls(
+            name=str(d.get("name") or ""), lag=_int(d.get("lag")), active_seconds=seconds, api=str(ext.get("api") or "")
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamDetail:
+    """One stream as its leader describes it in JSZ (`account_details[].stream_detail[]`)."""
+
+    account: str
+    name: str
+    messages: int = 0
+    bytes: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+    consumers: int = 0
+    leader: str = ""
+    metadata: dict[str, str]
+    mirror: Upstream | None = None
+    sources: tuple[Upstream, ...] = ()
+
+    @classmethod
+    def from_response(cls, account: str, d: Doc) -> StreamDetail:
+        state, config, cluster = _doc(d.get("state")), _doc(d.get("config")), _doc(d.get("cluster"))
+        mirror = d.get("mirror")
+        return cls(
+            account=account,
+            name=str(d.get("name") or ""),
+            **_ints(state, "messages", "bytes", "first_seq", "last_seq"),
+            consumers=_int(state.get("consumer_count")),
+            leader=str(cluster.get("leader") or ""),
+            metadata={str(k): str(v) for k, v in _doc(config.get("metadata")).items()},
+            mirror=Upstream.from_response(mirror) if isinstance(mirror, dict) else None,
+            sources=tuple(Upstream.from_response(x) for x in _list(d.get("sources"))),
+        )
+
+
+JSZ_STREAMS_BODY = {"accounts": True, "streams": True, "config": True, "stream_leader_only": True}
+
+
+@dataclass(frozen=True, kw_only=True)
+class JszStreams(Usage):
+    """JSZ asked for every stream it leads (`accounts`, `streams`, `config`, `stream_leader_only`): a server's
+    JetStream use against its limits, and each of those streams."""
+
+    max_memory: int = 0
+    max_storage: int = 0
+    details: tuple[StreamDetail, ...] = ()
+    enabled: bool = False
+
+    @classmethod
+    def from_response(cls, d: Doc) -> JszStreams:
+        config = _doc(d.get("config"))
+        details = tuple(
+            StreamDetail.from_response(str(a.get("name") or ""), sd)
+            for a in _list(d.get("account_details"))
+            for sd in _list(a.get("stream_detail"))
+        )
+        return cls(
+            **Usage.fields_of(d),
+            max_memory=_int(config.get("max_memory")),
+            max_storage=_int(config.get("max_storage")),
+            details=details,
+            enabled=bool(d),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Traffic:
     """What crossed one leafnode connection, and the interest on it."""
 
@@ -268,7 +349,14 @@ class ServerReply(Generic[T]):
     data: T
 
 
-PARSERS: dict[str, Any] = {"JSZ": Jsz, "LEAFZ": Leafz, "VARZ": Varz, "HEALTHZ": Healthz, "STATSZ": Statsz}
+PARSERS: dict[str, Any] = {
+    "JSZ": Jsz,
+    "JSZS": JszStreams,
+    "LEAFZ": Leafz,
+    "VARZ": Varz,
+    "HEALTHZ": Healthz,
+    "STATSZ": Statsz,
+}
 
 
 def server_reply(kind: str, raw: bytes) -> ServerReply[Any] | None:

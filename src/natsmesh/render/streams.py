@@ -75,6 +75,30 @@ def desired_consumers(mesh: Mesh) -> dict[str, dict[str, dict[str, dict[str, Any
     return out
 
 
+MONITOR_ENABLED = "io.nats.monitor.enabled"
+MONITOR_LAG_CRITICAL = "io.nats.monitor.lag-critical"
+MONITOR_SEEN_CRITICAL = "io.nats.monitor.seen-critical"
+
+
+def go_duration_text(seconds: float) -> str:
+    """SECONDS as a Go duration (what natscli parses `seen-critical` with): `30s`, `1m30s`, `1.5s`."""
+    whole_minutes, rest = divmod(seconds, 60)
+    if whole_minutes and rest == 0:
+        return f"{int(whole_minutes)}m"
+    if whole_minutes:
+        return f"{int(whole_minutes)}m{rest:g}s"
+    return f"{seconds:g}s"
+
+
+def monitor_metadata(c: Consumption) -> dict[str, str]:
+    """The copy's thresholds as natscli's `server check stream` and Synadia Insights read them from a stream."""
+    return {
+        MONITOR_ENABLED: "true",
+        MONITOR_LAG_CRITICAL: str(c.lag_critical),
+        MONITOR_SEEN_CRITICAL: go_duration_text(c.seen_critical),
+    }
+
+
 def consumption_config(mesh_name: str, c: Consumption) -> dict[str, Any]:
     what = ", ".join(s.ref for s in c.sources)
     cfg: dict[str, Any] = {
@@ -82,7 +106,7 @@ def consumption_config(mesh_name: str, c: Consumption) -> dict[str, Any]:
         "description": c.description or f"{c.mode} of {what}",
         "num_replicas": c.replicas,
         "storage": c.storage,
-        "metadata": _metadata(mesh_name, c.mode, {"natsmesh.upstream": what}),
+        "metadata": _metadata(mesh_name, c.mode, {"natsmesh.upstream": what, **monitor_metadata(c)}),
     }
     if c.mode == "mirror":
         cfg["mirror"] = source_config(c.sources[0], c.domain, c.stream)

@@ -1,0 +1,38 @@
+"""`natsmesh serve`: metrics for Prometheus, and the mesh's health as JSON, over HTTP."""
+
+from __future__ import annotations
+
+import click
+
+from natsmesh.cli.app import cli
+from natsmesh.cli.output import load, spec_option
+
+
+@cli.command()
+@spec_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=9470, show_default=True, help="Port to listen on.")
+@click.option(
+    "--cache",
+    type=click.FloatRange(0.5, 300),
+    default=5.0,
+    show_default=True,
+    help="Seconds one round of system requests answers scrapes for (set it to the scrape interval).",
+)
+def serve(spec_path: str | None, host: str, port: int, cache: float) -> None:
+    """Serve /metrics (Prometheus) and /api/health (each copy's lag and state) until Ctrl-C.
+
+    Each scrape is answered from at most one bounded round of system requests per --cache seconds; a server that
+    does not answer shows as natsmesh_server_up 0. With --bundle, one party's own view from its folder.
+    """
+    from natsmesh.local.secrets import load_credentials
+    from natsmesh.serve.app import serve as run
+
+    mesh = load(spec_path)
+    creds = load_credentials(mesh, create=False)
+
+    def ready(url: str) -> None:
+        click.echo(f"natsmesh serve: mesh {mesh.name!r} at {url}/metrics and {url}/api/health (Ctrl-C stops)")
+
+    run(mesh, creds, host, port, cache, on_ready=ready)
+    click.echo("natsmesh serve: stopped")

@@ -1,0 +1,153 @@
+"""One look at the whole mesh, in one bounded round of system requests: what every server leads (its streams,
+with their copies' lag and last contact), its JetStream use against its limits, and every leaf link at the hub.
+
+`take` asks JSZ (every stream a server leads, `natsmesh.observe.wire.JszStreams`) and LEAFZ of every server at
+once, through the system account (one connection per cluster, or the hub's with the bridge), and waits at most
+`timeout`: a server that does not answer is listed in `missing`, never waited for. `copies`, `products` and
+`links` read it against the spec (pure). The metrics endpoint and the portal (`natsmesh.serve`) are built on it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from natsmesh.errors import NotRunningError
+from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.products import Consumption, SourceRef
+from natsmesh.observe.system import collect
+from natsmesh.observe.wire import JszStreams, LeafLink, Leafz, StreamDetail, Upstream
+
+KINDS = ["JSZS", "LEAFZ"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What every server answered in one round (by server name), and who did not answer."""
+
+    taken: float  # wall-clock time of the round
+    seconds: float  # how long the round took
+    jsz: dict[str, JszStreams] = field(default_factory=dict)
+    leafz: dict[str, Leafz] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+
+    def up(self, server: str) -> bool:
+        return server in self.jsz
+
+    def stream(self, domain: str, name: str, mesh: Mesh) -> StreamDetail | None:
+        """DOMAIN's stream NAME as its leader reported it (None: no leader answered)."""
+        names = {n.name for n in mesh.domain(domain).nodes}
+        account = account_of(domain)
+        for server, j in self.jsz.items():
+            if server in names:
+                for d in j.details:
+                    if d.account == account and d.name == name:
+                        return d
+        return None
+
+
+async def take(mesh: Mesh, creds: Credentials, timeout: float = 2.0) -> Snapshot:
+    """One round of JSZ and LEAFZ at every server, at most TIMEOUT seconds (`NotRunningError` if no cluster
+    could be reached)."""
+    began, wall = time.monotonic(), time.time()
+    # from a party's folder, its own cluster only (it holds no other cluster's system identity)
+    expected = {n.name for n in mesh.domain(creds.holder).nodes} if creds.holder else None
+    try:
+        got = await collect(mesh, creds, KINDS, timeout=timeout, expected=expected)
+    except NotRunningError:  # no cluster answered at all: every server missing, the scrape still answers
+        names = expected or {n.name for n in mesh.nodes()}
+        return Snapshot(wall, time.monotonic() - began, missing=tuple(sorted(names)))
+    jsz = {name: r.data for name, r in got["JSZS"].replies.items()}
+    leafz = {name: r.data for name, r in got["LEAFZ"].replies.items()}
+    missing = tuple(sorted(set(got["JSZS"].missing) | set(got["LEAFZ"].missing)))
+    return Snapshot(wall, time.monotonic() - began, jsz, leafz, missing)
+
+
+@dataclass(frozen=True)
+class CopyState:
+    """One copy's view of one upstream, judged by its thresholds."""
+
+    consumption: Consumption
+    source: SourceRef
+    upstream: Upstream | None  # None: the copy's leader did not answer, or the copy does not read it (yet)
+    upstream_last_seq: int | None  # the upstream's last sequence, if its leader answered
+    local_last_seq: int | None = None  # the copy's own last sequence, if its leader answered
+
+    @property
+    def lag(self) -> int | None:
+        """Messages behind: for a mirror (same sequence numbers) the upstream's last sequence against its own
+        when both answered, which keeps growing while it hears nothing; else what the copy's servers count."""
+        if self.upstream is None:
+            return None
+        if self.consumption.mode == "mirror" and self.upstream_last_seq is not None and self.local_last_seq is not None:
+            return max(self.upstream.lag, self.upstream_last_seq - self.local_last_seq)
+        return self.upstream.lag
+
+    @property
+    def seen_seconds(self) -> float | None:
+        return self.upstream.active_seconds if self.upstream is not None else None
+
+    @property
+    def stalled(self) -> bool:
+        """Heard nothing for longer than its threshold (or nothing to judge it by)."""
+        seen = self.seen_seconds
+        return seen is None or seen > self.consumption.seen_critical
+
+    @property
+    def critical(self) -> bool:
+        lag = self.lag
+        return self.stalled or lag is None or lag > self.consumption.lag_critical
+
+
+def copies(mesh: Mesh, snap: Snapshot) -> list[CopyState]:
+    """Every (copy, upstream) of the spec, as the snapshot shows it."""
+    out = []
+    for c in mesh.consumptions:
+        detail = snap.stream(c.domain, c.stream, mesh)
+        ups = ([detail.mirror] if detail and detail.mirror else list(detail.sources)) if detail else []
+        for s in c.sources:
+            mine = next((u for u in ups if u.name == s.stream and (not u.api or s.domain in u.api)), None)
+            owner = snap.stream(s.domain, s.stream, mesh)
+            out.append(CopyState(c, s, mine, owner.last_seq if owner else None, detail.last_seq if detail else None))
+    return out
+
+
+@dataclass(frozen=True)
+class ProductState:
+    ref: str
+    domain: str
+    name: str
+    detail: StreamDetail | None  # None: its leader did not answer (or it is not applied)
+
+
+def products(mesh: Mesh, snap: Snapshot) -> list[ProductState]:
+    return [ProductState(p.ref, p.domain, p.name, snap.stream(p.domain, p.name, mesh)) for p in mesh.products]
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """One leaf server's link in one account at the hub (LINK None: it has none now)."""
+
+    domain: str
+    server: str  # the leaf server
+    account: str
+    hub_server: str | None
+    link: LeafLink | None
+
+
+def links(mesh: Mesh, snap: Snapshot) -> list[LinkState]:
+    """Every leaf link the spec implies (each leaf node, its data account and with the bridge SYS), and where
+    the hub sees it."""
+    seen: dict[tuple[str, str], tuple[str, LeafLink]] = {}
+    for hub in mesh.hub.nodes:
+        for lf in (snap.leafz.get(hub.name) or Leafz()).leafs:
+            seen[(lf.name, lf.account)] = (hub.name, lf)
+    out = []
+    for d in mesh.domains:
+        accounts = [account_of(d.name), *([SYSTEM_ACCOUNT] if mesh.system_bridge else [])]
+        for n in d.nodes:
+            for a in accounts:
+                at = seen.get((n.name, a))
+                out.append(LinkState(d.name, n.name, a, at[0] if at else None, at[1] if at else None))
+    return out

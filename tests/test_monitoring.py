@@ -1,0 +1,303 @@
+"""Watching the mesh (issue 13): each copy's thresholds in the spec and on its stream (natscli's metadata), the
+metrics of `natsmesh serve`, and a real Prometheus (Debian's `prometheus`) scraping it with the rendered rules:
+lag for every declared copy, and an alert that fires while a domain is partitioned and clears after it heals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from helpers import MeshRunner, servers_under, small_mesh_text
+from natsmesh.client import MeshClient, run
+from natsmesh.errors import SpecError
+from natsmesh.faults import chaos
+from natsmesh.local.specfile import parse_spec
+from natsmesh.model.mesh import Mesh
+from natsmesh.observe.snapshot import Snapshot
+from natsmesh.observe.wire import JszStreams, StreamDetail, Upstream
+from natsmesh.reconcile.apply import reconcile
+from natsmesh.render.monitoring import monitoring_files
+from natsmesh.render.streams import desired_streams
+from natsmesh.run.ports import free_port_base
+from natsmesh.serve.metrics import families
+
+A, B, C = "leaf-domain-a", "leaf-domain-b", "leaf-domain-c"
+PROMETHEUS, PROMTOOL = "/usr/bin/prometheus", "/usr/bin/promtool"
+
+
+def watched_doc(data_dir: Path) -> dict[str, Any]:
+    """a owns ORDERS; b mirrors it, c sources it with thresholds of its own; no system bridge, so serve asks
+    each cluster directly and still sees a while a is cut off from the hub."""
+    doc = yaml.safe_load(small_mesh_text(data_dir, domains=3, name="watched"))
+    doc["leafnodes"] = {"system_bridge": False}
+    doc["alerts"] = {"lag_critical": 5, "seen_critical": "3s"}
+    doms = {d["name"]: d for d in doc["domains"]}
+    doms[A]["products"] = [{"name": "ORDERS", "subjects": [f"{A}.orders.>"]}]
+    doms[B]["consumes"] = [{"product": f"{A}/ORDERS"}]
+    doms[C]["consumes"] = [
+        {
+            "as": "ALL",
+            "mode": "source",
+            "products": [f"{A}/ORDERS"],
+            "alerts": {"lag_critical": 50, "seen_critical": "1m"},
+        }
+    ]
+    return doc
+
+
+def test_thresholds_come_from_the_spec_and_are_stamped_as_natscli_metadata(tmp_path: Path) -> None:
+    mesh = parse_spec(yaml.safe_dump(watched_doc(tmp_path)), cache=False)
+    streams = desired_streams(mesh)
+    b, c = streams[B]["ORDERS"]["metadata"], streams[C]["ALL"]["metadata"]
+    assert (b["io.nats.monitor.lag-critical"], b["io.nats.monitor.seen-critical"]) == ("5", "3s")  # mesh defaults
+    assert (c["io.nats.monitor.lag-critical"], c["io.nats.monitor.seen-critical"]) == ("50", "1m")  # its own
+    assert b["io.nats.monitor.enabled"] == c["io.nats.monitor.enabled"] == "true"
+    plain = yaml.safe_load(small_mesh_text(tmp_path, domains=2))
+    plain["domains"][0]["products"] = [{"name": "P", "subjects": [f"{A}.p"]}]
+    plain["domains"][1]["consumes"] = [{"product": f"{A}/P"}]
+    meta = desired_streams(parse_spec(yaml.safe_dump(plain), cache=False))[B]["P"]["metadata"]
+    assert (meta["io.nats.monitor.lag-critical"], meta["io.nats.monitor.seen-critical"]) == ("1000", "30s")
+
+
+def test_a_bad_threshold_names_the_file_and_path(tmp_path: Path) -> None:
+    doc = watched_doc(tmp_path)
+    doc["domains"][2]["consumes"][0]["alerts"] = {"seen_critical": "soon", "lag_critical": 0}
+    with pytest.raises(SpecError) as err:
+        parse_spec(yaml.safe_dump(doc), source="watched.yaml", cache=False)
+    text = str(err.value)
+    assert "watched.yaml" in text and "domains[2].consumes[0].alerts.seen_critical" in text, text
+    assert "domains[2].consumes[0].alerts.lag_critical" in text, text
+
+
+def _detail(name: str, account: str, last: int, **kw: Any) -> StreamDetail:
+    return StreamDetail(account=account, name=name, messages=last, last_seq=last, metadata={}, **kw)
+
+
+def test_metrics_of_a_snapshot_mark_silent_copies_and_servers_that_did_not_answer(tmp_path: Path) -> None:
+    """Pure: b's mirror heard from a 10 s ago and is 7 behind; c's leader did not answer (no lag series, stalled,
+    its server down); the hub did not answer either."""
+    mesh = parse_spec(yaml.safe_dump(watched_doc(tmp_path)), cache=False)
+    a0, b0 = mesh.domain(A).nodes[0].name, mesh.domain(B).nodes[0].name
+    snap = Snapshot(
+        taken=100.0,
+        seconds=0.01,
+        jsz={
+            a0: JszStreams(details=(_detail("ORDERS", A, 17),), max_storage=1000, storage=10),
+            b0: JszStreams(
+                details=(_detail("ORDERS", B, 10, mirror=Upstream(name="ORDERS", lag=0, active_seconds=10.0)),)
+            ),
+        },
+        missing=("hub-server-0", mesh.domain(C).nodes[0].name),
+    )
+    text = "\n".join(
+        f"{s.name}{sorted(s.labels.items())} {s.value}" for fam in families(mesh, snap) for s in fam.samples
+    )
+    assert f"natsmesh_copy_lag_messages[('domain', '{B}')" in text and "7" in text
+    rows = {
+        (s.name, s.labels.get("domain"), s.labels.get("server")): s.value
+        for f in families(mesh, snap)
+        for s in f.samples
+    }
+    assert rows[("natsmesh_copy_lag_messages", B, None)] == 7  # its upstream's 17 against its own 10
+    assert rows[("natsmesh_copy_stalled", B, None)] == 1  # 10 s > its 3 s
+    assert ("natsmesh_copy_lag_messages", C, None) not in rows and rows[("natsmesh_copy_stalled", C, None)] == 1
+    assert rows[("natsmesh_server_up", None, "hub-server-0")] == 0 and rows[("natsmesh_server_up", None, a0)] == 1
+    assert rows[("natsmesh_leaf_link_up", A, a0)] == 0  # the hub did not answer: no link seen
+
+
+def test_rendered_prometheus_files_pass_promtool(tmp_path: Path) -> None:
+    mesh = parse_spec(yaml.safe_dump(watched_doc(tmp_path)), cache=False)
+    for name, text in monitoring_files(mesh, "127.0.0.1:9470").items():
+        (tmp_path / name).write_text(text)
+    res = subprocess.run(
+        [PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = subprocess.run(
+        [PROMTOOL, "check", "rules", str(tmp_path / "natsmesh-rules.yml")], capture_output=True, text=True
+    )
+    assert res.returncode == 0 and "5 rules found" in res.stdout, res.stdout + res.stderr
+
+
+@dataclass
+class Watched:
+    mesh: Mesh
+    spec: Path
+    serve_url: str
+    prom_url: str
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        url = f"{self.prom_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return list(json.loads(r.read())["data"]["result"])
+
+    def alerts(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.prom_url}/api/v1/alerts", timeout=5) as r:
+            return list(json.loads(r.read())["data"]["alerts"])
+
+
+def _wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{proc.args} exited"
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
+    tmp = tmp_path_factory.mktemp("watched")
+    runner = MeshRunner(tmp)
+    spec = tmp / "watched.yaml"
+    spec.write_text(yaml.safe_dump(watched_doc(tmp / "data"), sort_keys=False))
+    mesh = runner.load(spec.read_text())
+    runner.up(mesh, chaos=True)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        run(reconcile(mesh))
+        base = free_port_base(2)
+        exe = shutil.which("natsmesh", path=str(Path(sys.executable).parent)) or "natsmesh"
+        serve = subprocess.Popen(
+            [exe, "serve", "-f", str(spec), "--port", str(base), "--cache", "1"],
+            cwd=tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        procs.append(serve)
+        serve_url = f"http://127.0.0.1:{base}"
+        _wait_http(f"{serve_url}/healthz", serve)
+        prom_dir = tmp / "prom"
+        files = monitoring_files(mesh, f"127.0.0.1:{base}", interval="1s", hold="0s")
+        prom_dir.mkdir()
+        for name, text in files.items():
+            (prom_dir / name).write_text(text)
+        prom = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={prom_dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={prom_dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{base + 1}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        procs.append(prom)
+        prom_url = f"http://127.0.0.1:{base + 1}"
+        _wait_http(f"{prom_url}/-/ready", prom)
+        yield Watched(mesh, spec, serve_url, prom_url)
+    finally:
+        for p in reversed(procs):
+            _stop(p)
+        runner.close()
+        assert not servers_under(tmp)
+
+
+def _until(check: Any, timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.25)
+    raise AssertionError(f"{what} not within {timeout} s")
+
+
+def test_prometheus_has_lag_for_every_declared_copy(watched: Watched) -> None:
+    declared = {(c.domain, c.stream) for c in watched.mesh.consumptions}
+
+    def every_copy() -> bool:
+        rows = watched.query('natsmesh_copy_lag_messages{mesh="watched"}')
+        return {(r["metric"]["domain"], r["metric"]["stream"]) for r in rows} == declared
+
+    _until(every_copy, 30, "a lag series for every declared copy")
+    up = watched.query('natsmesh_server_up{mesh="watched"}')
+    assert len(up) == len(watched.mesh.nodes()) and all(r["value"][1] == "1" for r in up), up
+
+
+async def test_copies_carry_natscli_thresholds(watched: Watched) -> None:
+    async with MeshClient(watched.mesh, name="monitoring") as mc:
+        info = await (await mc.jetstream(B)).stream_info("ORDERS")
+    meta = info.config.metadata or {}
+    assert meta.get("io.nats.monitor.lag-critical") == "5" and meta.get("io.nats.monitor.seen-critical") == "3s"
+    assert meta.get("io.nats.monitor.enabled") == "true"
+
+
+def test_a_partitioned_domains_copies_alert_and_clear_after_it_heals(watched: Watched) -> None:
+    """a keeps taking writes while cut off from the hub: b's mirror falls behind (its lag alert fires) and then
+    hears nothing for longer than its 3 s (its silence alert fires, a still taking data); after the partition
+    heals the copy catches up and both clear."""
+    mesh = watched.mesh
+
+    def b_alerts() -> list[str]:
+        return sorted(
+            a["labels"]["alertname"]
+            for a in watched.alerts()
+            if a["state"] == "firing" and a["labels"].get("domain") == B
+        )
+
+    assert b_alerts() == [], "nothing fires before the partition"
+    stop = {"done": False}
+
+    async def publish() -> int:
+        n = 0
+        async with MeshClient(mesh, name="monitoring-pub") as mc:
+            while not stop["done"]:
+                await mc.publish(f"{A}/ORDERS", f"m{n}".encode(), subject=f"{A}.orders.x")
+                n += 1
+                await __import__("asyncio").sleep(0.05)
+        return n
+
+    import asyncio
+    import threading
+
+    result: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: result.update(n=asyncio.run(publish())))
+    thread.start()
+    try:
+        chaos.partition(mesh, A, None)
+        try:
+            fired = _until(lambda: "NatsmeshCopyLagCritical" in b_alerts(), 20, "b's lag alert firing")
+            silent = _until(lambda: "NatsmeshCopySilent" in b_alerts(), 20, "b's silence alert firing (a takes data)")
+        finally:
+            chaos.restore(mesh, A)
+    finally:
+        stop["done"] = True
+        thread.join(30)
+    cleared = _until(lambda: b_alerts() == [], 60, "b's alerts clearing after the partition healed")
+    print(
+        json.dumps(
+            {
+                "lag_alert_fired_after_s": round(fired, 1),
+                "silent_alert_fired_after_s": round(fired + silent, 1),
+                "cleared_after_s": round(cleared, 1),
+                "published": result.get("n"),
+            }
+        )
+    )
