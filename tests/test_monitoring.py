@@ -131,6 +131,37 @@ def test_rendered_prometheus_files_pass_promtool(tmp_path: Path) -> None:
     assert res.returncode == 0 and "5 rules found" in res.stdout, res.stdout + res.stderr
 
 
+def _kept(ours: Any, theirs: Any, path: str = "") -> list[str]:
+    """Where THEIRS (the model read back) lost or changed something OURS said."""
+    if isinstance(ours, dict):
+        if not isinstance(theirs, dict):
+            return [path or "/"]
+        return [
+            p for k, v in ours.items() for p in (_kept(v, theirs[k], f"{path}/{k}") if k in theirs else [f"{path}/{k}"])
+        ]
+    if isinstance(ours, list):
+        if not isinstance(theirs, list) or len(ours) != len(theirs):
+            return [path]
+        return [p for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) for p in _kept(a, b, f"{path}[{i}]")]
+    return [] if ours == theirs else [path]
+
+
+def test_the_grafana_dashboard_loads_into_grafanas_dashboard_model(tmp_path: Path) -> None:
+    """Read into the Grafana Foundation SDK's Dashboard (Grafana's own schema, generated from its kinds) and
+    written back, every field of every panel, target and variable is still there: nothing it does not know."""
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    mesh = parse_spec(yaml.safe_dump(watched_doc(tmp_path)), cache=False)
+    doc = json.loads(monitoring_files(mesh, "127.0.0.1:9470")["grafana-dashboard.json"])
+    back = json.loads(json.dumps(Dashboard.from_json(doc), cls=JSONEncoder))
+    assert _kept(doc, back) == []
+    titles = {p["title"] for p in doc["panels"]}
+    assert {"Mesh $mesh", "Domain $domain", "Product $domain/$product"} <= titles  # overview, a domain, a product
+    exprs = " ".join(t["expr"] for p in doc["panels"] for t in p.get("targets", []))
+    assert "natsmesh_copy_lag_messages" in exprs and "natsmesh_product_ingest_rate" in exprs
+
+
 @dataclass
 class Watched:
     mesh: Mesh

@@ -84,7 +84,7 @@ def validate(spec_path: str | None, as_json: bool) -> None:
     "prometheus_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Also (or only) write a Prometheus scrape config and alert rules for `natsmesh serve` here.",
+    help="Also (or only) write a Prometheus scrape config, alert rules and a Grafana dashboard here.",
 )
 @click.option("--target", default="127.0.0.1:9470", show_default=True, help="Where Prometheus finds `natsmesh serve`.")
 @click.option("--scrape-interval", default="15s", show_default=True, help="Prometheus scrape and rule interval.")

@@ -7,11 +7,13 @@ data, a leaf link down, a server down, JetStream near its limits.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
 
 from natsmesh.model.mesh import Mesh
+from natsmesh.render.dashboard import DASHBOARD_FILE, dashboard
 
 RULES_FILE = "natsmesh-rules.yml"
 CONFIG_FILE = "prometheus.yml"
@@ -84,9 +86,13 @@ def _seconds(duration: str) -> float:
 
 
 def monitoring_files(mesh: Mesh, target: str, interval: str = "15s", hold: str = "1m") -> dict[str, str]:
-    """File name -> text: the scrape config and the alert rules."""
+    """File name -> text: the scrape config, the alert rules and the Grafana dashboard."""
 
     def dump(doc: dict[str, Any]) -> str:
         return str(yaml.safe_dump(doc, sort_keys=False, width=200))
 
-    return {CONFIG_FILE: dump(scrape_config(mesh, target, interval)), RULES_FILE: dump(alert_rules(mesh, hold))}
+    return {
+        CONFIG_FILE: dump(scrape_config(mesh, target, interval)),
+        RULES_FILE: dump(alert_rules(mesh, hold)),
+        DASHBOARD_FILE: json.dumps(dashboard(mesh), indent=2) + "\n",
+    }
