@@ -28,10 +28,11 @@ docs: $(STAMP)
 	$(BIN)/python -m natsmesh.cli.docs docs/cli.md
 
 # The multi-host test makes network namespaces and cuts their links with iptables (as root); the monitoring
-# tests run a real Prometheus and its promtool. Debian's packages.
+# tests run a real Prometheus and its promtool, the portal test a headless Chromium. Debian's packages.
 test-tools:
-	@command -v iptables >/dev/null && command -v prometheus >/dev/null && command -v promtool >/dev/null || \
-		{ apt-get update -qq && apt-get install -y -qq iptables prometheus; }
+	@command -v iptables >/dev/null && command -v prometheus >/dev/null && command -v promtool >/dev/null \
+		&& command -v chromium >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq iptables prometheus chromium; }
 
 test: lint test-tools
 	$(BIN)/pytest

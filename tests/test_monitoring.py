@@ -332,3 +332,22 @@ def test_a_partitioned_domains_copies_alert_and_clear_after_it_heals(watched: Wa
             }
         )
     )
+
+
+def test_portal_pages_search_the_catalog_and_escape_what_the_spec_says(tmp_path: Path) -> None:
+    """Pure: the catalog search takes every word (name, owner, domain, tags, description, any case); whatever a
+    spec's description holds is shown as text, never as markup."""
+    from natsmesh.serve import portal
+
+    doc = watched_doc(tmp_path)
+    doc["domains"][0]["products"][0] |= {"description": "<script>alert(1)</script> EU orders", "tags": ["Sales"]}
+    mesh = parse_spec(yaml.safe_dump(doc), cache=False)
+    product = mesh.product(f"{A}/ORDERS")
+    assert portal.matches(product, "eu SALES") and portal.matches(product, "leaf-domain-a orders")
+    assert not portal.matches(product, "orders invoices")
+    page = portal.catalog(mesh, "sales")
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "1 of 1 products" in page
+    detail = portal.product_page(mesh, product, None)
+    assert "<script>alert" not in detail and detail.count("<tr class=copy>") == 2  # b's mirror and c's source
+    assert portal.health(mesh, None).count("no snapshot") == 1

@@ -20,7 +20,7 @@ from natsmesh.cli.output import load, spec_option
     help="Seconds one round of system requests answers scrapes for (set it to the scrape interval).",
 )
 def serve(spec_path: str | None, host: str, port: int, cache: float) -> None:
-    """Serve /metrics (Prometheus) and /api/health (each copy's lag and state) until Ctrl-C.
+    """Serve the data portal (/), /metrics (Prometheus) and /api/health (each copy's lag and state) until Ctrl-C.
 
     Each scrape is answered from at most one bounded round of system requests per --cache seconds; a server that
     does not answer shows as natsmesh_server_up 0. With --bundle, one party's own view from its folder.

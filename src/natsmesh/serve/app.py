@@ -1,6 +1,7 @@
-"""The `natsmesh serve` process: a Starlette app on uvicorn serving `/metrics` (Prometheus), `/api/health`
-(each copy's state as JSON) and `/healthz` (the process itself), against a mesh seen with the platform's secrets or
-from one party's folder.
+"""The `natsmesh serve` process: a Starlette app on uvicorn serving the data portal (`natsmesh.serve.portal`:
+`/`, `/catalog`, `/products/DOMAIN/NAME`, `/health`, and `/api/state` for its page script), `/metrics`
+(Prometheus), `/api/health` (each copy's state as JSON) and `/healthz` (the process itself), against a mesh seen
+with the platform's secrets or from one party's folder.
 
 Every request that needs the mesh awaits the one shared `Scraper`, so however many scrapers and browsers ask,
 the servers get at most one bounded round of system requests per cache interval.
@@ -10,18 +11,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
+from natsmesh.errors import NatsmeshError
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
-from natsmesh.observe.snapshot import copies, links
+from natsmesh.observe.snapshot import Snapshot, copies, links
+from natsmesh.serve import portal
 from natsmesh.serve.metrics import CACHE_SECONDS, Scraper, SnapshotCollector
 
 DEFAULT_PORT = 9470
@@ -67,7 +72,43 @@ def create_app(mesh: Mesh, creds: Credentials, cache: float = CACHE_SECONDS) -> 
     async def alive(_: Request) -> Response:
         return PlainTextResponse("ok\n")
 
-    routes = [Route("/metrics", metrics), Route("/api/health", health), Route("/healthz", alive)]
+    async def latest() -> Snapshot | None:
+        try:
+            return await scraper.snapshot()
+        except NatsmeshError:
+            return None
+
+    async def topology(_: Request) -> Response:
+        return HTMLResponse(portal.topology(mesh, await latest()))
+
+    async def catalog(request: Request) -> Response:
+        return HTMLResponse(portal.catalog(mesh, request.query_params.get("q", "")[:200]))
+
+    async def product(request: Request) -> Response:
+        ref = f"{request.path_params['domain']}/{request.path_params['name']}"
+        try:
+            p = mesh.product(ref)
+        except KeyError:
+            return HTMLResponse(portal.catalog(mesh, ref), status_code=404)
+        return HTMLResponse(portal.product_page(mesh, p, await latest()))
+
+    async def health_page(_: Request) -> Response:
+        return HTMLResponse(portal.health(mesh, await latest()))
+
+    async def state(_: Request) -> Response:
+        return JSONResponse(portal.state(mesh, await scraper.snapshot()))
+
+    routes = [
+        Route("/", topology),
+        Route("/catalog", catalog),
+        Route("/products/{domain}/{name}", product),
+        Route("/health", health_page),
+        Route("/api/state", state),
+        Route("/metrics", metrics),
+        Route("/api/health", health),
+        Route("/healthz", alive),
+        Mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static"),
+    ]
     return Starlette(routes=routes)
 
 

@@ -1,0 +1,199 @@
+"""The data portal in a real browser (issue 13): headless Chromium (Debian's, driven by Playwright) opens
+`natsmesh serve` on a real mesh, searches the catalog, opens a product, sees its copies, and sees a copy's lag
+rise on the page (no reload) while the copy's domain is cut off from the hub and the product takes messages.
+
+With NATSMESH_SCREENSHOTS=DIR the pages are also saved there (docs/ keeps a set)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from helpers import MeshRunner, servers_under, small_mesh_text
+from natsmesh.client import MeshClient, run
+from natsmesh.faults import chaos
+from natsmesh.model.mesh import Mesh
+from natsmesh.reconcile.apply import reconcile
+from natsmesh.run.ports import free_port_base
+
+pytestmark = pytest.mark.integration
+A, B, C = "leaf-domain-a", "leaf-domain-b", "leaf-domain-c"
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def portal_doc(data_dir: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(small_mesh_text(data_dir, domains=3, name="portal"))
+    doc["leafnodes"] = {"system_bridge": False}
+    doms = {d["name"]: d for d in doc["domains"]}
+    doms[A]["products"] = [
+        {
+            "name": "ORDERS",
+            "subjects": [f"{A}.orders.>"],
+            "description": "Every order placed in the shop, as it is placed",
+            "owner": "sales-team",
+            "tags": ["orders", "sales"],
+        },
+        {"name": "RETURNS", "subjects": [f"{A}.returns.>"], "description": "Returned goods", "tags": ["sales"]},
+    ]
+    doms[B]["products"] = [{"name": "STOCK", "subjects": [f"{B}.stock.>"], "tags": ["inventory"]}]
+    doms[B]["consumes"] = [{"product": f"{A}/ORDERS"}]
+    doms[C]["consumes"] = [{"as": "ALL_ORDERS", "mode": "source", "products": [f"{A}/ORDERS"]}]
+    return doc
+
+
+def _wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{proc.args} exited"
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, str]]:
+    tmp = tmp_path_factory.mktemp("portal")
+    runner = MeshRunner(tmp)
+    spec = tmp / "portal.yaml"
+    spec.write_text(yaml.safe_dump(portal_doc(tmp / "data"), sort_keys=False))
+    mesh = runner.load(spec.read_text())
+    runner.up(mesh, chaos=True)
+    serve: subprocess.Popen[str] | None = None
+    try:
+        run(reconcile(mesh))
+        port = free_port_base(1)
+        exe = shutil.which("natsmesh", path=str(Path(sys.executable).parent)) or "natsmesh"
+        serve = subprocess.Popen(
+            [exe, "serve", "-f", str(spec), "--port", str(port), "--cache", "1"],
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{url}/healthz", serve)
+        yield mesh, url
+    finally:
+        if serve is not None and serve.poll() is None:
+            serve.terminate()
+            serve.wait(15)
+        runner.close()
+        assert not servers_under(tmp)
+
+
+@pytest.fixture
+def page(portal: tuple[Mesh, str]) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1200, "height": 900})
+        finally:
+            browser.close()
+
+
+def _shot(page: Any, name: str) -> None:
+    if out := os.environ.get("NATSMESH_SCREENSHOTS"):
+        Path(out).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(out) / f"portal-{name}.png"), full_page=True)
+
+
+def _publish(mesh: Mesh, n: int) -> None:
+    """N messages into a's ORDERS, from a thread of its own (Playwright's sync API holds this thread's loop)."""
+
+    async def go() -> None:
+        async with MeshClient(mesh, name="portal-pub") as mc:
+            for i in range(n):
+                await mc.publish(f"{A}/ORDERS", f"order {i}".encode(), subject=f"{A}.orders.eu")
+
+    worker = threading.Thread(target=lambda: run(go()))
+    worker.start()
+    worker.join(60)
+
+
+B_LAG = f'[data-copy="{B}/ORDERS<-{A}/ORDERS"][data-field=lag]'
+LAG_JS = f"Number(document.querySelector({json.dumps(B_LAG)}).textContent)"
+
+
+def test_the_portal_shows_the_topology_catalog_product_and_a_copys_lag_live(
+    page: Any, portal: tuple[Mesh, str]
+) -> None:
+    mesh, url = portal
+    _publish(mesh, 5)
+    page.goto(url)
+    assert page.title().startswith("Topology")
+    for d in mesh.domains:
+        assert page.locator(f'section[data-domain="{d.name}"]').count() == 1
+    page.wait_for_function(f"document.querySelectorAll('.dot.up').length === {len(mesh.nodes())}", timeout=15000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-link]')].every(e => e.textContent === 'up')", timeout=15000
+    )
+    _shot(page, "topology")
+
+    page.click("nav >> text=Catalog")
+    page.fill("input[name=q]", "orders sales")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/catalog?q=orders+sales")
+    rows = page.locator("table.catalog tr.product")
+    assert rows.count() == 1 and "leaf-domain-a/ORDERS" in rows.inner_text()  # RETURNS has no "orders"
+    page.fill("input[name=q]", "nothing-like-this")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/catalog?q=nothing-like-this")
+    assert "no product matches" in page.inner_text("main")
+    page.fill("input[name=q]", "sales")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/catalog?q=sales")
+    assert page.locator("table.catalog tr.product").count() == 2
+    _shot(page, "catalog")
+
+    page.click("text=leaf-domain-a/ORDERS")
+    page.wait_for_url(f"**/products/{A}/ORDERS")
+    copies = page.locator("table.copies tr.copy")
+    assert copies.count() == 2
+    text = copies.all_inner_texts()
+    assert any(f"{B}/ORDERS" in t and "mirror" in t for t in text) and any(f"{C}/ALL_ORDERS" in t for t in text)
+    assert page.locator("svg.lineage rect.node-copy").count() == 2
+    assert "sales-team" in page.inner_text("dl.facts")
+    b_lag = page.locator(B_LAG)
+    page.wait_for_function(f"{LAG_JS} === 0", timeout=15000)
+    _shot(page, "product")
+
+    chaos.partition(mesh, B, None)  # b, the copy's domain, is cut off from the hub
+    try:
+        _publish(mesh, 40)
+        page.wait_for_function(f"{LAG_JS} >= 40", timeout=20000)  # the page's own script refreshed it: no reload
+        lag_cut = int(b_lag.inner_text())
+        held = "document.querySelector('[data-field=held]').textContent.includes('last sequence 45')"
+        page.wait_for_function(held, timeout=10000)  # what the product holds, refreshed too
+        _shot(page, "product-cut-off")
+    finally:
+        chaos.restore(mesh, B)
+    page.wait_for_function(f"{LAG_JS} === 0", timeout=60000)
+    assert lag_cut >= 40
+    page.click("nav >> text=Health")
+    assert page.title().startswith("Health")
