@@ -16,7 +16,7 @@ from natsmesh.errors import NotRunningError
 from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import Consumption, SourceRef
-from natsmesh.observe.system import collect
+from natsmesh.observe.system import SystemPool, collect
 from natsmesh.observe.wire import JszStreams, LeafLink, Leafz, StreamDetail, Upstream
 
 KINDS = ["JSZS", "LEAFZ"]
@@ -47,14 +47,14 @@ class Snapshot:
         return None
 
 
-async def take(mesh: Mesh, creds: Credentials, timeout: float = 2.0) -> Snapshot:
-    """One round of JSZ and LEAFZ at every server, at most TIMEOUT seconds (`NotRunningError` if no cluster
-    could be reached)."""
+async def take(mesh: Mesh, creds: Credentials, timeout: float = 2.0, pool: SystemPool | None = None) -> Snapshot:
+    """One round of JSZ and LEAFZ at every server, at most TIMEOUT seconds, over POOL's connections if given; a
+    mesh none of whose clusters answers gives a snapshot with every server missing."""
     began, wall = time.monotonic(), time.time()
     # from a party's folder, its own cluster only (it holds no other cluster's system identity)
     expected = {n.name for n in mesh.domain(creds.holder).nodes} if creds.holder else None
     try:
-        got = await collect(mesh, creds, KINDS, timeout=timeout, expected=expected)
+        got = await collect(mesh, creds, KINDS, timeout=timeout, expected=expected, pool=pool)
     except NotRunningError:  # no cluster answered at all: every server missing, the scrape still answers
         names = expected or {n.name for n in mesh.nodes()}
         return Snapshot(wall, time.monotonic() - began, missing=tuple(sorted(names)))

@@ -92,6 +92,30 @@ async def ping(nc: Client, kind: str, expected: set[str], timeout: float = 3.0, 
     return out
 
 
+class SystemPool:
+    """System-account connections kept open, one per cluster, for a process that asks again and again."""
+
+    def __init__(self, mesh: Mesh, creds: Credentials) -> None:
+        self.mesh, self.creds = mesh, creds
+        self._conns: dict[str, Client] = {}
+
+    async def connection(self, cluster: Cluster, timeout: float) -> Client:
+        nc = self._conns.get(cluster.name)
+        if nc is None or not nc.is_connected:
+            if nc is not None:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+            nc = await connect_system(self.mesh, self.creds, timeout=timeout, cluster=cluster)
+            self._conns[cluster.name] = nc
+        return nc
+
+    async def close(self) -> None:
+        for nc in self._conns.values():
+            with contextlib.suppress(Exception):
+                await nc.close()
+        self._conns.clear()
+
+
 async def collect(
     mesh: Mesh,
     creds: Credentials,
@@ -99,21 +123,27 @@ async def collect(
     timeout: float = 3.0,
     body: dict[str, Any] | None = None,
     expected: set[str] | None = None,
+    pool: SystemPool | None = None,
 ) -> dict[str, Replies[Any]]:
     """Several pings at once; EXPECTED defaults to every server of the mesh.
 
     With the system account bridged, over one connection at the hub; otherwise over one connection per
     cluster, all in parallel, each ping expecting only that cluster's servers (a cluster that cannot be
-    reached shows up as missing servers, not as a failure, unless none can be)."""
+    reached shows up as missing servers, not as a failure, unless none can be). With POOL, its connections
+    are used and kept for the next call (a process that asks every few seconds: `natsmesh serve`)."""
     if expected is None:
         expected = {n.name for n in mesh.nodes()}
 
     async def at(cluster: Cluster, want: set[str]) -> list[Replies[Any]]:
-        nc = await connect_system(mesh, creds, timeout=min(timeout, 2.0), cluster=cluster)
+        if pool is not None:
+            nc = await pool.connection(cluster, min(timeout, 2.0))
+        else:
+            nc = await connect_system(mesh, creds, timeout=min(timeout, 2.0), cluster=cluster)
         try:
             return list(await asyncio.gather(*(ping(nc, k, want, timeout, body or BODIES.get(k)) for k in kinds)))
         finally:
-            await nc.close()
+            if pool is None:
+                await nc.close()
 
     if mesh.system_bridge and creds.holder is None:  # a party's folder reaches only its own cluster's
         return dict(zip(kinds, await at(mesh.hub, expected), strict=True))

@@ -10,7 +10,8 @@ the servers get at most one bounded round of system requests per cache interval.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,84 +33,99 @@ from natsmesh.serve.metrics import CACHE_SECONDS, Scraper, SnapshotCollector
 DEFAULT_PORT = 9470
 
 
-def create_app(mesh: Mesh, creds: Credentials, cache: float = CACHE_SECONDS) -> Starlette:
-    """The app for MESH, seen with CREDS (the platform's, or one party's folder)."""
-    scraper = Scraper(mesh, creds, cache)
-    collector = SnapshotCollector(mesh)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    lock = asyncio.Lock()
+def health_doc(mesh: Mesh, snap: Snapshot) -> dict[str, Any]:
+    """`/api/health`: every copy's lag and state, the servers that did not answer, the links missing."""
+    return {
+        "mesh": mesh.name,
+        "taken": snap.taken,
+        "missing_servers": list(snap.missing),
+        "copies": [
+            {
+                "copy": cs.consumption.ref,
+                "upstream": cs.source.ref,
+                "mode": cs.consumption.mode,
+                "lag": cs.lag,
+                "last_seen_seconds": cs.seen_seconds,
+                "stalled": cs.stalled,
+                "critical": cs.critical,
+            }
+            for cs in copies(mesh, snap)
+        ],
+        "links_down": [f"{ls.server} ({ls.account})" for ls in links(mesh, snap) if ls.link is None],
+    }
 
-    async def metrics(_: Request) -> Response:
-        async with lock:  # one render of the registry at a time: the collector holds the snapshot it renders
-            collector.snap = await scraper.snapshot()
-            collector.previous = scraper.previous
-            body = generate_latest(registry)
+
+class Handlers:
+    """Every route of the app, over one shared `Scraper` (and the collector that renders its snapshots)."""
+
+    def __init__(self, mesh: Mesh, creds: Credentials, cache: float) -> None:
+        self.mesh = mesh
+        self.scraper = Scraper(mesh, creds, cache)
+        self.collector = SnapshotCollector(mesh)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+        self.lock = asyncio.Lock()  # one render of the registry at a time: the collector holds its snapshot
+
+    async def metrics(self, _: Request) -> Response:
+        async with self.lock:
+            self.collector.snap = await self.scraper.snapshot()
+            self.collector.previous = self.scraper.previous
+            body = generate_latest(self.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    async def health(_: Request) -> Response:
-        snap = await scraper.snapshot()
-        doc: dict[str, Any] = {
-            "mesh": mesh.name,
-            "taken": snap.taken,
-            "missing_servers": list(snap.missing),
-            "copies": [
-                {
-                    "copy": cs.consumption.ref,
-                    "upstream": cs.source.ref,
-                    "mode": cs.consumption.mode,
-                    "lag": cs.lag,
-                    "last_seen_seconds": cs.seen_seconds,
-                    "stalled": cs.stalled,
-                    "critical": cs.critical,
-                }
-                for cs in copies(mesh, snap)
-            ],
-            "links_down": [f"{ls.server} ({ls.account})" for ls in links(mesh, snap) if ls.link is None],
-        }
-        return JSONResponse(doc)
+    async def health(self, _: Request) -> Response:
+        return JSONResponse(health_doc(self.mesh, await self.scraper.snapshot()))
 
-    async def alive(_: Request) -> Response:
+    async def alive(self, _: Request) -> Response:
         return PlainTextResponse("ok\n")
 
-    async def latest() -> Snapshot | None:
+    async def latest(self) -> Snapshot | None:
         try:
-            return await scraper.snapshot()
+            return await self.scraper.recent()
         except NatsmeshError:
             return None
 
-    async def topology(_: Request) -> Response:
-        return HTMLResponse(portal.topology(mesh, await latest()))
+    async def topology(self, _: Request) -> Response:
+        return HTMLResponse(portal.topology(self.mesh, await self.latest()))
 
-    async def catalog(request: Request) -> Response:
-        return HTMLResponse(portal.catalog(mesh, request.query_params.get("q", "")[:200]))
+    async def catalog(self, request: Request) -> Response:
+        return HTMLResponse(portal.catalog(self.mesh, request.query_params.get("q", "")[:200]))
 
-    async def product(request: Request) -> Response:
+    async def product(self, request: Request) -> Response:
         ref = f"{request.path_params['domain']}/{request.path_params['name']}"
         try:
-            p = mesh.product(ref)
+            p = self.mesh.product(ref)
         except KeyError:
-            return HTMLResponse(portal.catalog(mesh, ref), status_code=404)
-        return HTMLResponse(portal.product_page(mesh, p, await latest()))
+            return HTMLResponse(portal.catalog(self.mesh, ref), status_code=404)
+        return HTMLResponse(portal.product_page(self.mesh, p, await self.latest()))
 
-    async def health_page(_: Request) -> Response:
-        return HTMLResponse(portal.health(mesh, await latest()))
+    async def health_page(self, _: Request) -> Response:
+        return HTMLResponse(portal.health(self.mesh, await self.latest()))
 
-    async def state(_: Request) -> Response:
-        return JSONResponse(portal.state(mesh, await scraper.snapshot()))
+    async def state(self, _: Request) -> Response:
+        return JSONResponse(portal.state(self.mesh, await self.scraper.snapshot()))
 
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
+        yield
+        await self.scraper.close()
+
+
+def create_app(mesh: Mesh, creds: Credentials, cache: float = CACHE_SECONDS) -> Starlette:
+    """The app for MESH, seen with CREDS (the platform's, or one party's folder)."""
+    h = Handlers(mesh, creds, cache)
     routes = [
-        Route("/", topology),
-        Route("/catalog", catalog),
-        Route("/products/{domain}/{name}", product),
-        Route("/health", health_page),
-        Route("/api/state", state),
-        Route("/metrics", metrics),
-        Route("/api/health", health),
-        Route("/healthz", alive),
+        Route("/", h.topology),
+        Route("/catalog", h.catalog),
+        Route("/products/{domain}/{name}", h.product),
+        Route("/health", h.health_page),
+        Route("/api/state", h.state),
+        Route("/metrics", h.metrics),
+        Route("/api/health", h.health),
+        Route("/healthz", h.alive),
         Mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static"),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, lifespan=h.lifespan)
 
 
 def serve(
@@ -123,7 +139,7 @@ def serve(
     """Serve until interrupted (Ctrl-C or SIGTERM stop it cleanly); ON_READY gets the URL once it listens."""
     import uvicorn
 
-    config = uvicorn.Config(create_app(mesh, creds, cache), host=host, port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(create_app(mesh, creds, cache), host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
 
     async def run() -> None:

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.snapshot import Snapshot, copies, links, products, take
+from natsmesh.observe.system import SystemPool
 
 CACHE_SECONDS = 5.0  # a scrape within this long of the last round is answered from it
 ROUND_TIMEOUT = 2.0  # the longest one round waits for servers
@@ -32,13 +33,26 @@ class Scraper:
         self.last: Snapshot | None = None
         self.previous: Snapshot | None = None
         self._lock = asyncio.Lock()
+        self._pool = SystemPool(mesh, creds)  # one system connection per cluster, kept between rounds
 
     async def snapshot(self) -> Snapshot:
         async with self._lock:
             if self.last is None or time.time() - self.last.taken >= self.cache:
-                fresh = await take(self.mesh, self.creds, self.timeout)
+                fresh = await take(self.mesh, self.creds, self.timeout, self._pool)
                 self.previous, self.last = self.last, fresh
             return self.last
+
+    async def recent(self) -> Snapshot:
+        """The newest snapshot without waiting for a fresh round when there is one (pages: their script
+        refreshes the figures as soon as the next round is in)."""
+        if self.last is not None and not self._lock.locked():
+            if time.time() - self.last.taken >= self.cache:
+                asyncio.get_running_loop().create_task(self.snapshot())
+            return self.last
+        return await self.snapshot()
+
+    async def close(self) -> None:
+        await self._pool.close()
 
 
 def _g(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
