@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -168,6 +170,7 @@ class Watched:
     spec: Path
     serve_url: str
     prom_url: str
+    tmp: Path
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         url = f"{self.prom_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
@@ -243,7 +246,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
         procs.append(prom)
         prom_url = f"http://127.0.0.1:{base + 1}"
         _wait_http(f"{prom_url}/-/ready", prom)
-        yield Watched(mesh, spec, serve_url, prom_url)
+        yield Watched(mesh, spec, serve_url, prom_url, tmp)
     finally:
         for p in reversed(procs):
             _stop(p)
@@ -351,3 +354,92 @@ def test_portal_pages_search_the_catalog_and_escape_what_the_spec_says(tmp_path:
     detail = portal.product_page(mesh, product, None)
     assert "<script>alert" not in detail and detail.count("<tr class=copy>") == 2  # b's mirror and c's source
     assert portal.health(mesh, None).count("no snapshot") == 1
+
+
+def test_heal_nudges_are_counted_per_copy_when_serve_heals(tmp_path: Path) -> None:
+    mesh = parse_spec(yaml.safe_dump(watched_doc(tmp_path)), cache=False)
+    snap = Snapshot(taken=1.0, seconds=0.0)
+    by_copy = {f"{B}/ORDERS <- {A}/ORDERS": 2}
+    rows = {
+        s.labels["domain"]: s.value
+        for f in families(mesh, snap, nudges=by_copy)
+        for s in f.samples
+        if s.name == "natsmesh_copy_heal_nudges_total"
+    }
+    assert rows == {B: 2, C: 0}
+    assert not [f for f in families(mesh, snap) if f.name == "natsmesh_copy_heal_nudges"]  # only with --heal
+
+
+def _serve(spec: Path, port: int, *extra: str, bundle: Path | None = None) -> subprocess.Popen[str]:
+    exe = shutil.which("natsmesh", path=str(Path(sys.executable).parent)) or "natsmesh"
+    head = [exe, *(["--bundle", str(bundle)] if bundle else [])]
+    tail = [] if bundle else ["-f", str(spec)]
+    return subprocess.Popen(
+        [*head, "serve", *tail, "--port", str(port), "--cache", "1", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_a_paused_server_never_hangs_a_scrape_and_shows_as_down(watched: Watched) -> None:
+    """SIGSTOP c's only server for 8 s: every scrape meanwhile answers within one bounded round (2 s) plus
+    slack, and soon shows natsmesh_server_up 0 for it with its copy's lag series gone."""
+    node = watched.mesh.domain(C).nodes[0].name
+    down = f'natsmesh_server_up{{cluster="{C}",mesh="watched",server="{node}"}} 0.0'
+    pauser = threading.Thread(target=chaos.pause, args=(watched.mesh, node, 8.0))
+    pauser.start()
+    took, seen = [], None
+    try:
+        start = time.monotonic()
+        while time.monotonic() - start < 6 and seen is None:
+            began = time.monotonic()
+            with urllib.request.urlopen(f"{watched.serve_url}/metrics", timeout=30) as r:
+                text = r.read().decode()
+            took.append(time.monotonic() - began)
+            if down in text:
+                seen = text
+    finally:
+        pauser.join(30)
+    assert max(took) < 2.0 + 3.0, took
+    assert seen is not None, "the paused server never showed as down"
+    lag_c = [ln for ln in seen.splitlines() if ln.startswith("natsmesh_copy_lag_messages") and f'domain="{C}"' in ln]
+    assert lag_c == [], lag_c
+
+
+def test_serve_from_a_domains_folder_shows_its_own_copies_and_servers(watched: Watched) -> None:
+    from natsmesh.local.bundle import render_bundle
+
+    render_bundle(watched.mesh, watched.tmp / "handed", party=B)
+    folder = watched.tmp / "handed" / watched.mesh.domain(B).folder
+    port = free_port_base(1)
+    proc = _serve(watched.spec, port, bundle=folder)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=10) as r:
+            doc = json.loads(r.read())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    finally:
+        _stop(proc)
+    assert [c["copy"] for c in doc["copies"]] == [f"{B}/ORDERS"] and doc["missing_servers"] == []
+    assert doc["copies"][0]["lag"] == 0, doc
+    ups = [ln for ln in text.splitlines() if ln.startswith("natsmesh_server_up")]
+    assert ups == [
+        f'natsmesh_server_up{{cluster="{B}",mesh="watched",server="{watched.mesh.domain(B).nodes[0].name}"}} 1.0'
+    ]
+
+
+def test_serve_says_where_it_listens_and_stops_cleanly_on_ctrl_c(watched: Watched) -> None:
+    port = free_port_base(1)
+    proc = _serve(watched.spec, port, "--heal")
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            assert "natsmesh_copy_heal_nudges_total" in r.read().decode()  # --heal counts its nudges
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0, out
+    assert f"at http://127.0.0.1:{port}/metrics" in out and "stopped" in out and "Traceback" not in out, out

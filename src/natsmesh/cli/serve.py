@@ -19,7 +19,10 @@ from natsmesh.cli.output import load, spec_option
     show_default=True,
     help="Seconds one round of system requests answers scrapes for (set it to the scrape interval).",
 )
-def serve(spec_path: str | None, host: str, port: int, cache: float) -> None:
+@click.option(
+    "--heal", is_flag=True, help="Also run the heal watch (for a mesh no supervisor heals), counting its nudges."
+)
+def serve(spec_path: str | None, host: str, port: int, cache: float, heal: bool) -> None:
     """Serve the data portal (/), /metrics (Prometheus) and /api/health (each copy's lag and state) until Ctrl-C.
 
     Each scrape is answered from at most one bounded round of system requests per --cache seconds; a server that
@@ -34,5 +37,5 @@ def serve(spec_path: str | None, host: str, port: int, cache: float) -> None:
     def ready(url: str) -> None:
         click.echo(f"natsmesh serve: mesh {mesh.name!r} at {url}/metrics and {url}/api/health (Ctrl-C stops)")
 
-    run(mesh, creds, host, port, cache, on_ready=ready)
+    run(mesh, creds, host, port, cache, on_ready=ready, heal=heal)
     click.echo("natsmesh serve: stopped")

@@ -31,6 +31,11 @@ class Snapshot:
     jsz: dict[str, JszStreams] = field(default_factory=dict)
     leafz: dict[str, Leafz] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
+    holder: str | None = None  # taken from one party's folder: only its own cluster was asked
+
+    def shows(self, cluster: str) -> bool:
+        """Whether this snapshot speaks for CLUSTER (a folder's speaks for its own only)."""
+        return self.holder is None or cluster == self.holder
 
     def up(self, server: str) -> bool:
         return server in self.jsz
@@ -57,11 +62,11 @@ async def take(mesh: Mesh, creds: Credentials, timeout: float = 2.0, pool: Syste
         got = await collect(mesh, creds, KINDS, timeout=timeout, expected=expected, pool=pool)
     except NotRunningError:  # no cluster answered at all: every server missing, the scrape still answers
         names = expected or {n.name for n in mesh.nodes()}
-        return Snapshot(wall, time.monotonic() - began, missing=tuple(sorted(names)))
+        return Snapshot(wall, time.monotonic() - began, missing=tuple(sorted(names)), holder=creds.holder)
     jsz = {name: r.data for name, r in got["JSZS"].replies.items()}
     leafz = {name: r.data for name, r in got["LEAFZ"].replies.items()}
     missing = tuple(sorted(set(got["JSZS"].missing) | set(got["LEAFZ"].missing)))
-    return Snapshot(wall, time.monotonic() - began, jsz, leafz, missing)
+    return Snapshot(wall, time.monotonic() - began, jsz, leafz, missing, creds.holder)
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ class CopyState:
 def copies(mesh: Mesh, snap: Snapshot) -> list[CopyState]:
     """Every (copy, upstream) of the spec, as the snapshot shows it."""
     out = []
-    for c in mesh.consumptions:
+    for c in (c for c in mesh.consumptions if snap.shows(c.domain)):
         detail = snap.stream(c.domain, c.stream, mesh)
         ups = ([detail.mirror] if detail and detail.mirror else list(detail.sources)) if detail else []
         for s in c.sources:
@@ -122,7 +127,11 @@ class ProductState:
 
 
 def products(mesh: Mesh, snap: Snapshot) -> list[ProductState]:
-    return [ProductState(p.ref, p.domain, p.name, snap.stream(p.domain, p.name, mesh)) for p in mesh.products]
+    return [
+        ProductState(p.ref, p.domain, p.name, snap.stream(p.domain, p.name, mesh))
+        for p in mesh.products
+        if snap.shows(p.domain)
+    ]
 
 
 @dataclass(frozen=True)
@@ -143,11 +152,15 @@ def links(mesh: Mesh, snap: Snapshot) -> list[LinkState]:
     for hub in mesh.hub.nodes:
         for lf in (snap.leafz.get(hub.name) or Leafz()).leafs:
             seen[(lf.name, lf.account)] = (hub.name, lf)
-    out = []
-    for d in mesh.domains:
+    out: list[LinkState] = []
+    for d in (d for d in mesh.domains if snap.shows(d.name)):
         accounts = [account_of(d.name), *([SYSTEM_ACCOUNT] if mesh.system_bridge else [])]
         for n in d.nodes:
+            own = {lf.account: lf for lf in (snap.leafz.get(n.name) or Leafz()).leafs}  # its own end of each link
             for a in accounts:
                 at = seen.get((n.name, a))
+                if at is None and snap.holder is not None and a in own:  # a folder sees only its own servers
+                    out.append(LinkState(d.name, n.name, a, own[a].name, own[a]))
+                    continue
                 out.append(LinkState(d.name, n.name, a, at[0] if at else None, at[1] if at else None))
     return out

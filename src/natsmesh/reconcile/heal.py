@@ -213,6 +213,7 @@ class Healer:
         self.say: EventFn = on_event or (lambda _text: None)
         self.last: dict[str, float] = {}
         self.report = HealReport()
+        self.counts: dict[str, int] = {}  # nudges sent, by the copy they were for ("domain/stream <- ref")
 
     def forget(self) -> None:
         """Allow an immediate nudge of everything (after a link came back)."""
@@ -231,6 +232,7 @@ class Healer:
         for nudge in decided.nudges:
             self.last[nudge.key] = time.monotonic()
             err = await send(self.client, nudge)
+            self.counts[nudge.copy] = self.counts.get(nudge.copy, 0) + 1
             self.report.nudges.append(nudge.what + (f" (failed: {err})" if err else ""))
             self.say(f"heal: {nudge.what}" + (f" failed: {err}" if err else ""))
         return decided.waiting

@@ -58,8 +58,8 @@ def health_doc(mesh: Mesh, snap: Snapshot) -> dict[str, Any]:
 class Handlers:
     """Every route of the app, over one shared `Scraper` (and the collector that renders its snapshots)."""
 
-    def __init__(self, mesh: Mesh, creds: Credentials, cache: float) -> None:
-        self.mesh = mesh
+    def __init__(self, mesh: Mesh, creds: Credentials, cache: float, heal: bool = False) -> None:
+        self.mesh, self.creds, self.cache, self.heal = mesh, creds, cache, heal
         self.scraper = Scraper(mesh, creds, cache)
         self.collector = SnapshotCollector(mesh)
         self.registry = CollectorRegistry(auto_describe=False)
@@ -105,15 +105,35 @@ class Handlers:
     async def state(self, _: Request) -> Response:
         return JSONResponse(portal.state(self.mesh, await self.scraper.snapshot()))
 
+    async def healing(self) -> None:
+        """The heal watch in this process (`--heal`: for a mesh no supervisor heals), its nudges counted."""
+        from natsmesh.observe.connect import Connections
+        from natsmesh.reconcile.heal import Healer
+
+        async with Connections(self.mesh, self.creds, name="natsmesh-serve-heal") as conns:
+            healer = Healer(self.mesh, conns)
+            self.collector.nudges = healer.counts
+            while True:
+                with contextlib.suppress(Exception):  # a round that fails is tried again next interval
+                    await healer.round()
+                await asyncio.sleep(max(1.0, self.cache))
+
     @contextlib.asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
-        yield
-        await self.scraper.close()
+        task = asyncio.get_running_loop().create_task(self.healing()) if self.heal else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.scraper.close()
 
 
-def create_app(mesh: Mesh, creds: Credentials, cache: float = CACHE_SECONDS) -> Starlette:
-    """The app for MESH, seen with CREDS (the platform's, or one party's folder)."""
-    h = Handlers(mesh, creds, cache)
+def create_app(mesh: Mesh, creds: Credentials, cache: float = CACHE_SECONDS, heal: bool = False) -> Starlette:
+    """The app for MESH, seen with CREDS (the platform's, or one party's folder); HEAL runs the heal watch too."""
+    h = Handlers(mesh, creds, cache, heal)
     routes = [
         Route("/", h.topology),
         Route("/catalog", h.catalog),
@@ -135,11 +155,12 @@ def serve(
     port: int = DEFAULT_PORT,
     cache: float = CACHE_SECONDS,
     on_ready: Callable[[str], None] | None = None,
+    heal: bool = False,
 ) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM stop it cleanly); ON_READY gets the URL once it listens."""
     import uvicorn
 
-    config = uvicorn.Config(create_app(mesh, creds, cache), host=host, port=port, log_level="warning")
+    config = uvicorn.Config(create_app(mesh, creds, cache, heal), host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
 
     async def run() -> None:
@@ -150,7 +171,8 @@ def serve(
             on_ready(f"http://{host}:{port}")
         await task
 
-    asyncio.run(run())
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn stopped on the signal, then raised it again
+        asyncio.run(run())
     if not server.started:
         from natsmesh.errors import PreflightError
 

@@ -59,15 +59,18 @@ def _g(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, labels=labels)
 
 
-def families(mesh: Mesh, snap: Snapshot, previous: Snapshot | None = None) -> list[Metric]:
-    """Every metric family of MESH as SNAP shows it (PREVIOUS, an earlier snapshot, gives ingest rates)."""
+def families(
+    mesh: Mesh, snap: Snapshot, previous: Snapshot | None = None, nudges: dict[str, int] | None = None
+) -> list[Metric]:
+    """Every metric family of MESH as SNAP shows it (PREVIOUS, an earlier snapshot, gives ingest rates; NUDGES,
+    the heal nudges this process sent by copy, when it heals)."""
     took = _g("natsmesh_scrape_seconds", "how long this round of system requests took", ["mesh"])
     took.add_metric([mesh.name], snap.seconds)
     gone = _g("natsmesh_scrape_missing_servers", "servers that did not answer this round", ["mesh"])
     gone.add_metric([mesh.name], len(snap.missing))
     return [
         *_servers(mesh, snap),
-        *_copies(mesh, snap),
+        *_copies(mesh, snap, nudges),
         *_products(mesh, snap, previous),
         *_links(mesh, snap),
         *_exporter_families(mesh, snap),
@@ -89,7 +92,7 @@ def _servers(mesh: Mesh, snap: Snapshot) -> list[Metric]:
     labels = ["mesh", "cluster", "server"]
     up = _g("natsmesh_server_up", "1 if the server answered this round's system requests, else 0", labels)
     js = {k: _g(f"natsmesh_server_jetstream_{k}", doc, labels) for k, doc in SERVER_GAUGES}
-    for cluster in mesh.clusters:
+    for cluster in (c for c in mesh.clusters if snap.shows(c.name)):
         for n in cluster.nodes:
             at = [mesh.name, cluster.name, n.name]
             up.add_metric(at, 1.0 if snap.up(n.name) else 0.0)
@@ -102,7 +105,7 @@ def _servers(mesh: Mesh, snap: Snapshot) -> list[Metric]:
     return [up, *js.values()]
 
 
-def _copies(mesh: Mesh, snap: Snapshot) -> list[Metric]:
+def _copies(mesh: Mesh, snap: Snapshot, nudges: dict[str, int] | None) -> list[Metric]:
     labels = ["mesh", "domain", "stream", "mode", "upstream", "upstream_domain"]
     lag = _g("natsmesh_copy_lag_messages", "messages the copy is behind its upstream (as its servers count)", labels)
     seen = _g("natsmesh_copy_last_seen_seconds", "seconds since the copy last heard from its upstream", labels)
@@ -114,16 +117,21 @@ def _copies(mesh: Mesh, snap: Snapshot) -> list[Metric]:
         "natsmesh_copy_seen_critical_seconds", "its silence threshold (io.nats.monitor.seen-critical)", labels
     )
     up_last = _g("natsmesh_copy_upstream_last_seq", "the upstream's last sequence, as its leader reports it", labels)
+    healed = CounterMetricFamily(
+        "natsmesh_copy_heal_nudges", "heal nudges this process sent the copy (serve --heal)", labels=labels
+    )
     for cs in copies(mesh, snap):
         c, s = cs.consumption, cs.source
         at = [mesh.name, c.domain, c.stream, c.mode, s.ref, s.domain]
+        if nudges is not None:
+            healed.add_metric(at, nudges.get(f"{c.ref} <- {s.ref}", 0))
         for family, value in ((lag, cs.lag), (seen, cs.seen_seconds), (up_last, cs.upstream_last_seq)):
             if value is not None:
                 family.add_metric(at, value)
         stalled.add_metric(at, 1.0 if cs.stalled else 0.0)
         lag_crit.add_metric(at, c.lag_critical)
         seen_crit.add_metric(at, c.seen_critical)
-    return [lag, seen, stalled, lag_crit, seen_crit, up_last]
+    return [lag, seen, stalled, lag_crit, seen_crit, up_last, *([healed] if nudges is not None else [])]
 
 
 PRODUCT_GAUGES = (
@@ -226,7 +234,8 @@ class SnapshotCollector(Collector):
         self.mesh = mesh
         self.snap: Snapshot | None = None
         self.previous: Snapshot | None = None
+        self.nudges: dict[str, int] | None = None  # the heal watch's counts, when this process heals
 
     def collect(self) -> Iterator[Metric]:
         if self.snap is not None:
-            yield from families(self.mesh, self.snap, self.previous)
+            yield from families(self.mesh, self.snap, self.previous, self.nudges)
