@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -135,3 +137,16 @@ def run_cli(
 
 
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    """Until URL answers (PROC, the process that serves it, must stay alive meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{proc.args} exited"
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import MeshRunner, servers_under, small_mesh_text
+from helpers import MeshRunner, servers_under, small_mesh_text, wait_http
 from natsmesh.client import MeshClient, run
 from natsmesh.errors import SpecError
 from natsmesh.faults import chaos
@@ -182,18 +182,6 @@ class Watched:
             return list(json.loads(r.read())["data"]["alerts"])
 
 
-def _wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{proc.args} exited"
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} never answered")
-
-
 def _stop(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -226,7 +214,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
         )
         procs.append(serve)
         serve_url = f"http://127.0.0.1:{base}"
-        _wait_http(f"{serve_url}/healthz", serve)
+        wait_http(f"{serve_url}/healthz", serve)
         prom_dir = tmp / "prom"
         files = monitoring_files(mesh, f"127.0.0.1:{base}", interval="1s", hold="0s")
         prom_dir.mkdir()
@@ -245,7 +233,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
         )
         procs.append(prom)
         prom_url = f"http://127.0.0.1:{base + 1}"
-        _wait_http(f"{prom_url}/-/ready", prom)
+        wait_http(f"{prom_url}/-/ready", prom)
         yield Watched(mesh, spec, serve_url, prom_url, tmp)
     finally:
         for p in reversed(procs):
@@ -415,7 +403,7 @@ def test_serve_from_a_domains_folder_shows_its_own_copies_and_servers(watched: W
     port = free_port_base(1)
     proc = _serve(watched.spec, port, bundle=folder)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=10) as r:
             doc = json.loads(r.read())
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
@@ -434,7 +422,7 @@ def test_serve_says_where_it_listens_and_stops_cleanly_on_ctrl_c(watched: Watche
     port = free_port_base(1)
     proc = _serve(watched.spec, port, "--heal")
     try:
-        _wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
             assert "natsmesh_copy_heal_nudges_total" in r.read().decode()  # --heal counts its nudges
         proc.send_signal(signal.SIGINT)

@@ -12,8 +12,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import MeshRunner, servers_under, small_mesh_text
+from helpers import MeshRunner, servers_under, small_mesh_text, wait_http
 from natsmesh.client import MeshClient, run
 from natsmesh.faults import chaos
 from natsmesh.model.mesh import Mesh
@@ -62,18 +60,6 @@ def portal_doc(data_dir: Path) -> dict[str, Any]:
     return doc
 
 
-def _wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{proc.args} exited"
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} never answered")
-
-
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, str]]:
     tmp = tmp_path_factory.mktemp("portal")
@@ -95,7 +81,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, str
             text=True,
         )
         url = f"http://127.0.0.1:{port}"
-        _wait_http(f"{url}/healthz", serve)
+        wait_http(f"{url}/healthz", serve)
         yield mesh, url
     finally:
         if serve is not None and serve.poll() is None:
