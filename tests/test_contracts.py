@@ -1,13 +1,23 @@
-"""Data contracts (issue 14, first part): each rule of the compatibility check, without servers."""
+"""Data contracts (issue 14), without servers: each rule of the compatibility check, a contract in the spec
+(checked at validate time), and a contract's change as apply judges it."""
 
 from __future__ import annotations
 
 import copy
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from natsmesh.model.contracts import MODES, breaks
+from natsmesh.errors import SpecError
+from natsmesh.local.specfile import load_spec, parse_spec
+from natsmesh.model.contracts import MODES, breaks, change_problem
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.templates import init_spec_text
+from natsmesh.model.yamldoc import MAX_BYTES
 
 ORDER: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -119,3 +129,135 @@ def test_forward_is_backward_the_other_way_and_full_is_both() -> None:
     assert paths(breaks(ORDER, widened, "full")) == paths(fwd)
     assert paths(breaks(ORDER, narrowed, "full")) == [("amount", "type narrowed")]
     assert breaks(ORDER, changed(type="array"), "none") == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A contract in the spec: checked at validate time, with file, path and line
+
+
+def _spec_with(tmp_path: Path, contract: dict[str, Any], files: dict[str, bytes] | None = None) -> Path:
+    doc = yaml.safe_load(init_spec_text(name="contracts", domains=2, nodes=1, hub_nodes=1))
+    doc["domains"][0]["products"] = [{"name": "ORDERS", "subjects": ["leaf-domain-a.orders.>"], "contract": contract}]
+    for name, data in (files or {}).items():
+        (tmp_path / name).write_bytes(data)
+    path = tmp_path / "mesh.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _problems(path: Path) -> list[str]:
+    with pytest.raises(SpecError) as exc:
+        parse_spec(path.read_text(), source=str(path), base_dir=path.parent, cache=False)
+    assert exc.value.source == str(path)
+    return exc.value.problems
+
+
+def test_a_contract_inline_or_in_a_file_next_to_the_spec_becomes_the_products(tmp_path: Path) -> None:
+    inline = _spec_with(tmp_path, {"schema": ORDER, "version": "1.2.0", "examples": [{"id": "a", "amount": 1}]})
+    mesh = load_spec(inline)
+    c = mesh.product("leaf-domain-a/ORDERS").contract
+    assert (
+        c is not None
+        and c.schema == ORDER
+        and (c.version, c.compatibility, c.enforce) == ("1.2.0", "backward", "client")
+    )
+    assert Mesh.from_json(mesh.to_json(), mesh.source, mesh.base_dir).product("leaf-domain-a/ORDERS").contract == c
+
+    other = tmp_path / "b"
+    other.mkdir()
+    in_file = _spec_with(
+        other,
+        {"schema": "orders.schema.json", "compatibility": "full"},
+        {"orders.schema.json": json.dumps(ORDER).encode()},
+    )
+    c2 = load_spec(in_file).product("leaf-domain-a/ORDERS").contract
+    assert (
+        c2 is not None and c2.schema == ORDER and c2.schema_file == "orders.schema.json" and c2.compatibility == "full"
+    )
+
+
+def test_a_changed_schema_file_is_read_again_though_the_spec_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NATSMESH_CACHE_DIR", str(tmp_path / "cache"))
+    path = _spec_with(tmp_path, {"schema": "s.json"}, {"s.json": json.dumps(ORDER).encode()})
+    assert load_spec(path).product("leaf-domain-a/ORDERS").contract.schema == ORDER  # type: ignore[union-attr]
+    (tmp_path / "s.json").write_text('{"type": "objekt"}')
+    assert "not a valid JSON Schema" in _problems(path)[0]
+
+
+@pytest.mark.parametrize(
+    ("contract", "files", "expected"),
+    [
+        ({"schema": {"type": "objekt"}}, {}, r"contract\.schema \(line \d+\): not a valid JSON Schema"),
+        (
+            {"schema": {"properties": {"id": {"type": "string", "minLength": -1}}}},
+            {},
+            r"contract\.schema \(line \d+\): not a valid JSON Schema",
+        ),
+        (
+            {"schema": ORDER, "examples": [{"id": "a", "amount": 1}, {"id": "b", "amount": -1}]},
+            {},
+            r"contract\.examples\[1\] \(line \d+\): this example does not satisfy its own schema: amount: -1 is less than the minimum of 0",
+        ),
+        (
+            {"schema": ORDER, "examples": [{"amount": 1}]},
+            {},
+            r"examples\[0\] \(line \d+\): .*\$: \"id\" is a required property",
+        ),
+        ({"schema": "missing.json"}, {}, r"contract\.schema \(line \d+\): schema file 'missing.json': file not found"),
+        (
+            {"schema": "bin.json"},
+            {"bin.json": b"\x00\xff\xfe"},
+            r"schema file 'bin.json': line 1: not UTF-8 text .*JSON Schema",
+        ),
+        (
+            {"schema": "list.json"},
+            {"list.json": b"[1, 2]"},
+            r"schema file 'list.json' holds list; a JSON Schema is a mapping",
+        ),
+        ({"schema": "bad.json"}, {"bad.json": b'{"type": '}, r"schema file 'bad.json': not valid YAML"),
+        ({"schema": ORDER, "version": "2"}, {}, r"contract\.version \(line \d+\): a version is MAJOR\.MINOR\.PATCH"),
+        ({"schema": ORDER, "compatibility": "sideways"}, {}, r"contract\.compatibility"),
+        ({"schema": ORDER, "enforce": "proxy"}, {}, r"contract\.enforce"),
+        ({"version": "1.0.0"}, {}, r"contract\.schema.*required key is missing"),
+    ],
+)
+def test_a_bad_contract_is_refused_at_validate_time_naming_file_path_and_line(
+    tmp_path: Path, contract: dict[str, Any], files: dict[str, bytes], expected: str
+) -> None:
+    problems = _problems(_spec_with(tmp_path, contract, files))
+    assert any(re.search(expected, p) for p in problems), problems
+
+
+def test_a_schema_file_that_is_a_directory_or_huge_gives_an_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.json").mkdir()
+    assert "a directory" in _problems(_spec_with(tmp_path, {"schema": "dir.json"}))[0]
+    huge = _spec_with(tmp_path, {"schema": "huge.json"}, {"huge.json": b" " * (MAX_BYTES + 10)})
+    assert "larger than" in _problems(huge)[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A contract's change, as apply judges it (the running contract in the catalog against the spec's)
+
+
+def _c(schema: dict[str, Any], version: str = "1.0.0", compatibility: str = "backward") -> dict[str, Any]:
+    return {"schema": schema, "version": version, "compatibility": compatibility, "enforce": "client"}
+
+
+def test_a_change_is_judged_by_version_and_the_running_mode() -> None:
+    ref = "a/ORDERS"
+    assert change_problem(ref, None, _c(ORDER)) is None  # added
+    assert change_problem(ref, _c(ORDER), None) is None  # taken off
+    assert change_problem(ref, _c(ORDER), _c(ORDER, "1.0.0", "full")) is None  # only the mode
+    assert "version is still 1.0.0" in (change_problem(ref, _c(ORDER), _c(changed(note__maxLength=300))) or "")
+    assert "goes back from 1.2.0 to 1.1.0" in (change_problem(ref, _c(ORDER, "1.2.0"), _c(ORDER, "1.1.0")) or "")
+    optional_field = copy.deepcopy(ORDER)
+    optional_field["properties"]["extra"] = {"type": "string"}
+    assert change_problem(ref, _c(ORDER), _c(optional_field, "1.1.0")) is None
+    why = change_problem(ref, _c(ORDER), _c(changed(required=["id"]), "2.0.0")) or ""
+    assert "1.0.0 -> 2.0.0 is not backward-compatible" in why and "amount: required field removed or renamed" in why
+    assert "new major version" in why
+    # judged by the running mode: switching to none in the same change does not let a break through
+    assert change_problem(ref, _c(ORDER), _c(changed(required=["id"]), "2.0.0", "none")) is not None
+    assert change_problem(ref, _c(ORDER, "1.0.0", "none"), _c(changed(required=["id"]), "2.0.0")) is None

@@ -66,6 +66,8 @@ JSON_EDGES = {
     "natsmesh.reconcile.catalog",  # catalog descriptors (natsmesh's own documents)
     "natsmesh.faults.proxy",  # its control protocol
     "natsmesh.faults.losscheck",  # the loss checker's own payloads
+    "natsmesh.model.contracts",  # message payloads checked against a product's JSON Schema
+    "natsmesh.model.products",  # a contract's schema, kept as canonical JSON text
 }
 
 

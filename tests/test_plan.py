@@ -12,7 +12,7 @@ from natsmesh.local.specfile import parse_spec
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.templates import init_spec_text
 from natsmesh.observe.lag import LagRow
-from natsmesh.reconcile.catalog import descriptors
+from natsmesh.reconcile.catalog import descriptors, with_history
 from natsmesh.reconcile.heal import involved, plan_nudges
 from natsmesh.reconcile.plan import CATALOG_STREAM, Facts, plan_catalog, plan_changes, plan_streams
 from natsmesh.render.streams import desired_streams
@@ -260,3 +260,56 @@ def test_consumers_no_copy_needs_are_kept_unless_pruning() -> None:
     assert [(c.action, c.name) for c in kept] == [("would-delete", "ORDERS/leaf-domain-b~GONE")]
     pruned = [c for c in plan_changes(mesh, facts, prune=True).changes if c.action == "delete"]
     assert [(c.kind, c.name) for c in pruned] == [("consumer", "ORDERS/leaf-domain-b~GONE")]
+
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"id": {"type": "string"}, "amount": {"type": "number"}},
+    "required": ["id", "amount"],
+}
+
+
+def _with_contract(schema: dict[str, Any], version: str) -> Mesh:
+    doc = yaml.safe_load(init_spec_text(name="plan", domains=3, nodes=3, hub_nodes=3))
+    doc["domains"][0]["products"] = [
+        {"name": "ORDERS", "subjects": [f"{A}.orders.>"], "contract": {"schema": schema, "version": version}}
+    ]
+    return parse_spec(yaml.safe_dump(doc), source="plan.yaml", cache=False)
+
+
+def _running(mesh: Mesh) -> Facts:
+    streams = {d.name: {CATALOG_STREAM: {}} for d in mesh.clusters}
+    entries = {k: with_history(v, None, "t0") for k, v in descriptors(mesh).items()}
+    return _facts(streams, catalog=entries, copies={d.name: entries for d in mesh.domains})
+
+
+def test_a_breaking_contract_change_is_refused_and_the_whole_plan_with_it() -> None:
+    facts = _running(_with_contract(SCHEMA, "1.0.0"))
+    narrowed = copy.deepcopy(SCHEMA) | {"required": ["id"]}
+    narrowed["properties"]["amount"] = {"type": "integer"}
+    plan = plan_changes(_with_contract(narrowed, "2.0.0"), facts)
+    [refused] = plan.refused
+    assert (refused.kind, refused.name) == ("contract", f"{A}.ORDERS")
+    assert "amount:" in refused.detail and "is not backward-compatible" in refused.detail
+    assert "required field removed or renamed" in refused.detail and "new major version" in refused.detail
+
+
+def test_a_compatible_contract_change_is_an_update_recorded_in_its_history() -> None:
+    old_mesh = _with_contract(SCHEMA, "1.0.0")
+    facts = _running(old_mesh)
+    wider = copy.deepcopy(SCHEMA)
+    wider["properties"]["note"] = {"type": "string"}
+    new_mesh = _with_contract(wider, "1.1.0")
+    plan = plan_changes(new_mesh, facts)
+    assert not plan.refused
+    [update] = [c for c in plan.changes if c.kind == "catalog" and c.action == "update"]
+    assert update.detail == "contract 1.0.0 -> 1.1.0 (backward-compatible)"
+    assert update.config is not None
+    written = with_history(update.config, facts.catalog[f"{A}.ORDERS"], "t1")
+    assert written["created"] == "t0" and written["contract"]["version"] == "1.1.0"
+    assert written["contract"]["since"] == "t1"
+    assert [(h["version"], h["since"], h["schema"]) for h in written["contract_history"]] == [("1.0.0", "t0", SCHEMA)]
+    # applied again: unchanged, and its history and since stay as they are
+    again = _facts(facts.streams, catalog={f"{A}.ORDERS": written}, copies={})
+    assert [c.action for c in plan_catalog(new_mesh, again, False) if c.kind == "catalog"] == ["unchanged"]
+    assert with_history(update.config, written, "t2")["contract"]["since"] == "t1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -79,7 +80,23 @@ def catalog_show(ref: str, spec_path: str | None, as_json: bool) -> None:
         print_json(entry)
         return
     for key, value in entry.items():
-        click.echo(f"{key:>14}: {json.dumps(value) if isinstance(value, list | dict) else value}")
+        if key == "contract":
+            click.echo(_contract_text(value))
+        elif key == "contract_history":
+            past = ", ".join(f"{c.get('version')} (from {c.get('since', '?')})" for c in value)
+            click.echo(f"{'history':>16}: {past}")
+        else:
+            click.echo(f"{key:>16}: {json.dumps(value) if isinstance(value, list | dict) else value}")
+
+
+def _contract_text(contract: dict[str, Any]) -> str:
+    """A contract as `catalog show` prints it: version, mode, where enforced, since when, then the schema."""
+    head = (
+        f"{'contract':>16}: {contract.get('version')} ({contract.get('compatibility')}, enforced by "
+        f"{contract.get('enforce')}; since {contract.get('since', '?')})"
+    )
+    schema = json.dumps(contract.get("schema"), indent=2, sort_keys=True)
+    return head + "\n" + "\n".join(f"{'':>18}{line}" for line in schema.splitlines())
 
 
 @cli.command()

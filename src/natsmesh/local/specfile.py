@@ -12,14 +12,16 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from natsmesh.errors import SpecError, WouldOverwriteError
 from natsmesh.local.certs import ensure_certs
+from natsmesh.model.contracts import canonical
 from natsmesh.model.mesh import Mesh, parse_mesh
 from natsmesh.model.templates import init_spec_text, seed_spec_text
-from natsmesh.model.yamldoc import MAX_BYTES, decode
+from natsmesh.model.yamldoc import MAX_BYTES, decode, read_yaml
 
 SPEC_FILENAME = "mesh.yaml"
 CACHE_ENV = "NATSMESH_CACHE_DIR"
@@ -46,9 +48,33 @@ def _cache_key(text: str) -> str:
 def _cache_read(text: str, source: str, base_dir: Path) -> Mesh | None:
     try:
         data = json.loads((cache_dir() / f"{_cache_key(text)}.json").read_text())
-        return Mesh.from_json(data, source, base_dir)
+        mesh = Mesh.from_json(data, source, base_dir)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return mesh if _schema_files_unchanged(mesh, base_dir) else None
+
+
+def _schema_files_unchanged(mesh: Mesh, base_dir: Path) -> bool:
+    """Whether every contract's schema file still holds the schema MESH was validated with."""
+    for p in mesh.products:
+        if p.contract is None or p.contract.schema_file is None:
+            continue
+        try:
+            doc = read_yaml(schema_reader(base_dir)(p.contract.schema_file), p.contract.schema_file).value
+        except SpecError:
+            return False
+        if not isinstance(doc, dict) or canonical(doc) != p.contract.schema_json:
+            return False
+    return True
+
+
+def schema_reader(base_dir: Path) -> Callable[[str], str]:
+    """Reads a contract's schema file by its name in a spec whose directory is BASE_DIR."""
+
+    def read(name: str) -> str:
+        return read_text_file(base_dir / name, "a JSON Schema is a JSON or YAML text file")
+
+    return read
 
 
 def _cache_write(text: str, mesh: Mesh) -> None:
@@ -70,26 +96,37 @@ def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None, 
     base = base_dir or Path.cwd()
     if cache and (hit := _cache_read(text, source, base)) is not None:
         return hit
-    mesh = parse_mesh(text, source, base)
+    mesh = parse_mesh(text, source, base, schema_reader(base))
     if cache:
         _cache_write(text, mesh)
     return mesh
 
 
-def read_spec_text(path: Path) -> str:
-    """The text of spec file PATH: a regular file of at most `MAX_BYTES` of UTF-8; `SpecError` otherwise."""
+def read_text_file(path: Path, what: str) -> str:
+    """The text of PATH: a regular file of at most `MAX_BYTES` of UTF-8; `SpecError` (saying WHAT the file should
+    be) otherwise."""
     try:
         mode = path.stat().st_mode
         if not stat.S_ISREG(mode):  # a directory, a FIFO that would block, a device that never ends
-            what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise SpecError(str(path), [f"{what}; a mesh spec is a YAML text file"])
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise SpecError(str(path), [f"{kind}; {what}"])
         with path.open("rb") as f:
             data = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise SpecError(str(path), ["file not found; create one with `natsmesh init`"]) from None
+        raise SpecError(str(path), ["file not found"]) from None
     except OSError as exc:
         raise SpecError(str(path), [f"cannot read file: {exc.strerror or exc}"]) from None
-    return decode(data, str(path))
+    return decode(data, str(path), what)
+
+
+def read_spec_text(path: Path) -> str:
+    """The text of spec file PATH: a regular file of at most `MAX_BYTES` of UTF-8; `SpecError` otherwise."""
+    try:
+        return read_text_file(path, "a mesh spec is a YAML text file")
+    except SpecError as exc:
+        if exc.problems == ["file not found"]:
+            raise SpecError(str(path), ["file not found; create one with `natsmesh init`"]) from None
+        raise
 
 
 def load_spec(path: str | Path | None = None) -> Mesh:

@@ -9,13 +9,23 @@ of shared streams, cycles. Pure.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from natsmesh.errors import SpecError
-from natsmesh.model.document import ClusterSpec, ConsumptionSpec, Loc, MeshSpec, ProductSpec, UpstreamRef
+from natsmesh.model.contracts import Checker, canonical, schema_problem
+from natsmesh.model.document import (
+    ClusterSpec,
+    ConsumptionSpec,
+    ContractSpec,
+    Loc,
+    MeshSpec,
+    ProductSpec,
+    UpstreamRef,
+)
 from natsmesh.model.identities import SYSTEM_ACCOUNT
 from natsmesh.model.products import find_cycle, in_namespace, subject_problem, subjects_overlap
 from natsmesh.model.topology import resolve_clusters
@@ -256,6 +266,49 @@ def _product_rules(spec: MeshSpec, streams: Streams, f: Findings) -> None:
             _subject_rules(c, p, ploc, patterns, f)
 
 
+SchemaReader = Callable[[str], str]  # a schema file's name, relative to the spec -> its text (or SpecError)
+
+
+def _schema_file(c: ContractSpec, loc: Loc, read: SchemaReader | None, f: Findings) -> dict[str, Any] | None:
+    """The document in contract C's schema file, or None with the problem recorded."""
+    name = c.schema_file
+    assert name is not None
+    if read is None:
+        f.problem(loc, f"a schema file ({shown(name)}) needs a spec read from a file; give the schema inline")
+        return None
+    try:
+        doc = read_yaml(read(name), name).value
+    except SpecError as exc:
+        f.problem(loc, f"schema file {shown(name)}: {'; '.join(exc.problems)}")
+        return None
+    if not isinstance(doc, dict):
+        f.problem(loc, f"schema file {shown(name)} holds {type(doc).__name__}; a JSON Schema is a mapping")
+        return None
+    return doc
+
+
+def _contract_rules(spec: MeshSpec, f: Findings, read: SchemaReader | None) -> None:
+    """Every contract's schema (inline or its file) is a JSON Schema, and every example satisfies it."""
+    for loc, c in _clusters(spec):
+        for j, p in enumerate(c.products):
+            if p.contract is None:
+                continue
+            cloc = (*loc, "products", j, "contract")
+            schema = p.contract.schema_
+            if isinstance(schema, str):
+                loaded = _schema_file(p.contract, (*cloc, "schema"), read, f)
+                if loaded is None:
+                    continue
+                p.contract._loaded = schema = loaded
+            if (problem := schema_problem(schema)) is not None:
+                f.problem((*cloc, "schema"), problem)
+                continue
+            checker = Checker(canonical(schema))
+            for k, example in enumerate(p.contract.examples):
+                if (why := checker.problem(example)) is not None:
+                    f.problem((*cloc, "examples", k), f"this example does not satisfy its own schema: {why}")
+
+
 def _well_formed(cons: ConsumptionSpec) -> bool:
     return (cons.product is None) != (cons.products is None)
 
@@ -453,7 +506,7 @@ def _credential_rules(spec: MeshSpec, f: Findings) -> None:
             )
 
 
-def check_rules(spec: MeshSpec, lines: dict[Loc, int]) -> Findings:
+def check_rules(spec: MeshSpec, lines: dict[Loc, int], read: SchemaReader | None = None) -> Findings:
     """Every rule across fields of a document whose shape is valid."""
     f = Findings(lines)
     _credential_rules(spec, f)
@@ -462,6 +515,7 @@ def check_rules(spec: MeshSpec, lines: dict[Loc, int]) -> Findings:
     _namespace_rules(spec, f)
     streams: Streams = {}
     _product_rules(spec, streams, f)
+    _contract_rules(spec, f, read)
     _consumption_rules(spec, streams, f)
     edges, edge_locs = _reference_rules(spec, streams, f)
     _shared_name_rules(spec, edges, edge_locs, f)
@@ -476,8 +530,9 @@ def _capped(problems: list[str]) -> list[str]:
     return [*problems[:MAX_PROBLEMS], f"... and {len(problems) - MAX_PROBLEMS} more problems"]
 
 
-def validate(text: str, source: str) -> tuple[MeshSpec, list[str]]:
-    """The validated document and its warnings; raise `SpecError` listing every problem."""
+def validate(text: str, source: str, read: SchemaReader | None = None) -> tuple[MeshSpec, list[str]]:
+    """The validated document and its warnings; raise `SpecError` listing every problem. READ gives the text of
+    a contract's schema file (`natsmesh.local.specfile` reads them next to the spec)."""
     doc = read_yaml(text, source)
     if doc.value is None:
         raise SpecError(source, [EMPTY])
@@ -487,7 +542,7 @@ def validate(text: str, source: str) -> tuple[MeshSpec, list[str]]:
         spec = MeshSpec.model_validate(doc.value)
     except ValidationError as exc:
         raise SpecError(source, _capped(_pydantic_problems(exc, doc.lines))) from None
-    found = check_rules(spec, doc.lines)
+    found = check_rules(spec, doc.lines, read)
     if found.problems:
         raise SpecError(source, _capped(found.problems))
     return spec, found.warnings

@@ -17,6 +17,7 @@ unless the two subschemas are equal, since it cannot be judged here.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -138,3 +139,85 @@ def breaks(old: dict[str, Any], new: dict[str, Any], mode: Mode = "backward") ->
             seen.add(str(b))
             unique.append(b)
     return unique
+
+
+def canonical(schema: dict[str, Any]) -> str:
+    """SCHEMA as canonical JSON text: the same schema is the same text, whatever its key order."""
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
+def schema_problem(schema: Any) -> str | None:
+    """Why SCHEMA is not a JSON Schema (checked against its meta-schema), or None."""
+    import jsonschema_rs  # the validator chosen by measurement (docs/benchmarks.md)
+
+    try:
+        jsonschema_rs.meta.validate(schema)
+    except jsonschema_rs.ValidationError as exc:
+        return f"not a valid JSON Schema: {exc.message}"
+    except Exception as exc:  # an unknown draft, a bad $ref
+        return f"not a valid JSON Schema: {exc}"
+    return None
+
+
+class Checker:
+    """One contract's compiled validator: `problem(doc)` is None for a valid message, else the first failing
+    field's path and why."""
+
+    def __init__(self, schema_json: str) -> None:
+        import jsonschema_rs
+
+        self._validator = jsonschema_rs.validator_for(json.loads(schema_json))
+
+    def problem(self, doc: Any) -> str | None:
+        """None if DOC (a decoded message) satisfies the schema, else where and why not."""
+        if self._validator.is_valid(doc):
+            return None
+        error = next(iter(self._validator.iter_errors(doc)))
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.instance_path)
+        return f"{path.lstrip('.') or '$'}: {error.message}"
+
+    def payload_problem(self, data: bytes) -> str | None:
+        """None if DATA (a message's payload) is JSON that satisfies the schema, else where and why not."""
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            return f"$: not JSON ({exc})"
+        return self.problem(doc)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split("."))
+    except ValueError:
+        return (0,)
+
+
+def change_problem(ref: str, running: dict[str, Any] | None, wanted: dict[str, Any] | None) -> str | None:
+    """Why product REF's contract may not go from RUNNING to WANTED (each as the catalog keeps it: version,
+    compatibility, schema), with every break and what to do instead; None if it may. The change is judged by
+    the running contract's mode (the promise its consumers hold); a new mode applies from the next change. A
+    contract added to a product, or taken off one, is never refused (`natsmesh contract test` checks what is
+    already stored)."""
+    if running is None or wanted is None:
+        return None
+    old_v, new_v = str(running.get("version", "")), str(wanted.get("version", ""))
+    same_schema = running.get("schema") == wanted.get("schema")
+    if _version(new_v) < _version(old_v):
+        return f"{ref}: the contract's version goes back from {old_v} to {new_v}; versions only rise"
+    if same_schema:
+        return None
+    if new_v == old_v:
+        return (
+            f"{ref}: the contract's schema changed but its version is still {old_v}; raise the version "
+            "(the minor for a compatible change) so consumers can tell the schemas apart"
+        )
+    mode = running.get("compatibility", "backward")
+    found = breaks(running.get("schema") or {}, wanted.get("schema") or {}, mode)
+    if not found:
+        return None
+    lines = "\n      ".join(f"{b}" for b in found)
+    hints = sorted({b.hint for b in found})
+    return (
+        f"{ref}: contract {old_v} -> {new_v} is not {mode}-compatible; nothing was changed. Breaks:\n      {lines}\n"
+        f"    instead: {'; '.join(hints)}"
+    )

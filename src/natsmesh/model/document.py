@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from natsmesh.model.units import check_duration, parse_duration, parse_size, shown
 
@@ -95,6 +95,45 @@ class LimitsSpec(_Strict):
         return v
 
 
+class ContractSpec(_Strict):
+    """A product's data contract: the JSON Schema every message must satisfy (inline, or a JSON or YAML file named
+    relative to the spec), its version, how later versions may change it (`natsmesh.model.contracts`), where it
+    is enforced, and examples that must satisfy it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_: dict[str, Any] | Annotated[str, Field(min_length=1, max_length=4096)] = Field(alias="schema")
+    version: str = "1.0.0"
+    compatibility: Literal["backward", "forward", "full", "none"] = "backward"
+    enforce: Literal["client", "gate"] = "client"
+    examples: list[Any] = []
+    _loaded: dict[str, Any] | None = PrivateAttr(default=None)  # a schema file's document, read by the checks
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not re.fullmatch(r"\d+\.\d+\.\d+", v):
+            raise ValueError(f"a version is MAJOR.MINOR.PATCH, like 1.2.0 (got {shown(v)})")
+        return v
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema(cls, v: dict[str, Any] | str) -> dict[str, Any] | str:
+        return v if isinstance(v, dict) else (check_path(v) or v)
+
+    @property
+    def schema_file(self) -> str | None:
+        return self.schema_ if isinstance(self.schema_, str) else None
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The schema itself: inline, or as read from its file."""
+        if isinstance(self.schema_, dict):
+            return self.schema_
+        assert self._loaded is not None, "the checks read a contract's schema file first"
+        return self._loaded
+
+
 class ProductSpec(_Strict):
     """A data product: a stream this domain owns, on subjects inside its namespace."""
 
@@ -107,6 +146,7 @@ class ProductSpec(_Strict):
     replicas: Annotated[int, Field(ge=1, le=5)] | None = None
     storage: Literal["file", "memory"] = "file"
     public: bool = False
+    contract: ContractSpec | None = None
 
     @field_validator("name")
     @classmethod

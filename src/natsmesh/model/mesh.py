@@ -9,12 +9,23 @@ loading pydantic at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from natsmesh.model.products import LAG_CRITICAL, SEEN_CRITICAL, Consumption, Product, Share, SourceRef, copy_shares
+from natsmesh.model.contracts import canonical
+from natsmesh.model.products import (
+    LAG_CRITICAL,
+    SEEN_CRITICAL,
+    Consumption,
+    Contract,
+    Product,
+    Share,
+    SourceRef,
+    copy_shares,
+)
 from natsmesh.model.topology import Cluster, Limits, Node, resolve_clusters
 from natsmesh.model.units import parse_duration, parse_size
 
@@ -157,7 +168,17 @@ class Mesh:
         d["warnings"] = tuple(d["warnings"])
         d["namespaces"] = tuple(tuple(x) for x in d["namespaces"])
         d["products"] = tuple(
-            Product(**(p | {"subjects": tuple(p["subjects"]), "tags": tuple(p["tags"])})) for p in d["products"]
+            Product(
+                **(
+                    p
+                    | {
+                        "subjects": tuple(p["subjects"]),
+                        "tags": tuple(p["tags"]),
+                        "contract": Contract(**p["contract"]) if p.get("contract") else None,
+                    }
+                )
+            )
+            for p in d["products"]
         )
         d["consumptions"] = tuple(
             Consumption(
@@ -254,6 +275,15 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
                     replicas=p.replicas or default_replicas,
                     storage=p.storage,
                     public=p.public,
+                    contract=Contract(
+                        canonical(p.contract.document),
+                        p.contract.version,
+                        p.contract.compatibility,
+                        p.contract.enforce,
+                        p.contract.schema_file,
+                    )
+                    if p.contract
+                    else None,
                 )
             )
         for cons in c.consumes:
@@ -280,9 +310,10 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
     return tuple(products), tuple(consumptions)
 
 
-def parse_mesh(text: str, source: str, base_dir: Path) -> Mesh:
-    """Validate a YAML document into a `Mesh`; raise `SpecError` listing every problem."""
+def parse_mesh(text: str, source: str, base_dir: Path, read: Callable[[str], str] | None = None) -> Mesh:
+    """Validate a YAML document into a `Mesh`; raise `SpecError` listing every problem. READ gives the text of a
+    contract's schema file by its name in the spec (None: schemas must be inline)."""
     from natsmesh.model.checks import validate  # loads pydantic
 
-    spec, warnings = validate(text, source)
+    spec, warnings = validate(text, source, read)
     return _from_spec(spec, source, base_dir, warnings)

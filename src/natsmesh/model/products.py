@@ -9,8 +9,9 @@ a durable consumer the owner creates for that copy alone, which the copy's domai
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 MANAGED_KEY = "natsmesh.managed"
 MESH_KEY = "natsmesh.mesh"
@@ -19,6 +20,34 @@ CATALOG_BUCKET = "natsmesh_catalog"
 DELIVER_PREFIX = "_MESH.DLV"
 LAG_CRITICAL = 1000  # default: a copy more than this many messages behind its upstream is critical
 SEEN_CRITICAL = 30.0  # default: a copy that heard nothing (a heartbeat comes every second) this long is critical
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A product's data contract (`natsmesh.model.contracts`): its JSON Schema as canonical JSON text (so the
+    product stays hashable and compares by content), version, compatibility mode, where it is enforced
+    (`client`: by natsmesh's publishers; `gate`: by the domain's gate service, the only writer of the product),
+    and the file it was read from, if any (relative to the spec)."""
+
+    schema_json: str
+    version: str = "1.0.0"
+    compatibility: Literal["backward", "forward", "full", "none"] = "backward"
+    enforce: Literal["client", "gate"] = "client"
+    schema_file: str | None = None
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(self.schema_json)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """As the catalog keeps it."""
+        return {
+            "version": self.version,
+            "compatibility": self.compatibility,
+            "enforce": self.enforce,
+            "schema": self.schema,
+        }
 
 
 @dataclass(frozen=True)
@@ -38,6 +67,7 @@ class Product:
     replicas: int = 1
     storage: Literal["file", "memory"] = "file"
     public: bool = False  # readable by every domain without a declared consumption
+    contract: Contract | None = None
 
     @property
     def ref(self) -> str:

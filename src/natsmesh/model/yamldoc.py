@@ -31,17 +31,16 @@ class YamlDocument:
     lines: dict[Path, int] = field(default_factory=dict)
 
 
-def decode(data: bytes, source: str) -> str:
-    """DATA as UTF-8 text; a `SpecError` with the line of the first bad byte otherwise."""
+def decode(data: bytes, source: str, what: str = "a mesh spec is a YAML text file") -> str:
+    """DATA as UTF-8 text; a `SpecError` with the line of the first bad byte (and WHAT the file should be)
+    otherwise."""
     if len(data) > MAX_BYTES:
-        raise SpecError(source, [f"file is larger than {MAX_BYTES:,} bytes: a mesh spec is small text"])
+        raise SpecError(source, [f"file is larger than {MAX_BYTES:,} bytes: {what}, and small"])
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise SpecError(
-            source, [f"line {line}: not UTF-8 text (byte {exc.start}); a mesh spec is a YAML text file"]
-        ) from None
+        raise SpecError(source, [f"line {line}: not UTF-8 text (byte {exc.start}); {what}"]) from None
 
 
 @dataclass

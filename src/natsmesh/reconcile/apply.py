@@ -22,7 +22,7 @@ from natsmesh.model.products import CATALOG_BUCKET, MANAGED_KEY
 from natsmesh.observe.connect import Connections
 from natsmesh.observe.streams import list_consumers, list_streams
 from natsmesh.observe.wire import ApiError
-from natsmesh.reconcile.catalog import delete_entries, ensure_bucket, read_catalog, write_entries
+from natsmesh.reconcile.catalog import delete_entries, ensure_bucket, read_catalog, with_history, write_entries
 from natsmesh.reconcile.concurrency import bounded
 from natsmesh.reconcile.plan import Change, Config, Facts, Plan, depths, plan_changes
 from natsmesh.reconcile.policy_sync import apply_policy, plan_policy
@@ -132,8 +132,7 @@ async def _apply_catalog(mesh: Mesh, mc: Connections, changes: list[Change]) -> 
         entries: dict[str, dict[str, Any]] = {}
         for ch in writes:
             assert ch.config is not None
-            created = (existing.get(ch.name) or {}).get("created", now)
-            entries[ch.name] = ch.config | {"created": created, "updated": now}
+            entries[ch.name] = with_history(ch.config, existing.get(ch.name), now)
         await write_entries(hub_js, entries)
     await delete_entries(hub_js, [ch.name for ch in catalog if ch.name != CATALOG_BUCKET and ch.action == "delete"])
     final = await read_catalog(hub_js)

@@ -27,6 +27,7 @@ from natsmesh.reconcile.concurrency import bounded
 ELECTION_WAIT = 30.0  # seconds a read of a bucket made a moment ago waits for its leader
 
 TIMESTAMPS = ("created", "updated")
+HISTORY = "contract_history"  # every contract a product had before its current one, oldest first
 
 
 def catalog_key(ref: str) -> str:
@@ -66,12 +67,45 @@ def descriptors(mesh: Mesh) -> dict[str, dict[str, Any]]:
             "jetstream_api": f"$JS.{p.domain}.API",
             "consumed_by": _consumers(p, mesh.consumptions),
         }
+        if p.contract is not None:
+            out[catalog_key(p.ref)]["contract"] = p.contract.to_json()
+    return out
+
+
+def _content(d: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in d.items() if k not in TIMESTAMPS and k != HISTORY}
+    if isinstance(out.get("contract"), dict):
+        out["contract"] = {k: v for k, v in out["contract"].items() if k != "since"}
     return out
 
 
 def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    strip = {k: v for k, v in a.items() if k not in TIMESTAMPS}
-    return strip == {k: v for k, v in b.items() if k not in TIMESTAMPS}
+    """Whether two descriptors say the same, apart from when (timestamps) and the contract's history."""
+    return _content(a) == _content(b)
+
+
+def same_contract(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    return _content({"contract": a}) == _content({"contract": b})
+
+
+def with_history(wanted: dict[str, Any], existing: dict[str, Any] | None, now: str) -> dict[str, Any]:
+    """WANTED as it is written over EXISTING at NOW: created kept, the contract's `since` set when it changes,
+    and the contract it replaces appended to its history (oldest first)."""
+    old = existing or {}
+    out = wanted | {"created": old.get("created", now), "updated": now}
+    history = list(old.get(HISTORY) or [])
+    if "contract" in out:
+        if same_contract(out["contract"], old.get("contract")):
+            out["contract"] = out["contract"] | {"since": old["contract"].get("since", now)}
+        else:
+            out["contract"] = out["contract"] | {"since": now}
+            if old.get("contract"):
+                history.append(old["contract"])
+    elif old.get("contract"):
+        history.append(old["contract"])
+    if history:
+        out[HISTORY] = history
+    return out
 
 
 async def ensure_bucket(js: JetStreamContext, replicas: int) -> bool:

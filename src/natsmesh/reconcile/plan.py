@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
+from natsmesh.model.contracts import change_problem
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, KIND_KEY, MANAGED_KEY, MESH_KEY
-from natsmesh.reconcile.catalog import descriptors, same_content
+from natsmesh.reconcile.catalog import descriptors, same_content, same_contract
 from natsmesh.render.streams import desired_consumers, desired_streams
 
 Action = Literal["create", "update", "unchanged", "delete", "would-delete", "refused"]
@@ -41,7 +42,7 @@ COMPARED = (
 class Change:
     action: Action
     domain: str
-    kind: str  # product | mirror | source | consumer | catalog | catalog-copy | policy
+    kind: str  # product | mirror | source | consumer | catalog | contract | catalog-copy | policy
     name: str  # a stream; for a consumer `STREAM/CONSUMER`
     detail: str = ""
     config: dict[str, Any] | None = field(default=None, compare=False)
@@ -277,6 +278,17 @@ def plan_consumers(mesh: Mesh, facts: Facts, stream_changes: list[Change], prune
     return changes
 
 
+def _catalog_detail(want: dict[str, Any], have: dict[str, Any]) -> str:
+    old, new = have.get("contract"), want.get("contract")
+    if same_contract(old, new):
+        return "descriptor changed"
+    if old is None:
+        return f"contract {new['version']} added"  # type: ignore[index]
+    if new is None:
+        return f"contract {old.get('version')} removed (kept in its history)"
+    return f"contract {old.get('version')} -> {new['version']} ({old.get('compatibility', 'backward')}-compatible)"
+
+
 def plan_catalog(mesh: Mesh, facts: Facts, prune: bool) -> list[Change]:
     """The hub's catalog against the spec's descriptors, then a read copy of it in every other domain, so each
     domain's clients read it locally (and while cut off from the hub): domains do not share the hub's JetStream."""
@@ -286,10 +298,13 @@ def plan_catalog(mesh: Mesh, facts: Facts, prune: bool) -> list[Change]:
         changes.append(Change("create", hub, "catalog", CATALOG_BUCKET, "KV bucket"))
     wanted = descriptors(mesh)
     for key, desc in wanted.items():
-        if key not in facts.catalog:
+        have = facts.catalog.get(key)
+        if have is None:
             changes.append(Change("create", hub, "catalog", key, "", desc))
-        elif not same_content(desc, facts.catalog[key]):
-            changes.append(Change("update", hub, "catalog", key, "descriptor changed", desc))
+        elif (why := change_problem(desc["ref"], have.get("contract"), desc.get("contract"))) is not None:
+            changes.append(Change("refused", hub, "contract", key, why, desc))
+        elif not same_content(desc, have):
+            changes.append(Change("update", hub, "catalog", key, _catalog_detail(desc, have), desc))
         else:
             changes.append(Change("unchanged", hub, "catalog", key))
     for key in sorted(set(facts.catalog) - set(wanted)):
