@@ -198,7 +198,8 @@ def test_a_changed_schema_file_is_read_again_though_the_spec_is_unchanged(
         (
             {"schema": ORDER, "examples": [{"id": "a", "amount": 1}, {"id": "b", "amount": -1}]},
             {},
-            r"contract\.examples\[1\] \(line \d+\): this example does not satisfy its own schema: amount: -1 is less than the minimum of 0",
+            r"contract\.examples\[1\] \(line \d+\): this example does not satisfy its own schema: "
+            r"amount: -1 is less than the minimum of 0",
         ),
         (
             {"schema": ORDER, "examples": [{"amount": 1}]},
