@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 
 from natsmesh.errors import (
+    ContractViolationError,
     NoStreamError,
     NotHeldError,
     PayloadLimitError,
@@ -36,9 +38,10 @@ from natsmesh.errors import (
     PublishError,
     UnknownProductError,
 )
+from natsmesh.model.contracts import Checker
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import Product, subjects_overlap
+from natsmesh.model.products import Contract, Product, ingress_subject, subjects_overlap
 from natsmesh.observe.connect import Connections, cluster_of
 from natsmesh.render.policy import may_read
 from natsmesh.render.streams import desired_streams
@@ -82,6 +85,24 @@ async def publish_settled(
         ) from None
 
 
+@functools.lru_cache(maxsize=256)
+def checker(contract: Contract) -> Checker:
+    """The compiled validator of CONTRACT (compiled once per process)."""
+    return Checker(contract.schema_json)
+
+
+def check_payload(product: Product, data: bytes, index: int | None = None) -> None:
+    """Refuse DATA (`ContractViolationError`, with the field path) if PRODUCT's contract does not allow it."""
+    if product.contract is not None and (why := checker(product.contract).payload_problem(data)) is not None:
+        raise ContractViolationError(product.ref, product.contract.version, why, index)
+
+
+def wire_subject(product: Product, subject: str) -> str:
+    """Where a message for SUBJECT of PRODUCT is sent: the subject itself, or for a gated product the gate's
+    ingress subject (only the gate may write the product's subjects)."""
+    return ingress_subject(subject) if product.contract is not None and product.contract.gated else subject
+
+
 class Publisher:
     """Asynchronous publishing into one product with at most MAX_INFLIGHT unacknowledged messages.
 
@@ -97,9 +118,14 @@ class Publisher:
         ref: str = "",
         patterns: tuple[str, ...] | None = None,
         max_payload: tuple[str, int] | None = None,
+        product: Product | None = None,
     ) -> None:
-        """MAX_PAYLOAD: (domain, bytes) of the owning domain's payload limit, checked before sending."""
+        """MAX_PAYLOAD: (domain, bytes) of the owning domain's payload limit, checked before sending; PRODUCT's
+        contract, if it has one, is checked before sending too, and a gated product's messages go to its gate."""
         self.js = js
+        self.contract_check = checker(product.contract) if product and product.contract else None
+        self.contract_version = product.contract.version if product and product.contract else ""
+        self.gated = bool(product and product.contract and product.contract.gated)
         self.max_payload = max_payload
         self.max_inflight = max_inflight
         self.subject = subject
@@ -150,6 +176,10 @@ class Publisher:
             self._allow(subject)
         if self.max_payload is not None and len(data) > self.max_payload[1]:
             raise PayloadLimitError(self.max_payload[0], len(data), self.max_payload[1])
+        if self.contract_check is not None and (why := self.contract_check.payload_problem(data)) is not None:
+            raise ContractViolationError(self.ref, self.contract_version, why, self.count)
+        if self.gated:
+            subject = ingress_subject(subject)
         index = self.count
         self.count += 1
         if index == 0:
@@ -260,7 +290,10 @@ class MeshClient(Connections):
         assert subj is not None
         if len(data) > (limit := self.mesh.limits_of(domain).payload):
             raise PayloadLimitError(domain, len(data), limit)
-        return await publish_settled(await self.jetstream(domain), ref, subj, data, headers, settle)
+        product = self.product(ref)
+        check_payload(product, data)
+        js = await self.jetstream(domain)
+        return await publish_settled(js, ref, wire_subject(product, subj), data, headers, settle)
 
     @contextlib.asynccontextmanager
     async def publisher(
@@ -274,7 +307,8 @@ class MeshClient(Connections):
         domain, subj = self._product_subject(ref, subject, required=False)
         js = await self.jetstream(domain, publish_async_max_pending=max_inflight)
         check = self.product(ref).subjects if check_subjects else None
-        pub = Publisher(js, subj, max_inflight, ref, check, (domain, self.mesh.limits_of(domain).payload))
+        limit = (domain, self.mesh.limits_of(domain).payload)
+        pub = Publisher(js, subj, max_inflight, ref, check, limit, self.product(ref))
         yield pub
         await pub.flush()
 
@@ -355,7 +389,12 @@ async def publish_lines(
     max_inflight: int = 1000,
     identity: str | None = None,
 ) -> PublishResult:
-    """Publish each of LINES as one message into product REF and wait for every ack (`natsmesh pub`)."""
+    """Publish each of LINES as one message into product REF and wait for every ack (`natsmesh pub`). Every
+    line is checked against the product's contract before anything is sent."""
+    with contextlib.suppress(KeyError):  # an unknown product is named by MeshClient below
+        product = mesh.product(ref)
+        for i, line in enumerate(lines):
+            check_payload(product, line.encode(), i if len(lines) > 1 else None)
     async with MeshClient(mesh, name="natsmesh-pub", identity=identity) as mc:
         if len(lines) == 1:
             ack = await mc.publish(ref, lines[0].encode(), subject=subject)
@@ -410,6 +449,8 @@ __all__ = [
     "PublishResult",
     "Publisher",
     "StoredMessage",
+    "check_payload",
+    "checker",
     "publish_lines",
     "publish_settled",
     "run",

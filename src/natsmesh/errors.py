@@ -110,6 +110,15 @@ class PayloadLimitError(NatsmeshError):
         super().__init__(f"a {size}-byte message is over {domain}'s payload limit of {limit} bytes (limits.payload)")
 
 
+class ContractViolationError(NatsmeshError):
+    """A message that does not satisfy its product's contract: refused before anything was sent."""
+
+    def __init__(self, ref: str, version: str, problem: str, index: int | None = None) -> None:
+        self.ref, self.version, self.problem, self.index = ref, version, problem, index
+        which = "a message" if index is None else f"message {index + 1}"
+        super().__init__(f"{which} does not satisfy {ref}'s contract {version}: {problem}; nothing was sent")
+
+
 class PublishError(NatsmeshError):
     """One or more publishes were not acknowledged by JetStream."""
 

@@ -4,7 +4,7 @@ click and rich.
 
 Commands by group: `natsmesh.cli.mesh` (init, validate, render, up, down, status, info), `natsmesh.cli.report`
 (report ...), `natsmesh.cli.data` (apply, catalog, lineage, pub, tail, policy), `natsmesh.cli.chaos` (chaos ...,
-heal), `natsmesh.cli.serve` (serve).
+heal), `natsmesh.cli.serve` (serve, gate).
 """
 
 from __future__ import annotations

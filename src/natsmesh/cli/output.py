@@ -43,7 +43,17 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables.")(f)
 
 
-FOLDER_COMMANDS = ("pub", "tail", "catalog list", "catalog show", "report lag", "lineage", "policy show", "serve")
+FOLDER_COMMANDS = (
+    "pub",
+    "tail",
+    "catalog list",
+    "catalog show",
+    "report lag",
+    "lineage",
+    "policy show",
+    "serve",
+    "gate",
+)
 
 
 def load(spec_path: str | None) -> Mesh:

@@ -39,3 +39,42 @@ def serve(spec_path: str | None, host: str, port: int, cache: float, heal: bool)
 
     run(mesh, creds, host, port, cache, on_ready=ready, heal=heal)
     click.echo("natsmesh serve: stopped")
+
+
+@cli.command()
+@click.argument("domain", required=False)
+@spec_option
+def gate(domain: str | None, spec_path: str | None) -> None:
+    """Run DOMAIN's contract gate until Ctrl-C or SIGTERM: the only writer of its products with `enforce: gate`.
+
+    Producers send to the products' ingress subjects (natsmesh.ingress.SUBJECT; MeshClient and `natsmesh pub` do
+    so); valid messages are written with their headers and message ids, invalid ones go to the domain's
+    natsmesh_deadletter stream with the reason, and the producer gets an error naming the field. `natsmesh up`
+    runs one per gated domain; with --bundle, DOMAIN defaults to the folder's own.
+    """
+    import asyncio
+    import signal
+
+    from natsmesh.errors import NatsmeshError
+    from natsmesh.local.secrets import load_credentials
+    from natsmesh.serve.gate import Gate, run_gate
+
+    mesh = load(spec_path)
+    creds = load_credentials(mesh, create=False)
+    name = domain or creds.holder
+    if name is None:
+        raise NatsmeshError(f"name the domain whose gate to run (gated domains: {', '.join(mesh.gated_domains)})")
+
+    def ready(g: Gate) -> None:
+        refs = ", ".join(p.ref for p in g.products)
+        click.echo(f"natsmesh gate: {name} ready, writing {refs}", err=False)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        stats = await run_gate(mesh, creds, name, stop, on_ready=ready)
+        click.echo(f"natsmesh gate: {name} stopped ({stats.written} written, {stats.refused} refused)")
+
+    asyncio.run(main())

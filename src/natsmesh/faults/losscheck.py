@@ -17,7 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from natsmesh.client import MeshClient
+from natsmesh.client import MeshClient, wire_subject
 from natsmesh.errors import UnknownProductError
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import subjects_overlap
@@ -94,6 +94,7 @@ async def publish_steady(
     if not any(subjects_overlap(subject, p) for p in product.subjects):
         raise UnknownProductError(f"subject {subject!r} is not one of {ref}'s")
     run = PublishRun(run=uuid.uuid4().hex[:12], product=ref, subject=subject)
+    wire = wire_subject(product, subject)  # a gated product's messages go through its gate
     start = last_ack = time.monotonic()
     for n in itertools.count() if count is None else range(count):
         if stop is not None and stop.is_set():
@@ -105,7 +106,7 @@ async def publish_steady(
         for attempt in range(retries + 1):
             try:
                 js = await mc.jetstream(product.domain)  # reconnects if the connection was given up
-                await js.publish(subject, body, timeout=timeout, headers={MSG_ID: f"{run.run}-{n}"})
+                await js.publish(wire, body, timeout=timeout, headers={MSG_ID: f"{run.run}-{n}"})
                 run.acked.append(n)
                 now = time.monotonic()
                 run.longest_wait = max(run.longest_wait, now - last_ack)

@@ -50,6 +50,7 @@ def _fill(stored: Stored, mesh: Mesh) -> None:
         ("system_passwords", [] if mesh.fixed_system else [c.name for c in mesh.clusters]),
         ("client_passwords", [] if mesh.fixed_data else [c.name for c in mesh.clusters]),
         ("route_passwords", [c.name for c in mesh.clusters if len(c.nodes) > 1]),
+        ("gate_passwords", mesh.gated_domains),
     ):
         table = stored.setdefault(key, {})
         for name in names:
@@ -76,6 +77,7 @@ def _credentials(stored: Stored, mesh: Mesh) -> Credentials:
         system_passwords={n: system[n] for n in names},
         client_passwords={n: client[n] for n in names},
         route_passwords={c.name: routes[c.name] for c in mesh.clusters if len(c.nodes) > 1},
+        gate_passwords={d: stored["gate_passwords"][d] for d in mesh.gated_domains},
         links=keys(stored["links"]),
         system_links=keys(stored["system_links"]),
         hashes=dict(stored.get("hashes") or {}),
@@ -87,7 +89,12 @@ def _credentials(stored: Stored, mesh: Mesh) -> Credentials:
 def _hash_all(stored: Stored, creds: Credentials, cost: int = BCRYPT_COST) -> None:
     """Keep in STORED one bcrypt hash per password CREDS holds, and only those."""
     old: dict[str, str] = stored.get("hashes") or {}
-    passwords = [*creds.system_passwords.values(), *creds.client_passwords.values(), *creds.route_passwords.values()]
+    passwords = [
+        *creds.system_passwords.values(),
+        *creds.client_passwords.values(),
+        *creds.route_passwords.values(),
+        *creds.gate_passwords.values(),
+    ]
     stored["hashes"] = {
         fingerprint(p): old.get(fingerprint(p)) or bcrypt_hash(p, cost) for p in dict.fromkeys(passwords)
     }
@@ -114,6 +121,7 @@ def _party_credentials(stored: Stored) -> Credentials:
         system_passwords={party: stored["system"]["password"]},
         client_passwords={party: stored["client"]["password"]},
         route_passwords={party: stored["route"]["password"]} if "route" in stored else {},
+        gate_passwords={party: stored["gate"]["password"]} if "gate" in stored else {},
         links=key("link"),
         system_links=key("system_link"),
         system_user=stored["system"]["user"],

@@ -112,7 +112,7 @@ def _allowed_keys(parent: Loc) -> list[str]:
         if found is None:
             return []
         model = found
-    return list(model.model_fields)
+    return [f.alias or name for name, f in model.model_fields.items()]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from urllib.parse import quote
 SYSTEM_ACCOUNT = "SYS"
 SYSTEM_USER = "admin"
 CLIENT_USER = "app"
+GATE_USER = "gate"  # a domain's contract gate: the only writer of its gated products (`natsmesh.serve.gate`)
 ROUTE_USER = "route"
 
 
@@ -59,6 +60,7 @@ class Credentials:
     links: dict[str, NKey] = field(hash=False)  # leaf domain -> its data link at the hub
     system_links: dict[str, NKey] = field(hash=False)  # leaf domain -> its restricted system link at the hub
     hashes: dict[str, str] = field(hash=False, default_factory=dict)
+    gate_passwords: dict[str, str] = field(hash=False, default_factory=dict)  # gated domain -> its gate's password
     system_user: str = SYSTEM_USER
     client_user: str = CLIENT_USER
     holder: str | None = None  # the one party these are (a folder's); None: the platform's, every party's
@@ -71,6 +73,10 @@ class Credentials:
     def client(self, domain: str) -> tuple[str, str]:
         """DOMAIN's client identity (data account of that domain, valid only on its own servers)."""
         return self.client_user, self.client_passwords[domain]
+
+    def gate(self, domain: str) -> tuple[str, str]:
+        """DOMAIN's gate identity (its data account, on its own servers): the only writer of gated products."""
+        return GATE_USER, self.gate_passwords[domain]
 
     def route(self, cluster: str) -> tuple[str, str]:
         """The identity CLUSTER's nodes present to each other on routes."""
@@ -91,12 +97,18 @@ class Credentials:
         if name not in self.system_passwords:
             raise KeyError(name)
         own = {k: v for k, v in self.system_passwords.items() if k == name}
-        mine = [*own.values(), self.client_passwords.get(name, ""), self.route_passwords.get(name, "")]
+        mine = [
+            *own.values(),
+            self.client_passwords.get(name, ""),
+            self.route_passwords.get(name, ""),
+            self.gate_passwords.get(name, ""),
+        ]
         return replace(
             self,
             system_passwords=own,
             client_passwords={k: v for k, v in self.client_passwords.items() if k == name},
             route_passwords={k: v for k, v in self.route_passwords.items() if k == name},
+            gate_passwords={k: v for k, v in self.gate_passwords.items() if k == name},
             links={k: v if k == name else v.public_only() for k, v in self.links.items()},
             system_links={k: v if k == name else v.public_only() for k, v in self.system_links.items()},
             hashes={f: h for f, h in self.hashes.items() if f in {fingerprint(p) for p in mine if p}},
@@ -106,5 +118,5 @@ class Credentials:
     def secrets(self) -> list[str]:
         """Every secret held here: passwords and nkey seeds."""
         seeds = [k.seed for k in (*self.links.values(), *self.system_links.values()) if k.seed]
-        passwords = (self.system_passwords, self.client_passwords, self.route_passwords)
+        passwords = (self.system_passwords, self.client_passwords, self.route_passwords, self.gate_passwords)
         return [*(p for m in passwords for p in m.values()), *seeds]

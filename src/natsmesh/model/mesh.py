@@ -112,6 +112,12 @@ class Mesh:
         return self._index[1][name]
 
     @cached_property
+    def gated_domains(self) -> list[str]:
+        """The domains with a product only their gate may write (`enforce: gate`), in cluster order."""
+        gated = {p.domain for p in self.products if p.gated}
+        return [c.name for c in self.clusters if c.name in gated]
+
+    @cached_property
     def shares(self) -> tuple[Share, ...]:
         """Every copy's consumer on its upstream (`natsmesh.model.products.copy_shares`)."""
         return tuple(copy_shares(self.products, self.consumptions, [c.name for c in self.clusters]))
@@ -230,7 +236,7 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         products=products,
         consumptions=consumptions,
         limits=tuple((c.name, _limits(c.limits)) for c in (spec.hub, *spec.domains)),
-        document=spec.model_dump(mode="json", exclude_none=True),
+        document=spec.model_dump(mode="json", exclude_none=True, by_alias=True),
     )
 
 

@@ -22,6 +22,16 @@ LAG_CRITICAL = 1000  # default: a copy more than this many messages behind its u
 SEEN_CRITICAL = 30.0  # default: a copy that heard nothing (a heartbeat comes every second) this long is critical
 
 
+INGRESS_PREFIX = "natsmesh.ingress"  # producers of a gated product publish to this prefix + the product's subject
+DEADLETTER_STREAM = "natsmesh_deadletter"  # each gated domain's stream of refused messages, with the reason
+DEADLETTER_PREFIX = "natsmesh.deadletter"  # + the product's name
+
+
+def ingress_subject(subject: str) -> str:
+    """Where a producer publishes a message for SUBJECT of a gated product (the gate writes it to SUBJECT)."""
+    return f"{INGRESS_PREFIX}.{subject}"
+
+
 @dataclass(frozen=True)
 class Contract:
     """A product's data contract (`natsmesh.model.contracts`): its JSON Schema as canonical JSON text (so the
@@ -34,6 +44,10 @@ class Contract:
     compatibility: Literal["backward", "forward", "full", "none"] = "backward"
     enforce: Literal["client", "gate"] = "client"
     schema_file: str | None = None
+
+    @property
+    def gated(self) -> bool:
+        return self.enforce == "gate"
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -68,6 +82,11 @@ class Product:
     storage: Literal["file", "memory"] = "file"
     public: bool = False  # readable by every domain without a declared consumption
     contract: Contract | None = None
+
+    @property
+    def gated(self) -> bool:
+        """Whether only its domain's gate may write it (`enforce: gate`)."""
+        return self.contract is not None and self.contract.gated
 
     @property
     def ref(self) -> str:

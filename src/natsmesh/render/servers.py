@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of, user_url
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import Share
+from natsmesh.model.products import DEADLETTER_PREFIX, Share, ingress_subject
 from natsmesh.model.topology import Cluster, Node
 from natsmesh.render.hosts import host_files
 
@@ -279,16 +279,32 @@ def render_accounts(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[st
 
     def client(domain: str) -> str:
         user, password = creds.client(domain)
-        return f"{{ user: {_q(user)}, password: {_q(creds.hash(password))} }}"
+        gated = [s for p in mesh.products if p.domain == domain and p.gated for s in p.subjects]
+        if not gated:
+            return f"{{ user: {_q(user)}, password: {_q(creds.hash(password))} }}"
+        # Only the gate writes a gated product's subjects; the domain's clients send to its ingress subjects.
+        deny = f"permissions: {{ publish: {{ deny: {_list(gated)} }} }}"
+        return f"{{ user: {_q(user)}, password: {_q(creds.hash(password))}, {deny} }}"
+
+    def users(domain: str) -> list[str]:
+        if domain not in mesh.gated_domains:
+            return [client(domain)]
+        user, password = creds.gate(domain)
+        gated = [p for p in mesh.products if p.domain == domain and p.gated]
+        writes = [s for p in gated for s in p.subjects] + [f"{DEADLETTER_PREFIX}.>", "_INBOX.>"]
+        reads = [ingress_subject(s) for p in gated for s in p.subjects] + ["_INBOX.>"]
+        permissions = f"publish: {{ allow: {_list(writes)} }}, subscribe: {{ allow: {_list(reads)} }}"
+        gate = f"{{ user: {_q(user)}, password: {_q(creds.hash(password))}, permissions: {{ {permissions} }} }}"
+        return [client(domain), gate]
 
     def link(domain: str) -> str:
         return f'{{ nkey: {_q(creds.links[domain].public)}, allowed_connection_types: ["LEAFNODE"] }}'
 
     if not cluster.is_hub:
-        account(account_of(cluster.name), [client(cluster.name)], own_limits(mesh, cluster), [], [])
+        account(account_of(cluster.name), users(cluster.name), own_limits(mesh, cluster), [], [])
         return lines
     hub_account = account_of(cluster.name)
-    account(hub_account, [client(cluster.name)], own_limits(mesh, cluster), *_exports_imports(mesh, hub_account))
+    account(hub_account, users(cluster.name), own_limits(mesh, cluster), *_exports_imports(mesh, hub_account))
     for domain in mesh.domains:
         name = account_of(domain.name)
         account(name, [link(domain.name)], link_limits(mesh, domain), *_exports_imports(mesh, name))
@@ -347,6 +363,8 @@ def party_secrets(mesh: Mesh, creds: Credentials, cluster: Cluster) -> str:
         "system": dict(zip(("user", "password"), creds.system(cluster.name), strict=True)),
         "client": dict(zip(("user", "password"), creds.client(cluster.name), strict=True)),
     }
+    if cluster.name in creds.gate_passwords:
+        doc["gate"] = dict(zip(("user", "password"), creds.gate(cluster.name), strict=True))
     if cluster.name in creds.route_passwords:
         doc["route"] = dict(zip(("user", "password"), creds.route(cluster.name), strict=True))
     if not cluster.is_hub:

@@ -6,7 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import KIND_KEY, MANAGED_KEY, MESH_KEY, Consumption, Product, Share, SourceRef
+from natsmesh.model.products import (
+    DEADLETTER_PREFIX,
+    DEADLETTER_STREAM,
+    KIND_KEY,
+    MANAGED_KEY,
+    MESH_KEY,
+    Consumption,
+    Product,
+    Share,
+    SourceRef,
+)
 
 SHARE_HEARTBEAT_NS = 1_000_000_000  # the server forces 1 s for a sourcing consumer anyway
 
@@ -16,6 +26,7 @@ def _metadata(mesh_name: str, kind: str, extra: dict[str, str] | None = None) ->
 
 
 def product_config(mesh_name: str, p: Product) -> dict[str, Any]:
+    contract = {"natsmesh.contract": p.contract.version, "natsmesh.enforce": p.contract.enforce} if p.contract else {}
     return {
         "name": p.name,
         "subjects": list(p.subjects),
@@ -26,7 +37,28 @@ def product_config(mesh_name: str, p: Product) -> dict[str, Any]:
         "max_consumers": p.max_consumers,
         "num_replicas": p.replicas,
         "storage": p.storage,
-        "metadata": _metadata(mesh_name, "product", {"natsmesh.owner": p.owner, "natsmesh.tags": ",".join(p.tags)}),
+        "metadata": _metadata(
+            mesh_name, "product", {"natsmesh.owner": p.owner, "natsmesh.tags": ",".join(p.tags), **contract}
+        ),
+    }
+
+
+DEADLETTER_MAX_AGE = 7 * 24 * 3600  # seconds a refused message is kept for its producer to see why
+
+
+def deadletter_config(mesh: Mesh, domain: str) -> dict[str, Any]:
+    """The stream of DOMAIN's messages its gate refused, each with the reason in its headers."""
+    return {
+        "name": DEADLETTER_STREAM,
+        "subjects": [f"{DEADLETTER_PREFIX}.>"],
+        "description": f"messages the contract gate of {domain} refused, with the reason (natsmesh gate)",
+        "max_age": int(DEADLETTER_MAX_AGE * 1e9),
+        "max_bytes": -1,
+        "max_msgs": -1,
+        "max_consumers": -1,
+        "num_replicas": min(3, len(mesh.domain(domain).nodes)),
+        "storage": "file",
+        "metadata": _metadata(mesh.name, "deadletter"),
     }
 
 
@@ -124,4 +156,6 @@ def desired_streams(mesh: Mesh) -> dict[str, dict[str, dict[str, Any]]]:
         out.setdefault(p.domain, {})[p.name] = product_config(mesh.name, p)
     for c in mesh.consumptions:
         out.setdefault(c.domain, {})[c.stream] = consumption_config(mesh.name, c)
+    for domain in mesh.gated_domains:
+        out[domain][DEADLETTER_STREAM] = deadletter_config(mesh, domain)
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
@@ -35,6 +36,7 @@ from natsmesh.run.supervisor import (
     BackgroundTask,
     EchoFn,
     RestartPolicy,
+    Service,
     Supervisor,
     not_running,
     start_detached,
@@ -155,6 +157,22 @@ def background_tasks(
     return tasks
 
 
+def gate_services(mesh: Mesh) -> list[Service]:
+    """A contract gate (`natsmesh gate`, from the domain's own folder) for every domain with a gated product."""
+    dirs = MeshDirs.of(mesh)
+    out = []
+    for domain in mesh.gated_domains:
+        folder = dirs.cluster(mesh.domain(domain))
+        command = (sys.executable, "-m", "natsmesh.cli", "--bundle", str(folder), "gate", domain)
+        out.append(Service(gate_service_name(domain), command, folder))
+    return out
+
+
+def gate_service_name(domain: str) -> str:
+    """The name DOMAIN's gate has in `natsmesh status` and the supervisor's state."""
+    return f"gate-{domain}"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Up and down
 
@@ -206,6 +224,7 @@ def up_detached(
             policy=policy,
             background=background_tasks(mesh, links, sockets),
             handover=list((sockets or {}).values()),
+            services=gate_services(mesh),
         )
     finally:
         for sock in (sockets or {}).values():
@@ -313,6 +332,20 @@ def status(mesh: Mesh) -> MeshStatus:
                 client_url=f"nats://{node.host}:{node.client_port}",
             )
         )
+    for domain in mesh.gated_domains:  # services: ready while they run
+        info = state.node(gate_service_name(domain))
+        out.append(
+            NodeStatus(
+                name=gate_service_name(domain),
+                cluster=domain,
+                pid=info.pid,
+                state=info.state,
+                restarts=info.restarts,
+                ready=info.state == "running",
+                problems=() if info.state == "running" else (info.reason or f"gate {info.state}",),
+                client_url="",
+            )
+        )
     return MeshStatus(running=True, supervisor_pid=state.pid or None, nodes=tuple(out), events=state.events)
 
 
@@ -335,7 +368,9 @@ def up_foreground(
     prepare(mesh, links)
     lock_fd = acquire_lock(mesh)
     tasks = background_tasks(mesh, links, sockets)
-    sup = Supervisor(mesh, server.path, echo=echo, policy=policy, mode="foreground", background=tasks)
+    sup = Supervisor(
+        mesh, server.path, echo=echo, policy=policy, mode="foreground", background=tasks, services=gate_services(mesh)
+    )
     previous = {s: signal.signal(s, sup.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def waiter() -> None:

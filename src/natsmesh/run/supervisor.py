@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # asyncio loads only in a supervisor that runs background tas
 PR_SET_PDEATHSIG = 1
 STAGE_TIMEOUT = 20.0  # an ordered start waits at most this long for one stage before starting the next
 LAME_DUCK_WAIT = 3.0  # `down` gives lame-duck mode this long before SIGTERM
+SERVICE_GRACE = 8.0  # a service (a gate answering what it has in flight) gets this long after SIGTERM
 
 EchoFn = Callable[[str, str], None]
 
@@ -67,11 +68,22 @@ class RestartPolicy:
     window: float = 60.0
 
 
+@dataclass(frozen=True)
+class Service:
+    """A process the supervisor runs beside the nodes (started after them, stopped before them, restarted like
+    them): e.g. a domain's contract gate (`natsmesh.run.lifecycle` says which)."""
+
+    name: str
+    command: tuple[str, ...]
+    cwd: Path
+
+
 @dataclass
 class NodeProcess:
-    node: Node
+    node: Node | None  # None: a service
     cwd: Path
     log_path: Path
+    command: tuple[str, ...] = ()  # a service's; a node's is the binary with its config
     proc: subprocess.Popen[bytes] | None = None
     state: ProcessState = "stopped"
     restarts: int = 0
@@ -118,8 +130,10 @@ class Supervisor:
         owner_pid: int | None = None,
         mode: str = "foreground",
         background: list[BackgroundTask] | None = None,
+        services: list[Service] | None = None,
     ) -> None:
-        """BACKGROUND tasks run as long as the nodes (started before them, stopped before them)."""
+        """BACKGROUND tasks run as long as the nodes (started before them, stopped before them); so do SERVICES
+        (processes, started after the nodes)."""
         self.mesh = mesh
         self.dirs = MeshDirs.of(mesh)
         self.background = list(background or [])
@@ -141,13 +155,20 @@ class Supervisor:
             n.name: NodeProcess(node=n, cwd=self.dirs.cluster(mesh.cluster_of(n.name)), log_path=self.dirs.log(n.name))
             for n in mesh.nodes()
         }
+        self.services = [sv.name for sv in services or ()]
+        for sv in services or ():
+            self.procs[sv.name] = NodeProcess(None, sv.cwd, self.dirs.log(sv.name), sv.command)
 
     # -- process handling -------------------------------------------------------------------------------------
 
     def _spawn(self, np: NodeProcess) -> None:
         np.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(np.log_path, "ab")  # noqa: SIM115 - handed to the child / the reader thread
-        cmd = [*self._prefix, self.binary, "-c", config_name(np.node)]
+        cmd = (
+            [*self._prefix, *np.command]
+            if np.node is None
+            else [*self._prefix, self.binary, "-c", config_name(np.node)]
+        )
         if self.echo is None:
             np.proc = subprocess.Popen(
                 cmd,
@@ -167,7 +188,8 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 preexec_fn=self._preexec,
             )
-            t = threading.Thread(target=self._pump, args=(np.node.name, np.proc.stdout, log), daemon=True)
+            name = np.node.name if np.node else np.log_path.stem
+            t = threading.Thread(target=self._pump, args=(name, np.proc.stdout, log), daemon=True)
             t.start()
             self._readers.append(t)
         np.state = "running"
@@ -195,8 +217,9 @@ class Supervisor:
         products others take, and the rest start in turn, each stage ready (links included) before the next,
         so no such copy sends its first request into a domain that is not there yet (that request would wait
         out nats-server's 30 s). All at once is faster; the heal watch restarts every other kind of copy."""
-        names = list(self.procs)
-        has_store = any(self.dirs.store(self.mesh.cluster_of(n), np.node).exists() for n, np in self.procs.items())
+        nodes = {n: np.node for n, np in self.procs.items() if np.node is not None}
+        names = list(nodes)
+        has_store = any(self.dirs.store(self.mesh.cluster_of(n), node).exists() for n, node in nodes.items())
         if not has_store or all(c.nudge for c in self.mesh.consumptions):
             return [names]
         hub = {n.name for n in self.mesh.hub.nodes}
@@ -228,7 +251,11 @@ class Supervisor:
                 self._event(f"ordered start: {exc}; starting the next stage anyway")
         if self.stopping.is_set():
             return
-        self._event(f"started {len(self.procs)} nodes of mesh {self.mesh.name!r}")
+        for name in self.services:
+            self._spawn(self.procs[name])
+        started = len(self.procs) - len(self.services)
+        extra = f" and {len(self.services)} services ({', '.join(self.services)})" if self.services else ""
+        self._event(f"started {started} nodes{extra} of mesh {self.mesh.name!r}")
         self.write_state()
 
     # -- the asyncio side: background tasks ---------------------------------------------------------------------
@@ -330,6 +357,20 @@ class Supervisor:
             np.state = "stopping" if np in live else "stopped"
         self.write_state()
         self._stop_background()
+        services = [np for np in live if np.node is None]  # first, while the nodes still take what they hand over
+        for np in services:
+            assert np.proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                np.proc.send_signal(signal.SIGTERM)
+        for np in services:
+            assert np.proc is not None
+            try:
+                np.proc.wait(SERVICE_GRACE)
+            except subprocess.TimeoutExpired:
+                np.proc.kill()
+                np.proc.wait()
+            np.state = "stopped"
+        live = [np for np in live if np.node is not None]
         for sig, wait in ((signal.SIGUSR2, lame_duck), (signal.SIGTERM, 0.0)):
             for np in live:
                 assert np.proc is not None
@@ -393,6 +434,7 @@ def start_detached(
     policy: RestartPolicy | None = None,
     background: list[BackgroundTask] | None = None,
     handover: list[socket.socket] | None = None,
+    services: list[Service] | None = None,
 ) -> int:
     """Fork a supervisor that outlives this process; return its pid as soon as it runs (it then starts the
     nodes, so the caller's readiness poll overlaps their start). It runs BACKGROUND and keeps the sockets of
@@ -415,7 +457,15 @@ def start_detached(
             os.dup2(logfd, 1)
             os.dup2(logfd, 2)
             sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - for its life
-            sup = Supervisor(mesh, binary, owner_pid=owner_pid, policy=policy, mode="detached", background=background)
+            sup = Supervisor(
+                mesh,
+                binary,
+                owner_pid=owner_pid,
+                policy=policy,
+                mode="detached",
+                background=background,
+                services=services,
+            )
             signal.signal(signal.SIGTERM, sup.request_stop)
             signal.signal(signal.SIGINT, sup.request_stop)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
