@@ -16,6 +16,7 @@ from natsmesh.errors import SpecError
 from natsmesh.local.specfile import load_spec, parse_spec
 from natsmesh.model.contracts import MODES, breaks, change_problem
 from natsmesh.model.mesh import Mesh
+from natsmesh.model.odcs import OdcsError, from_odcs, to_odcs
 from natsmesh.model.templates import init_spec_text
 from natsmesh.model.yamldoc import MAX_BYTES
 
@@ -262,3 +263,80 @@ def test_a_change_is_judged_by_version_and_the_running_mode() -> None:
     # judged by the running mode: switching to none in the same change does not let a break through
     assert change_problem(ref, _c(ORDER), _c(changed(required=["id"]), "2.0.0", "none")) is not None
     assert change_problem(ref, _c(ORDER, "1.0.0", "none"), _c(changed(required=["id"]), "2.0.0")) is None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ODCS v3: the export validates against the standard's own JSON Schema (from its package), and reads back
+
+
+def _odcs_validator() -> Any:
+    import jsonschema_rs
+    import open_data_contract_standard
+
+    schema = json.loads((Path(open_data_contract_standard.__file__).parent / "schema.json").read_text())
+    return jsonschema_rs.validator_for(schema)
+
+
+def _product_mesh(tmp_path: Path) -> Mesh:
+    nested = copy.deepcopy(ORDER)
+    nested["properties"]["customer"] = {
+        "type": "object",
+        "description": "who ordered",
+        "properties": {"id": {"type": "string"}, "tier": {"type": ["string", "null"]}},
+        "required": ["id"],
+    }
+    return load_spec(_spec_with(tmp_path, {"schema": nested, "version": "1.3.0", "compatibility": "full"}))
+
+
+def test_the_odcs_export_validates_against_the_standards_schema_and_names_the_nats_stream(tmp_path: Path) -> None:
+    mesh = _product_mesh(tmp_path)
+    doc = to_odcs(mesh, mesh.product("leaf-domain-a/ORDERS"))
+    errors = [e.message for e in _odcs_validator().iter_errors(doc)]
+    assert errors == []
+    [server] = doc["servers"]
+    custom = {p["property"]: p["value"] for p in server["customProperties"]}
+    assert server["type"] == "custom" and custom["natsStream"] == "ORDERS"
+    assert custom["natsSubjects"] == ["leaf-domain-a.orders.>"] and custom["jetstreamDomain"] == "leaf-domain-a"
+    props = {p["name"]: p for p in doc["schema"][0]["properties"]}
+    assert props["id"]["required"] and props["id"]["logicalType"] == "string" and not props["note"]["required"]
+    assert {p["name"] for p in props["customer"]["properties"]} == {"id", "tier"}
+    assert props["lines"]["logicalType"] == "array" and props["lines"]["items"]["logicalType"] == "object"
+    broken = copy.deepcopy(doc) | {"apiVersion": "v9"}
+    assert list(_odcs_validator().iter_errors(broken))  # the validator does check
+
+
+def test_an_odcs_document_reads_back_into_the_spec_form(tmp_path: Path) -> None:
+    mesh = _product_mesh(tmp_path)
+    product = mesh.product("leaf-domain-a/ORDERS")
+    entry = from_odcs(to_odcs(mesh, product))
+    assert product.contract is not None
+    assert entry["name"] == "ORDERS" and entry["subjects"] == ["leaf-domain-a.orders.>"]
+    assert entry["contract"] == {"version": "1.3.0", "schema": product.contract.schema, "compatibility": "full"}
+    # a document from another tool (no natsmesh property): the JSON Schema is made from its properties
+    foreign = to_odcs(mesh, product)
+    foreign.pop("customProperties")
+    schema = from_odcs(foreign)["contract"]["schema"]
+    assert set(schema["required"]) == {"id", "amount"} and schema["properties"]["amount"] == {"type": "number"}
+    assert schema["properties"]["customer"]["required"] == ["id"]
+    for bad, why in ((["x"], "kind: DataContract"), ({"kind": "DataContract", "apiVersion": "v2.2.2"}, "v3")):
+        with pytest.raises(OdcsError, match=why):
+            from_odcs(bad)
+
+
+def test_contract_import_prints_a_products_entry_and_refuses_what_is_not_odcs(tmp_path: Path) -> None:
+    from helpers import run_cli
+
+    mesh = _product_mesh(tmp_path)
+    path = tmp_path / "orders.odcs.json"
+    path.write_text(json.dumps(to_odcs(mesh, mesh.product("leaf-domain-a/ORDERS"))))
+    res = run_cli("contract", "import", str(path))
+    assert res.returncode == 0, res.stderr
+    [entry] = yaml.safe_load(res.stdout)
+    assert entry["name"] == "ORDERS" and entry["contract"]["version"] == "1.3.0"
+    exported = run_cli("contract", "export", "leaf-domain-a/ORDERS", "-f", str(tmp_path / "mesh.yaml"))
+    assert exported.returncode == 0 and json.loads(exported.stdout)["id"] == "contracts.leaf-domain-a.ORDERS"
+    (tmp_path / "bin.json").write_bytes(b"\x00\xff")
+    (tmp_path / "list.json").write_text("[1]")
+    for name in ("bin.json", "list.json", "missing.json"):
+        res = run_cli("contract", "import", str(tmp_path / name))
+        assert res.returncode == 1 and "Traceback" not in res.stderr and name in res.stderr, res.stderr

@@ -4,6 +4,7 @@ certificates that name them, each folder's units and README, and the errors a ba
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,24 @@ def test_a_bad_address_plan_names_the_file_the_path_and_the_line(change: Any, ex
     msg = problems(d)
     assert msg.startswith("invalid mesh spec wide.yaml")
     assert expected in msg, msg
+
+
+def test_a_domain_with_a_gated_product_gets_a_unit_for_its_gate_and_its_clients_lose_the_products_subjects() -> None:
+    d = doc()
+    schema = {"type": "object", "properties": {"id": {"type": "integer"}}}
+    d["domains"][0]["products"] = [
+        {"name": "P", "subjects": ["a.p.>"], "contract": {"schema": schema, "enforce": "gate"}}
+    ]
+    mesh = mesh_of(d)
+    files = host_files(mesh, mesh.domain("a"), "/usr/local/bin/nats-server", "/opt/mesh")
+    unit = files["systemd/natsmesh-wide-gate-a.service"].splitlines()
+    assert "ExecStart=natsmesh --bundle /opt/mesh/a gate a" in unit and "Restart=always" in unit
+    assert "natsmesh-wide-gate-a.service" in files["README.md"]
+    assert not any("gate" in p for p in host_files(mesh, mesh.domain("b"), "nats-server", "/opt/mesh"))
+    every = render_mesh(mesh, new_credentials(mesh, cost=4))
+    conf = every["a/a-0.conf"]
+    assert 'user: "app"' in conf and 'publish: { deny: ["a.p.>"] }' in conf
+    assert 'user: "gate"' in conf and 'subscribe: { allow: ["natsmesh.ingress.a.p.>", "_INBOX.>"] }' in conf
+    assert "gate" not in every["b/b-0.conf"] and '"password"' in every["a/secrets.json"]
+    assert json.loads(every["a/secrets.json"])["gate"]["user"] == "gate"
+    assert "gate" not in json.loads(every["b/secrets.json"])

@@ -439,18 +439,82 @@ async def tail(
                 return
 
 
+@dataclass(frozen=True)
+class Violation:
+    seq: int
+    subject: str
+    problem: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ContractTest:
+    """What `contract_test` found: how many stored messages it checked and which broke the contract."""
+
+    product: str
+    version: str
+    checked: int
+    first_seq: int
+    last_seq: int
+    violations: tuple[Violation, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "product": self.product,
+            "version": self.version,
+            "checked": self.checked,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "ok": self.ok,
+            "violations": [v.to_json() for v in self.violations],
+        }
+
+
+async def contract_test(mesh: Mesh, ref: str, *, last: int | None = None, identity: str | None = None) -> ContractTest:
+    """Check the messages stored in product REF (the last LAST, or all) against its contract in MESH."""
+    async with MeshClient(mesh, name="natsmesh-contract", identity=identity) as mc:
+        product = mc.product(ref)
+        if product.contract is None:
+            raise UnknownProductError(f"{ref} has no contract in the spec (add `contract:` to the product)")
+        check = checker(product.contract)
+        mc.check("read", product.domain, ref)
+        js = await mc.jetstream(product.domain)
+        state = (await js.stream_info(product.name)).state
+        out: list[Violation] = []
+        checked, first = 0, 0
+        if state.messages:
+            first = max(state.first_seq, state.last_seq - last + 1) if last else state.first_seq
+            async for msg in mc.consume(ref, start_seq=first, idle_timeout=2.0):
+                seq = msg.metadata.sequence.stream if msg.metadata else 0
+                checked += 1
+                if (why := check.payload_problem(msg.data)) is not None:
+                    out.append(Violation(seq, msg.subject, why))
+                if seq >= state.last_seq:
+                    break
+        return ContractTest(ref, product.contract.version, checked, first, state.last_seq, tuple(out))
+
+
 def run(coro: Any) -> Any:
     """Run CORO to completion from synchronous code (the CLI)."""
     return asyncio.run(coro)
 
 
 __all__ = [
+    "ContractTest",
     "MeshClient",
     "PublishResult",
     "Publisher",
     "StoredMessage",
+    "Violation",
     "check_payload",
     "checker",
+    "contract_test",
     "publish_lines",
     "publish_settled",
     "run",

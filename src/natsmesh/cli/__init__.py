@@ -3,8 +3,8 @@ prints its result (`to_json()` for `--json`, `natsmesh.cli.tables` for people). 
 click and rich.
 
 Commands by group: `natsmesh.cli.mesh` (init, validate, render, up, down, status, info), `natsmesh.cli.report`
-(report ...), `natsmesh.cli.data` (apply, catalog, lineage, pub, tail, policy), `natsmesh.cli.chaos` (chaos ...,
-heal), `natsmesh.cli.serve` (serve, gate).
+(report ...), `natsmesh.cli.data` (apply, catalog, lineage, pub, tail, policy, contract ...), `natsmesh.cli.chaos`
+(chaos ..., heal), `natsmesh.cli.serve` (serve, gate).
 """
 
 from __future__ import annotations

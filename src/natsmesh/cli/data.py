@@ -1,9 +1,10 @@
-"""Commands for data products: apply, catalog, lineage, pub, tail, policy."""
+"""Commands for data products: apply, catalog, lineage, pub, tail, policy, contract."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -190,3 +191,77 @@ def policy_show(domain: str | None, spec_path: str | None, as_json: bool) -> Non
     from natsmesh.render.policy import policy
 
     show(policy(load(spec_path), domain), as_json, tables_policy)
+
+
+@cli.group()
+def contract() -> None:
+    """Data contracts: check what a product holds, export and import ODCS v3 documents."""
+
+
+@contract.command(name="test")
+@click.argument("ref")
+@spec_option
+@click.option("--last", type=click.IntRange(1), default=None, help="Check only the last N messages (default: all).")
+@json_option
+def contract_test_cmd(ref: str, spec_path: str | None, last: int | None, as_json: bool) -> None:
+    """Check the messages stored in product REF (DOMAIN/PRODUCT) against its contract in the spec; list each
+    violation by sequence. Exits 1 if any message breaks it."""
+    from natsmesh.client import contract_test, run
+
+    res = run(contract_test(load(spec_path), ref, last=last))
+    if as_json:
+        print_json(res.to_json())
+    else:
+        for v in res.violations:
+            click.echo(f"  seq {v.seq} ({v.subject}): {v.problem}")
+        verdict = "all satisfy it" if res.ok else f"{len(res.violations)} do not satisfy it"
+        click.echo(f"{ref}: checked {res.checked} message(s) against contract {res.version}: {verdict}")
+    if not res.ok:
+        sys.exit(1)
+
+
+@contract.command(name="export")
+@click.argument("ref")
+@spec_option
+@click.option("--format", "fmt", type=click.Choice(["odcs"]), default="odcs", show_default=True, help="Document kind.")
+@click.option(
+    "-o", "--out", type=click.Path(dir_okay=False), default=None, help="Write to this file (default: stdout)."
+)
+def contract_export(ref: str, spec_path: str | None, fmt: str, out: str | None) -> None:
+    """Write product REF's contract as an ODCS v3 document (JSON): the stream as a server of type custom, with
+    its NATS stream, subjects and JetStream domain."""
+    from natsmesh.errors import UnknownProductError
+    from natsmesh.model.odcs import to_odcs
+
+    mesh = load(spec_path)
+    try:
+        product = mesh.product(ref)
+    except KeyError:
+        raise UnknownProductError(f"{ref!r} is not a product of mesh {mesh.name!r}") from None
+    if product.contract is None:
+        raise UnknownProductError(f"{ref} has no contract in the spec")
+    text = json.dumps(to_odcs(mesh, product), indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        Path(out).write_text(text)
+        click.echo(f"wrote the {fmt} document of {ref} to {out}", err=True)
+
+
+@contract.command(name="import")
+@click.argument("path", type=click.Path(dir_okay=False))
+def contract_import(path: str) -> None:
+    """Read an ODCS v3 document (JSON or YAML) and print it as a spec's `products:` entry (YAML)."""
+    import yaml
+
+    from natsmesh.errors import SpecError
+    from natsmesh.local.specfile import read_text_file
+    from natsmesh.model.odcs import OdcsError, from_odcs
+    from natsmesh.model.yamldoc import read_yaml
+
+    doc = read_yaml(read_text_file(Path(path), "an ODCS document is a JSON or YAML text file"), path).value
+    try:
+        entry = from_odcs(doc)
+    except OdcsError as exc:
+        raise SpecError(path, [str(exc)]) from None
+    click.echo(yaml.safe_dump([entry], sort_keys=False), nl=False)
