@@ -264,3 +264,21 @@ def test_apply_refuses_a_breaking_contract_and_records_a_compatible_one(gated: M
     assert "history: 1.0.0 (from " in shown.stdout
     as_json = json.loads(run_cli("catalog", "show", f"{A}/PLAIN", "-f", gated.source, "--json").stdout)
     assert as_json["contract"]["version"] == "1.1.0"
+
+
+def test_contract_test_reports_stored_violations_by_sequence(gated: Mesh) -> None:
+    async def bypass() -> int:
+        nc, _ = await _raw(gated)  # a client-enforced contract: a raw publisher can still store anything
+        ack = await nc.jetstream().publish(f"{A}.plain", b'{"id": "seven"}')
+        await nc.close()
+        return ack.seq
+
+    seq = asyncio.run(bypass())
+    res = run_cli("contract", "test", f"{A}/PLAIN", "-f", gated.source, "--json")
+    assert res.returncode == 1, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["checked"] >= 1 and not doc["ok"]
+    [v] = [v for v in doc["violations"] if v["seq"] == seq]
+    assert v["subject"] == f"{A}.plain" and "is a required property" in v["problem"]
+    last = run_cli("contract", "test", f"{A}/ORDERS", "-f", gated.source, "--last", "50")
+    assert last.returncode == 0 and "checked 50 message(s) against contract 1.0.0: all satisfy it" in last.stdout
