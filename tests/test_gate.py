@@ -280,5 +280,12 @@ def test_contract_test_reports_stored_violations_by_sequence(gated: Mesh) -> Non
     assert doc["checked"] >= 1 and not doc["ok"]
     [v] = [v for v in doc["violations"] if v["seq"] == seq]
     assert v["subject"] == f"{A}.plain" and "is a required property" in v["problem"]
-    last = run_cli("contract", "test", f"{A}/ORDERS", "-f", gated.source, "--last", "50")
-    assert last.returncode == 0 and "checked 50 message(s) against contract 1.0.0: all satisfy it" in last.stdout
+
+    async def publish() -> None:
+        async with MeshClient(gated) as mc:
+            for i in range(3):
+                await mc.publish(f"{A}/ORDERS", json.dumps({"run": "t", "id": i}).encode(), subject=f"{A}.orders.t")
+
+    asyncio.run(publish())
+    last = run_cli("contract", "test", f"{A}/ORDERS", "-f", gated.source, "--last", "2")
+    assert last.returncode == 0 and "checked 2 message(s) against contract 1.0.0: all satisfy it" in last.stdout
