@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from bench_bringup import machine
-from helpers import small_mesh_text
 
+from helpers import small_mesh_text
 from natsmesh.client import MeshClient
 from natsmesh.local.specfile import parse_spec
 from natsmesh.model.mesh import Mesh
@@ -56,9 +56,18 @@ SCHEMA = {"type": "object", "properties": FIELDS, "required": ["id", "customer",
 
 def message(i: int) -> bytes:
     return json.dumps(
-        {"id": f"o-{i}", "customer": f"c-{i % 97}", "amount": 12.5 + i % 100, "currency": "EUR", "quantity": 1 + i % 5,
-         "sku": f"ABC-{i % 1000}", "region": "eu-west", "paid": i % 2 == 0, "created": "2026-12-02T10:00:00Z",
-         "note": "a typical order"}  # fmt: skip
+        {
+            "id": f"o-{i}",
+            "customer": f"c-{i % 97}",
+            "amount": 12.5 + i % 100,
+            "currency": "EUR",
+            "quantity": 1 + i % 5,
+            "sku": f"ABC-{i % 1000}",
+            "region": "eu-west",
+            "paid": i % 2 == 0,
+            "created": "2026-12-02T10:00:00Z",
+            "note": "a typical order",
+        }  # fmt: skip
     ).encode()
 
 
