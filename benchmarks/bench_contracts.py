@@ -55,20 +55,19 @@ SCHEMA = {"type": "object", "properties": FIELDS, "required": ["id", "customer",
 
 
 def message(i: int) -> bytes:
-    return json.dumps(
-        {
-            "id": f"o-{i}",
-            "customer": f"c-{i % 97}",
-            "amount": 12.5 + i % 100,
-            "currency": "EUR",
-            "quantity": 1 + i % 5,
-            "sku": f"ABC-{i % 1000}",
-            "region": "eu-west",
-            "paid": i % 2 == 0,
-            "created": "2026-12-02T10:00:00Z",
-            "note": "a typical order",
-        }  # fmt: skip
-    ).encode()
+    doc = {
+        "id": f"o-{i}",
+        "customer": f"c-{i % 97}",
+        "amount": 12.5 + i % 100,
+        "currency": "EUR",
+        "quantity": 1 + i % 5,
+        "sku": f"ABC-{i % 1000}",
+        "region": "eu-west",
+        "paid": i % 2 == 0,
+        "created": "2026-12-02T10:00:00Z",
+        "note": "a typical order",
+    }
+    return json.dumps(doc).encode()
 
 
 def mesh_doc(data_dir: Path) -> dict[str, Any]:
