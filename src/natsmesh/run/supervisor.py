@@ -38,7 +38,6 @@ if TYPE_CHECKING:  # asyncio loads only in a supervisor that runs background tas
 
 PR_SET_PDEATHSIG = 1
 STAGE_TIMEOUT = 20.0  # an ordered start waits at most this long for one stage before starting the next
-LAME_DUCK_WAIT = 3.0  # `down` gives lame-duck mode this long before SIGTERM
 SERVICE_GRACE = 8.0  # a service (a gate answering what it has in flight) gets this long after SIGTERM
 
 EchoFn = Callable[[str, str], None]
@@ -349,9 +348,15 @@ class Supervisor:
     def request_stop(self, *_: object) -> None:
         self.stopping.set()
 
-    def stop_all(self, grace: float = 10.0, lame_duck: float = LAME_DUCK_WAIT) -> None:
-        """Lame-duck mode for every node (SIGUSR2: leaders move, JetStream stops cleanly), SIGTERM after
-        LAME_DUCK seconds, SIGKILL after GRACE more; the background tasks stop first."""
+    def stop_all(self, grace: float = 10.0) -> None:
+        """Stop everything: background tasks, then services (SIGTERM, SERVICE_GRACE to finish what they hold),
+        then every node at once with SIGTERM (nats-server's clean stop: JetStream snapshots its metadata and
+        closes its stores), SIGKILL after GRACE.
+
+        Lame-duck mode would hand a node's leaders and clients to the other nodes of its cluster; when the whole
+        mesh stops there is no node left to take them, so it would only add its grace period (3-6 s for the seed
+        mesh). A unit rendered for a host (`natsmesh.render.hosts`) stops one node in lame-duck mode, where the
+        rest of its cluster stays up."""
         live = [np for np in self.procs.values() if np.proc is not None and np.proc.poll() is None]
         for np in self.procs.values():
             np.state = "stopping" if np in live else "stopped"
@@ -371,15 +376,11 @@ class Supervisor:
                 np.proc.wait()
             np.state = "stopped"
         live = [np for np in live if np.node is not None]
-        for sig, wait in ((signal.SIGUSR2, lame_duck), (signal.SIGTERM, 0.0)):
-            for np in live:
-                assert np.proc is not None
-                if np.proc.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        np.proc.send_signal(sig)
-            deadline = time.monotonic() + wait
-            while wait and time.monotonic() < deadline and any(np.proc and np.proc.poll() is None for np in live):
-                time.sleep(0.05)
+        for np in live:
+            assert np.proc is not None
+            if np.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    np.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for np in live:
             assert np.proc is not None
