@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import statistics
 import struct
@@ -42,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))  # the test hosts of tests/netns.py
 
 from bench_bringup import machine
+from reporting import machine_line, write_json
 
 from natsmesh.client import MeshClient
 from natsmesh.local.bundle import render_bundle
@@ -307,11 +307,8 @@ def main() -> None:
     for key in summary["spread"]:
         s, o = summary["spread"][key], summary["one-host"][key]
         print(f"  {key:<28} {s:>10.3f} {o:>10.3f} {s / o if o else float('nan'):>6.2f}x")
-    where = f"{m['cores']} cores {m['cpu']}, {m['ram_gib']} GiB, Linux {m['kernel']}, Python {m['python']}"
-    print(f"\nmachine: {where}, nats-server {m['nats_server']}, {m['date']}; took {time.monotonic() - began:.0f} s")
-    if args.json:
-        doc = {"benchmark": "hosts", "machine": m, "args": vars(args) | {"json": str(args.json)}}
-        args.json.write_text(json.dumps(doc | {"runs": runs, "summary": summary}, indent=2, default=str))
+    print(machine_line(m, began=began))
+    write_json(args.json, "hosts", m, args=vars(args) | {"json": str(args.json)}, runs=runs, summary=summary)
 
 
 if __name__ == "__main__":

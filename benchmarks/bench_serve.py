@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
@@ -39,6 +38,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_bringup import machine
+from reporting import machine_line, write_json
 
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.specfile import load_spec
@@ -223,10 +223,8 @@ def main() -> None:
         base = med(p["healthz"])
         loads = ", ".join(f"{k} {med(v) * 1000:.0f} ms ({med(v) / base:.1f}x)" for k, v in p.items() if k != "healthz")
         print(f"  {'':<10} portal first load: {loads}; /healthz {base * 1000:.0f} ms")
-    where = f"{m['cores']} cores {m['cpu']}, {m['ram_gib']} GiB, Linux {m['kernel']}, Python {m['python']}"
-    print(f"\nmachine: {where}, nats-server {m['nats_server']}, {m['date']}; took {time.monotonic() - began:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps({"benchmark": "serve", "machine": m, "results": results}, indent=2))
+    print(machine_line(m, began=began))
+    write_json(args.json, "serve", m, results=results)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_bringup import machine
+from reporting import machine_line, write_json
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -129,10 +130,8 @@ def main() -> None:
         v, e = statistics.median(valid[name]), statistics.median(invalid[name])
         summary[name] = {"valid_per_s": v, "invalid_with_path_per_s": e, "valid_vs_dumps": v / base}
         print(f"  {name:<15} {v:>12,.0f}/s valid ({v / base:5.2f}x)   {e:>10,.0f}/s invalid with its path")
-    where = f"{m['cores']} cores {m['cpu']}, {m['ram_gib']} GiB, Linux {m['kernel']}, Python {m['python']}"
-    print(f"\nmachine: {where}, {m['date']}")
-    if args.json:
-        args.json.write_text(json.dumps({"benchmark": "validators", "machine": m, "summary": summary}, indent=2))
+    print(machine_line(m, nats_server=False))
+    write_json(args.json, "validators", m, summary=summary)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """What tests share besides fixtures: meshes on free ports chosen at run time, a runner that guarantees they are
-down afterwards, the CLI run as a user runs it, and a check for servers left running."""
+down afterwards, the CLI run as a user runs it (and `natsmesh serve`), a check for servers left running, and the
+contents of a domain's streams to compare before and after."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -14,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from nats.aio.client import Client
 
 from natsmesh.local.specfile import parse_spec
 from natsmesh.local.state import SupervisorState, lock_is_held
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.templates import init_spec_text, seed_spec_text
 from natsmesh.model.topology import block_size, plan_ports
+from natsmesh.observe.streams import list_streams
 from natsmesh.run import lifecycle
 from natsmesh.run.ports import free_port_base
 from natsmesh.run.supervisor import RestartPolicy
@@ -92,6 +96,11 @@ class MeshRunner:
         lifecycle.up_detached(mesh, timeout=timeout, owner_pid=os.getpid(), policy=FAST_RESTART, chaos=chaos)
         return mesh
 
+    def up_file(self, doc: dict[str, Any], name: str, chaos: bool = False) -> tuple[Mesh, Path]:
+        """The spec DOC written to NAME (the file to give `natsmesh` commands) and its mesh brought up."""
+        spec = self.write(yaml.safe_dump(doc, sort_keys=False), name)
+        return self.up(self.load(spec.read_text()), chaos=chaos), spec
+
     def close(self) -> None:
         for mesh in self.started:
             if lock_is_held(mesh):
@@ -115,6 +124,11 @@ def servers_under(path: Path) -> list[int]:
     return out
 
 
+def natsmesh_exe() -> str:
+    """The `natsmesh` console script installed next to this Python."""
+    return shutil.which("natsmesh", path=str(Path(sys.executable).parent)) or "natsmesh"
+
+
 def run_cli(
     *args: str,
     cwd: Path | None = None,
@@ -123,9 +137,8 @@ def run_cli(
     input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed `natsmesh` console script as a user would (INPUT: its stdin; none by default)."""
-    exe = shutil.which("natsmesh", path=str(Path(sys.executable).parent)) or "natsmesh"
     return subprocess.run(
-        [exe, *args],
+        [natsmesh_exe(), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -150,3 +163,60 @@ def wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> Non
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"{url} never answered")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Terminate PROC if it still runs, and kill it if it has not ended 15 s later."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_http(
+    args: list[str], ready: str, cwd: Path | None = None, output: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """Start ARGS (its stdout and stderr to OUTPUT) and wait until the URL READY answers; stopped again if not."""
+    proc = subprocess.Popen(args, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_http(ready, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+def start_serve(
+    spec: Path,
+    port: int,
+    *extra: str,
+    bundle: Path | None = None,
+    cwd: Path | None = None,
+    output: int = subprocess.PIPE,
+) -> subprocess.Popen[str]:
+    """`natsmesh serve` of SPEC (or, with BUNDLE, of that party's folder) on PORT with a 1 s cache and EXTRA
+    options, once it answers /healthz; its output (stdout and stderr) to OUTPUT, a pipe unless told."""
+    head = [natsmesh_exe(), *(["--bundle", str(bundle)] if bundle else [])]
+    tail = [] if bundle else ["-f", str(spec)]
+    args = [*head, "serve", *tail, "--port", str(port), "--cache", "1", *extra]
+    return start_http(args, f"http://127.0.0.1:{port}/healthz", cwd=cwd, output=output)
+
+
+async def stream_contents(nc: Client) -> dict[str, tuple[int, int, int, str]]:
+    """Every stream of NC's domain but KV buckets: its count, first and last sequence, and a hash of every
+    message in it (sequence, subject and data)."""
+    js = nc.jetstream()
+    out = {}
+    for name, info in sorted((await list_streams(nc)).items()):
+        if name.startswith("KV_"):
+            continue
+        msgs = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1) if info.state.messages else ():
+            m = await js.get_msg(name, seq)
+            msgs.append(f"{m.seq or 0}|{m.subject or ''}|".encode() + (m.data or b""))
+        digest = hashlib.sha256(b"".join(msgs)).hexdigest()
+        out[name] = (info.state.messages, info.state.first_seq, info.state.last_seq, digest)
+    return out

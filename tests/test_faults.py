@@ -43,6 +43,7 @@ PRODUCTS = {
 }
 LEAF_COPIES = {f"{B}/ORDERS_FROM_A", "leaf-domain-d/ORDERS_D"}
 RATE = 40.0  # messages per second into each product
+Seconds = float | None  # None: never within the time allowed
 
 
 def fault_spec(data_dir: Path) -> str:
@@ -97,6 +98,22 @@ class Traffic:
     async def finish(self) -> dict[str, PublishRun]:
         self.stop.set()
         return {ref: await t for ref, t in self.tasks.items()}
+
+    async def recovered(self, mesh: Mesh, figures: dict[str, Any], ref: str = f"{A}/ORDERS") -> dict[str, Seconds]:
+        """The fault over: the seconds until every copy of product REF holds all of it; then the traffic finished
+        and every acked id accounted for (`accounted`, into FIGURES)."""
+        times = await catch_up(mesh, self.mc, ref, PRODUCTS[ref], timeout=60)
+        await accounted(mesh, self.mc, await self.finish(), figures)
+        return times
+
+
+def rounded(seconds: Seconds) -> Seconds:
+    """SECONDS for the figures: to the hundredth, None (never) as it is."""
+    return round(seconds, 2) if seconds is not None else None
+
+
+def rounded_all(times: dict[str, Seconds]) -> dict[str, Seconds]:
+    return {k: rounded(v) for k, v in times.items()}
 
 
 async def settled(mesh: Mesh, mc: MeshClient) -> None:
@@ -179,6 +196,28 @@ def count_links(by_hub: dict[str, list[str]], domain: str | None = None) -> int:
     return sum(1 for names in by_hub.values() for n in names if domain is None or n.startswith(domain + "-"))
 
 
+async def until_relinked(
+    mesh: Mesh,
+    start: float,
+    total: int,
+    seconds: float,
+    every: float,
+    domain: str | None = None,
+    skip: set[str] = frozenset(),  # type: ignore[assignment]
+    after: float = 0.0,
+) -> tuple[Seconds, dict[str, list[str]]]:
+    """Every EVERY seconds, until SECONDS after START: are TOTAL links (of DOMAIN's servers, or all) at the hub
+    nodes not in SKIP again, later than AFTER seconds after START? How long after START (None: not in time), and
+    the links last seen (`links_at_hub`)."""
+    links: dict[str, list[str]] = {}
+    while time.monotonic() - start < seconds:
+        links = await asyncio.to_thread(links_at_hub, mesh, skip)
+        if count_links(links, domain) == total and time.monotonic() - start > after:
+            return time.monotonic() - start, links
+        await asyncio.sleep(every)
+    return None, links
+
+
 async def test_f1_partition_one_domain(fault_mesh: Mesh, figures: dict[str, Any]) -> None:
     """Partition a for 20 s: its producers keep succeeding; b's and c's data keeps reaching the hub; a's copies
     elsewhere are complete within 3 s of healing; exact id sets."""
@@ -196,15 +235,13 @@ async def test_f1_partition_one_domain(fault_mesh: Mesh, figures: dict[str, Any]
         a_during = await held(mc, f"{A}/ORDERS") - acked_before[f"{A}/ORDERS"]
         mirror_during = await held(mc, f"{B}/ORDERS_FROM_A") - mirror0
         await asyncio.sleep(0.5)  # the supervisor lifts the partition at 20 s
-        times = await catch_up(mesh, mc, f"{A}/ORDERS", PRODUCTS[f"{A}/ORDERS"], timeout=60)
-        runs = await traffic.finish()
-        await accounted(mesh, mc, runs, figures)
+        times = await traffic.recovered(mesh, figures)
     figures.update(
         partition_seconds=20,
         a_stored_during_partition=a_during,
         b_reached_hub_during_partition=hub_b1 - hub_b0,
         a_reached_b_during_partition=mirror_during,
-        catch_up_seconds={k: round(v, 2) if v is not None else None for k, v in times.items()},
+        catch_up_seconds=rounded_all(times),
     )
     assert a_during >= 0.8 * RATE * 19, "a's producers must keep succeeding locally while cut off"
     assert mirror_during <= RATE, "the partition must cut a's data off (at most what was in flight)"
@@ -243,12 +280,10 @@ async def test_f2_bounce_one_source_of_the_hub_aggregate(fault_mesh: Mesh, figur
             _longest_stall(mc, "hub/ACTIVITY", PRODUCTS[f"{B}/PAYMENTS"], 12),
         )
         await asyncio.to_thread(wait_ready, mesh, 60)
-        times = await catch_up(mesh, mc, f"{C}/SHIPMENTS", PRODUCTS[f"{C}/SHIPMENTS"], timeout=60)
-        runs = await traffic.finish()
-        await accounted(mesh, mc, runs, figures)
+        times = await traffic.recovered(mesh, figures, f"{C}/SHIPMENTS")
     figures.update(
         longest_gap_seconds={"a": round(stall_a, 2), "b": round(stall_b, 2)},
-        c_catch_up_after_ready_seconds={k: round(v, 2) if v is not None else None for k, v in times.items()},
+        c_catch_up_after_ready_seconds=rounded_all(times),
     )
     # 40 messages a second arrive about every 25 ms; a gap of a second would be a stall of the source
     assert stall_a < 1.0 and stall_b < 1.0, (stall_a, stall_b)
@@ -267,15 +302,13 @@ async def test_f3_flapping_links(fault_mesh: Mesh, figures: dict[str, Any]) -> N
             chaos.partition(mesh, A, 2)
             flaps += 1
             await asyncio.sleep(4)
-        times = await catch_up(mesh, mc, f"{A}/ORDERS", PRODUCTS[f"{A}/ORDERS"], timeout=60)
-        runs = await traffic.finish()
-        await accounted(mesh, mc, runs, figures)
+        times = await traffic.recovered(mesh, figures)
         await settled(mesh, mc)
         origins = {ref: await held(mc, ref, subj) for ref, subj in PRODUCTS.items()}
         aggregate = {ref: await held(mc, "hub/ACTIVITY", subj) for ref, subj in PRODUCTS.items()}
     figures.update(
         flaps=flaps,
-        catch_up_after_last_flap_seconds={k: round(v, 2) if v is not None else None for k, v in times.items()},
+        catch_up_after_last_flap_seconds=rounded_all(times),
         origins=sum(origins.values()),
         aggregate=sum(aggregate.values()),
     )
@@ -295,23 +328,15 @@ async def test_f4_kill_the_hub_node_holding_a_domains_links(fault_mesh: Mesh, fi
         await asyncio.sleep(2)
         start = time.monotonic()
         chaos.kill(mesh, victim)
-        relinked = None
-        while time.monotonic() - start < 30:
-            now_links = await asyncio.to_thread(links_at_hub, mesh)
-            if count_links(now_links, A) == total and time.monotonic() - start > 0.05:
-                relinked = time.monotonic() - start
-                break
-            await asyncio.sleep(0.05)
+        relinked, now_links = await until_relinked(mesh, start, total, 30, every=0.05, domain=A, after=0.05)
         where = {h: count_links({h: names}, A) for h, names in now_links.items()}
-        times = await catch_up(mesh, mc, f"{A}/ORDERS", PRODUCTS[f"{A}/ORDERS"], timeout=60)
-        runs = await traffic.finish()
-        await accounted(mesh, mc, runs, figures)
+        times = await traffic.recovered(mesh, figures)
     figures.update(
         killed=victim,
         links_on_it=moved,
-        relinked_seconds=round(relinked, 2) if relinked is not None else None,
+        relinked_seconds=rounded(relinked),
         links_after=where,
-        catch_up_seconds={k: round(v, 2) if v is not None else None for k, v in times.items()},
+        catch_up_seconds=rounded_all(times),
     )
     assert relinked is not None and relinked <= 2.0, figures
 
@@ -351,12 +376,10 @@ async def test_f6_kill_every_server_of_a_domain(fault_mesh: Mesh, figures: dict[
         await asyncio.sleep(0.5)
         await asyncio.to_thread(wait_ready, a_targets, 60)
         back = time.monotonic() - start
-        times = await catch_up(mesh, mc, f"{A}/ORDERS", PRODUCTS[f"{A}/ORDERS"], timeout=60)
-        runs = await traffic.finish()
-        await accounted(mesh, mc, runs, figures)
+        times = await traffic.recovered(mesh, figures)
     figures.update(
         domain_ready_seconds=round(back, 2),
-        catch_up_after_ready_seconds={k: round(v, 2) if v is not None else None for k, v in times.items()},
+        catch_up_after_ready_seconds=rounded_all(times),
     )
     assert all(v is not None and v <= 20 for v in times.values()), times
 
@@ -378,13 +401,7 @@ async def test_f7_pause_a_hub_node(fault_mesh: Mesh, figures: dict[str, Any]) ->
         await asyncio.sleep(2)
         start = time.monotonic()
         pauser = asyncio.create_task(asyncio.to_thread(chaos.pause, mesh, victim, 30.0))
-        rerouted = None
-        while time.monotonic() - start < 29:
-            others = await asyncio.to_thread(links_at_hub, mesh, {victim})
-            if count_links(others) == total:
-                rerouted = time.monotonic() - start
-                break
-            await asyncio.sleep(0.2)
+        rerouted, _ = await until_relinked(mesh, start, total, 29, every=0.2, skip={victim})
         flowing = None
         if rerouted is not None:  # a's copies in other leaf domains move again while the node is still stopped
             flow = await catch_up(
@@ -395,16 +412,14 @@ async def test_f7_pause_a_hub_node(fault_mesh: Mesh, figures: dict[str, Any]) ->
             )
         await pauser
         await asyncio.to_thread(wait_ready, mesh, 60)
-        times = await catch_up(mesh, mc, f"{A}/ORDERS", PRODUCTS[f"{A}/ORDERS"], timeout=60)
-        runs = await traffic.finish()
-        await accounted(mesh, mc, runs, figures)
+        times = await traffic.recovered(mesh, figures)
     figures.update(
         paused=victim,
         links_on_it=on_victim,
-        rerouted_seconds=round(rerouted, 2) if rerouted is not None else None,
+        rerouted_seconds=rounded(rerouted),
         bound_seconds=bound,
-        copies_complete_after_reroute_seconds=round(flowing, 2) if flowing is not None else None,
-        catch_up_after_continue_seconds={k: round(v, 2) if v is not None else None for k, v in times.items()},
+        copies_complete_after_reroute_seconds=rounded(flowing),
+        catch_up_after_continue_seconds=rounded_all(times),
     )
     assert rerouted is not None and rerouted <= bound, figures
     assert flowing is not None, "copies must flow again while the hub node is still stopped"
@@ -464,14 +479,12 @@ async def test_f8_down_and_up_keeps_everything(fault_mesh: Mesh, figures: dict[s
         after = await _snapshot(mesh, mc)
         traffic = Traffic(mc)
         await asyncio.sleep(3)
-        times = await catch_up(mesh, mc, f"{A}/ORDERS", PRODUCTS[f"{A}/ORDERS"], timeout=60)
-        runs = await traffic.finish()
-        await accounted(mesh, mc, runs, figures)
+        times = await traffic.recovered(mesh, figures)
     figures.update(
         down_seconds=round(down_s, 2),
         up_seconds=round(res.seconds, 2),
         streams_and_entries=len(before),
-        catch_up_after_up_seconds={k: round(v, 2) if v is not None else None for k, v in times.items()},
+        catch_up_after_up_seconds=rounded_all(times),
     )
     assert after == before
     assert all(v is not None and v <= 5 for v in times.values()), times

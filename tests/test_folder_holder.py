@@ -7,7 +7,6 @@ unchanged to the byte; the declared copies stay complete and the platform still 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import subprocess
 import time
@@ -20,7 +19,7 @@ import nats.errors
 import pytest
 import yaml
 
-from helpers import MeshRunner, example_on_free_ports, servers_under
+from helpers import MeshRunner, example_on_free_ports, servers_under, stream_contents
 from natsmesh.client import MeshClient
 from natsmesh.local.bundle import render_bundle
 from natsmesh.local.secrets import load_credentials
@@ -29,7 +28,7 @@ from natsmesh.model.topology import Cluster
 from natsmesh.observe.monitor import http_json
 from natsmesh.observe.readiness import wait_ready
 from natsmesh.observe.reports import report
-from natsmesh.observe.streams import list_consumers, list_streams
+from natsmesh.observe.streams import list_consumers
 from natsmesh.render.servers import LINK_HEADROOM
 from natsmesh.run import binary
 from probes import CONSUMER_VERBS, Folder, answers, attempt, client_probe, is_breach, leaf_probes, matrix, route_probe
@@ -51,27 +50,16 @@ class Holder:
         return [c for c in self.mesh.clusters if c.name != party]
 
 
-def _digest(msgs: list[tuple[int, str, bytes]]) -> str:
-    return hashlib.sha256(b"".join(f"{s}|{subj}|".encode() + d for s, subj, d in msgs)).hexdigest()
-
-
 async def snapshot(mc: MeshClient, domain: str) -> dict[str, Any]:
     """Every stream of DOMAIN (count, sequences, a hash of every message) and every consumer's delivery config."""
     nc = await mc.connection(domain)
-    js = nc.jetstream()
     out: dict[str, Any] = {}
-    for name, info in sorted((await list_streams(nc)).items()):
-        if name.startswith("KV_"):
-            continue
-        msgs = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1) if info.state.messages else ():
-            m = await js.get_msg(name, seq)
-            msgs.append((m.seq or 0, m.subject or "", m.data or b""))
+    for name, contents in (await stream_contents(nc)).items():
         consumers = {
             n: (c.config.deliver_subject, c.config.filter_subject, c.config.description, bool(c.paused))
             for n, c in (await list_consumers(nc, name)).items()
         }
-        out[name] = (info.state.messages, info.state.first_seq, info.state.last_seq, _digest(msgs), consumers)
+        out[name] = (*contents, consumers)
     return out
 
 

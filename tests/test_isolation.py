@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -18,18 +17,17 @@ import yaml
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, ExternalStream, StreamConfig, StreamConsumerSource, StreamSource
 
-from helpers import MeshRunner, small_mesh_text
+import probes
+from helpers import MeshRunner, small_mesh_text, stream_contents
 from natsmesh.client import MeshClient
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.mesh import Mesh
-from natsmesh.observe.streams import list_streams
 from natsmesh.observe.system import collect
 from natsmesh.reconcile.apply import reconcile
 
 pytestmark = pytest.mark.integration
 DOMAINS = ["hub", "leaf-domain-a", "leaf-domain-b", "leaf-domain-c"]
 LEAVES = DOMAINS[1:]
-TIMEOUT = 0.5
 
 
 def isolation_spec(runner: MeshRunner, tmp: Path) -> Mesh:
@@ -55,23 +53,13 @@ def pub(domain: str) -> str:
     return f"PUB_{domain[-1].upper()}"
 
 
-def digest(msgs: list[tuple[int, str, bytes]]) -> str:
-    return hashlib.sha256(b"".join(f"{s}|{subj}|".encode() + d for s, subj, d in msgs)).hexdigest()
-
-
 async def snapshot(mc: MeshClient, domain: str) -> dict[str, Any]:
-    """Every stream of DOMAIN with its count, first and last sequence and a hash of its content."""
-    js = await mc.jetstream(domain)
+    """Every stream of DOMAIN with its count, first and last sequence, a hash of its content and its consumers."""
+    nc = await mc.connection(domain)
+    js = nc.jetstream()
     out = {}
-    for name, info in sorted((await list_streams(await mc.connection(domain))).items()):
-        if name.startswith("KV_"):
-            continue
-        msgs = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1) if info.state.messages else ():
-            m = await js.get_msg(name, seq)
-            msgs.append((m.seq or 0, m.subject or "", m.data or b""))
-        consumers = sorted(c.name for c in await js.consumers_info(name) if c.name)
-        out[name] = (info.state.messages, info.state.first_seq, info.state.last_seq, digest(msgs), consumers)
+    for name, contents in (await stream_contents(nc)).items():
+        out[name] = (*contents, sorted(c.name for c in await js.consumers_info(name) if c.name))
     return out
 
 
@@ -92,15 +80,10 @@ async def iso(runner: MeshRunner, tmp_path: Path) -> AsyncIterator[tuple[Mesh, M
 
 
 async def attempt(nc: Client, subject: str, body: dict[str, Any] | None = None) -> str:
-    """Send one JetStream API request; return how it ended: `ok`, `error: …`, `no responders` or `timeout`."""
-    try:
-        msg = await nc.request(subject, json.dumps(body or {}).encode(), timeout=TIMEOUT)
-    except nats.errors.NoRespondersError:
-        return "no responders"
-    except nats.errors.TimeoutError:
-        return "timeout"
-    reply = json.loads(msg.data or b"{}")
-    return f"error: {reply['error'].get('description')}" if "error" in reply else "ok"
+    """Send one JetStream API request; return how it ended: `ok` (whatever answered without an error, even
+    with nothing done), `error: …`, `no responders` or `timeout`."""
+    outcome = await probes.attempt(nc, subject, body)
+    return "ok" if outcome.startswith("ok:") or outcome == "nothing done" else outcome
 
 
 async def test_attack_matrix(iso: tuple[Mesh, MeshClient]) -> None:

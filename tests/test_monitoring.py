@@ -5,10 +5,8 @@ lag for every declared copy, and an alert that fires while a domain is partition
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -21,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import MeshRunner, servers_under, small_mesh_text, wait_http
+from helpers import MeshRunner, servers_under, small_mesh_text, start_http, start_serve, stop
 from natsmesh.client import MeshClient, run
 from natsmesh.errors import SpecError
 from natsmesh.faults import chaos
@@ -182,62 +180,34 @@ class Watched:
             return list(json.loads(r.read())["data"]["alerts"])
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
     tmp = tmp_path_factory.mktemp("watched")
     runner = MeshRunner(tmp)
-    spec = tmp / "watched.yaml"
-    spec.write_text(yaml.safe_dump(watched_doc(tmp / "data"), sort_keys=False))
-    mesh = runner.load(spec.read_text())
-    runner.up(mesh, chaos=True)
+    mesh, spec = runner.up_file(watched_doc(tmp / "data"), "watched.yaml", chaos=True)
     procs: list[subprocess.Popen[str]] = []
     try:
         run(reconcile(mesh))
         base = free_port_base(2)
-        exe = shutil.which("natsmesh", path=str(Path(sys.executable).parent)) or "natsmesh"
-        serve = subprocess.Popen(
-            [exe, "serve", "-f", str(spec), "--port", str(base), "--cache", "1"],
-            cwd=tmp,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        procs.append(serve)
+        procs.append(start_serve(spec, base, cwd=tmp))
         serve_url = f"http://127.0.0.1:{base}"
-        wait_http(f"{serve_url}/healthz", serve)
         prom_dir = tmp / "prom"
         files = monitoring_files(mesh, f"127.0.0.1:{base}", interval="1s", hold="0s")
         prom_dir.mkdir()
         for name, text in files.items():
             (prom_dir / name).write_text(text)
-        prom = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={prom_dir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={prom_dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{base + 1}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        procs.append(prom)
         prom_url = f"http://127.0.0.1:{base + 1}"
-        wait_http(f"{prom_url}/-/ready", prom)
+        prom = [
+            PROMETHEUS,
+            f"--config.file={prom_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={prom_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{base + 1}",
+        ]
+        procs.append(start_http(prom, f"{prom_url}/-/ready"))
         yield Watched(mesh, spec, serve_url, prom_url, tmp)
     finally:
         for p in reversed(procs):
-            _stop(p)
+            stop(p)
         runner.close()
         assert not servers_under(tmp)
 
@@ -358,18 +328,6 @@ def test_heal_nudges_are_counted_per_copy_when_serve_heals(tmp_path: Path) -> No
     assert not [f for f in families(mesh, snap) if f.name == "natsmesh_copy_heal_nudges"]  # only with --heal
 
 
-def _serve(spec: Path, port: int, *extra: str, bundle: Path | None = None) -> subprocess.Popen[str]:
-    exe = shutil.which("natsmesh", path=str(Path(sys.executable).parent)) or "natsmesh"
-    head = [exe, *(["--bundle", str(bundle)] if bundle else [])]
-    tail = [] if bundle else ["-f", str(spec)]
-    return subprocess.Popen(
-        [*head, "serve", *tail, "--port", str(port), "--cache", "1", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def test_a_paused_server_never_hangs_a_scrape_and_shows_as_down(watched: Watched) -> None:
     """SIGSTOP c's only server for 8 s: every scrape meanwhile answers within one bounded round (2 s) plus
     slack, and soon shows natsmesh_server_up 0 for it with its copy's lag series gone."""
@@ -401,15 +359,14 @@ def test_serve_from_a_domains_folder_shows_its_own_copies_and_servers(watched: W
     render_bundle(watched.mesh, watched.tmp / "handed", party=B)
     folder = watched.tmp / "handed" / watched.mesh.domain(B).folder
     port = free_port_base(1)
-    proc = _serve(watched.spec, port, bundle=folder)
+    proc = start_serve(watched.spec, port, bundle=folder)
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=10) as r:
             doc = json.loads(r.read())
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
             text = r.read().decode()
     finally:
-        _stop(proc)
+        stop(proc)
     assert [c["copy"] for c in doc["copies"]] == [f"{B}/ORDERS"] and doc["missing_servers"] == []
     assert doc["copies"][0]["lag"] == 0, doc
     ups = [ln for ln in text.splitlines() if ln.startswith("natsmesh_server_up")]
@@ -420,14 +377,13 @@ def test_serve_from_a_domains_folder_shows_its_own_copies_and_servers(watched: W
 
 def test_serve_says_where_it_listens_and_stops_cleanly_on_ctrl_c(watched: Watched) -> None:
     port = free_port_base(1)
-    proc = _serve(watched.spec, port, "--heal")
+    proc = start_serve(watched.spec, port, "--heal")
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
             assert "natsmesh_copy_heal_nudges_total" in r.read().decode()  # --heal counts its nudges
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=15)
     finally:
-        _stop(proc)
+        stop(proc)
     assert proc.returncode == 0, out
     assert f"at http://127.0.0.1:{port}/metrics" in out and "stopped" in out and "Traceback" not in out, out

@@ -35,6 +35,7 @@ from natsmesh.run import binary
 from netns import Host, Network
 from probes import is_breach
 
+pytestmark = pytest.mark.integration  # real servers in network namespaces
 PORTS = {"client": 4222, "cluster": 6222, "http": 8222}
 RESET_TIMEOUT = 5.0  # nats-server 2.15: a durable-sourced copy waits this long for an unanswered reset
 

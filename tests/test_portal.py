@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import MeshRunner, servers_under, small_mesh_text, wait_http
+from helpers import MeshRunner, servers_under, small_mesh_text, start_serve, stop
 from natsmesh.client import MeshClient, run
 from natsmesh.faults import chaos
 from natsmesh.model.mesh import Mesh
@@ -64,29 +62,16 @@ def portal_doc(data_dir: Path) -> dict[str, Any]:
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, str]]:
     tmp = tmp_path_factory.mktemp("portal")
     runner = MeshRunner(tmp)
-    spec = tmp / "portal.yaml"
-    spec.write_text(yaml.safe_dump(portal_doc(tmp / "data"), sort_keys=False))
-    mesh = runner.load(spec.read_text())
-    runner.up(mesh, chaos=True)
+    mesh, spec = runner.up_file(portal_doc(tmp / "data"), "portal.yaml", chaos=True)
     serve: subprocess.Popen[str] | None = None
     try:
         run(reconcile(mesh))
         port = free_port_base(1)
-        exe = shutil.which("natsmesh", path=str(Path(sys.executable).parent)) or "natsmesh"
-        serve = subprocess.Popen(
-            [exe, "serve", "-f", str(spec), "--port", str(port), "--cache", "1"],
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/healthz", serve)
-        yield mesh, url
+        serve = start_serve(spec, port, cwd=tmp, output=subprocess.DEVNULL)
+        yield mesh, f"http://127.0.0.1:{port}"
     finally:
-        if serve is not None and serve.poll() is None:
-            serve.terminate()
-            serve.wait(15)
+        if serve is not None:
+            stop(serve)
         runner.close()
         assert not servers_under(tmp)
 

@@ -29,13 +29,29 @@ def _problems(text: str) -> str:
     return str(err.value)
 
 
-BASE = """  - name: a
+ORDERS = "{name: ORDERS, subjects: [a.orders.>]}"
+DOMAIN_B = "  - name: b\n    nodes: 1\n"
+BASE = f"""  - name: a
     nodes: 1
     products:
-      - {name: ORDERS, subjects: [a.orders.>]}
-  - name: b
-    nodes: 1
-"""
+      - {ORDERS}
+{DOMAIN_B}"""
+
+
+def orders_with(keys: str) -> str:
+    """BASE with KEYS (`key: value, ...`) added to a's ORDERS."""
+    return BASE.replace(ORDERS, ORDERS[:-1] + f", {keys}}}")
+
+
+def products_of_a(also: str) -> str:
+    """BASE with the product ALSO (a flow mapping) after a's ORDERS."""
+    return BASE.replace(f"      - {ORDERS}\n", f"      - {ORDERS}\n      - {also}\n")
+
+
+def b_with(lines: str) -> str:
+    """BASE with LINES (indented as its keys) in domain b's body."""
+    return BASE.replace(DOMAIN_B, DOMAIN_B + lines)
+
 
 BAD = [
     (
@@ -50,8 +66,7 @@ BAD = [
     ),
     (
         "a domain consuming its own product",
-        BASE.replace("  - name: b\n    nodes: 1\n", "")
-        + "    consumes:\n      - product: a/ORDERS\n        as: COPY\n",
+        BASE.replace(DOMAIN_B, "") + "    consumes:\n      - product: a/ORDERS\n        as: COPY\n",
         ["domains[0].consumes[0].product", "cannot consume its own product 'a/ORDERS'"],
     ),
     (
@@ -73,18 +88,12 @@ BAD = [
     ),
     (
         "two products with one name",
-        BASE.replace(
-            "      - {name: ORDERS, subjects: [a.orders.>]}\n",
-            "      - {name: ORDERS, subjects: [a.orders.>]}\n      - {name: ORDERS, subjects: [a.other.>]}\n",
-        ),
+        products_of_a("{name: ORDERS, subjects: [a.other.>]}"),
         ["domains[0].products[1].name", "two streams named 'ORDERS'"],
     ),
     (
         "a mirror whose name collides with a product",
-        BASE.replace(
-            "  - name: b\n    nodes: 1\n",
-            "  - name: b\n    nodes: 1\n    products:\n      - {name: ORDERS, subjects: [b.orders.>]}\n",
-        )
+        b_with("    products:\n      - {name: ORDERS, subjects: [b.orders.>]}\n")
         + "    consumes:\n      - product: a/ORDERS\n",
         ["domains[1].consumes[0]", "two streams named 'ORDERS' in domain 'b'", "name this one with `as`"],
     ),
@@ -95,10 +104,7 @@ BAD = [
     ),
     (
         "two shared streams of one name",
-        BASE.replace(
-            "  - name: b\n    nodes: 1\n",
-            "  - name: b\n    nodes: 1\n    products:\n      - {name: ORDERS, subjects: [b.orders.>], public: true}\n",
-        )
+        b_with("    products:\n      - {name: ORDERS, subjects: [b.orders.>], public: true}\n")
         + "  - name: c\n    nodes: 1\n    consumes:\n      - {product: a/ORDERS, as: A_ORDERS}\n",
         ["are both shared", "shared streams need names unique across the mesh"],
     ),
@@ -119,15 +125,12 @@ BAD = [
     ),
     (
         "overlapping products",
-        BASE.replace(
-            "      - {name: ORDERS, subjects: [a.orders.>]}\n",
-            "      - {name: ORDERS, subjects: [a.orders.>]}\n      - {name: EU, subjects: [a.orders.eu]}\n",
-        ),
+        products_of_a("{name: EU, subjects: [a.orders.eu]}"),
         ["subject 'a.orders.eu' overlaps 'a.orders.>' of product 'ORDERS'"],
     ),
     (
         "more replicas than nodes",
-        BASE.replace("{name: ORDERS, subjects: [a.orders.>]}", "{name: ORDERS, subjects: [a.orders.>], replicas: 3}"),
+        orders_with("replicas: 3"),
         ["domains[0].products[0].replicas", "3 replicas, but domain 'a' has 1 node"],
     ),
     (
@@ -149,19 +152,19 @@ BAD = [
     ),
     (
         "a consumer limit below the copies taking the product",
-        BASE.replace("subjects: [a.orders.>]}", "subjects: [a.orders.>], public: true, limits: {max_consumers: 1}}")
+        orders_with("public: true, limits: {max_consumers: 1}")
         + "    consumes:\n      - product: a/ORDERS\n"
         + "  - name: c\n    nodes: 1\n    consumes:\n      - product: a/ORDERS\n",
         ["domains[0].products[0].limits.max_consumers", "1 is fewer than the 5 consumers", "at least 5"],
     ),
     (
         "shared namespace",
-        BASE.replace("  - name: b\n    nodes: 1\n", "  - name: b\n    nodes: 1\n    namespace: a\n"),
+        b_with("    namespace: a\n"),
         ["domains[1].namespace", "subject namespace 'a' is also domain 'a'"],
     ),
     (
         "unknown product key",
-        BASE.replace("{name: ORDERS, subjects: [a.orders.>]}", "{name: ORDERS, subjects: [a.orders.>], owners: x}"),
+        orders_with("owners: x"),
         ["domains[0].products[0].owners", "unknown key 'owners'"],
     ),
 ]

@@ -20,7 +20,7 @@ import collections
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import nats
@@ -42,6 +42,7 @@ from natsmesh.model.contracts import Checker
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import Contract, Product, ingress_subject, subjects_overlap
+from natsmesh.model.record import Record
 from natsmesh.observe.connect import Connections, cluster_of
 from natsmesh.render.policy import may_read
 from natsmesh.render.streams import desired_streams
@@ -369,15 +370,12 @@ class MeshClient(Connections):
 
 
 @dataclass(frozen=True)
-class PublishResult:
+class PublishResult(Record):
     """What `publish_lines` sent: how many messages were acknowledged and the product's last sequence after."""
 
     product: str
     published: int
     last_seq: int
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 async def publish_lines(
@@ -408,15 +406,12 @@ async def publish_lines(
 
 
 @dataclass(frozen=True)
-class StoredMessage:
+class StoredMessage(Record):
     """One message of a stream as `natsmesh tail` shows it."""
 
     seq: int
     subject: str
     data: str  # the payload as text (undecodable bytes replaced)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 async def tail(
@@ -440,17 +435,14 @@ async def tail(
 
 
 @dataclass(frozen=True)
-class Violation:
+class Violation(Record):
     seq: int
     subject: str
     problem: str
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class ContractTest:
+class ContractTest(Record):
     """What `contract_test` found: how many stored messages it checked and which broke the contract."""
 
     product: str
@@ -465,15 +457,10 @@ class ContractTest:
         return not self.violations
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "product": self.product,
-            "version": self.version,
-            "checked": self.checked,
-            "first_seq": self.first_seq,
-            "last_seq": self.last_seq,
-            "ok": self.ok,
-            "violations": [v.to_json() for v in self.violations],
-        }
+        """Its fields, then whether it is `ok`, then the violations."""
+        out = super().to_json()
+        violations = out.pop("violations")
+        return {**out, "ok": self.ok, "violations": list(violations)}
 
 
 async def contract_test(mesh: Mesh, ref: str, *, last: int | None = None, identity: str | None = None) -> ContractTest:

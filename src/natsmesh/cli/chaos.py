@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from natsmesh.cli.app import cli
-from natsmesh.cli.output import console, json_option, load, print_json, spec_option
+from natsmesh.cli.output import F, console, json_option, load, print_json, spec_option
 from natsmesh.local.records import CUT_MODES
+
+if TYPE_CHECKING:
+    from natsmesh.model.mesh import Mesh
 
 
 @cli.group()
@@ -16,38 +21,48 @@ def chaos() -> None:
     """Fault injection on a running mesh (kill, pause, restart, partition) and the loss checker."""
 
 
-@chaos.command(name="kill")
-@click.argument("node")
-@spec_option
-def chaos_kill(node: str, spec_path: str | None) -> None:
+def _fault_command(name: str, target: str, *options: Callable[[F], F]) -> Callable[[Callable[..., str]], click.Command]:
+    """`natsmesh chaos NAME TARGET [-f SPEC] [OPTIONS]` from a function that is given the spec's mesh, TARGET and
+    the options' values, does the fault and returns the line to print; its docstring is the command's help."""
+
+    def make(act: Callable[..., str]) -> click.Command:
+        def command(spec_path: str | None, **values: Any) -> None:
+            click.echo(act(load(spec_path), **values))
+
+        for option in reversed(options):
+            command = option(command)
+        return chaos.command(name=name, help=act.__doc__)(click.argument(target)(spec_option(command)))
+
+    return make
+
+
+@_fault_command("kill", "node")
+def chaos_kill(mesh: Mesh, node: str) -> str:
     """SIGKILL NODE; the supervisor brings it back."""
     from natsmesh.faults import chaos as faults
 
-    pid = faults.kill(load(spec_path), node)
-    click.echo(f"killed {node} (pid {pid}); the supervisor restarts it")
+    return f"killed {node} (pid {faults.kill(mesh, node)}); the supervisor restarts it"
 
 
-@chaos.command(name="pause")
-@click.argument("node")
-@spec_option
-@click.option("--for", "seconds", type=click.FloatRange(0, 3600), required=True, help="Seconds to keep it stopped.")
-def chaos_pause(node: str, spec_path: str | None, seconds: float) -> None:
+@_fault_command(
+    "pause",
+    "node",
+    click.option("--for", "seconds", type=click.FloatRange(0, 3600), required=True, help="Seconds to keep it stopped."),
+)
+def chaos_pause(mesh: Mesh, node: str, seconds: float) -> str:
     """SIGSTOP NODE for a while, then SIGCONT (also on Ctrl-C)."""
     from natsmesh.faults import chaos as faults
 
-    faults.pause(load(spec_path), node, seconds)
-    click.echo(f"paused {node} for {seconds:g} s; continued")
+    faults.pause(mesh, node, seconds)
+    return f"paused {node} for {seconds:g} s; continued"
 
 
-@chaos.command(name="restart")
-@click.argument("cluster")
-@spec_option
-def chaos_restart(cluster: str, spec_path: str | None) -> None:
+@_fault_command("restart", "cluster")
+def chaos_restart(mesh: Mesh, cluster: str) -> str:
     """Stop every node of CLUSTER at once; the supervisor starts them again."""
     from natsmesh.faults import chaos as faults
 
-    pids = faults.restart(load(spec_path), cluster)
-    click.echo(f"stopped {len(pids)} nodes of {cluster}; the supervisor restarts them")
+    return f"stopped {len(faults.restart(mesh, cluster))} nodes of {cluster}; the supervisor restarts them"
 
 
 @chaos.command(name="partition")
@@ -98,18 +113,15 @@ def chaos_partition(
         click.echo(f"restored: {domain}'s links back {res.relinked_seconds:.2f} s after the partition ended")
 
 
-@chaos.command(name="restore")
-@click.argument("domain")
-@spec_option
-def chaos_restore(domain: str, spec_path: str | None) -> None:
+@_fault_command("restore", "domain")
+def chaos_restore(mesh: Mesh, domain: str) -> str:
     """End DOMAIN's partition now."""
     from natsmesh.faults import chaos as faults
 
-    res = faults.restore(load(spec_path), domain)
+    res = faults.restore(mesh, domain)
     if res.get("was_cut"):
-        click.echo(f"restored {domain} after {res.get('cut_seconds', 0):.1f} s")
-    else:
-        click.echo(f"{domain} was not partitioned")
+        return f"restored {domain} after {res.get('cut_seconds', 0):.1f} s"
+    return f"{domain} was not partitioned"
 
 
 @chaos.command(name="verify")

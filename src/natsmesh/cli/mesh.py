@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from natsmesh.cli.app import cli
-from natsmesh.cli.output import PALETTE, console, json_option, load, print_json, show, spec_option
+from natsmesh.cli.output import PALETTE, F, console, json_option, load, print_json, show, spec_option
+
+
+def _folder_option(flag: str, dest: str, text: str) -> Callable[[F], F]:
+    """FLAG naming a folder (not a file), its value passed as DEST; None when not given."""
+    return click.option(flag, dest, type=click.Path(file_okay=False), default=None, help=text)
 
 
 @cli.command()
@@ -78,13 +84,11 @@ def validate(spec_path: str | None, as_json: bool) -> None:
 
 @cli.command()
 @spec_option
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Where the folders go.")
-@click.option(
+@_folder_option("--out", "out_dir", "Where the folders go.")
+@_folder_option(
     "--prometheus",
     "prometheus_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Also (or only) write a Prometheus scrape config, alert rules and a Grafana dashboard here.",
+    "Also (or only) write a Prometheus scrape config, alert rules and a Grafana dashboard here.",
 )
 @click.option("--target", default="127.0.0.1:9470", show_default=True, help="Where Prometheus finds `natsmesh serve`.")
 @click.option("--scrape-interval", default="15s", show_default=True, help="Prometheus scrape and rule interval.")
@@ -268,12 +272,10 @@ def status(spec_path: str | None, as_json: bool) -> None:
 @cli.command()
 @spec_option
 @json_option
-@click.option(
+@_folder_option(
     "--nats-contexts",
     "contexts_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Also write natscli context files into this directory (e.g. ~/.config/nats/context).",
+    "Also write natscli context files into this directory (e.g. ~/.config/nats/context).",
 )
 def info(spec_path: str | None, as_json: bool, contexts_dir: str | None) -> None:
     """Client URLs: the system account at the hub, and a data-account URL per domain."""

@@ -22,12 +22,28 @@ import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster, Node
 from natsmesh.render.servers import store_dir
 
 SOCKET_PATH_MAX = 100  # a unix socket path longer than about 107 bytes cannot be bound
+
+
+class _Below:
+    """A path below a mesh's data dir, as a `MeshDirs` attribute: `_Below("run", "state.json")` is
+    `<root>/run/state.json`."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    @overload
+    def __get__(self, dirs: None, owner: type[MeshDirs]) -> _Below: ...
+    @overload
+    def __get__(self, dirs: MeshDirs, owner: type[MeshDirs] | None = None) -> Path: ...
+    def __get__(self, dirs: MeshDirs | None, owner: type[MeshDirs] | None = None) -> Path | _Below:
+        return self if dirs is None else dirs.root.joinpath(*self.parts)
 
 
 @dataclass(frozen=True)
@@ -37,41 +53,18 @@ class MeshDirs:
     root: Path
     tls: Path
 
+    run = _Below("run")
+    logs = _Below("logs")
+    secrets = _Below("secrets.json")
+    lock = _Below("run", "supervisor.lock")
+    state = _Below("run", "state.json")
+    supervisor_log = _Below("run", "supervisor.log")
+    shares = _Below("run", "shares.json")
+    faults = _Below("run", "faults.json")
+
     @classmethod
     def of(cls, mesh: Mesh) -> MeshDirs:
         return cls(mesh.data_dir, mesh.tls_dir)
-
-    @property
-    def run(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def secrets(self) -> Path:
-        return self.root / "secrets.json"
-
-    @property
-    def lock(self) -> Path:
-        return self.run / "supervisor.lock"
-
-    @property
-    def state(self) -> Path:
-        return self.run / "state.json"
-
-    @property
-    def supervisor_log(self) -> Path:
-        return self.run / "supervisor.log"
-
-    @property
-    def shares(self) -> Path:
-        return self.run / "shares.json"
-
-    @property
-    def faults(self) -> Path:
-        return self.run / "faults.json"
 
     @property
     def control_socket(self) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
@@ -29,6 +29,16 @@ def check_path(value: str | None) -> str | None:
     """VALUE if it can name a file: not empty, no control characters (a NUL cannot be in a path)."""
     if value is not None and (not value or any(ord(c) < 32 for c in value)):
         raise ValueError(f"expected a file or directory path, got {shown(value)}")
+    return value
+
+
+_Size = TypeVar("_Size", str | int, str | int | None)
+
+
+def check_size(value: _Size) -> _Size:
+    """VALUE if it is a positive size (or None)."""
+    if value is not None and not parse_size(value) > 0:
+        raise ValueError("expected a positive size")
     return value
 
 
@@ -90,9 +100,7 @@ class LimitsSpec(_Strict):
     @field_validator("max_bytes")
     @classmethod
     def _bytes(cls, v: str | int | None) -> str | int | None:
-        if v is not None and not parse_size(v) > 0:
-            raise ValueError("expected a positive size")
-        return v
+        return check_size(v)
 
 
 class ContractSpec(_Strict):
@@ -243,9 +251,7 @@ class ClusterLimitsSpec(_Strict):
     @field_validator("payload", "memory", "file")
     @classmethod
     def _size(cls, v: str | int | None) -> str | int | None:
-        if v is not None and not parse_size(v) > 0:
-            raise ValueError("expected a positive size")
-        return v
+        return check_size(v)
 
 
 class HostSpec(_Strict):
@@ -332,9 +338,7 @@ class JetStreamSpec(_Strict):
     @field_validator("max_memory", "max_file")
     @classmethod
     def _size(cls, v: str | int) -> str | int:
-        if parse_size(v) <= 0:
-            raise ValueError("expected a positive size")
-        return v
+        return check_size(v)
 
 
 class LeafnodeSpec(_Strict):

@@ -10,7 +10,7 @@ loading pydantic at all.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from natsmesh.model.products import (
     SourceRef,
     copy_shares,
 )
+from natsmesh.model.record import Record
 from natsmesh.model.topology import Cluster, Limits, Node, resolve_clusters
 from natsmesh.model.units import parse_duration, parse_size
 
@@ -33,11 +34,15 @@ if TYPE_CHECKING:
     from natsmesh.model.document import ClusterLimitsSpec, MeshSpec
 
 BRIDGE_AUTO_MAX = 20  # leaf domains up to which `leafnodes.system_bridge: auto` bridges the system account
+_SIZE_LIMITS = ("payload", "memory", "file")  # the fields of `Limits` a spec may write as sizes ("1MiB")
 
 
 @dataclass(frozen=True)
-class Mesh:
-    """The resolved mesh: what render, run and observe take."""
+class Mesh(Record):
+    """The resolved mesh: what render, run and observe take. Its JSON (the validated-spec cache's entry) is
+    everything but where it was read from."""
+
+    JSON_OMIT = ("source", "base_dir")
 
     name: str
     host: str
@@ -156,13 +161,6 @@ class Mesh:
         """The product `DOMAIN/NAME`; raises KeyError."""
         return self._index[2][ref]
 
-    def to_json(self) -> dict[str, Any]:
-        """Everything but where it was read from: the validated-spec cache's entry."""
-        out = asdict(self)
-        out.pop("source")
-        out.pop("base_dir")
-        return out
-
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str, base_dir: Path) -> Mesh:
         def cluster(c: dict[str, Any]) -> Cluster:
@@ -241,18 +239,9 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
 
 
 def _limits(spec: ClusterLimitsSpec) -> Limits:
-    def size(v: str | int | None) -> int | None:
-        return parse_size(v) if v is not None else None
-
-    return Limits(
-        connections=spec.connections,
-        subscriptions=spec.subscriptions,
-        payload=parse_size(spec.payload),
-        streams=spec.streams,
-        consumers=spec.consumers,
-        memory=size(spec.memory),
-        file=size(spec.file),
-    )
+    """The limits SPEC gives, field for field (`Limits` has the same field names), with the sizes in bytes."""
+    given = {f.name: getattr(spec, f.name) for f in fields(Limits)}
+    return Limits(**{k: parse_size(v) if k in _SIZE_LIMITS and v is not None else v for k, v in given.items()})
 
 
 def _seconds(text: str | None, default: float) -> float:

@@ -94,13 +94,11 @@ class Product:
 
 
 @dataclass(frozen=True)
-class SourceRef:
-    """One upstream stream of a consumption: `domain/stream`, with an optional filter and transform."""
+class DomainStream:
+    """Stream STREAM of domain DOMAIN, named `domain/stream` (its `ref`)."""
 
     domain: str
     stream: str
-    filter: str | None = None
-    transform: str | None = None
 
     @property
     def ref(self) -> str:
@@ -108,11 +106,17 @@ class SourceRef:
 
 
 @dataclass(frozen=True)
-class Consumption:
+class SourceRef(DomainStream):
+    """One upstream stream of a consumption, with an optional filter and transform."""
+
+    filter: str | None = None
+    transform: str | None = None
+
+
+@dataclass(frozen=True)
+class Consumption(DomainStream):
     """A stream STREAM in DOMAIN that mirrors one upstream stream or gathers several as sources."""
 
-    domain: str
-    stream: str
     mode: Literal["mirror", "source"]
     sources: tuple[SourceRef, ...]
     replicas: int = 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from natsmesh.model.identities import SYSTEM_ACCOUNT, account_of
 from natsmesh.model.mesh import Mesh
@@ -29,6 +29,17 @@ class Report(Protocol):
     @property
     def conflicts(self) -> list[str]: ...
     def to_json(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class _ReportJson:
+    """A report's `to_json`: the report's NAME, then its fields with the round's `seconds` rounded."""
+
+    NAME: ClassVar[str]
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        return {"report": self.NAME, **doc, "seconds": round(doc["seconds"], 4)}
 
 
 def _part(obj: object, group: type) -> dict[str, Any]:
@@ -91,16 +102,15 @@ class MetaGroup:
 
 
 @dataclass(frozen=True)
-class JetStreamReport:
+class JetStreamReport(_ReportJson):
+    NAME = "jetstream"
+
     servers: list[JetStreamRow]
     totals: dict[str, int]
     meta_groups: list[MetaGroup]
     missing: list[str]
     seconds: float
     conflicts: list[str] = field(default_factory=list)  # answered for more than once: not trusted
-
-    def to_json(self) -> dict[str, Any]:
-        return {"report": "jetstream", **asdict(self), "seconds": round(self.seconds, 4)}
 
 
 def _jetstream_row(mesh: Mesh, name: str, server: ServerInfo, data: Jsz) -> JetStreamRow:
@@ -170,16 +180,15 @@ class ClusterRow:
 
 
 @dataclass(frozen=True)
-class ServersReport:
+class ServersReport(_ReportJson):
+    NAME = "servers"
+
     servers: list[ServerRow]
     clusters: list[ClusterRow]
     totals: dict[str, int]
     missing: list[str]
     seconds: float
     conflicts: list[str] = field(default_factory=list)  # answered for more than once: not trusted
-
-    def to_json(self) -> dict[str, Any]:
-        return {"report": "servers", **asdict(self), "seconds": round(self.seconds, 4)}
 
 
 def _server_row(mesh: Mesh, name: str, info: ServerInfo, st: Statsz, rtt: float) -> ServerRow:
@@ -248,16 +257,15 @@ class LinkRow(Traffic):
 
 
 @dataclass(frozen=True)
-class LeafnodesReport:
+class LeafnodesReport(_ReportJson):
+    NAME = "leafnodes"
+
     servers: list[LeafServerRow]
     links: list[LinkRow]
     missing_links: list[str]
     missing: list[str]
     seconds: float
     conflicts: list[str] = field(default_factory=list)  # answered for more than once: not trusted
-
-    def to_json(self) -> dict[str, Any]:
-        return {"report": "leafnodes", **asdict(self), "seconds": round(self.seconds, 4)}
 
 
 def build_leafnodes(mesh: Mesh, leafz: Replies[Leafz]) -> LeafnodesReport:

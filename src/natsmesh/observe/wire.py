@@ -9,7 +9,7 @@ nothing above this module reads a server's raw JSON.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -41,7 +41,30 @@ def _ints(d: Doc, *names: str) -> dict[str, int]:
 
 def _strs(d: Doc, **names: str) -> dict[str, str]:
     """Text fields: each keyword's value names the key of D it comes from."""
-    return {field: str(d.get(key) or "") for field, key in names.items()}
+    return {name: str(d.get(key) or "") for name, key in names.items()}
+
+
+def _at(d: Doc, path: tuple[str, ...]) -> Any:
+    """The value at PATH in D: the last key's, in the objects the keys before it name (None where one is missing)."""
+    *parents, key = path
+    for parent in parents:
+        d = _doc(d.get(parent))
+    return d.get(key)
+
+
+def _count(*path: str) -> Any:
+    """A `Counters` field, 0 unless the reply says: read from PATH (`_at`), by default the field's own name."""
+    return field(default=0, metadata={"path": path})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Counters:
+    """A block of integer counters a reply carries, each field declared with `_count`: one parser for them all."""
+
+    @classmethod
+    def fields_of(cls, d: Doc) -> dict[str, Any]:
+        """The counters of CLS read from D, each 0 when missing or not a number (a subclass adds what is not)."""
+        return {f.name: _int(_at(d, f.metadata["path"] or (f.name,))) for f in fields(cls) if "path" in f.metadata}
 
 
 @dataclass(frozen=True)
@@ -106,23 +129,17 @@ class MetaCluster:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Usage:
+class Usage(Counters):
     """How much JetStream a server holds and serves: what JSZ reports and `report jetstream` totals."""
 
-    streams: int = 0
-    consumers: int = 0
-    messages: int = 0
-    bytes: int = 0
-    memory: int = 0
-    storage: int = 0
-    api_requests: int = 0
-    api_errors: int = 0
-
-    @staticmethod
-    def fields_of(d: Doc) -> dict[str, int]:
-        api = _doc(d.get("api"))
-        counts = _ints(d, "streams", "consumers", "messages", "bytes", "memory", "storage")
-        return counts | {"api_requests": _int(api.get("total")), "api_errors": _int(api.get("errors"))}
+    streams: int = _count()
+    consumers: int = _count()
+    messages: int = _count()
+    bytes: int = _count()
+    memory: int = _count()
+    storage: int = _count()
+    api_requests: int = _count("api", "total")
+    api_errors: int = _count("api", "errors")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,7 +153,7 @@ class Jsz(Usage):
     def from_response(cls, d: Doc) -> Jsz:
         meta = d.get("meta_cluster")
         return cls(
-            **Usage.fields_of(d),
+            **cls.fields_of(d),
             meta=MetaCluster.from_response(meta) if isinstance(meta, dict) and meta else None,
             enabled=bool(d),
         )
@@ -201,48 +218,37 @@ class JszStreams(Usage):
     """JSZ asked for every stream it leads (`accounts`, `streams`, `config`, `stream_leader_only`): a server's
     JetStream use against its limits, and each of those streams."""
 
-    max_memory: int = 0
-    max_storage: int = 0
+    max_memory: int = _count("config", "max_memory")
+    max_storage: int = _count("config", "max_storage")
     details: tuple[StreamDetail, ...] = ()
     enabled: bool = False
 
     @classmethod
     def from_response(cls, d: Doc) -> JszStreams:
-        config = _doc(d.get("config"))
         details = tuple(
             StreamDetail.from_response(str(a.get("name") or ""), sd)
             for a in _list(d.get("account_details"))
             for sd in _list(a.get("stream_detail"))
         )
-        return cls(
-            **Usage.fields_of(d),
-            max_memory=_int(config.get("max_memory")),
-            max_storage=_int(config.get("max_storage")),
-            details=details,
-            enabled=bool(d),
-        )
+        return cls(**cls.fields_of(d), details=details, enabled=bool(d))
 
 
 @dataclass(frozen=True, kw_only=True)
-class Traffic:
+class Traffic(Counters):
     """What crossed one leafnode connection, and the interest on it."""
 
-    in_msgs: int = 0
-    out_msgs: int = 0
-    in_bytes: int = 0
-    out_bytes: int = 0
-    subscriptions: int = 0
-
-    @staticmethod
-    def fields_of(d: Doc) -> dict[str, int]:
-        return _ints(d, "in_msgs", "out_msgs", "in_bytes", "out_bytes", "subscriptions")
+    in_msgs: int = _count()
+    out_msgs: int = _count()
+    in_bytes: int = _count()
+    out_bytes: int = _count()
+    subscriptions: int = _count()
 
 
 @dataclass(frozen=True, kw_only=True)
 class LeafLink(Traffic):
     """One leafnode connection of a server (`/leafz` `leafs`)."""
 
-    id: int = 0
+    id: int = _count()
     name: str = ""  # the server at the other end
     account: str = ""
     rtt_seconds: float | None = None
@@ -250,13 +256,7 @@ class LeafLink(Traffic):
     @classmethod
     def from_response(cls, d: Doc) -> LeafLink:
         name, account = str(d.get("name") or ""), str(d.get("account") or "")
-        return cls(
-            **Traffic.fields_of(d),
-            id=_int(d.get("id")),
-            name=name,
-            account=account,
-            rtt_seconds=go_duration(d.get("rtt")),
-        )
+        return cls(**cls.fields_of(d), name=name, account=account, rtt_seconds=go_duration(d.get("rtt")))
 
 
 @dataclass(frozen=True)
@@ -275,29 +275,25 @@ class Leafz:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Load:
+class Load(Counters):
     """A server's connections, memory and CPU: what STATSZ reports and `report servers` shows."""
 
-    connections: int = 0
-    subscriptions: int = 0
-    gateways: int = 0
-    memory: int = 0
+    connections: int = _count()
+    subscriptions: int = _count()
+    gateways: int = 0  # how many the server has
+    memory: int = _count("mem")
     cpu: float = 0.0
-    cores: int = 0
-    slow_consumers: int = 0
+    cores: int = _count()
+    slow_consumers: int = _count()
 
-    @staticmethod
-    def fields_of(d: Doc) -> dict[str, Any]:
+    @classmethod
+    def fields_of(cls, d: Doc) -> dict[str, Any]:
         try:
             cpu = float(d.get("cpu") or 0)
         except (TypeError, ValueError):
             cpu = 0.0
         gateways = d.get("gateways")
-        return _ints(d, "connections", "subscriptions", "cores", "slow_consumers") | {
-            "memory": _int(d.get("mem")),
-            "cpu": cpu,
-            "gateways": len(gateways) if isinstance(gateways, list) else 0,
-        }
+        return super().fields_of(d) | {"cpu": cpu, "gateways": len(gateways) if isinstance(gateways, list) else 0}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -310,7 +306,7 @@ class Statsz(Load):
     @classmethod
     def from_response(cls, d: Doc) -> Statsz:
         routes = tuple(str(r.get("name") or "") for r in _list(d.get("routes")))
-        return cls(**Load.fields_of(d), start=parse_iso(d.get("start")), routes=routes)
+        return cls(**cls.fields_of(d), start=parse_iso(d.get("start")), routes=routes)
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,14 @@ streams the spec no longer names) would-delete, kept unless pruning. Changes Jet
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
 from natsmesh.model.contracts import change_problem
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, KIND_KEY, MANAGED_KEY, MESH_KEY
+from natsmesh.model.record import Record
 from natsmesh.reconcile.catalog import descriptors, same_content, same_contract
 from natsmesh.render.streams import desired_consumers, desired_streams
 
@@ -39,7 +40,9 @@ COMPARED = (
 
 
 @dataclass(frozen=True)
-class Change:
+class Change(Record):
+    JSON_OMIT = ("config", "recreate")
+
     action: Action
     domain: str
     kind: str  # product | mirror | source | consumer | catalog | contract | catalog-copy | policy
@@ -47,12 +50,6 @@ class Change:
     detail: str = ""
     config: dict[str, Any] | None = field(default=None, compare=False)
     recreate: bool = field(default=False, compare=False)  # a consumer deleted and made anew (an update can't)
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("config")
-        out.pop("recreate")
-        return out
 
 
 @dataclass

@@ -20,6 +20,7 @@ from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.snapshot import Snapshot, copies, links, products, take
 from natsmesh.observe.system import SystemPool
+from natsmesh.observe.wire import Upstream
 
 CACHE_SECONDS = 5.0  # a scrape within this long of the last round is answered from it
 ROUND_TIMEOUT = 2.0  # the longest one round waits for servers
@@ -185,6 +186,25 @@ def _links(mesh: Mesh, snap: Snapshot) -> list[Metric]:
     return [up, rtt, *traffic.values()]
 
 
+class _UpstreamGauges:
+    """prometheus-nats-exporter's series of the upstreams of one KIND (`mirror` or `source`): lag, last contact."""
+
+    def __init__(self, kind: str, base: list[str]) -> None:
+        labels = [*base, f"{kind}_name", f"{kind}_api"]
+        self.lag = _g(f"jetstream_stream_{kind}_lag", f"Number of messages a stream {kind} is behind", labels)
+        self.active = _g(
+            f"jetstream_stream_{kind}_active_duration_ns",
+            f"Stream {kind} active duration in nanoseconds (-1 indicates inactive)",
+            labels,
+        )
+
+    def add(self, stream: list[str], up: Upstream) -> None:
+        """UP, an upstream of the stream whose labels are STREAM."""
+        at = [*stream, up.name, up.api]
+        self.lag.add_metric(at, up.lag)
+        self.active.add_metric(at, up.active_seconds * 1e9 if up.active_seconds is not None else -1)
+
+
 def _exporter_families(mesh: Mesh, snap: Snapshot) -> list[Metric]:
     """prometheus-nats-exporter's JetStream stream series (its names and labels), for every stream a server
     leads."""
@@ -193,20 +213,7 @@ def _exporter_families(mesh: Mesh, snap: Snapshot) -> list[Metric]:
     size = _g("jetstream_stream_total_bytes", "Total stored bytes from a stream", base)
     last = _g("jetstream_stream_last_seq", "Last sequence from a stream", base)
     consumers = _g("jetstream_stream_consumer_count", "Total number of consumers from a stream", base)
-    mlabels = [*base, "mirror_name", "mirror_api"]
-    mlag = _g("jetstream_stream_mirror_lag", "Number of messages a stream mirror is behind", mlabels)
-    mact = _g(
-        "jetstream_stream_mirror_active_duration_ns",
-        "Stream mirror active duration in nanoseconds (-1 indicates inactive)",
-        mlabels,
-    )
-    slabels = [*base, "source_name", "source_api"]
-    slag = _g("jetstream_stream_source_lag", "Number of messages a stream source is behind", slabels)
-    sact = _g(
-        "jetstream_stream_source_active_duration_ns",
-        "Stream source active duration in nanoseconds (-1 indicates inactive)",
-        slabels,
-    )
+    mirror, source = _UpstreamGauges("mirror", base), _UpstreamGauges("source", base)
     cluster_of = {n.name: c.name for c in mesh.clusters for n in c.nodes}
     for server, j in sorted(snap.jsz.items()):
         for d in j.details:
@@ -216,14 +223,10 @@ def _exporter_families(mesh: Mesh, snap: Snapshot) -> list[Metric]:
             last.add_metric(labels, d.last_seq)
             consumers.add_metric(labels, d.consumers)
             if d.mirror is not None:
-                ml = [*labels, d.mirror.name, d.mirror.api]
-                mlag.add_metric(ml, d.mirror.lag)
-                mact.add_metric(ml, d.mirror.active_seconds * 1e9 if d.mirror.active_seconds is not None else -1)
+                mirror.add(labels, d.mirror)
             for s in d.sources:
-                sl = [*labels, s.name, s.api]
-                slag.add_metric(sl, s.lag)
-                sact.add_metric(sl, s.active_seconds * 1e9 if s.active_seconds is not None else -1)
-    return [total, size, last, consumers, mlag, mact, slag, sact]
+                source.add(labels, s)
+    return [total, size, last, consumers, mirror.lag, mirror.active, source.lag, source.active]
 
 
 class SnapshotCollector(Collector):
