@@ -8,7 +8,12 @@ condition (every node healthy, a meta leader per cluster, every leaf linked in b
 - cli_cold: the same with an empty spec cache, as on the very first run of a new spec;
 - bare: a separate Python process (`bare_up.py`) that starts the servers in a plain loop and runs the same
         readiness poll, timed from exec until it prints READY;
-- api:  `lifecycle.up_detached()` inside this process, against the bare loop run inside this process too.
+- api:  `lifecycle.up_detached()` inside this process, against the bare loop run inside this process too;
+- seed: the seed's own configs (plain passwords, one shared data account, leaf remotes to hub-server-0 only, no
+        route authorization, limits or TLS; an HTTP port added so readiness can be seen) started by the same
+        plain loop (`bare_up.py`): what the issue's shell loop measured;
+- restart / bare_restart: `natsmesh up --detach` of a stopped mesh with its stores, against the plain loop over
+        the same configs and stores (both wait out the Raft elections of a restart).
 
 Runs alternate between the sides; the figure is the ratio of medians. Also the whole mesh's RSS once ready.
 Usage: python benchmarks/bench_bringup.py [--runs N] [--json FILE]
@@ -17,6 +22,7 @@ Usage: python benchmarks/bench_bringup.py [--runs N] [--json FILE]
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -28,12 +34,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import natsmesh
 from natsmesh.local.files import write_files
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.specfile import parse_spec
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.templates import seed_spec_text
-from natsmesh.model.topology import block_size
+from natsmesh.model.topology import Node, block_size
 from natsmesh.observe.readiness import targets, wait_ready
 from natsmesh.render.servers import config_name, render_mesh
 from natsmesh.run import binary, lifecycle
@@ -79,6 +86,8 @@ def rss_bytes(pids: list[int]) -> int:
 
 
 PORT_BASE: list[int] = []
+DOWN: list[float] = []  # `natsmesh down` of the idle mesh each cli run brought up
+BARE_STOP: list[float] = []  # the plain loop's stop: SIGTERM to every server, wait for all
 
 
 def fresh_mesh(root: Path, label: str) -> tuple[Mesh, Path]:
@@ -137,6 +146,98 @@ def run_bare_process(mesh: Mesh, root: Path, server: str, stop_timeout: float = 
     return elapsed, rss
 
 
+def seed_config(mesh: Mesh, node: Node) -> str:
+    """NODE's config as the seed wrote it (seed.md), on this mesh's ports, plus an HTTP port for readiness."""
+    cluster = mesh.cluster_of(node.name)
+    hub0 = mesh.hub.nodes[0]
+    routes = ", ".join(f"nats://127.0.0.1:{n.cluster_port}" for n in cluster.nodes)
+    lines = [
+        f"server_name: {node.name}",
+        f"listen: 127.0.0.1:{node.client_port}",
+        f"http: 127.0.0.1:{node.http_port}",
+        f'jetstream {{ store_dir: "./store/{node.name}", domain: {cluster.name} }}',
+        f"cluster {{ name: {cluster.name}, listen: 127.0.0.1:{node.cluster_port}, routes: [{routes}] }}",
+        "accounts {",
+        "  SYS: { users: [{ user: admin, password: password }] }",
+        "  APP: { jetstream: enabled, users: [{ user: app, password: app }] }",
+        "}",
+        "system_account: SYS",
+    ]
+    if cluster.is_hub:
+        lines.append(f"leafnodes {{ listen: 127.0.0.1:{node.leafnode_port} }}")
+    else:
+        url = f"127.0.0.1:{hub0.leafnode_port}"
+        lines.append(
+            f'leafnodes {{ remotes: [{{ url: "nats://admin:password@{url}", account: SYS }}, '
+            f'{{ url: "nats://app:app@{url}", account: APP }}] }}'
+        )
+    return "\n".join(lines) + "\n"
+
+
+def seed_layout(mesh: Mesh, root: Path) -> Path:
+    """The seed's own configs for MESH's nodes in an empty dir, described for bare_up.py."""
+    out = root / "seed-data"
+    if out.exists():
+        shutil.rmtree(out)
+    nodes = []
+    for node, t in zip(mesh.nodes(), targets(mesh), strict=True):
+        folder = out / mesh.cluster_of(node.name).folder
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / config_name(node)).write_text(seed_config(mesh, node))
+        target = t.__dict__ | {"link_accounts": ["SYS", "APP"] if t.leaf else []}
+        nodes.append({"conf": config_name(node), "cwd": str(folder), "target": target})
+    path = root / "seed.json"
+    path.write_text(json.dumps({"nodes": nodes}))
+    return path
+
+
+def run_described(desc: Path, server: str, stop_timeout: float = 30) -> float:
+    """bare_up.py over the configs DESC describes: seconds from exec until it prints READY."""
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "bare_up.py"), str(desc), server], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    line = proc.stdout.readline().decode()
+    elapsed = time.monotonic() - start
+    if not line.startswith("READY"):
+        proc.kill()
+        raise RuntimeError(f"plain loop failed: {line!r}")
+    start = time.monotonic()
+    proc.stdin.write(b"\n")
+    proc.stdin.flush()
+    proc.wait(stop_timeout)
+    BARE_STOP.append(time.monotonic() - start)
+    return elapsed
+
+
+def restart_pair(root: Path, server: str, cli_first: bool) -> tuple[float, float]:
+    """A seed mesh brought up once (streams: none, stores: its meta state) and stopped; then `natsmesh up` of it
+    and the plain loop over the same configs and stores, in the order given. Returns (natsmesh, plain)."""
+    mesh, spec = fresh_mesh(root, "restart")
+    exe = Path(sys.executable).parent / "natsmesh"
+    lifecycle.up_detached(mesh, owner_pid=os.getpid())
+    lifecycle.down(mesh)
+    desc = {
+        "nodes": [
+            {"conf": config_name(n), "cwd": str(mesh.data_dir / mesh.cluster_of(n.name).folder), "target": t.__dict__}
+            for n, t in zip(mesh.nodes(), targets(mesh), strict=True)
+        ]
+    }
+    path = root / "restart.json"
+    path.write_text(json.dumps(desc))
+    out: dict[str, float] = {}
+    for side in ("cli", "plain") if cli_first else ("plain", "cli"):
+        if side == "cli":
+            start = time.monotonic()
+            subprocess.run([str(exe), "up", "--detach", "-f", str(spec)], check=True, capture_output=True)
+            out["cli"] = time.monotonic() - start
+            lifecycle.down(mesh)
+        else:
+            out["plain"] = run_described(path, server)
+    return out["cli"], out["plain"]
+
+
 def run_bare_inprocess(mesh: Mesh, root: Path, server: str) -> float:
     desc = json.loads(bare_layout(mesh, root).read_text())
     start = time.monotonic()
@@ -172,7 +273,9 @@ def run_cli(root: Path, cold: bool = False) -> tuple[float, int, int]:
     state = json.loads((mesh.data_dir / "run" / "state.json").read_text())
     rss = rss_bytes([n["pid"] for n in state["nodes"].values()])
     sup_rss = rss_bytes([state["pid"]])
-    lifecycle.down(mesh)
+    start = time.monotonic()
+    subprocess.run([str(exe), "down", "-f", str(spec)], check=True, capture_output=True, env=env)
+    DOWN.append(time.monotonic() - start)
     return elapsed, rss, sup_rss
 
 
@@ -191,13 +294,25 @@ def main() -> None:
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
     server = binary.resolve().path
+    # Bytecode for natsmesh's modules, as a wheel's install writes it: with PYTHONDONTWRITEBYTECODE set (as on
+    # the machines here) an editable install would otherwise compile ~45 modules on every run (~80 ms).
+    compileall.compile_dir(Path(natsmesh.__file__).parent, quiet=1)
     root = Path(tempfile.mkdtemp(prefix="natsmesh-bench-"))
-    res: dict[str, list[float]] = {"cli": [], "cli_cold": [], "bare_process": [], "api": [], "bare_inprocess": []}
+    res: dict[str, list[float]] = {
+        "cli": [],
+        "cli_cold": [],
+        "bare_process": [],
+        "seed_process": [],
+        "api": [],
+        "bare_inprocess": [],
+        "restart": [],
+        "bare_restart": [],
+    }
     rss: dict[str, list[int]] = {"cli": [], "bare_process": [], "supervisor": []}
     try:
         for i in range(args.runs):
             # Alternate the order so drift on a noisy machine hits both sides alike.
-            sides = ["cli", "bare_process", "cli_cold", "api", "bare_inprocess"]
+            sides = ["cli", "bare_process", "seed_process", "cli_cold", "api", "bare_inprocess", "restart"]
             if i % 2:
                 sides.reverse()
             for side in sides:
@@ -211,8 +326,14 @@ def main() -> None:
                     mesh, _ = fresh_mesh(root, "bare")
                     t, r = run_bare_process(mesh, root, server)
                     rss["bare_process"].append(r)
+                elif side == "seed_process":
+                    mesh, _ = fresh_mesh(root, "seed")
+                    t = run_described(seed_layout(mesh, root), server)
                 elif side == "api":
                     t = run_api(root)
+                elif side == "restart":
+                    t, plain = restart_pair(root, server, cli_first=i % 2 == 0)
+                    res["bare_restart"].append(plain)
                 else:
                     mesh, _ = fresh_mesh(root, "bare")
                     t = run_bare_inprocess(mesh, root, server)
@@ -227,6 +348,8 @@ def main() -> None:
     cli_ratio = med["cli"] / med["bare_process"]
     api_ratio = med["api"] / med["bare_inprocess"]
     cold_ratio = med["cli_cold"] / med["bare_process"]
+    seed_ratio = med["cli"] / med["seed_process"]
+    restart_ratio = med["restart"] / med["bare_restart"]
     report = {
         "benchmark": "bringup",
         "machine": machine(),
@@ -236,9 +359,13 @@ def main() -> None:
         "ratio_cli_vs_bare_process": round(cli_ratio, 3),
         "ratio_api_vs_bare_inprocess": round(api_ratio, 3),
         "ratio_cli_cold_cache_vs_bare_process": round(cold_ratio, 3),
+        "ratio_cli_vs_seed_configs": round(seed_ratio, 3),
+        "ratio_restart_vs_bare_restart": round(restart_ratio, 3),
         "goal": GOAL,
-        "goal_met": cli_ratio <= GOAL and api_ratio <= GOAL,
+        "goal_met": cli_ratio <= GOAL and api_ratio <= GOAL and seed_ratio <= GOAL,
         "mesh_rss_mib": {k: round(statistics.median(v) / 1024**2, 1) for k, v in rss.items()},
+        "down_seconds": DOWN,
+        "plain_stop_seconds": BARE_STOP,
     }
     print(f"machine: {report['machine']}")
     print(f"{'side':<16}{'median s':>10}{'min s':>10}{'max s':>10}")
@@ -247,6 +374,12 @@ def main() -> None:
     print(f"natsmesh up --detach vs bare process: {cli_ratio:.2f}x (goal <= {GOAL}x)")
     print(f"lifecycle.up_detached vs bare in-process loop: {api_ratio:.2f}x (goal <= {GOAL}x)")
     print(f"first run of a new spec (empty spec cache) vs bare process: {cold_ratio:.2f}x")
+    print(f"natsmesh up --detach vs the plain loop over the seed's own configs: {seed_ratio:.2f}x (goal <= {GOAL}x)")
+    print(f"up of a stopped mesh with its stores vs a plain restart of the same stores: {restart_ratio:.2f}x")
+    print(
+        f"natsmesh down of the idle mesh: median {statistics.median(DOWN):.2f} s, max {max(DOWN):.2f} s (goal <= 2 s); "
+        f"the plain loop's SIGTERM-and-wait: median {statistics.median(BARE_STOP):.2f} s"
+    )
     mib = report["mesh_rss_mib"]
     print(
         f"RSS once ready, 18 servers: natsmesh {mib['cli']} MiB (+ supervisor {mib['supervisor']} MiB), "

@@ -9,7 +9,9 @@ and leaf links authenticate with nkeys, whose seeds only their domain's folder h
 from __future__ import annotations
 
 import json
+import os
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -95,9 +97,14 @@ def _hash_all(stored: Stored, creds: Credentials, cost: int = BCRYPT_COST) -> No
         *creds.route_passwords.values(),
         *creds.gate_passwords.values(),
     ]
-    stored["hashes"] = {
-        fingerprint(p): old.get(fingerprint(p)) or bcrypt_hash(p, cost) for p in dict.fromkeys(passwords)
-    }
+    unique = {fingerprint(p): p for p in passwords}
+    todo = [k for k in unique if k not in old]
+    # bcrypt releases the GIL: new hashes (a fresh mesh has one per password) are made on every core at once
+    made: dict[str, str] = {}
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 1)) as pool:
+            made = dict(zip(todo, pool.map(lambda k: bcrypt_hash(unique[k], cost), todo), strict=True))
+    stored["hashes"] = {k: old.get(k) or made[k] for k in unique}
 
 
 def new_credentials(mesh: Mesh, cost: int = BCRYPT_COST) -> Credentials:
