@@ -260,6 +260,26 @@ def test_readiness_poll_leaves_the_server_logs_readable(runner: MeshRunner, tmp_
         assert log.count("Healthcheck failed") <= 2, node.name
 
 
+async def test_the_platforms_system_connections_sign_with_their_clusters_nkey(
+    runner: MeshRunner, tmp_path: Path
+) -> None:
+    """What `report` and readiness open at every cluster is authorized by the cluster's system nkey."""
+    from natsmesh.observe.connect import connect_system
+
+    mesh = runner.up(runner.load(small_mesh_text(tmp_path / "d", domains=1)))
+    creds = load_credentials(mesh, create=False)
+    for cluster in mesh.clusters:
+        nc = await connect_system(mesh, creds, cluster=cluster)
+        try:
+            node = cluster.nodes[0]
+            connz = http_json("127.0.0.1", node.http_port, "/connz?auth=true&acc=SYS")
+            ours = [c for c in connz["connections"] if c.get("name") == "natsmesh-observe"]
+            assert [c["authorized_user"] for c in ours] == [creds.system_keys[cluster.name].public]
+        finally:
+            await nc.close()
+    assert build_jetstream(mesh, (await collect(mesh, creds, ["JSZ"]))["JSZ"]).to_json()["missing"] == []
+
+
 def test_up_twice_is_refused_and_leaves_the_first_alone(runner: MeshRunner, tmp_path: Path) -> None:
     mesh = runner.up(runner.load(small_mesh_text(tmp_path / "d")))
     pids = sorted(servers_under(tmp_path))

@@ -45,6 +45,26 @@ def test_each_folder_holds_its_own_secrets_and_no_other_partys(tmp_path: Path) -
             assert not re.search(r'password: "(?!\$2a\$)', users), "a plaintext password in users"
 
 
+def test_each_clusters_system_user_also_has_an_nkey_only_its_party_holds(tmp_path: Path) -> None:
+    """The platform's system connections sign with an nkey (checked in microseconds) instead of a password
+    (a bcrypt check per connection); each key is its own cluster's, in its config and its folder only."""
+    mesh = _mesh(tmp_path)
+    render_bundle(mesh, tmp_path / "out")
+    creds = load_credentials(mesh, create=False)
+    assert set(creds.system_keys) == {c.name for c in mesh.clusters}
+    for c in mesh.clusters:
+        key = creds.system_keys[c.name]
+        folder = tmp_path / "out" / c.folder
+        conf = (folder / f"{c.nodes[0].name}.conf").read_text()
+        assert f'{{ nkey: "{key.public}" }}' in conf and key.seed not in conf
+        others = [k.public for n, k in creds.system_keys.items() if n != c.name]
+        assert not [pub for pub in others if pub in conf], f"{c.name} accepts another cluster's system key"
+        own = json.loads((folder / "secrets.json").read_text())["system_key"]
+        assert own == {"public": key.public, "seed": key.seed}
+        party = creds.party(c.name)
+        assert party.system_keys == {c.name: key} and party.system_key(c.name) == key
+
+
 def test_render_for_one_party_writes_only_its_folder(tmp_path: Path) -> None:
     mesh = _mesh(tmp_path)
     res = render_bundle(mesh, tmp_path / "a", party="leaf-domain-a")

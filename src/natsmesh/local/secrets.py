@@ -57,9 +57,13 @@ def _fill(stored: Stored, mesh: Mesh) -> None:
         table = stored.setdefault(key, {})
         for name in names:
             table.setdefault(name, _token())
-    for key in ("links", "system_links"):
+    for key, names in (
+        ("links", leaves),
+        ("system_links", leaves),
+        ("system_keys", [] if mesh.fixed_system else [c.name for c in mesh.clusters]),
+    ):
         table = stored.setdefault(key, {})
-        for name in leaves:
+        for name in names:
             if name not in table:
                 k = new_nkey()
                 table[name] = {"public": k.public, "seed": k.seed}
@@ -82,6 +86,7 @@ def _credentials(stored: Stored, mesh: Mesh) -> Credentials:
         gate_passwords={d: stored["gate_passwords"][d] for d in mesh.gated_domains},
         links=keys(stored["links"]),
         system_links=keys(stored["system_links"]),
+        system_keys={n: NKey(k["public"], k["seed"]) for n in names if (k := (stored.get("system_keys") or {}).get(n))},
         hashes=dict(stored.get("hashes") or {}),
         system_user=mesh.fixed_system[0] if mesh.fixed_system else "admin",
         client_user=mesh.fixed_data[0] if mesh.fixed_data else "app",
@@ -131,6 +136,7 @@ def _party_credentials(stored: Stored) -> Credentials:
         gate_passwords={party: stored["gate"]["password"]} if "gate" in stored else {},
         links=key("link"),
         system_links=key("system_link"),
+        system_keys=key("system_key"),
         system_user=stored["system"]["user"],
         client_user=stored["client"]["user"],
         holder=party,

@@ -72,11 +72,18 @@ async def connect_system(
     """A system-account connection at CLUSTER (default: the hub), for one round of requests."""
     cluster = cluster or mesh.hub
     where = "its hub" if cluster is mesh.hub else f"cluster {cluster.name}"
+    key = creds.system_key(cluster.name)  # checked in microseconds where a password costs a bcrypt check
+    urls = (
+        [f"{mesh.scheme}://{n.host}:{n.client_port}" for n in cluster.nodes]
+        if key
+        else system_urls(mesh, creds, cluster)
+    )
     return await connect(
         mesh,
-        system_urls(mesh, creds, cluster),
+        urls,
         cluster,
         f"the system account at {where}",
+        **({"nkeys_seed_str": key.seed} if key else {}),
         connect_timeout=timeout,
         allow_reconnect=False,
         # nats-py takes 0 as "keep trying each server forever, 2 s apart" for a first connect: two quick tries

@@ -153,6 +153,8 @@ def _system_account(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[st
     """This cluster's own system user; at the hub with the system bridge, each domain's restricted link too."""
     user, password = creds.system(cluster.name)
     users = [f"{{ user: {_q(user)}, password: {_q(creds.hash(password))} }}"]
+    if (key := creds.system_keys.get(cluster.name)) is not None:  # the same user, checked without bcrypt
+        users.append(f"{{ nkey: {_q(key.public)} }}")
     if cluster.is_hub and mesh.system_bridge:
         pub, sub = _list(SYSTEM_LINK_PUBLISH), _list(SYSTEM_LINK_SUBSCRIBE)
         permissions = f"publish: {{ allow: {pub} }}, subscribe: {{ allow: {sub} }}"
@@ -363,6 +365,8 @@ def party_secrets(mesh: Mesh, creds: Credentials, cluster: Cluster) -> str:
         "system": dict(zip(("user", "password"), creds.system(cluster.name), strict=True)),
         "client": dict(zip(("user", "password"), creds.client(cluster.name), strict=True)),
     }
+    if (own := creds.system_keys.get(cluster.name)) is not None:
+        doc["system_key"] = {"public": own.public, "seed": own.seed}
     if cluster.name in creds.gate_passwords:
         doc["gate"] = dict(zip(("user", "password"), creds.gate(cluster.name), strict=True))
     if cluster.name in creds.route_passwords:
