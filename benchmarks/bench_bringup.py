@@ -87,7 +87,7 @@ def rss_bytes(pids: list[int]) -> int:
 
 PORT_BASE: list[int] = []
 DOWN: list[float] = []  # `natsmesh down` of the idle mesh each cli run brought up
-BARE_STOP: list[float] = []  # the plain loop's stop: SIGTERM to every server, wait for all
+BARE_STOP: list[float] = []  # the plain loop's stop of the same configs (bare_process): SIGTERM to all, wait
 
 
 def fresh_mesh(root: Path, label: str) -> tuple[Mesh, Path]:
@@ -140,9 +140,11 @@ def run_bare_process(mesh: Mesh, root: Path, server: str, stop_timeout: float = 
         proc.kill()
         raise RuntimeError(f"bare baseline failed: {line!r}")
     rss = rss_bytes([int(p) for p in line.split()[2:]])
+    start = time.monotonic()
     proc.stdin.write("\n")
     proc.stdin.flush()
     proc.wait(stop_timeout)
+    BARE_STOP.append(time.monotonic() - start)
     return elapsed, rss
 
 
@@ -203,11 +205,9 @@ def run_described(desc: Path, server: str, stop_timeout: float = 30) -> float:
     if not line.startswith("READY"):
         proc.kill()
         raise RuntimeError(f"plain loop failed: {line!r}")
-    start = time.monotonic()
     proc.stdin.write(b"\n")
     proc.stdin.flush()
     proc.wait(stop_timeout)
-    BARE_STOP.append(time.monotonic() - start)
     return elapsed
 
 

@@ -91,8 +91,9 @@ def worker(argv: list[str]) -> None:
 
 async def _sample(mc: MeshClient, refs: list[str], stop: asyncio.Event, out: list[tuple[float, list[int]]]) -> None:
     while not stop.is_set():
-        counts = [await held(mc, ref) for ref in refs]
-        out.append((time.time(), counts))
+        asked = time.time()
+        counts = list(await asyncio.gather(*(held(mc, ref) for ref in refs)))  # both at once: comparable
+        out.append(((asked + time.time()) / 2, counts))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.25)
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import nats
@@ -278,6 +279,13 @@ async def test_the_platforms_system_connections_sign_with_their_clusters_nkey(
         finally:
             await nc.close()
     assert build_jetstream(mesh, (await collect(mesh, creds, ["JSZ"]))["JSZ"]).to_json()["missing"] == []
+
+    # Keys made after the servers were started (`natsmesh info` and `render` add missing secrets to an older
+    # mesh's secrets.json): the servers refuse them, and the report falls back to the password.
+    from natsmesh.local.secrets import new_nkey
+
+    stale = replace(creds, system_keys={name: new_nkey() for name in creds.system_keys})
+    assert build_jetstream(mesh, (await collect(mesh, stale, ["JSZ"]))["JSZ"]).to_json()["missing"] == []
 
 
 def test_up_twice_is_refused_and_leaves_the_first_alone(runner: MeshRunner, tmp_path: Path) -> None:

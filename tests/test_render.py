@@ -152,7 +152,7 @@ def test_hardened_defaults_and_durability_setting(tmp_path: Path) -> None:
 
 
 def test_lame_duck_and_exact_hub_urls() -> None:
-    """`down` relies on lame-duck settings; leaf nodes dial only the hub URLs their remotes name."""
+    """A host's unit stops its node in lame-duck mode; leaf nodes dial only the hub URLs their remotes name."""
     files = render_mesh(default_mesh(), CREDS)
     for path, conf in files.items():
         if path.endswith(".conf"):

@@ -86,7 +86,9 @@ def _credentials(stored: Stored, mesh: Mesh) -> Credentials:
         gate_passwords={d: stored["gate_passwords"][d] for d in mesh.gated_domains},
         links=keys(stored["links"]),
         system_links=keys(stored["system_links"]),
-        system_keys={n: NKey(k["public"], k["seed"]) for n in names if (k := (stored.get("system_keys") or {}).get(n))},
+        system_keys={}
+        if mesh.fixed_system  # the spec names the system identity: no other one
+        else {n: NKey(k["public"], k["seed"]) for n in names if (k := (stored.get("system_keys") or {}).get(n))},
         hashes=dict(stored.get("hashes") or {}),
         system_user=mesh.fixed_system[0] if mesh.fixed_system else "admin",
         client_user=mesh.fixed_data[0] if mesh.fixed_data else "app",
@@ -103,7 +105,7 @@ def _hash_all(stored: Stored, creds: Credentials, cost: int = BCRYPT_COST) -> No
         *creds.gate_passwords.values(),
     ]
     unique = {fingerprint(p): p for p in passwords}
-    todo = [k for k in unique if k not in old]
+    todo = [k for k in unique if not old.get(k)]
     # bcrypt releases the GIL: new hashes (a fresh mesh has one per password) are made on every core at once
     made: dict[str, str] = {}
     if todo:

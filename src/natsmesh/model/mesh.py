@@ -10,7 +10,7 @@ loading pydantic at all.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from natsmesh.model.document import ClusterLimitsSpec, MeshSpec
 
 BRIDGE_AUTO_MAX = 20  # leaf domains up to which `leafnodes.system_bridge: auto` bridges the system account
-_SIZE_LIMITS = ("payload", "memory", "file")  # the fields of `Limits` a spec may write as sizes ("1MiB")
 
 
 @dataclass(frozen=True)
@@ -239,9 +238,20 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
 
 
 def _limits(spec: ClusterLimitsSpec) -> Limits:
-    """The limits SPEC gives, field for field (`Limits` has the same field names), with the sizes in bytes."""
-    given = {f.name: getattr(spec, f.name) for f in fields(Limits)}
-    return Limits(**{k: parse_size(v) if k in _SIZE_LIMITS and v is not None else v for k, v in given.items()})
+    """The limits SPEC gives, with the sizes in bytes (each field named, so the types are checked)."""
+
+    def size(v: str | int | None) -> int | None:
+        return parse_size(v) if v is not None else None
+
+    return Limits(
+        connections=spec.connections,
+        subscriptions=spec.subscriptions,
+        payload=parse_size(spec.payload),
+        streams=spec.streams,
+        consumers=spec.consumers,
+        memory=size(spec.memory),
+        file=size(spec.file),
+    )
 
 
 def _seconds(text: str | None, default: float) -> float:

@@ -69,29 +69,28 @@ async def connect(mesh: Mesh, servers: list[str], cluster: Cluster, what: str, *
 async def connect_system(
     mesh: Mesh, creds: Credentials, timeout: float = 2.0, cluster: Cluster | None = None
 ) -> Client:
-    """A system-account connection at CLUSTER (default: the hub), for one round of requests."""
+    """A system-account connection at CLUSTER (default: the hub), for one round of requests: with the cluster's
+    system nkey where these credentials hold it (checked in microseconds; a password costs the server a bcrypt
+    check), else, or if the servers refuse the key, with the system user's password."""
     cluster = cluster or mesh.hub
-    where = "its hub" if cluster is mesh.hub else f"cluster {cluster.name}"
-    key = creds.system_key(cluster.name)  # checked in microseconds where a password costs a bcrypt check
-    urls = (
-        [f"{mesh.scheme}://{n.host}:{n.client_port}" for n in cluster.nodes]
-        if key
-        else system_urls(mesh, creds, cluster)
-    )
-    return await connect(
-        mesh,
-        urls,
-        cluster,
-        f"the system account at {where}",
-        **({"nkeys_seed_str": key.seed} if key else {}),
-        connect_timeout=timeout,
-        allow_reconnect=False,
+    what = f"the system account at {'its hub' if cluster is mesh.hub else f'cluster {cluster.name}'}"
+    options: dict[str, Any] = {
+        "connect_timeout": timeout,
+        "allow_reconnect": False,
         # nats-py takes 0 as "keep trying each server forever, 2 s apart" for a first connect: two quick tries
         # of each server, then `NotRunningError` (a stopped mesh hung `report` and readiness rounds)
-        max_reconnect_attempts=1,
-        reconnect_time_wait=0.05,
-        name="natsmesh-observe",
-    )
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": 0.05,
+        "name": "natsmesh-observe",
+    }
+    key = creds.system_key(cluster.name)
+    if key is not None:
+        plain = [f"{mesh.scheme}://{n.host}:{n.client_port}" for n in cluster.nodes]
+        try:
+            return await connect(mesh, plain, cluster, what, nkeys_seed_str=key.seed, **options)
+        except NotRunningError:
+            pass  # servers started before the key was made (`info` and `render` add missing secrets)
+    return await connect(mesh, system_urls(mesh, creds, cluster), cluster, what, **options)
 
 
 async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str = "natsmesh") -> Client:

@@ -94,12 +94,11 @@ def check_node(node: Target, timeout: float = 1.0) -> NodeState:
     The health check comes last: nats-server logs a warning for every failed `/healthz` request, so a poll that
     asked it first would fill the log with "Healthcheck failed" while a cluster elects its leader. Asked only
     once the node's other answers are in order, it fails rarely."""
-    meta = links = None
     try:
         meta = jsz(node.host, node.http_port, timeout) if node.clustered else None
         links = leafz(node.host, node.http_port, timeout) if node.leaf else None
-    except (OSError, ValueError):
-        pass
+    except (OSError, ValueError):  # not answering: one timeout a round, not one more for the health check
+        return judge(node, None, None, None)
     if meta is not None or links is not None:
         early = judge(node, Healthz(status="ok"), meta, links)  # what they say, health not asked yet
         if not early.ready:
