@@ -42,6 +42,7 @@ from natsmesh.run.ports import free_port_base
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_bringup import machine
+from bench_flows import until
 from reporting import machine_line, write_json
 
 GOAL = 0.9
@@ -98,15 +99,6 @@ async def _sample(mc: MeshClient, refs: list[str], stop: asyncio.Event, out: lis
             await asyncio.wait_for(stop.wait(), 0.25)
 
 
-async def _until(mc: MeshClient, ref: str, count: int, timeout: float = 300) -> float:
-    start = time.monotonic()
-    while await held(mc, ref) < count:
-        if time.monotonic() - start > timeout:
-            raise RuntimeError(f"{ref} did not reach {count} in {timeout} s")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
-
-
 def _count_at(samples: list[tuple[float, list[int]]], t: float, i: int) -> float:
     """Stream I's count at time T, interpolated between samples."""
     before = max((s for s in samples if s[0] <= t), key=lambda s: s[0], default=samples[0])
@@ -144,7 +136,7 @@ def ceiling(nodes: int, publishers: int, seconds: float, inflight: int, root: Pa
                 outs = await asyncio.gather(*(asyncio.to_thread(p.communicate) for p in procs))
                 results = [json.loads(o[0]) for o in outs]
                 total = await held(mc, PRODUCT)
-                drain = await _until(mc, "leaf-domain-b/MIRROR", total)
+                drain = await until(mc, "leaf-domain-b/MIRROR", total)
                 stop.set()
                 await sampler
                 start = min(r["start"] for r in results)
@@ -160,7 +152,7 @@ def ceiling(nodes: int, publishers: int, seconds: float, inflight: int, root: Pa
                 late_spec.write_text(yaml.safe_dump(late, sort_keys=False))
                 t0 = time.monotonic()
                 await reconcile(load_spec(late_spec), mc=mc)
-                await _until(mc, "leaf-domain-b/LATE", total)
+                await until(mc, "leaf-domain-b/LATE", total)
                 backlog_s = time.monotonic() - t0  # from the request that creates it
                 ingest = acked / window
                 return {
