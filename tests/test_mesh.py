@@ -222,9 +222,15 @@ async def _publish_retrying(js: JetStreamContext, subject: str, data: bytes, msg
 async def _publish_and_count(url: str, create: bool, count: int) -> int:
     nc = await nats.connect(url)
     try:
-        js = nc.jetstream()
+        js = nc.jetstream(timeout=10)
         if create:
-            await js.add_stream(StreamConfig(name="KEEP", subjects=["keep.>"], num_replicas=3))
+            for attempt in range(3):  # a request to a meta leader that stepped down just after `up` gets no answer
+                try:
+                    await js.add_stream(StreamConfig(name="KEEP", subjects=["keep.>"], num_replicas=3))
+                    break
+                except nats.errors.TimeoutError:
+                    if attempt == 2:
+                        raise
             for i in range(count):
                 await _publish_retrying(js, "keep.x", f"m{i}".encode(), msg_id=f"m{i}")
         deadline = time.monotonic() + 20
