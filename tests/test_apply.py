@@ -22,11 +22,12 @@ from natsmesh.errors import PlanRefusedError, PublishError, UnknownProductError
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.specfile import parse_spec
 from natsmesh.model.mesh import Mesh
+from natsmesh.model.products import CATALOG_BUCKET
 from natsmesh.observe.info import mesh_info
 from natsmesh.observe.lag import measure
 from natsmesh.observe.streams import list_streams
 from natsmesh.reconcile.apply import reconcile
-from natsmesh.reconcile.catalog import read_catalog
+from natsmesh.reconcile.catalog import CATALOG_STREAM, CHECKED_AT, mark_copy, read_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -289,12 +290,35 @@ async def test_changed_product_is_updated_in_place_and_in_the_catalog(data_mesh:
         after = (await read_catalog(await mc.jetstream("hub")))["leaf-domain-d.STOCK"]
         assert after["description"] == "Stock levels, now with limits."
         assert after["created"] == before["created"]
+        # one write at the hub reached every domain's read copy, each checked at the hub's sequence
+        hub_seq = (await (await mc.jetstream("hub")).stream_info(CATALOG_STREAM)).state.last_seq
+        for leaf in mesh.domains:
+            js = await mc.jetstream(leaf.name)
+            assert (await read_catalog(js))["leaf-domain-d.STOCK"] == after
+            assert ((await js.stream_info(CATALOG_STREAM)).config.metadata or {})[CHECKED_AT] == str(hub_seq)
         assert (await reconcile(mesh, mc=mc)).summary()["update"] == 0
         restored = await reconcile(data_mesh, mc=mc)  # back to the module's spec for the tests after this one
         assert [(c.kind, c.name) for c in restored.changes if c.action == "update" and c.kind != "catalog-copy"] == [
             ("product", "STOCK"),
             ("catalog", "leaf-domain-d.STOCK"),
         ]
+
+
+async def test_a_read_copy_that_missed_writes_is_compared_and_completed(data_mesh: Mesh) -> None:
+    """A copy not found equal at the hub's last sequence (it was cut off while the hub was written) is compared
+    with the hub and gets what it lacks; the others only take the hub's writes."""
+    async with MeshClient(data_mesh) as mc:
+        js = await mc.jetstream("leaf-domain-e")
+        kv = await js.key_value(CATALOG_BUCKET)
+        await kv.delete("leaf-domain-a.ORDERS")
+        await mark_copy(js, {CHECKED_AT: "1"})
+        plan = await reconcile(data_mesh, mc=mc, dry_run=True)
+        [copy] = [c for c in plan.changes if c.action != "unchanged" and c.kind != "policy"]
+        assert (copy.kind, copy.domain) == ("catalog-copy", "leaf-domain-e") and "compared and completed" in copy.detail
+        await reconcile(data_mesh, mc=mc)
+        hub = await read_catalog(await mc.jetstream("hub"))
+        assert await read_catalog(js) == hub and "leaf-domain-a.ORDERS" in hub
+        assert {c.action for c in (await reconcile(data_mesh, mc=mc, dry_run=True)).changes} == {"unchanged"}
 
 
 async def test_publish_failures_surface(data_mesh: Mesh) -> None:

@@ -1,8 +1,11 @@
 """The catalog of data products.
 
 Each product's descriptor (domain, subjects, owner, description, tags, limits, where it is consumed, created and
-updated times) lives in a JetStream KV bucket in the hub, written by `natsmesh apply`, which also keeps a read
-copy in every other domain. `descriptors` is pure; the lineage graph is `natsmesh.render.lineage`.
+updated times) lives in a JetStream KV bucket in the hub, written by `natsmesh apply`. Every other domain keeps a
+read copy, a bucket of the same name in its own JetStream: the hub's account exports the catalog's subjects to
+each domain (`natsmesh.render.servers`), so one write at the hub is stored by every copy, and `apply` checks each
+copy by its stream's sequence (and writes what a copy missed, for one that was down). `descriptors` is pure; the
+lineage graph is `natsmesh.render.lineage`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from natsmesh.observe.connect import Connections
 from natsmesh.reconcile.concurrency import bounded
 
 ELECTION_WAIT = 30.0  # seconds a read of a bucket made a moment ago waits for its leader
+
+CATALOG_STREAM = f"KV_{CATALOG_BUCKET}"
+CHECKED_AT = "natsmesh.catalog_seq"  # a read copy's metadata: the hub catalog's last sequence it was found equal at
 
 TIMESTAMPS = ("created", "updated")
 HISTORY = "contract_history"  # every contract a product had before its current one, oldest first
@@ -108,8 +114,9 @@ def with_history(wanted: dict[str, Any], existing: dict[str, Any] | None, now: s
     return out
 
 
-async def ensure_bucket(js: JetStreamContext, replicas: int) -> bool:
-    """Create the catalog bucket in the domain JS points at, if missing. Returns True if it was created."""
+async def ensure_bucket(js: JetStreamContext, replicas: int, metadata: dict[str, str] | None = None) -> bool:
+    """Create the catalog bucket in the domain JS points at, if missing, with METADATA on its stream. Returns
+    True if it was created."""
     try:
         await js.key_value(CATALOG_BUCKET)
         return False
@@ -123,7 +130,26 @@ async def ensure_bucket(js: JetStreamContext, replicas: int) -> bool:
                 storage=StorageType.FILE,
             )
         )
+        if metadata:
+            await mark_copy(js, metadata)
         return True
+
+
+async def last_seq(js: JetStreamContext) -> int:
+    """The last sequence of the catalog bucket's stream in the domain JS points at (0 if it has none)."""
+    try:
+        info = await js.stream_info(CATALOG_STREAM)
+    except NotFoundError:
+        return 0
+    return int(info.state.last_seq or 0)
+
+
+async def mark_copy(js: JetStreamContext, metadata: dict[str, str]) -> None:
+    """Set METADATA on the catalog stream JS points at (a read copy's `CHECKED_AT`)."""
+    info = await js.stream_info(CATALOG_STREAM)
+    cfg = info.config
+    cfg.metadata = (cfg.metadata or {}) | metadata
+    await js.update_stream(cfg)
 
 
 async def read_catalog(js: JetStreamContext) -> dict[str, dict[str, Any]]:
