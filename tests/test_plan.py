@@ -12,9 +12,8 @@ from natsmesh.local.specfile import parse_spec
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.templates import init_spec_text
 from natsmesh.observe.lag import LagRow
-from natsmesh.reconcile.catalog import descriptors, with_history
+from natsmesh.reconcile.catalog import CATALOG_STREAM, CHECKED_AT, descriptors, with_history
 from natsmesh.reconcile.heal import involved, plan_nudges
-from natsmesh.reconcile.catalog import CATALOG_STREAM, CHECKED_AT
 from natsmesh.reconcile.plan import Facts, plan_catalog, plan_changes, plan_streams
 from natsmesh.render.streams import desired_streams
 
