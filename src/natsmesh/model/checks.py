@@ -21,6 +21,7 @@ from natsmesh.model.document import (
     ClusterSpec,
     ConsumptionSpec,
     ContractSpec,
+    LeafClusterSpec,
     Loc,
     MeshSpec,
     ProductSpec,
@@ -123,15 +124,23 @@ def _clusters(spec: MeshSpec) -> list[tuple[Loc, ClusterSpec]]:
     return [(("hub",), spec.hub), *((("domains", i), d) for i, d in enumerate(spec.domains))]
 
 
+def _every_cluster(spec: MeshSpec) -> list[tuple[Loc, LeafClusterSpec]]:
+    """The hub and every leaf cluster (each domain's own and its more `clusters`), in port-plan order."""
+    return [(("hub",), spec.hub), *((loc, c) for loc, _, c in spec.leaf_clusters())]
+
+
 def _cluster_rules(spec: MeshSpec, f: Findings) -> None:
-    """Unique names, no `SYS`, no 2-node clusters (a warning), leafnode ports only at the hub."""
+    """Unique names, no `SYS`, no 2-node clusters (a warning), leafnode ports only at the hub, more clusters only
+    for domains."""
     seen: dict[str, Loc] = {}
-    for loc, c in _clusters(spec):
+    if spec.hub.clusters:
+        f.problem(("hub", "clusters"), "the hub is one cluster; more clusters belong to a domain")
+    for loc, c in _every_cluster(spec):
         if c.name in seen:
             f.problem(
                 (*loc, "name"),
                 f"duplicate cluster/domain name {shown(c.name)} (also at {format_path((*seen[c.name], 'name'))}); "
-                "every domain needs a unique name",
+                "every domain and cluster needs a unique name",
             )
         seen.setdefault(c.name, loc)
         if c.name.upper() == SYSTEM_ACCOUNT:
@@ -143,7 +152,23 @@ def _cluster_rules(spec: MeshSpec, f: Findings) -> None:
         _host_rules(loc, c, f)
 
 
-def _host_rules(loc: Loc, c: ClusterSpec, f: Findings) -> None:
+def _called(c: ClusterSpec, home: LeafClusterSpec) -> str:
+    return f"domain {shown(c.name)}" if home is c else f"cluster {shown(home.name)} of domain {shown(c.name)}"
+
+
+def _placement(c: ClusterSpec, wanted: str | None, loc: Loc, f: Findings) -> LeafClusterSpec | None:
+    """The cluster of domain C that WANTED names (None: its own), or None with the problem recorded at LOC."""
+    if wanted is None or wanted == c.name:
+        return c
+    for more in c.clusters:
+        if more.name == wanted:
+            return more
+    names = ", ".join(shown(x) for x in [c.name, *(m.name for m in c.clusters)])
+    f.problem(loc, f"{shown(wanted)} is not a cluster of domain {shown(c.name)} (its clusters: {names})")
+    return None
+
+
+def _host_rules(loc: Loc, c: LeafClusterSpec, f: Findings) -> None:
     """One address per node, each one the others can dial, bound where they can reach it."""
     if c.hosts is None:
         return
@@ -169,11 +194,12 @@ def _host_rules(loc: Loc, c: ClusterSpec, f: Findings) -> None:
 
 def _topology_rules(spec: MeshSpec, f: Findings) -> None:
     """Unique folders and server names; every listener on its own port below 65536."""
-    clusters = resolve_clusters(spec.hub, spec.domains, spec.ports.base, spec.ports.block, spec.host)
+    every = _every_cluster(spec)
+    clusters = resolve_clusters(spec.hub, [c for _, c in every[1:]], spec.ports.base, spec.ports.block, spec.host)
     servers: dict[str, str] = {}
     folders: dict[str, str] = {}
     ports: dict[tuple[str, int], str] = {}  # (the machine, by the address others dial; port) -> its listener
-    for (loc, _), cl in zip(_clusters(spec), clusters, strict=True):
+    for (loc, _), cl in zip(every, clusters, strict=True):
         if cl.folder in folders:
             f.problem(
                 (*loc, "folder"),
@@ -246,7 +272,8 @@ def _subject_rules(c: ClusterSpec, p: ProductSpec, ploc: Loc, patterns: list[tup
 
 
 def _product_rules(spec: MeshSpec, streams: Streams, f: Findings) -> None:
-    """Unique stream names per domain, replicas that fit, subjects in the namespace."""
+    """Unique stream names per domain (across its clusters, so a product can move between them), a cluster of
+    the domain's own, replicas that fit it, subjects in the namespace."""
     for loc, c in _clusters(spec):
         names = streams.setdefault(c.name, {})
         patterns: list[tuple[str, str]] = []
@@ -259,9 +286,10 @@ def _product_rules(spec: MeshSpec, streams: Streams, f: Findings) -> None:
                     f"(also at {format_path(names[p.name])}); stream names are unique within a domain",
                 )
             names.setdefault(p.name, ploc)
-            if p.replicas and p.replicas > c.nodes:
+            home = _placement(c, p.cluster, (*ploc, "cluster"), f)
+            if home is not None and p.replicas and p.replicas > home.nodes:
                 f.problem(
-                    (*ploc, "replicas"), f"{p.replicas} replicas, but domain {shown(c.name)} has {c.nodes} node(s)"
+                    (*ploc, "replicas"), f"{p.replicas} replicas, but {_called(c, home)} has {home.nodes} node(s)"
                 )
             _subject_rules(c, p, ploc, patterns, f)
 
@@ -336,6 +364,12 @@ def _consumption_rules(spec: MeshSpec, streams: Streams, f: Findings) -> None:
             if not _well_formed(cons):
                 f.problem(cloc, "give either `product: DOMAIN/PRODUCT` or a `products` list")
                 continue
+            home = _placement(c, cons.cluster, (*cloc, "cluster"), f)
+            if home is not None and cons.replicas and cons.replicas > home.nodes:
+                f.problem(
+                    (*cloc, "replicas"),
+                    f"{cons.replicas} replicas, but {_called(c, home)} has {home.nodes} node(s)",
+                )
             if cons.mode == "mirror":
                 _mirror_rules(cons, cloc, cons.refs(cloc), f)
             for k, subj in enumerate(cons.subjects or []):

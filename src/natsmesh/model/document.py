@@ -155,6 +155,7 @@ class ProductSpec(_Strict):
     storage: Literal["file", "memory"] = "file"
     public: bool = False
     contract: ContractSpec | None = None
+    cluster: str | None = None  # which of its domain's clusters holds it (left out: the domain's own)
 
     @field_validator("name")
     @classmethod
@@ -209,6 +210,7 @@ class ConsumptionSpec(_Strict):
     replicas: Annotated[int, Field(ge=1, le=5)] | None = None
     storage: Literal["file", "memory"] = "file"
     alerts: AlertsSpec = AlertsSpec()
+    cluster: str | None = None  # which of its domain's clusters holds the copy (left out: the domain's own)
 
     @field_validator("as_")
     @classmethod
@@ -279,15 +281,14 @@ CLUSTER_NAMES = {  # what a message calls each name of a cluster
 }
 
 
-class ClusterSpec(_Strict):
+class LeafClusterSpec(_Strict):
+    """One cluster of nodes: its own JetStream domain, account and folder."""
+
     name: str
     nodes: Annotated[int, Field(ge=1, le=15)] = 3
     server_prefix: str | None = None
     folder: str | None = None
     ports: PortsSpec | None = None
-    namespace: str | None = None
-    products: list[ProductSpec] = []
-    consumes: list[ConsumptionSpec] = []
     limits: ClusterLimitsSpec = ClusterLimitsSpec()
     # One address per node, in node order (a string, or {address, bind}); left out, every node is on the mesh's
     # `host`. Nodes on different hosts may use the same ports.
@@ -296,10 +297,25 @@ class ClusterSpec(_Strict):
     # the cluster names no hosts (one machine), else loopback.
     monitoring: Literal["loopback", "node"] | None = None
 
-    @field_validator("name", "server_prefix", "folder", "namespace")
+    @field_validator("name", "server_prefix", "folder")
     @classmethod
     def _names(cls, v: str | None, info: ValidationInfo) -> str | None:
         return None if v is None else check_name(v, CLUSTER_NAMES[str(info.field_name)])
+
+
+class ClusterSpec(LeafClusterSpec):
+    """A domain (or the hub): its own cluster, its products and copies, and any more clusters of the same team
+    (`clusters`), each its own JetStream domain, that its products and copies may live on (`cluster:`)."""
+
+    namespace: str | None = None
+    products: list[ProductSpec] = []
+    consumes: list[ConsumptionSpec] = []
+    clusters: list[LeafClusterSpec] = []
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str | None) -> str | None:
+        return None if v is None else check_name(v, CLUSTER_NAMES["namespace"])
 
 
 class HubSpec(ClusterSpec):
@@ -401,6 +417,15 @@ class MeshSpec(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         return check_name(v, "mesh name")
+
+    def leaf_clusters(self) -> list[tuple[Loc, str, LeafClusterSpec]]:
+        """Every leaf cluster with its path and its domain: each domain's own, in order, then the domains' more
+        `clusters` in order (so adding one leaves every earlier cluster's port block where it was)."""
+        own: list[tuple[Loc, str, LeafClusterSpec]] = [(("domains", i), d.name, d) for i, d in enumerate(self.domains)]
+        more = [
+            (("domains", i, "clusters", k), d.name, c) for i, d in enumerate(self.domains) for k, c in enumerate(d.clusters)
+        ]
+        return own + more
 
     @field_validator("server", "data_dir")
     @classmethod

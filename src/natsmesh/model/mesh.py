@@ -10,7 +10,7 @@ loading pydantic at all.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,7 +124,7 @@ class Mesh(Record):
     @cached_property
     def shares(self) -> tuple[Share, ...]:
         """Every copy's consumer on its upstream (`natsmesh.model.products.copy_shares`)."""
-        return tuple(copy_shares(self.products, self.consumptions, [c.name for c in self.clusters]))
+        return tuple(copy_shares(self.products, self.consumptions, {c.name: c.owner for c in self.clusters}))
 
     def describe(self) -> dict[str, Any]:
         """The topology as `natsmesh validate --json` prints it."""
@@ -163,7 +163,7 @@ class Mesh(Record):
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str, base_dir: Path) -> Mesh:
         def cluster(c: dict[str, Any]) -> Cluster:
-            return Cluster(c["name"], c["folder"], c["is_hub"], tuple(Node(**n) for n in c["nodes"]))
+            return Cluster(c["name"], c["folder"], c["is_hub"], tuple(Node(**n) for n in c["nodes"]), c.get("team", ""))
 
         d = dict(data)
         d["hub"] = cluster(d["hub"])
@@ -202,7 +202,13 @@ class Mesh(Record):
 
 
 def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str]) -> Mesh:
-    clusters = resolve_clusters(spec.hub, spec.domains, spec.ports.base, spec.ports.block, spec.host)
+    leaves = spec.leaf_clusters()
+    resolved = resolve_clusters(spec.hub, [c for _, _, c in leaves], spec.ports.base, spec.ports.block, spec.host)
+    clusters = (
+        resolved[0],
+        *(replace(cl, team="" if team == cl.name else team) for cl, (_, team, _) in zip(resolved[1:], leaves, strict=True)),
+    )
+    namespace = {c.name: c.namespace or c.name for c in (spec.hub, *spec.domains)}
     products, consumptions = resolve_products(spec)
     creds = spec.credentials
     return Mesh(
@@ -222,17 +228,17 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         ping_max=spec.pings.max_out,
         system_bridge=spec.leafnodes.system_bridge is True
         or (
-            spec.leafnodes.system_bridge == "auto" and creds.system is not None and len(spec.domains) <= BRIDGE_AUTO_MAX
+            spec.leafnodes.system_bridge == "auto" and creds.system is not None and len(leaves) <= BRIDGE_AUTO_MAX
         ),
         fixed_system=(creds.system.user, creds.system.password) if creds.system else None,
         fixed_data=(creds.data.user, creds.data.password) if creds.data else None,
         warnings=tuple(warnings),
         tls=spec.tls.enabled,
-        namespaces=tuple((c.name, c.namespace or c.name) for c in (spec.hub, *spec.domains)),
+        namespaces=tuple((c.name, namespace[c.owner]) for c in clusters),
         tls_dir_setting=spec.tls.dir,
         products=products,
         consumptions=consumptions,
-        limits=tuple((c.name, _limits(c.limits)) for c in (spec.hub, *spec.domains)),
+        limits=tuple((c.name, _limits(c.limits)) for c in (spec.hub, *(c for _, _, c in leaves))),
         document=spec.model_dump(mode="json", exclude_none=True, by_alias=True),
     )
 
@@ -262,12 +268,15 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
     """The products and consumptions of a validated document."""
     products: list[Product] = []
     consumptions: list[Consumption] = []
+    nodes = {c.name: c.nodes for _, _, c in spec.leaf_clusters()} | {spec.hub.name: spec.hub.nodes}
+    lives = {f"{c.name}/{p.name}": p.cluster or c.name for c in (spec.hub, *spec.domains) for p in c.products}
     for c in (spec.hub, *spec.domains):
-        default_replicas = min(c.nodes, 3)
         for p in c.products:
+            cluster = p.cluster or c.name
             products.append(
                 Product(
-                    domain=c.name,
+                    domain=cluster,
+                    team="" if cluster == c.name else c.name,
                     name=p.name,
                     subjects=tuple(p.subjects),
                     description=p.description,
@@ -277,7 +286,7 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
                     max_bytes=parse_size(p.limits.max_bytes) if p.limits.max_bytes is not None else -1,
                     max_msgs=p.limits.max_msgs or -1,
                     max_consumers=p.limits.max_consumers or -1,
-                    replicas=p.replicas or default_replicas,
+                    replicas=p.replicas or min(nodes[cluster], 3),
                     storage=p.storage,
                     public=p.public,
                     contract=Contract(
@@ -294,17 +303,22 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
         for cons in c.consumes:
             sources = tuple(
                 SourceRef(
-                    domain=r.ref.split("/", 1)[0], stream=r.ref.split("/", 1)[1], filter=r.filter, transform=r.transform
+                    domain=lives[r.ref],
+                    stream=r.ref.split("/", 1)[1],
+                    filter=r.filter,
+                    transform=r.transform,
+                    team="" if lives[r.ref] == r.ref.split("/", 1)[0] else r.ref.split("/", 1)[0],
                 )
                 for r in cons.refs()
             )
+            cluster = cons.cluster or c.name
             consumptions.append(
                 Consumption(
-                    domain=c.name,
+                    domain=cluster,
                     stream=cons.stream_name() or "",
                     mode=cons.mode,
                     sources=sources,
-                    replicas=cons.replicas or default_replicas,
+                    replicas=cons.replicas or min(nodes[cluster], 3),
                     storage=cons.storage,
                     description=cons.description,
                     subjects=tuple(cons.subjects or ()),

@@ -83,6 +83,7 @@ class Product:
     storage: Literal["file", "memory"] = "file"
     public: bool = False  # readable by every domain without a declared consumption
     contract: Contract | None = None
+    team: str = ""  # the domain that owns it, when it lives on another of that domain's clusters than its own
 
     @property
     def gated(self) -> bool:
@@ -90,8 +91,14 @@ class Product:
         return self.contract is not None and self.contract.gated
 
     @property
+    def owner_domain(self) -> str:
+        """The domain (team) that owns it; DOMAIN is the cluster (JetStream domain) its stream lives on."""
+        return self.team or self.domain
+
+    @property
     def ref(self) -> str:
-        return f"{self.domain}/{self.name}"
+        """`DOMAIN/NAME` by its owning domain, wherever of that domain's clusters it lives."""
+        return f"{self.owner_domain}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,16 @@ class SourceRef(DomainStream):
 
     filter: str | None = None
     transform: str | None = None
+    team: str = ""  # the upstream's owning domain, when it lives on another of that domain's clusters
+
+    @property
+    def owner_domain(self) -> str:
+        return self.team or self.domain
+
+    @property
+    def ref(self) -> str:
+        """The upstream as the spec names it: `DOMAIN/NAME` by its owning domain."""
+        return f"{self.owner_domain}/{self.stream}"
 
 
 @dataclass(frozen=True)
@@ -223,11 +240,18 @@ class Share:
     A declared copy (COPY set) gets its own consumer and delivery subject; a public product keeps one slot per
     other domain (COPY None) for a copy that domain makes without a declaration."""
 
-    owner: str  # the upstream's domain
+    owner: str  # the cluster (JetStream domain, account) the upstream lives on
     stream: str  # the upstream stream
-    taker: str  # the copy's domain
+    taker: str  # the copy's cluster
     copy: str | None  # the copy stream (None: a public product's slot)
     filter: str | None = None
+    team: str = ""  # the upstream's owning domain, when the owner is another of its clusters
+
+    @property
+    def address(self) -> str:
+        """The JetStream domain the copy addresses its upstream by: the owning domain's, wherever of its clusters
+        the upstream lives now, so a product that moves keeps its copies (the hub maps it to the owner)."""
+        return self.team or self.owner
 
     @property
     def consumer(self) -> str:
@@ -236,8 +260,9 @@ class Share:
 
     @property
     def deliver(self) -> str:
-        """Where the consumer delivers: a subject only the copy's domain imports."""
-        base = deliver_subject(self.owner, self.taker, self.stream)
+        """Where the consumer delivers: a subject only the copy's domain imports (the same wherever of its
+        domain's clusters the upstream lives)."""
+        base = deliver_subject(self.address, self.taker, self.stream)
         return base if self.copy is None else f"{base}.{self.copy}"
 
     @property
@@ -253,11 +278,18 @@ def share_taker(name: str) -> str:
 
 
 def copy_shares(
-    products: tuple[Product, ...], consumptions: tuple[Consumption, ...], domains: list[str]
+    products: tuple[Product, ...], consumptions: tuple[Consumption, ...], clusters: dict[str, str]
 ) -> list[Share]:
-    """Every share of a mesh: one per (copy, upstream), and for each public product one slot per other domain."""
-    out = [Share(s.domain, s.stream, c.domain, c.stream, s.filter) for c in consumptions for s in c.sources]
-    out += [Share(p.domain, p.name, d, None) for p in products if p.public for d in domains if d != p.domain]
+    """Every share of a mesh: one per (copy, upstream), and for each public product one slot per cluster of every
+    other domain. CLUSTERS: cluster name -> its owning domain."""
+    out = [Share(s.domain, s.stream, c.domain, c.stream, s.filter, s.team) for c in consumptions for s in c.sources]
+    out += [
+        Share(p.domain, p.name, d, None, None, p.team)
+        for p in products
+        if p.public
+        for d, owner in clusters.items()
+        if owner != p.owner_domain
+    ]
     return out
 
 

@@ -49,10 +49,16 @@ class Cluster:
     folder: str
     is_hub: bool
     nodes: tuple[Node, ...]
+    team: str = ""  # the domain it is a cluster of, if not its own (`clusters` in the spec)
 
     @property
     def domain(self) -> str:
         return self.name
+
+    @property
+    def owner(self) -> str:
+        """The domain (team) whose cluster it is: its own name, or the domain that declared it."""
+        return self.team or self.name
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ def policy_for(mesh: Mesh, domain: str) -> list[Rule]:
         if other.name == domain:
             continue
         rules.append(Rule("deny", "manage", f"JetStream domain {other.name}", f"owned by {other.name}"))
-        rules.append(Rule("deny", "publish", f"{mesh.namespace(other.name)}.>", f"namespace of {other.name}"))
+        if mesh.namespace(other.name) != ns:  # another cluster of its own domain shares its namespace
+            rules.append(Rule("deny", "publish", f"{mesh.namespace(other.name)}.>", f"namespace of {other.name}"))
     rules += [
         Rule("deny", "read", p.ref, "not shared with it")
         for p in mesh.products

@@ -66,10 +66,10 @@ def source_config(s: SourceRef, taker: str, copy: str) -> dict[str, Any]:
     """How copy TAKER/COPY reads upstream S: through the owner's consumer reserved for it (durable sourcing), so
     the copy's domain needs no consumer API of the owner's beyond resetting that one consumer. The filter is the
     owner consumer's; a transform stays here."""
-    share = Share(s.domain, s.stream, taker, copy, s.filter)
+    share = Share(s.domain, s.stream, taker, copy, s.filter, s.team)
     out: dict[str, Any] = {
         "name": s.stream,
-        "external": {"api": f"$JS.{s.domain}.API"},
+        "external": {"api": f"$JS.{share.address}.API"},
         "consumer": {"name": share.consumer, "deliver_subject": share.deliver},
     }
     if s.transform:
