@@ -12,9 +12,9 @@ from natsmesh.local.specfile import parse_spec
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.templates import init_spec_text
 from natsmesh.observe.lag import LagRow
-from natsmesh.reconcile.catalog import CATALOG_STREAM, CHECKED_AT, descriptors, with_history
+from natsmesh.reconcile.catalog import descriptors, visible_keys, with_history
 from natsmesh.reconcile.heal import involved, plan_nudges
-from natsmesh.reconcile.plan import Facts, plan_catalog, plan_changes, plan_streams
+from natsmesh.reconcile.plan import CATALOG_STREAM, Facts, plan_catalog, plan_changes, plan_streams
 from natsmesh.render.streams import desired_streams
 
 A, B, C = "leaf-domain-a", "leaf-domain-b", "leaf-domain-c"
@@ -36,7 +36,7 @@ def _facts(streams: dict[str, dict[str, Any]] | None = None, **kw: Any) -> Facts
     return Facts(
         streams=streams or {},
         catalog=kw.get("catalog", {}),
-        catalog_seq=kw.get("catalog_seq", 0),
+        copies=kw.get("copies", {}),
         consumers=kw.get("consumers", {}),
     )
 
@@ -116,32 +116,32 @@ def test_a_new_catalog_is_created_in_the_hub_with_a_read_copy_in_every_domain() 
     assert [(c.action, c.domain) for c in copies] == [("create", d.name) for d in mesh.domains]
 
 
-def _checked_at(seq: int | None) -> dict[str, Any]:
-    """A read copy's stream config, found equal to the hub's catalog at hub sequence SEQ (None: never)."""
-    return {CATALOG_STREAM: {"metadata": {} if seq is None else {CHECKED_AT: str(seq)}}}
+def _views(mesh: Mesh, entries: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each leaf cluster's read copy as `apply` leaves it: the entries it may read."""
+    return {d.name: {k: v for k, v in entries.items() if k in visible_keys(mesh, d.name)} for d in mesh.domains}
 
 
-def test_a_catalog_in_step_is_unchanged_and_a_drift_updates_it_and_every_copy() -> None:
+def test_each_read_copy_holds_what_its_cluster_may_read_and_a_drift_updates_only_those_that_hold_it() -> None:
     mesh = _mesh()
-    streams = {d.name: _checked_at(7) for d in mesh.clusters}
+    streams = {d.name: {CATALOG_STREAM: {}} for d in mesh.clusters}
     entries = {k: v | {"created": "t0", "updated": "t0"} for k, v in descriptors(mesh).items()}
-    same = _facts(streams, catalog=entries, catalog_seq=7)
+    views = _views(mesh, entries)
+    # its own product, the one it mirrors, its own: nothing another domain keeps to itself
+    assert {d: set(v) for d, v in views.items()} == {A: {f"{A}.ORDERS"}, B: {f"{A}.ORDERS"}, C: {f"{C}.SHIP"}}
+    same = _facts(streams, catalog=entries, copies=views)
     assert {c.action for c in plan_catalog(mesh, same, prune=False)} == {"unchanged"}
 
-    # a copy checked at an older sequence (it missed writes) or never (written by an older natsmesh)
-    for stale in (_checked_at(5), _checked_at(None)):
-        facts = _facts(streams | {B: stale}, catalog=entries, catalog_seq=7)
-        [changed] = [c for c in plan_catalog(mesh, facts, prune=False) if c.action != "unchanged"]
-        assert _actions([changed]) == [("update", B, "natsmesh_catalog")] and "compared and completed" in changed.detail
+    for stale in ({}, views[B] | {f"{C}.SHIP": entries[f"{C}.SHIP"]}):  # missing its entry; holding another's
+        facts = _facts(streams, catalog=entries, copies=views | {B: stale})
+        changed = [c for c in plan_catalog(mesh, facts, prune=False) if c.action != "unchanged"]
+        assert _actions(changed) == [("update", B, "natsmesh_catalog")]
 
     drifted = dict(entries) | {f"{A}.ORDERS": entries[f"{A}.ORDERS"] | {"owner": "someone"}, "gone.X": {}}
-    facts = _facts(streams, catalog=drifted, catalog_seq=7)
+    facts = _facts(streams, catalog=drifted, copies=_views(mesh, drifted))
     changed = [c for c in plan_catalog(mesh, facts, prune=False) if c.action != "unchanged"]
     assert ("update", "hub", f"{A}.ORDERS") in _actions(changed)
     assert ("would-delete", "hub", "gone.X") in _actions(changed)
-    copies = [c for c in changed if c.kind == "catalog-copy"]
-    assert {c.domain for c in copies} == {d.name for d in mesh.domains}
-    assert {c.detail for c in copies} == {"read copy: takes the hub's writes"}
+    assert {c.domain for c in changed if c.kind == "catalog-copy"} == {A, B}
 
 
 def test_a_whole_plan_counts_its_changes() -> None:
@@ -287,9 +287,9 @@ def _with_contract(schema: dict[str, Any], version: str) -> Mesh:
 
 
 def _running(mesh: Mesh) -> Facts:
-    streams = {d.name: _checked_at(3) for d in mesh.clusters}
+    streams = {d.name: {CATALOG_STREAM: {}} for d in mesh.clusters}
     entries = {k: with_history(v, None, "t0") for k, v in descriptors(mesh).items()}
-    return _facts(streams, catalog=entries, catalog_seq=3)
+    return _facts(streams, catalog=entries, copies=_views(mesh, entries))
 
 
 def test_a_breaking_contract_change_is_refused_and_the_whole_plan_with_it() -> None:
@@ -319,6 +319,6 @@ def test_a_compatible_contract_change_is_an_update_recorded_in_its_history() -> 
     assert written["contract"]["since"] == "t1"
     assert [(h["version"], h["since"], h["schema"]) for h in written["contract_history"]] == [("1.0.0", "t0", SCHEMA)]
     # applied again: unchanged, and its history and since stay as they are
-    again = _facts(facts.streams, catalog={f"{A}.ORDERS": written}, catalog_seq=3)
+    again = _facts(facts.streams, catalog={f"{A}.ORDERS": written}, copies={})
     assert [c.action for c in plan_catalog(new_mesh, again, False) if c.kind == "catalog"] == ["unchanged"]
     assert with_history(update.config, written, "t2")["contract"]["since"] == "t1"

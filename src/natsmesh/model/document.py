@@ -423,7 +423,9 @@ class MeshSpec(_Strict):
         `clusters` in order (so adding one leaves every earlier cluster's port block where it was)."""
         own: list[tuple[Loc, str, LeafClusterSpec]] = [(("domains", i), d.name, d) for i, d in enumerate(self.domains)]
         more = [
-            (("domains", i, "clusters", k), d.name, c) for i, d in enumerate(self.domains) for k, c in enumerate(d.clusters)
+            (("domains", i, "clusters", k), d.name, c)
+            for i, d in enumerate(self.domains)
+            for k, c in enumerate(d.clusters)
         ]
         return own + more
 

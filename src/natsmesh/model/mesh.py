@@ -204,9 +204,10 @@ class Mesh(Record):
 def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str]) -> Mesh:
     leaves = spec.leaf_clusters()
     resolved = resolve_clusters(spec.hub, [c for _, _, c in leaves], spec.ports.base, spec.ports.block, spec.host)
+    teams = [team for _, team, _ in leaves]
     clusters = (
         resolved[0],
-        *(replace(cl, team="" if team == cl.name else team) for cl, (_, team, _) in zip(resolved[1:], leaves, strict=True)),
+        *(replace(c, team="" if t == c.name else t) for c, t in zip(resolved[1:], teams, strict=True)),
     )
     namespace = {c.name: c.namespace or c.name for c in (spec.hub, *spec.domains)}
     products, consumptions = resolve_products(spec)
@@ -227,9 +228,7 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         ping_interval=spec.pings.interval,
         ping_max=spec.pings.max_out,
         system_bridge=spec.leafnodes.system_bridge is True
-        or (
-            spec.leafnodes.system_bridge == "auto" and creds.system is not None and len(leaves) <= BRIDGE_AUTO_MAX
-        ),
+        or (spec.leafnodes.system_bridge == "auto" and creds.system is not None and len(leaves) <= BRIDGE_AUTO_MAX),
         fixed_system=(creds.system.user, creds.system.password) if creds.system else None,
         fixed_data=(creds.data.user, creds.data.password) if creds.data else None,
         warnings=tuple(warnings),

@@ -17,7 +17,6 @@ MANAGED_KEY = "natsmesh.managed"
 MESH_KEY = "natsmesh.mesh"
 KIND_KEY = "natsmesh.kind"
 CATALOG_BUCKET = "natsmesh_catalog"
-CATALOG_SUBJECTS = f"$KV.{CATALOG_BUCKET}.>"  # what a write to the catalog is published on
 DELIVER_PREFIX = "_MESH.DLV"
 LAG_CRITICAL = 1000  # default: a copy more than this many messages behind its upstream is critical
 SEEN_CRITICAL = 30.0  # default: a copy that heard nothing (a heartbeat comes every second) this long is critical

@@ -1,8 +1,8 @@
 """Plan and apply: read what the mesh has, decide (`natsmesh.reconcile.plan`), then make the changes.
 
 `reconcile` is the library form of `natsmesh apply`: the policy first (so new mirrors and sources find their
-imports in place), then every domain's read copy of the catalog (so it takes the hub's writes from the first),
-then streams in dependency order, then the hub's catalog, and each copy checked by its stream's sequence.
+imports in place), then streams in dependency order, then the hub's catalog and each leaf cluster's read copy of
+what it may read.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ import asyncio
 import contextlib
 import copy
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
@@ -26,13 +24,10 @@ from natsmesh.observe.connect import Connections
 from natsmesh.observe.streams import list_consumers, list_streams
 from natsmesh.observe.wire import ApiError
 from natsmesh.reconcile.catalog import (
-    CATALOG_STREAM,
-    CHECKED_AT,
     delete_entries,
     ensure_bucket,
-    last_seq,
-    mark_copy,
     read_catalog,
+    visible_keys,
     with_history,
     write_entries,
 )
@@ -41,9 +36,7 @@ from natsmesh.reconcile.plan import Change, Config, Facts, Plan, depths, plan_ch
 from natsmesh.reconcile.policy_sync import apply_policy, plan_policy
 
 STREAMS_AT_ONCE = 64  # stream requests in flight during apply
-COPIES_AT_ONCE = 8  # domains whose catalog copy is compared and completed at once (each with many puts in flight)
-CHECKS_AT_ONCE = 64  # read copies whose sequence is asked at once
-COPY_QUIET = 5.0  # seconds a read copy may take no new write before it is compared with the hub and completed
+COPIES_AT_ONCE = 8  # domains whose catalog copy is read or written at once (each with many puts in flight)
 
 
 async def _actual_streams(mc: Connections, domain: str) -> dict[str, Config]:
@@ -65,17 +58,18 @@ async def _actual_consumers(mc: Connections, domain: str, streams: dict[str, Con
 
 
 async def read_facts(mesh: Mesh, mc: Connections) -> Facts:
-    """What the plan needs to know: every domain's streams (each read copy's with the sequence it was checked
-    at) and the hub's catalog with its last sequence."""
+    """What the plan needs to know: every domain's streams, the hub's catalog and each leaf's read copy."""
     domains = [c.name for c in mesh.clusters]
+    contexts = await asyncio.gather(*(mc.jetstream(d) for d in domains))
     actual = await asyncio.gather(*(_actual_streams(mc, d) for d in domains))
-    hub_js = await mc.jetstream(mesh.hub.name)
-    catalog = await read_catalog(hub_js)
+    catalog = await read_catalog(await mc.jetstream(mesh.hub.name))
+    leaves = [js for d, js in zip(domains, contexts, strict=True) if d != mesh.hub.name]
+    copies = await bounded([read_catalog(js) for js in leaves], COPIES_AT_ONCE)
     consumers = await asyncio.gather(*(_actual_consumers(mc, d, a) for d, a in zip(domains, actual, strict=True)))
     return Facts(
         streams=dict(zip(domains, actual, strict=True)),
         catalog=catalog,
-        catalog_seq=await last_seq(hub_js),
+        copies={leaf.name: local for leaf, local in zip(mesh.domains, copies, strict=True)},
         consumers={d: c for d, c in zip(domains, consumers, strict=True) if c},
     )
 
@@ -134,57 +128,12 @@ async def _apply_streams(mesh: Mesh, mc: Connections, changes: list[Change]) -> 
         await bounded([one(ch) for ch in steps[key]], STREAMS_AT_ONCE)
 
 
-@dataclass(frozen=True)
-class _Copy:
-    """One read copy of the catalog as it was before the hub's writes."""
-
-    domain: str
-    start: int  # its stream's last sequence
-    in_step: bool  # found equal to the hub's catalog at the hub's last sequence
-
-
-async def _prepare_copies(mesh: Mesh, mc: Connections, changes: list[Change]) -> tuple[int, list[_Copy]]:
-    """Before the hub's catalog is written: the bucket at the hub and every read copy the plan keeps in step
-    exist (a copy takes the hub's writes only once its interest has reached the hub), and their sequences."""
-    hub_js = await mc.jetstream(mesh.hub.name)
-    if any(ch.kind == "catalog" and ch.name == CATALOG_BUCKET and ch.action == "create" for ch in changes):
-        await ensure_bucket(hub_js, replicas=min(3, len(mesh.hub.nodes)))
-    info = await hub_js.stream_info(CATALOG_STREAM)
-    before, empty = int(info.state.last_seq or 0), not info.state.messages
-
-    async def prepare(domain: str) -> _Copy:
-        js = await mc.jetstream(domain)
-        made = await ensure_bucket(js, replicas=min(3, len(mesh.domain(domain).nodes)))
-        copy = await js.stream_info(CATALOG_STREAM)
-        checked = (copy.config.metadata or {}).get(CHECKED_AT)
-        return _Copy(domain, int(copy.state.last_seq or 0), checked == str(before) or (made and empty))
-
-    wanted = [ch.domain for ch in changes if ch.kind == "catalog-copy" and ch.action in ("create", "update")]
-    return before, await bounded([prepare(d) for d in wanted], CHECKS_AT_ONCE)
-
-
-async def _reaches(js: JetStreamContext, target: int) -> bool:
-    """Whether the catalog copy JS points at comes to sequence TARGET exactly (False once it passes it, or takes
-    nothing new for `COPY_QUIET` seconds)."""
-    loop = asyncio.get_running_loop()
-    seen, since = -1, loop.time()
-    while True:
-        seq = await last_seq(js)
-        if seq >= target:
-            return seq == target
-        if seq != seen:
-            seen, since = seq, loop.time()
-        elif loop.time() - since >= COPY_QUIET:
-            return False
-        await asyncio.sleep(0.2)
-
-
-async def _apply_catalog(mesh: Mesh, mc: Connections, changes: list[Change], before: int, copies: list[_Copy]) -> None:
-    """Write the hub's catalog; then each read copy that was in step and took exactly as many writes as the hub
-    is in step again, and any other is compared with the hub and completed (it missed writes while cut off)."""
+async def _apply_catalog(mesh: Mesh, mc: Connections, changes: list[Change]) -> None:
     now = datetime.now(UTC).isoformat(timespec="seconds")
     hub_js = await mc.jetstream(mesh.hub.name)
     catalog = [ch for ch in changes if ch.kind == "catalog" and ch.action not in ("unchanged", "would-delete")]
+    if any(ch.name == CATALOG_BUCKET for ch in catalog):
+        await ensure_bucket(hub_js, replicas=min(3, len(mesh.hub.nodes)))
     writes = [ch for ch in catalog if ch.name != CATALOG_BUCKET and ch.action in ("create", "update")]
     if writes:
         existing = await read_catalog(hub_js)
@@ -194,25 +143,18 @@ async def _apply_catalog(mesh: Mesh, mc: Connections, changes: list[Change], bef
             entries[ch.name] = with_history(ch.config, existing.get(ch.name), now)
         await write_entries(hub_js, entries)
     await delete_entries(hub_js, [ch.name for ch in catalog if ch.name != CATALOG_BUCKET and ch.action == "delete"])
-    after = await last_seq(hub_js)
-    final: list[dict[str, dict[str, Any]]] = []
-    lock = asyncio.Lock()
+    final = await read_catalog(hub_js)
 
-    async def hub_catalog() -> dict[str, dict[str, Any]]:
-        async with lock:
-            if not final:
-                final.append(await read_catalog(hub_js))
-        return final[0]
+    async def copy_to(domain: str) -> None:
+        js = await mc.jetstream(domain)
+        await ensure_bucket(js, replicas=min(3, len(mesh.domain(domain).nodes)))
+        local = await read_catalog(js)
+        want = {k: e for k, e in final.items() if k in visible_keys(mesh, domain)}
+        await write_entries(js, {k: e for k, e in want.items() if local.get(k) != e})
+        await delete_entries(js, sorted(set(local) - set(want)))
 
-    async def settle(c: _Copy) -> None:
-        js = await mc.jetstream(c.domain)
-        if not (c.in_step and await _reaches(js, c.start + after - before)):
-            want, local = await hub_catalog(), await read_catalog(js)
-            await write_entries(js, {k: e for k, e in want.items() if local.get(k) != e})
-            await delete_entries(js, sorted(set(local) - set(want)))
-        await mark_copy(js, {CHECKED_AT: str(after)})
-
-    await bounded([settle(c) for c in copies], COPIES_AT_ONCE)
+    copies = [ch.domain for ch in changes if ch.kind == "catalog-copy" and ch.action in ("create", "update")]
+    await bounded([copy_to(d) for d in copies], COPIES_AT_ONCE)
 
 
 async def apply(mesh: Mesh, mc: Connections, the_plan: Plan) -> Plan:
@@ -223,9 +165,8 @@ async def apply(mesh: Mesh, mc: Connections, the_plan: Plan) -> Plan:
             + "\n  - ".join(c.detail for c in the_plan.refused),
             the_plan,
         )
-    before, copies = await _prepare_copies(mesh, mc, the_plan.changes)
     await _apply_streams(mesh, mc, the_plan.changes)
-    await _apply_catalog(mesh, mc, the_plan.changes, before, copies)
+    await _apply_catalog(mesh, mc, the_plan.changes)
     the_plan.applied = True
     return the_plan
 

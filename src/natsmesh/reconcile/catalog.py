@@ -1,10 +1,10 @@
 """The catalog of data products.
 
-Each product's descriptor (domain, subjects, owner, description, tags, limits, where it is consumed, created and
-updated times) lives in a JetStream KV bucket in the hub, written by `natsmesh apply`. Every other domain keeps a
-read copy, a bucket of the same name in its own JetStream: the hub's account exports the catalog's subjects to
-each domain (`natsmesh.render.servers`), so one write at the hub is stored by every copy, and `apply` checks each
-copy by its stream's sequence (and writes what a copy missed, for one that was down). `descriptors` is pure; the
+Each product's descriptor (domain, the cluster it lives on, subjects, owner, description, tags, limits, where it
+is consumed, created and updated times) lives in a JetStream KV bucket in the hub, written by `natsmesh apply`,
+which also keeps a read copy in every leaf cluster of what that cluster may read (`visible_keys`: its domain's
+own products, those it takes, the public ones), so its clients find those while cut off from the hub. The
+whole catalog is the platform's (the hub, `natsmesh serve`). `descriptors` and `visible_keys` are pure; the
 lineage graph is `natsmesh.render.lineage`.
 """
 
@@ -28,9 +28,6 @@ from natsmesh.observe.connect import Connections
 from natsmesh.reconcile.concurrency import bounded
 
 ELECTION_WAIT = 30.0  # seconds a read of a bucket made a moment ago waits for its leader
-
-CATALOG_STREAM = f"KV_{CATALOG_BUCKET}"
-CHECKED_AT = "natsmesh.catalog_seq"  # a read copy's metadata: the hub catalog's last sequence it was found equal at
 
 TIMESTAMPS = ("created", "updated")
 HISTORY = "contract_history"  # every contract a product had before its current one, oldest first
@@ -61,7 +58,8 @@ def descriptors(mesh: Mesh) -> dict[str, dict[str, Any]]:
     for p in mesh.products:
         out[catalog_key(p.ref)] = {
             "ref": p.ref,
-            "domain": p.domain,
+            "domain": p.owner_domain,
+            "cluster": p.domain,
             "name": p.name,
             "subjects": list(p.subjects),
             "owner": p.owner,
@@ -76,6 +74,15 @@ def descriptors(mesh: Mesh) -> dict[str, dict[str, Any]]:
         if p.contract is not None:
             out[catalog_key(p.ref)]["contract"] = p.contract.to_json()
     return out
+
+
+def visible_keys(mesh: Mesh, cluster: str) -> set[str]:
+    """The catalog keys the read copy in CLUSTER holds: every product of its domain (on any of its clusters),
+    those its copies take, and the public ones: what it may read. (A copy of the whole catalog in every cluster
+    grew with clusters x products: 2.5 million writes for 5,000 products on 500 spokes.)"""
+    team = mesh.domain(cluster).owner
+    taken = {s.ref for c in mesh.consumptions if c.domain == cluster for s in c.sources}
+    return {catalog_key(p.ref) for p in mesh.products if p.owner_domain == team or p.public or p.ref in taken}
 
 
 def _content(d: dict[str, Any]) -> dict[str, Any]:
@@ -114,9 +121,8 @@ def with_history(wanted: dict[str, Any], existing: dict[str, Any] | None, now: s
     return out
 
 
-async def ensure_bucket(js: JetStreamContext, replicas: int, metadata: dict[str, str] | None = None) -> bool:
-    """Create the catalog bucket in the domain JS points at, if missing, with METADATA on its stream. Returns
-    True if it was created."""
+async def ensure_bucket(js: JetStreamContext, replicas: int) -> bool:
+    """Create the catalog bucket in the domain JS points at, if missing. Returns True if it was created."""
     try:
         await js.key_value(CATALOG_BUCKET)
         return False
@@ -130,26 +136,7 @@ async def ensure_bucket(js: JetStreamContext, replicas: int, metadata: dict[str,
                 storage=StorageType.FILE,
             )
         )
-        if metadata:
-            await mark_copy(js, metadata)
         return True
-
-
-async def last_seq(js: JetStreamContext) -> int:
-    """The last sequence of the catalog bucket's stream in the domain JS points at (0 if it has none)."""
-    try:
-        info = await js.stream_info(CATALOG_STREAM)
-    except NotFoundError:
-        return 0
-    return int(info.state.last_seq or 0)
-
-
-async def mark_copy(js: JetStreamContext, metadata: dict[str, str]) -> None:
-    """Set METADATA on the catalog stream JS points at (a read copy's `CHECKED_AT`)."""
-    info = await js.stream_info(CATALOG_STREAM)
-    cfg = info.config
-    cfg.metadata = (cfg.metadata or {}) | metadata
-    await js.update_stream(cfg)
 
 
 async def read_catalog(js: JetStreamContext) -> dict[str, dict[str, Any]]:
@@ -221,8 +208,7 @@ class Catalog:
 
 
 async def _read(mesh: Mesh) -> dict[str, dict[str, Any]]:
-    """The hub's catalog; from a party's folder, the copy in that party's own domain (`apply` keeps one in
-    every domain)."""
+    """The hub's catalog; from a party's folder, the copy in that party's own cluster (what it may read)."""
     async with Connections(mesh, name="natsmesh-catalog") as mc:
         return await read_catalog(await mc.jetstream(mc.creds.holder or mesh.hub.name))
 

@@ -16,11 +16,12 @@ from natsmesh.model.contracts import change_problem
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, KIND_KEY, MANAGED_KEY, MESH_KEY
 from natsmesh.model.record import Record
-from natsmesh.reconcile.catalog import CATALOG_STREAM, CHECKED_AT, descriptors, same_content, same_contract
+from natsmesh.reconcile.catalog import descriptors, same_content, same_contract, visible_keys
 from natsmesh.render.streams import desired_consumers, desired_streams
 
 Action = Literal["create", "update", "unchanged", "delete", "would-delete", "refused"]
 ACTIONS: tuple[Action, ...] = ("create", "update", "unchanged", "delete", "would-delete", "refused")
+CATALOG_STREAM = f"KV_{CATALOG_BUCKET}"
 Config = dict[str, Any]  # a stream config as the JetStream API takes and reports it
 
 COMPARED = (
@@ -88,7 +89,7 @@ class Facts:
 
     streams: dict[str, dict[str, Config]]  # domain -> stream name -> its config
     catalog: dict[str, dict[str, Any]]  # the hub's catalog: key -> descriptor
-    catalog_seq: int = 0  # the last sequence of the hub catalog's stream
+    copies: dict[str, dict[str, dict[str, Any]]]  # leaf domain -> its read copy of the catalog
     consumers: dict[str, dict[str, dict[str, Config]]] = field(default_factory=dict)  # domain -> stream -> name
 
 
@@ -286,8 +287,9 @@ def _catalog_detail(want: dict[str, Any], have: dict[str, Any]) -> str:
 
 
 def plan_catalog(mesh: Mesh, facts: Facts, prune: bool) -> list[Change]:
-    """The hub's catalog against the spec's descriptors, then a read copy of it in every other domain, so each
-    domain's clients read it locally (and while cut off from the hub): domains do not share the hub's JetStream."""
+    """The hub's catalog against the spec's descriptors, then in every leaf cluster a read copy of the entries it
+    may read (`visible_keys`), so its clients read them locally (and while cut off from the hub): domains do not
+    share the hub's JetStream."""
     hub = mesh.hub.name
     changes = []
     if CATALOG_STREAM not in facts.streams.get(hub, {}):
@@ -306,32 +308,25 @@ def plan_catalog(mesh: Mesh, facts: Facts, prune: bool) -> list[Change]:
     for key in sorted(set(facts.catalog) - set(wanted)):
         action: Action = "delete" if prune else "would-delete"
         changes.append(Change(action, hub, "catalog", key, "product no longer in the spec"))
-    hub_pending = any(c.action in ("create", "update", "delete") for c in changes)
+    pending = {c.name for c in changes if c.action in ("create", "update", "delete")}
     for leaf in mesh.domains:
-        changes.append(_copy_change(leaf.name, facts, hub_pending))
+        visible = visible_keys(mesh, leaf.name)
+        if CATALOG_STREAM not in facts.streams.get(leaf.name, {}):
+            copy: Change = Change(
+                "create",
+                leaf.name,
+                "catalog-copy",
+                CATALOG_BUCKET,
+                f"read copy of what it may read ({len(visible)} entries)",
+            )
+        elif pending & visible or facts.copies.get(leaf.name) != {
+            k: v for k, v in facts.catalog.items() if k in visible
+        }:
+            copy = Change("update", leaf.name, "catalog-copy", CATALOG_BUCKET, "read copy of what it may read")
+        else:
+            copy = Change("unchanged", leaf.name, "catalog-copy", CATALOG_BUCKET)
+        changes.append(copy)
     return changes
-
-
-def _copy_change(leaf: str, facts: Facts, hub_pending: bool) -> Change:
-    """LEAF's read copy: made, checked again (it was not found equal at the hub's last sequence: it missed
-    writes while cut off, or was written by an older natsmesh), kept in step with the hub's writes, or kept."""
-    copy = facts.streams.get(leaf, {}).get(CATALOG_STREAM)
-    if copy is None:
-        return Change(
-            "create",
-            leaf,
-            "catalog-copy",
-            CATALOG_BUCKET,
-            f"read copy of the hub's catalog ({len(facts.catalog)} entries now)",
-        )
-    checked = (copy.get("metadata") or {}).get(CHECKED_AT)
-    if checked != str(facts.catalog_seq):
-        at = f"at hub sequence {checked}" if checked else "never"
-        why = f"read copy checked {at}, the hub's catalog is at {facts.catalog_seq}: compared and completed"
-        return Change("update", leaf, "catalog-copy", CATALOG_BUCKET, why)
-    if hub_pending:
-        return Change("update", leaf, "catalog-copy", CATALOG_BUCKET, "read copy: takes the hub's writes")
-    return Change("unchanged", leaf, "catalog-copy", CATALOG_BUCKET)
 
 
 def plan_changes(mesh: Mesh, facts: Facts, prune: bool = False) -> Plan:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of, user_url
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import CATALOG_SUBJECTS, DEADLETTER_PREFIX, Share, ingress_subject
+from natsmesh.model.products import DEADLETTER_PREFIX, Share, ingress_subject
 from natsmesh.model.topology import Cluster, Node
 from natsmesh.render.hosts import host_files
 
@@ -242,24 +242,13 @@ def share_services(share: Share) -> list[tuple[str, str]]:
 def _exports_imports(mesh: Mesh, account: str) -> tuple[list[str], list[str]]:
     """The hub-side exports and imports of ACCOUNT: exactly what the copies need (`natsmesh.model.products.Share`).
 
-    The hub's account exports the catalog's KV subjects to every domain, which imports them into its own
-    JetStream API: each write to the hub's catalog reaches every domain's read copy, and a domain cannot write
-    any other's (`natsmesh.reconcile.catalog`). Per copy, the owner exports to the copy's domain only: resetting
-    the consumer reserved for that copy, its flow-control replies and its delivery subject; the copy's domain
-    imports those. No consumer can be created, changed, paused or deleted across domains, and nothing else
-    crosses between domain accounts. (Streams of the hub domain are never shared: validation refuses it, see
-    docs/design/isolation.md.)
+    Per copy, the owner exports to the copy's domain only: resetting the consumer reserved for that copy, its
+    flow-control replies and its delivery subject; the copy's domain imports those. No consumer can be created,
+    changed, paused or deleted across domains, and nothing else crosses between domain accounts. (Streams of
+    the hub domain are never shared: validation refuses it, see docs/design/isolation.md.)
     """
     exports: list[str] = []
     imports: list[str] = []
-    hub = account_of(mesh.hub.name)
-    leaves = [account_of(d.name) for d in mesh.domains]
-    if account == hub and leaves:  # the catalog's writes, fanned out to every domain's read copy
-        exports.append(f"{{ stream: {_q(CATALOG_SUBJECTS)}, accounts: {_list(leaves)} }}")
-    for d in mesh.domains:  # into the domain's JetStream API, which its leaf servers map back to `$KV.…`
-        if account_of(d.name) == account:
-            local = _q(f"$JS.{d.name}.API.{CATALOG_SUBJECTS}")
-            imports.append(f"{{ stream: {{ account: {_q(hub)}, subject: {_q(CATALOG_SUBJECTS)} }}, to: {local} }}")
     for share in sorted(mesh.shares, key=lambda x: (x.owner, x.stream, x.consumer)):
         src, to = _q(account_of(share.owner)), _q(account_of(share.taker))
         if account_of(share.owner) == account:
