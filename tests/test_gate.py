@@ -24,10 +24,10 @@ from natsmesh.faults.losscheck import publish_steady, verify
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.specfile import parse_spec
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import DEADLETTER_STREAM, ingress_subject
+from natsmesh.model.products import DEADLETTER_STREAM, catalog_key, ingress_subject
 from natsmesh.observe.connect import data_urls
 from natsmesh.reconcile.apply import reconcile
-from natsmesh.reconcile.catalog import catalog_key, read_catalog
+from natsmesh.reconcile.catalog import read_catalog
 from natsmesh.run.lifecycle import gate_service_name
 from natsmesh.serve.gate import REASON
 

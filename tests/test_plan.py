@@ -118,7 +118,8 @@ def test_a_new_catalog_is_created_in_the_hub_with_a_read_copy_in_every_domain() 
 
 def _views(mesh: Mesh, entries: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each leaf cluster's read copy as `apply` leaves it: the entries it may read."""
-    return {d.name: {k: v for k, v in entries.items() if k in visible_keys(mesh, d.name)} for d in mesh.domains}
+    views = visible_keys(mesh)
+    return {d: {k: v for k, v in entries.items() if k in keys} for d, keys in views.items()}
 
 
 def test_each_read_copy_holds_what_its_cluster_may_read_and_a_drift_updates_only_those_that_hold_it() -> None:

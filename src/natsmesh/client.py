@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,7 +42,7 @@ from natsmesh.errors import (
 from natsmesh.model.contracts import Checker
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import Contract, Product, ingress_subject, subjects_overlap
+from natsmesh.model.products import CATALOG_BUCKET, Contract, Product, catalog_key, ingress_subject, subjects_overlap
 from natsmesh.model.record import Record
 from natsmesh.observe.connect import Connections, cluster_of
 from natsmesh.render.policy import may_read
@@ -231,6 +232,30 @@ class MeshClient(Connections):
         self.identity = identity or holder
         if identity is not None:
             cluster_of(mesh, identity)  # UnknownDomainError for a domain the mesh does not have
+        self.placed: dict[str, str] = {}  # product ref -> the cluster the catalog says it lives on, once asked
+
+    def locate(self, ref: str) -> tuple[str, str]:
+        """(cluster, stream) of REF: a product where it lives (as the catalog last said, else the spec), or a
+        copy `CLUSTER/STREAM`."""
+        with contextlib.suppress(KeyError):
+            p = self.mesh.product(ref)
+            return self.placed.get(ref, p.domain), p.name
+        return split_ref(ref)
+
+    async def relocate(self, ref: str) -> bool:
+        """Ask the catalog where product REF lives now (the hub's, or the folder's own cluster's copy); True if
+        it moved to another cluster since this client last looked, as `natsmesh move` does."""
+        try:
+            js = await self.jetstream(self.creds.holder or self.mesh.hub.name)
+            entry = await (await js.key_value(CATALOG_BUCKET)).get(catalog_key(ref))
+            cluster = json.loads(entry.value or b"{}").get("cluster")
+        except Exception:  # no catalog, no entry, no answer: where it was is all there is to go on
+            return False
+        if not isinstance(cluster, str) or cluster == self.locate(ref)[0]:
+            return False
+        cluster_of(self.mesh, cluster)  # UnknownDomainError for a cluster this spec does not know
+        self.placed[ref] = cluster
+        return True
 
     def check(self, action: str, domain: str, target: str) -> None:
         """Refuse, before sending, what the policy does not let `identity` do in DOMAIN."""
@@ -263,19 +288,20 @@ class MeshClient(Connections):
         """The owning domain and the subject to publish on: SUBJECT, checked, or the product's literal one;
         what the policy does not let `identity` publish is refused first."""
         product = self.product(ref)
-        self.check("publish on", product.domain, ref)
+        domain = self.locate(ref)[0]
+        self.check("publish on", domain, ref)
         if subject is None:
             literal = [s for s in product.subjects if "*" not in s and ">" not in s]
             if not literal and required:
                 raise UnknownProductError(
                     f"{ref} has only wildcard subjects ({', '.join(product.subjects)}); give a subject to publish on"
                 )
-            return product.domain, literal[0] if literal else None
+            return domain, literal[0] if literal else None
         if not any(subjects_overlap(subject, pattern) for pattern in product.subjects):
             raise UnknownProductError(
                 f"subject {subject!r} is not one of {ref}'s subjects ({', '.join(product.subjects)})"
             )
-        return product.domain, subject
+        return domain, subject
 
     async def publish(
         self,
@@ -285,15 +311,23 @@ class MeshClient(Connections):
         headers: dict[str, str] | None = None,
         settle: float = SETTLE,
     ) -> PubAck:
-        """Publish one message into product REF from a connection to its owning domain; returns the ack.
-        A stream that does not answer is asked again for up to SETTLE seconds (see `publish_settled`)."""
+        """Publish one message into product REF from a connection to the cluster it lives on; returns the ack.
+        A stream that does not answer is asked again for up to SETTLE seconds (see `publish_settled`); then, if
+        the catalog says the product moved to another cluster, there."""
         domain, subj = self._product_subject(ref, subject)
         assert subj is not None
         if len(data) > (limit := self.mesh.limits_of(domain).payload):
             raise PayloadLimitError(domain, len(data), limit)
         product = self.product(ref)
         check_payload(product, data)
-        js = await self.jetstream(domain)
+        try:
+            return await publish_settled(
+                await self.jetstream(domain), ref, wire_subject(product, subj), data, headers, settle
+            )
+        except NoStreamError:
+            if not await self.relocate(ref):
+                raise
+        js = await self.jetstream(self.locate(ref)[0])
         return await publish_settled(js, ref, wire_subject(product, subj), data, headers, settle)
 
     @contextlib.asynccontextmanager
@@ -329,9 +363,9 @@ class MeshClient(Connections):
         are redelivered once the consumer's ack wait (30 s) passes. Stops after IDLE_TIMEOUT seconds without
         messages if given.
         """
-        domain, stream = split_ref(ref)
+        domain, stream = self.locate(ref)
         self.check("read", domain, ref)
-        if stream not in desired_streams(self.mesh).get(domain, {}):
+        if ref not in self.placed and stream not in desired_streams(self.mesh).get(domain, {}):
             raise UnknownProductError(f"{ref!r} is not a stream of mesh {self.mesh.name!r}")
         js = await self.jetstream(domain)
         deliver = DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL
@@ -400,9 +434,9 @@ async def publish_lines(
         async with mc.publisher(ref, subject=subject, max_inflight=max_inflight) as p:
             for line in lines:
                 await p.publish(line.encode())
-        product = mc.product(ref)
-        js = await mc.jetstream(product.domain)
-        return PublishResult(ref, p.acked, (await js.stream_info(product.name)).state.last_seq)
+        domain, stream = mc.locate(ref)
+        js = await mc.jetstream(domain)
+        return PublishResult(ref, p.acked, (await js.stream_info(stream)).state.last_seq)
 
 
 @dataclass(frozen=True)
@@ -418,8 +452,8 @@ async def tail(
     mesh: Mesh, ref: str, *, last: int = 10, follow: bool = False, identity: str | None = None
 ) -> AsyncIterator[StoredMessage]:
     """The last LAST messages of stream REF (a product, mirror or source), then, with FOLLOW, every new one."""
-    domain, stream = split_ref(ref)
     async with MeshClient(mesh, name="natsmesh-tail", identity=identity) as mc:
+        domain, stream = mc.locate(ref)
         mc.check("read", domain, ref)
         js = await mc.jetstream(domain)
         state = (await js.stream_info(stream)).state
@@ -470,8 +504,9 @@ async def contract_test(mesh: Mesh, ref: str, *, last: int | None = None, identi
         if product.contract is None:
             raise UnknownProductError(f"{ref} has no contract in the spec (add `contract:` to the product)")
         check = checker(product.contract)
-        mc.check("read", product.domain, ref)
-        js = await mc.jetstream(product.domain)
+        domain, _ = mc.locate(ref)
+        mc.check("read", domain, ref)
+        js = await mc.jetstream(domain)
         state = (await js.stream_info(product.name)).state
         out: list[Violation] = []
         checked, first = 0, 0

@@ -19,6 +19,8 @@ The whole hierarchy (bugs still raise Python's own exceptions)::
     ├── PublishError            one or more publishes were not acknowledged
     ├── StreamListError         a domain's JetStream did not list its streams completely
     ├── PlanRefusedError        `apply` holds changes JetStream cannot make in place; nothing applied
+    ├── MoveRefusedError        a product cannot move safely where asked; says why, nothing changed
+    ├── MoveError               a move failed at a step: rolled back, or (past the switch) where it stands
     ├── NotDeployedError        servers on their own hosts need configs the platform has not handed out
     ├── ApplyError              a change `apply` made was refused by the domain's JetStream
     ├── NoProxiesError          a partition of a mesh started without fault proxies
@@ -141,6 +143,15 @@ class PlanRefusedError(NatsmeshError):
     def __init__(self, message: str, plan: object = None) -> None:
         self.plan = plan
         super().__init__(message)
+
+
+class MoveRefusedError(NatsmeshError):
+    """`natsmesh move` cannot move this product there safely; says why. Nothing was changed."""
+
+
+class MoveError(NatsmeshError):
+    """A move failed at a step: before the switch it was rolled back (the product as it was), after it the
+    product lives on its new cluster and the message says what is left to do."""
 
 
 class ApplyError(NatsmeshError):

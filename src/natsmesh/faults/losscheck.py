@@ -105,7 +105,7 @@ async def publish_steady(
         body = json.dumps({"run": run.run, "id": n}).encode()
         for attempt in range(retries + 1):
             try:
-                js = await mc.jetstream(product.domain)  # reconnects if the connection was given up
+                js = await mc.jetstream(mc.locate(ref)[0])  # reconnects if the connection was given up
                 await js.publish(wire, body, timeout=timeout, headers={MSG_ID: f"{run.run}-{n}"})
                 run.acked.append(n)
                 now = time.monotonic()
@@ -117,7 +117,8 @@ async def publish_steady(
                     run.failed.append(n)
                 else:
                     run.retries += 1
-                    await asyncio.sleep(min(1.0, 0.1 * (attempt + 1)))
+                    if not await mc.relocate(ref):  # moved (`natsmesh move`): the catalog says where
+                        await asyncio.sleep(min(1.0, 0.1 * (attempt + 1)))
     run.seconds = time.monotonic() - start
     return run
 
@@ -169,7 +170,7 @@ async def verify(mesh: Mesh, mc: MeshClient, run: PublishRun, settle: float = 20
 
 async def held(mc: MeshClient, ref: str, subject: str | None = None) -> int:
     """How many messages DOMAIN/STREAM holds (on SUBJECT only, if given), asked of its own servers."""
-    domain, stream = ref.split("/", 1)
+    domain, stream = mc.locate(ref)
     js = await mc.jetstream(domain)
     if subject is None:
         return int((await js.stream_info(stream)).state.messages)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 MANAGED_KEY = "natsmesh.managed"
 MESH_KEY = "natsmesh.mesh"
 KIND_KEY = "natsmesh.kind"
+MOVED_KEY = "natsmesh.moved_from_seq"  # a copy's consumer made by `natsmesh move`: the sequence it starts at
 CATALOG_BUCKET = "natsmesh_catalog"
 DELIVER_PREFIX = "_MESH.DLV"
 LAG_CRITICAL = 1000  # default: a copy more than this many messages behind its upstream is critical
@@ -25,6 +26,11 @@ SEEN_CRITICAL = 30.0  # default: a copy that heard nothing (a heartbeat comes ev
 INGRESS_PREFIX = "natsmesh.ingress"  # producers of a gated product publish to this prefix + the product's subject
 DEADLETTER_STREAM = "natsmesh_deadletter"  # each gated domain's stream of refused messages, with the reason
 DEADLETTER_PREFIX = "natsmesh.deadletter"  # + the product's name
+
+
+def catalog_key(ref: str) -> str:
+    """KV key of product `DOMAIN/NAME` in the catalog: `DOMAIN.NAME`."""
+    return ref.replace("/", ".", 1)
 
 
 def ingress_subject(subject: str) -> str:

@@ -36,7 +36,7 @@ from natsmesh.reconcile.plan import Change, Config, Facts, Plan, depths, plan_ch
 from natsmesh.reconcile.policy_sync import apply_policy, plan_policy
 
 STREAMS_AT_ONCE = 64  # stream requests in flight during apply
-COPIES_AT_ONCE = 8  # domains whose catalog copy is read or written at once (each with many puts in flight)
+COPIES_AT_ONCE = 64  # clusters whose catalog copy is read or written at once (each holds what it may read)
 
 
 async def _actual_streams(mc: Connections, domain: str) -> dict[str, Config]:
@@ -86,8 +86,7 @@ def _step(ch: Change, depth: dict[str, int]) -> tuple[int, int, int]:
 
 
 async def _consumer(mc: Connections, ch: Change) -> None:
-    """Make, update or delete one share's consumer in its owner's domain (the JetStream API, as JSON: nats.py's
-    consumer config does not carry every field a sourcing consumer needs)."""
+    """Make, update or delete one share's consumer in its owner's domain."""
     stream, name = ch.name.split("/", 1)
     js = await mc.jetstream(ch.domain)
     if ch.action == "delete" or ch.recreate:
@@ -95,12 +94,23 @@ async def _consumer(mc: Connections, ch: Change) -> None:
             await js.delete_consumer(stream, name)
         if ch.action == "delete":
             return
-    action = "update" if ch.action == "update" and not ch.recreate else "create"
-    body = json.dumps({"stream_name": stream, "config": ch.config, "action": action}).encode()
-    nc = await mc.connection(ch.domain)
+    assert ch.config is not None
+    await put_consumer(
+        mc, ch.domain, stream, ch.config, "update" if ch.action == "update" and not ch.recreate else "create"
+    )
+
+
+async def put_consumer(
+    mc: Connections, domain: str, stream: str, config: dict[str, Any], action: str = "create"
+) -> None:
+    """Create (or update) consumer CONFIG of STREAM in DOMAIN through the JetStream API, as JSON: nats.py's
+    consumer config does not carry every field a sourcing consumer needs."""
+    name = config["name"]
+    body = json.dumps({"stream_name": stream, "config": config, "action": action}).encode()
+    nc = await mc.connection(domain)
     reply = await nc.request(f"$JS.API.CONSUMER.CREATE.{stream}.{name}", body, timeout=10)
     if (err := ApiError.of_reply(reply.data)) is not None:
-        raise ApplyError(f"{ch.domain}: consumer {name} of {stream}: {err.description} ({err.code})")
+        raise ApplyError(f"{domain}: consumer {name} of {stream}: {err.description} ({err.code})")
 
 
 async def _apply_streams(mesh: Mesh, mc: Connections, changes: list[Change]) -> None:
@@ -144,12 +154,14 @@ async def _apply_catalog(mesh: Mesh, mc: Connections, changes: list[Change]) -> 
         await write_entries(hub_js, entries)
     await delete_entries(hub_js, [ch.name for ch in catalog if ch.name != CATALOG_BUCKET and ch.action == "delete"])
     final = await read_catalog(hub_js)
+    views = visible_keys(mesh)
 
     async def copy_to(domain: str) -> None:
         js = await mc.jetstream(domain)
         await ensure_bucket(js, replicas=min(3, len(mesh.domain(domain).nodes)))
         local = await read_catalog(js)
-        want = {k: e for k, e in final.items() if k in visible_keys(mesh, domain)}
+        visible = views[domain]
+        want = {k: e for k, e in final.items() if k in visible}
         await write_entries(js, {k: e for k, e in want.items() if local.get(k) != e})
         await delete_entries(js, sorted(set(local) - set(want)))
 

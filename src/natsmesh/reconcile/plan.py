@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from natsmesh.model.contracts import change_problem
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import CATALOG_BUCKET, KIND_KEY, MANAGED_KEY, MESH_KEY
+from natsmesh.model.products import CATALOG_BUCKET, KIND_KEY, MANAGED_KEY, MESH_KEY, MOVED_KEY
 from natsmesh.model.record import Record
 from natsmesh.reconcile.catalog import descriptors, same_content, same_contract, visible_keys
 from natsmesh.render.streams import desired_consumers, desired_streams
@@ -209,6 +209,7 @@ def plan_streams(mesh: Mesh, actual: dict[str, dict[str, Config]], prune: bool) 
         ((d, n) for d, streams in desired.items() for n in streams), key=lambda dn: depth.get("/".join(dn), 0)
     )
     changes = [_stream_change(d, n, desired[d][n], actual.get(d, {}).get(n)) for d, n in order]
+    changes = [_placement_problem(mesh, ch, actual) or ch for ch in changes]
     for domain in (c.name for c in mesh.clusters):
         for name, have in sorted(actual.get(domain, {}).items()):
             meta = have.get("metadata") or {}
@@ -218,6 +219,27 @@ def plan_streams(mesh: Mesh, actual: dict[str, dict[str, Config]], prune: bool) 
             note = "no longer in the spec" + ("" if prune else "; kept (use --prune to delete it and its data)")
             changes.append(Change(action, domain, _kind(have), name, note))
     return changes
+
+
+def _placement_problem(mesh: Mesh, ch: Change, actual: dict[str, dict[str, Config]]) -> Change | None:
+    """A refusal for a product to be made on the cluster the spec names while it lives on another of its
+    domain's clusters (`natsmesh move`): making it again would split its data in two."""
+    if ch.action != "create" or ch.kind != "product":
+        return None
+    owner = mesh.domain(ch.domain).owner
+    for c in mesh.domains:
+        have = actual.get(c.name, {}).get(ch.name)
+        if c.owner == owner and c.name != ch.domain and have and _kind(have) == "product":
+            ref = f"{owner}/{ch.name}"
+            return Change(
+                "refused",
+                ch.domain,
+                "product",
+                ch.name,
+                f"{ref} lives on cluster {c.name} (moved there); the spec puts it on {ch.domain}: set `cluster: "
+                f"{c.name}` for it in the spec, or move it back (`natsmesh move {ref} --to {ch.domain}`)",
+            )
+    return None
 
 
 CONSUMER_COMPARED = ("deliver_subject", "filter_subject", "description")
@@ -237,6 +259,9 @@ def _consumer_change(owner: str, stream: str, name: str, want: Config, have: Con
     ref = f"{stream}/{name}"
     if have is None:
         return Change("create", owner, "consumer", ref, "", want)
+    if (moved := (have.get("metadata") or {}).get(MOVED_KEY)) is not None:  # made by a move: from the next message
+        start = {"deliver_policy": "by_start_sequence", "opt_start_seq": int(moved)}
+        want = want | start | {"metadata": (want.get("metadata") or {}) | {MOVED_KEY: moved}}
     if fresh:
         return Change(
             "update", owner, "consumer", ref, "made anew: the new copy reads from the first message", want, True
@@ -309,8 +334,9 @@ def plan_catalog(mesh: Mesh, facts: Facts, prune: bool) -> list[Change]:
         action: Action = "delete" if prune else "would-delete"
         changes.append(Change(action, hub, "catalog", key, "product no longer in the spec"))
     pending = {c.name for c in changes if c.action in ("create", "update", "delete")}
+    views = visible_keys(mesh)
     for leaf in mesh.domains:
-        visible = visible_keys(mesh, leaf.name)
+        visible = views[leaf.name]
         if CATALOG_STREAM not in facts.streams.get(leaf.name, {}):
             copy: Change = Change(
                 "create",
