@@ -19,7 +19,6 @@ import asyncio
 import collections
 import contextlib
 import functools
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -32,6 +31,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 
 from natsmesh.errors import (
     ContractViolationError,
+    NatsmeshError,
     NoStreamError,
     NotHeldError,
     PayloadLimitError,
@@ -45,6 +45,7 @@ from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, Contract, Product, catalog_key, ingress_subject, subjects_overlap
 from natsmesh.model.record import Record
 from natsmesh.observe.connect import Connections, cluster_of
+from natsmesh.observe.streams import catalog_placement
 from natsmesh.render.policy import may_read
 from natsmesh.render.streams import desired_streams
 
@@ -247,11 +248,10 @@ class MeshClient(Connections):
         it moved to another cluster since this client last looked, as `natsmesh move` does."""
         try:
             js = await self.jetstream(self.creds.holder or self.mesh.hub.name)
-            entry = await (await js.key_value(CATALOG_BUCKET)).get(catalog_key(ref))
-            cluster = json.loads(entry.value or b"{}").get("cluster")
-        except Exception:  # no catalog, no entry, no answer: where it was is all there is to go on
+        except NatsmeshError:  # its catalog cannot be reached: where it was is all there is to go on
             return False
-        if not isinstance(cluster, str) or cluster == self.locate(ref)[0]:
+        cluster = await catalog_placement(js, CATALOG_BUCKET, catalog_key(ref))
+        if cluster is None or cluster == self.locate(ref)[0]:
             return False
         cluster_of(self.mesh, cluster)  # UnknownDomainError for a cluster this spec does not know
         self.placed[ref] = cluster

@@ -12,6 +12,7 @@ import json
 
 import nats.errors
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo, StreamInfo
 from nats.js.errors import NotFoundError
 
@@ -82,3 +83,14 @@ async def list_consumers(nc: Client, stream: str, timeout: float = 10.0) -> dict
     if missing:
         raise StreamListError(f"consumers of {stream} did not answer: {', '.join(missing)}")
     return found
+
+
+async def catalog_placement(js: JetStreamContext, bucket: str, key: str) -> str | None:
+    """The cluster the catalog descriptor KEY in BUCKET (through JS) says its product lives on; None if the
+    catalog, the entry or the field is missing."""
+    try:
+        entry = await (await js.key_value(bucket)).get(key)
+        cluster = json.loads(entry.value or b"{}").get("cluster")
+    except (nats.errors.Error, ValueError, AttributeError):
+        return None
+    return cluster if isinstance(cluster, str) else None
