@@ -11,7 +11,7 @@ import click
 
 from natsmesh.cli.app import cli
 from natsmesh.cli.output import json_option, load, print_json, show, spec_option
-from natsmesh.errors import PlanRefusedError
+from natsmesh.errors import NatsmeshError, PlanRefusedError
 from natsmesh.render.lineage import FORMATS
 
 
@@ -48,6 +48,53 @@ def apply(spec_path: str | None, dry_run: bool, prune: bool, as_json: bool) -> N
         _show_plan(exc.plan, as_json)
         raise
     _show_plan(result, as_json)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--to", "target", required=True, help="The cluster of the product's domain to move it to.")
+@spec_option
+@click.option("--dry-run", is_flag=True, help="Check that the move can be made and print its steps; change nothing.")
+@json_option
+def move(ref: str, target: str, spec_path: str | None, dry_run: bool, as_json: bool) -> None:
+    """Move product REF (DOMAIN/PRODUCT) to another cluster of its domain, live.
+
+    The new cluster mirrors it (sequence numbers kept) and catches up; writes pause while the last messages
+    arrive; the new stream takes the subjects and the catalog says where it lives (MeshClient producers find it
+    there); every copy goes on from where it was; the old stream goes last. A move that cannot be done safely
+    (the target lacks the replicas, has a stream of that name, ...) is refused and changes nothing; a step
+    that fails before the switch is rolled back. Afterwards the spec's `cluster:` for the product names the
+    new cluster, so `apply` keeps it there.
+    """
+    from natsmesh.client import run
+    from natsmesh.local.specfile import placed_text, read_spec_text
+    from natsmesh.reconcile.move import move as move_product
+
+    mesh = load(spec_path)
+    progress = None if as_json else lambda step: click.echo(f"... {step}", err=True)
+    result = run(move_product(mesh, ref, target, dry_run=dry_run, progress=progress))
+    spec = Path(mesh.source)
+    edited = None
+    if result.applied and spec.is_file():
+        try:
+            spec.write_text(placed_text(read_spec_text(spec), str(spec), ref, target))
+            edited = str(spec)
+        except NatsmeshError as exc:
+            click.echo(f"warning: {exc}", err=True)
+    if as_json:
+        print_json(result.to_json() | {"spec_updated": edited})
+        return
+    if dry_run:
+        click.echo(f"{ref} can move from {result.source} to {target}; the steps (nothing changed):")
+        click.echo("\n".join(f"  {i}. {step}" for i, step in enumerate(result.steps, 1)))
+        return
+    click.echo(
+        f"moved {ref} from {result.source} to {target}: {result.last_seq} messages, sequence numbers kept; writes "
+        f"paused {result.pause_seconds:.2f} s; {len(result.copies)} copy(ies) re-pointed"
+    )
+    click.echo(
+        f"{edited}: {ref} has `cluster: {target}`" if edited else f"set `cluster: {target}` for {ref} in the spec"
+    )
 
 
 @cli.group()

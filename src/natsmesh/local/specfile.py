@@ -173,3 +173,38 @@ def init_spec(
     mesh = parse_spec(text, source=str(path), base_dir=path.resolve().parent)  # the template always validates
     path.write_text(text)
     return InitResult(path, mesh, ensure_certs(mesh).ca.parent if tls else None)
+
+
+def placed_text(text: str, source: str, ref: str, cluster: str) -> str:
+    """Spec TEXT with product REF's `cluster:` set to CLUSTER (`natsmesh move`): that one line changed or added,
+    the rest as written; `SpecError` if the product is not in it or its entry cannot be edited in place."""
+    doc = read_yaml(text, source)
+    team, _, name = ref.partition("/")
+    domains = doc.value.get("domains") if isinstance(doc.value, dict) else None
+    for i, d in enumerate(domains or []):
+        for j, p in enumerate((d.get("products") or []) if isinstance(d, dict) and d.get("name") == team else []):
+            if isinstance(p, dict) and p.get("name") == name:
+                return _placed(text, source, doc.lines, ("domains", i, "products", j), cluster, "cluster" in p)
+    raise SpecError(source, [f"{ref} is not a product of this spec; set its `cluster: {cluster}` by hand"])
+
+
+def _placed(
+    text: str, source: str, lines: dict[tuple[object, ...], int], at: tuple[object, ...], cluster: str, has: bool
+) -> str:
+    rows = text.splitlines(keepends=True)
+    key = "cluster" if has else "name"
+    n = lines[(*at, key)] - 1
+    row = rows[n]
+    col = row.find(f"{key}:")
+    if has:
+        rows[n] = re.sub(r"(cluster:\s*)[^,}\s#]+", lambda m: m.group(1) + cluster, row, count=1)
+    elif "{" in row[:col]:  # a flow mapping: `- {name: X, ...}`
+        rows[n] = re.sub(r"(name:\s*[^,}\s#]+)", lambda m: f"{m.group(1)}, cluster: {cluster}", row, count=1)
+    else:
+        rows.insert(n + 1, " " * col + f"cluster: {cluster}\n")
+    out = "".join(rows)
+    placed = read_yaml(out, source).value
+    product = placed["domains"][at[1]]["products"][at[3]]
+    if col < 0 or not isinstance(product, dict) or product.get("cluster") != cluster:
+        raise SpecError(source, [f"line {n + 1}: cannot set `cluster: {cluster}` here; set it by hand"])
+    return out
