@@ -14,7 +14,7 @@ import pytest
 
 from helpers import MeshRunner, run_cli
 from natsmesh.client import MeshClient
-from natsmesh.errors import MoveRefusedError, PlanRefusedError
+from natsmesh.errors import MoveError, MoveRefusedError, PlanRefusedError
 from natsmesh.faults.losscheck import publish_steady, verify
 from natsmesh.local.specfile import parse_spec
 from natsmesh.model.mesh import Mesh
@@ -165,3 +165,41 @@ def test_the_move_command_prints_its_plan_refuses_with_a_reason_and_updates_the_
     again = run_cli("apply", "-f", str(spec), "--json", "--dry-run")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["summary"]["create"] == 0
+
+
+def test_a_move_that_fails_after_the_pause_is_rolled_back_to_a_working_product(
+    runner: MeshRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The promotion refused (as JetStream might): the mirror and its share go, the old stream takes its subjects
+    again, its messages and copies intact, and it takes new writes; the hub's policy is as it was."""
+    from natsmesh.local.records import recorded_shares, share_names
+    from natsmesh.reconcile import move as moving
+
+    mesh, _ = runner.up_file(_doc(runner.tmp / "data"), "mv.yaml")
+    real = moving._put_stream
+
+    async def refuse_promotion(mc: Any, domain: str, config: dict[str, Any], create: bool) -> None:
+        if domain == BIG and not create and "mirror" not in config:
+            raise RuntimeError("promotion refused (injected)")
+        await real(mc, domain, config, create)
+
+    monkeypatch.setattr(moving, "_put_stream", refuse_promotion)
+
+    async def scenario() -> None:
+        await reconcile(mesh)
+        async with MeshClient(mesh) as mc:
+            for i in range(50):
+                await mc.publish(ORDERS, b'{"n": %d}' % i, subject=SUBJECT)
+            with pytest.raises(MoveError, match=r"rolled back: sales/ORDERS lives on sales as before"):
+                await move(mesh, ORDERS, BIG)
+            streams = await _streams(mc, mesh)
+            assert "ORDERS" in streams[SALES] and "ORDERS" not in streams[BIG]
+            info = await (await mc.jetstream(SALES)).stream_info("ORDERS")
+            assert info.config.subjects == [f"{SALES}.orders.>"] and info.state.messages == 50
+            consumers = {c.name for c in await (await mc.jetstream(SALES)).consumers_info("ORDERS")}
+            assert f"{BIG}~ORDERS" not in consumers
+            assert (await mc.publish(ORDERS, b'{"n": 50}', subject=SUBJECT)).seq == 51
+            assert set(recorded_shares(mesh)) == set(share_names(mesh))
+            assert (await _seqs(mc, SHIP, "ORDERS"))[1] in (50, 51)  # the copy goes on
+
+    asyncio.run(scenario())
