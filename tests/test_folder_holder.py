@@ -1,9 +1,9 @@
-"""The folder-holder matrix: each party of examples/data-mesh.yaml (with TLS) holds only its own folder, and tries
-everything in it — every user and password, nkey seed and TLS key — against every listener of every other party:
-client, route, leafnode and monitoring HTTP. Then, from its own servers, system requests, system JetStream calls and
-consumer changes aimed at other parties. Nothing gets through; every other party's streams and consumers are
-unchanged to the byte; the declared copies stay complete and the platform still sees every server (19: the data-mesh example, and a second cluster of leaf-domain-a
-with a product leaf-domain-b mirrors, so a cluster's own folder and the hub's mapping of its domain are probed too)."""
+"""The folder-holder matrix: each party of examples/data-mesh.yaml (with TLS, and a second cluster of
+leaf-domain-a with a product leaf-domain-b mirrors) holds only its own folder, and tries everything in it — every
+user and password, nkey seed and TLS key — against every listener of every other party: client, route, leafnode
+and monitoring HTTP. Then, from its own servers, system requests, system JetStream calls and consumer changes
+aimed at other parties. Nothing gets through; every other party's streams and consumers are unchanged to the
+byte; the declared copies stay complete and the platform still sees all 19 servers."""
 
 from __future__ import annotations
 
