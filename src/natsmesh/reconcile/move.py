@@ -299,8 +299,9 @@ async def _run(mesh: Mesh, mc: Connections, p: Product, target: str, result: Mov
         for s in moved.shares:
             if s.owner == target and s.stream == p.name:
                 cfg = share_consumer_config(mesh.name, s)
-                cfg |= {"deliver_policy": "by_start_sequence", "opt_start_seq": last + 1}
-                cfg["metadata"] = cfg["metadata"] | {MOVED_KEY: str(last + 1)}  # `apply` keeps it as it is
+                if s.copy is not None:  # a declared copy goes on from the next message (a public slot: from the first)
+                    cfg |= {"deliver_policy": "by_start_sequence", "opt_start_seq": last + 1}
+                    cfg["metadata"] = cfg["metadata"] | {MOVED_KEY: str(last + 1)}  # `apply` keeps it as it is
                 await put_consumer(mc, target, p.name, cfg)
                 result.copies.append(s.name)
         await apply_policy(moved, plan_policy(moved))
