@@ -179,6 +179,16 @@ async def read_catalog(js: JetStreamContext) -> dict[str, dict[str, Any]]:
     raise NatsmeshError(f"the catalog in {CATALOG_BUCKET} could not be read whole ({seen} of {keys} keys)")
 
 
+async def read_entry(js: JetStreamContext, key: str) -> dict[str, Any] | None:
+    """Descriptor KEY of the catalog JS points at (one get, not the whole bucket); None if absent or deleted."""
+    try:
+        entry = await (await js.key_value(CATALOG_BUCKET)).get(key)
+    except (BucketNotFoundError, NotFoundError):
+        return None
+    out: dict[str, Any] | None = json.loads(entry.value) if entry.value else None
+    return out
+
+
 async def write_entries(js: JetStreamContext, entries: dict[str, dict[str, Any]], inflight: int = 256) -> None:
     """Put ENTRIES into the catalog with up to INFLIGHT puts awaiting their acks at once."""
     kv = await js.key_value(CATALOG_BUCKET)

@@ -31,7 +31,7 @@ from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import MOVED_KEY, Consumption, Product, Share, SourceRef, catalog_key
 from natsmesh.observe.connect import Connections
 from natsmesh.reconcile.apply import put_consumer
-from natsmesh.reconcile.catalog import descriptors, read_catalog, visible_keys, with_history, write_entries
+from natsmesh.reconcile.catalog import descriptors, read_entry, visible_keys, with_history, write_entries
 from natsmesh.reconcile.policy_sync import apply_policy, plan_policy
 from natsmesh.render.streams import product_config, share_consumer_config, source_config
 
@@ -175,7 +175,7 @@ async def _write_placement(mesh: Mesh, moved: Mesh, mc: Connections, ref: str) -
     """The moved product's descriptor into the hub's catalog and every read copy that holds it."""
     key = catalog_key(ref)
     hub = await mc.jetstream(mesh.hub.name)
-    existing = (await read_catalog(hub)).get(key)
+    existing = await read_entry(hub, key)
     entry = with_history(descriptors(moved)[key], existing, datetime.now(UTC).isoformat(timespec="seconds"))
     await write_entries(hub, {key: entry})
     holders = [d for d, keys in visible_keys(moved).items() if key in keys]

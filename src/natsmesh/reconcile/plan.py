@@ -209,7 +209,13 @@ def plan_streams(mesh: Mesh, actual: dict[str, dict[str, Config]], prune: bool) 
         ((d, n) for d, streams in desired.items() for n in streams), key=lambda dn: depth.get("/".join(dn), 0)
     )
     changes = [_stream_change(d, n, desired[d][n], actual.get(d, {}).get(n)) for d, n in order]
-    changes = [_placement_problem(mesh, ch, actual) or ch for ch in changes]
+    lives = {
+        (c.owner, name): c.name
+        for c in mesh.domains
+        for name, have in actual.get(c.name, {}).items()
+        if _kind(have) == "product"
+    }
+    changes = [_placement_problem(mesh, ch, lives) or ch for ch in changes]
     for domain in (c.name for c in mesh.clusters):
         for name, have in sorted(actual.get(domain, {}).items()):
             meta = have.get("metadata") or {}
@@ -221,25 +227,25 @@ def plan_streams(mesh: Mesh, actual: dict[str, dict[str, Config]], prune: bool) 
     return changes
 
 
-def _placement_problem(mesh: Mesh, ch: Change, actual: dict[str, dict[str, Config]]) -> Change | None:
+def _placement_problem(mesh: Mesh, ch: Change, lives: dict[tuple[str, str], str]) -> Change | None:
     """A refusal for a product to be made on the cluster the spec names while it lives on another of its
-    domain's clusters (`natsmesh move`): making it again would split its data in two."""
+    domain's clusters (`natsmesh move`): making it again would split its data in two. LIVES: (owning domain,
+    stream) -> the cluster holding it as a product."""
     if ch.action != "create" or ch.kind != "product":
         return None
     owner = mesh.domain(ch.domain).owner
-    for c in mesh.domains:
-        have = actual.get(c.name, {}).get(ch.name)
-        if c.owner == owner and c.name != ch.domain and have and _kind(have) == "product":
-            ref = f"{owner}/{ch.name}"
-            return Change(
-                "refused",
-                ch.domain,
-                "product",
-                ch.name,
-                f"{ref} lives on cluster {c.name} (moved there); the spec puts it on {ch.domain}: set `cluster: "
-                f"{c.name}` for it in the spec, or move it back (`natsmesh move {ref} --to {ch.domain}`)",
-            )
-    return None
+    there = lives.get((owner, ch.name))
+    if there is None or there == ch.domain:
+        return None
+    ref = f"{owner}/{ch.name}"
+    return Change(
+        "refused",
+        ch.domain,
+        "product",
+        ch.name,
+        f"{ref} lives on cluster {there} (moved there); the spec puts it on {ch.domain}: set `cluster: "
+        f"{there}` for it in the spec, or move it back (`natsmesh move {ref} --to {ch.domain}`)",
+    )
 
 
 CONSUMER_COMPARED = ("deliver_subject", "filter_subject", "description")
