@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import natsmesh
+from natsmesh.local import binary
 from natsmesh.local.files import write_files
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.specfile import parse_spec
@@ -43,7 +44,7 @@ from natsmesh.model.templates import seed_spec_text
 from natsmesh.model.topology import Node, block_size
 from natsmesh.observe.readiness import targets, wait_ready
 from natsmesh.render.servers import config_name, render_mesh
-from natsmesh.run import binary, lifecycle
+from natsmesh.run import lifecycle
 from natsmesh.run.ports import free_port_base, port_problem
 
 HERE = Path(__file__).resolve().parent

@@ -44,13 +44,13 @@ from bench_bringup import machine
 from reporting import machine_line, write_json
 
 from natsmesh.client import MeshClient
+from natsmesh.local import binary
 from natsmesh.local.bundle import render_bundle
 from natsmesh.local.specfile import load_spec
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.readiness import wait_ready
 from natsmesh.observe.reports import report
 from natsmesh.reconcile.apply import reconcile
-from natsmesh.run import binary
 from netns import Host, Network
 
 PORTS = {"client": 4222, "cluster": 6222, "http": 8222}

@@ -32,10 +32,11 @@ from pathlib import Path
 import yaml
 
 import natsmesh
+from natsmesh.local import binary
 from natsmesh.local.specfile import parse_spec
 from natsmesh.model.templates import init_spec_text
 from natsmesh.model.topology import block_size
-from natsmesh.run import binary, lifecycle
+from natsmesh.run import lifecycle
 from natsmesh.run.ports import free_port_base
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

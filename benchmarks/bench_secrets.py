@@ -56,10 +56,10 @@ from urllib.parse import unquote, urlsplit
 import nats
 import yaml
 
+from natsmesh.local import binary
 from natsmesh.model.templates import init_spec_text
 from natsmesh.model.topology import block_size
 from natsmesh.observe.monitor import http_json
-from natsmesh.run import binary
 from natsmesh.run.ports import free_port_base, port_problem
 
 HERE = Path(__file__).resolve().parent

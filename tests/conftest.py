@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers import MeshRunner, seed_on_free_ports, servers_under
-from natsmesh.local.specfile import CACHE_ENV
+from natsmesh.local.specfile import ALLOWED_DIRS_ENV, CACHE_ENV
 from natsmesh.model.mesh import Mesh
 
 
@@ -25,6 +25,19 @@ def _private_spec_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         os.environ.pop(CACHE_ENV, None)
     else:
         os.environ[CACHE_ENV] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _data_dirs_in_temporary_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests put a mesh's data where pytest keeps temporary dirs, outside the spec's folder: allowed, as the platform
+    allows it (`NATSMESH_ALLOWED_DIRS`), for this run and the CLI processes it starts."""
+    old = os.environ.get(ALLOWED_DIRS_ENV)
+    os.environ[ALLOWED_DIRS_ENV] = str(tmp_path_factory.getbasetemp())
+    yield
+    if old is None:
+        os.environ.pop(ALLOWED_DIRS_ENV, None)
+    else:
+        os.environ[ALLOWED_DIRS_ENV] = old
 
 
 @pytest.fixture

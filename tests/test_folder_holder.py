@@ -22,6 +22,7 @@ import yaml
 
 from helpers import MeshRunner, example_on_free_ports, servers_under, stream_contents
 from natsmesh.client import MeshClient
+from natsmesh.local import binary
 from natsmesh.local.bundle import render_bundle
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.mesh import Mesh
@@ -31,7 +32,6 @@ from natsmesh.observe.readiness import wait_ready
 from natsmesh.observe.reports import report
 from natsmesh.observe.streams import list_consumers
 from natsmesh.render.servers import LINK_HEADROOM
-from natsmesh.run import binary
 from natsmesh.run.ports import free_port_base
 from probes import CONSUMER_VERBS, Folder, answers, attempt, client_probe, is_breach, leaf_probes, matrix, route_probe
 

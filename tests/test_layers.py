@@ -29,7 +29,7 @@ FLOORS = {
 }
 # Modules below their package's floor: the supervisor runs processes and whatever background tasks it is handed;
 # it does not know what they are (`natsmesh.run.lifecycle`, at the package's floor, composes them).
-MODULE_FLOORS = {"natsmesh.run.supervisor": 4, "natsmesh.run.binary": 4, "natsmesh.run.ports": 4}
+MODULE_FLOORS = {"natsmesh.run.supervisor": 4, "natsmesh.run.ports": 4}
 SIBLINGS = {
     frozenset({"reconcile", "faults"}),
     frozenset({"run", "serve"}),

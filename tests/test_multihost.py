@@ -26,12 +26,12 @@ import yaml
 from helpers import run_cli
 from natsmesh.client import MeshClient
 from natsmesh.faults.losscheck import catch_up, publish_steady, verify
+from natsmesh.local import binary
 from natsmesh.local.bundle import render_bundle
 from natsmesh.local.specfile import load_spec
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.readiness import check_mesh, targets, wait_ready
 from natsmesh.observe.streams import list_consumers
-from natsmesh.run import binary
 from netns import Host, Network
 from probes import is_breach
 

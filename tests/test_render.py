@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from helpers import EXAMPLES, with_keys
+from natsmesh.local import binary
 from natsmesh.local.files import write_files
 from natsmesh.local.secrets import new_credentials
 from natsmesh.local.specfile import default_mesh, parse_spec
 from natsmesh.model.identities import Credentials
 from natsmesh.model.templates import init_spec_text, seed_spec_text
 from natsmesh.render.servers import render_mesh
-from natsmesh.run import binary
 
 CREDS: Credentials = new_credentials(default_mesh())
 BRIDGED = parse_spec(with_keys(seed_spec_text(), leafnodes={"system_bridge": True}), cache=False)  # both links

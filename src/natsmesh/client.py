@@ -30,6 +30,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 
 from natsmesh.errors import (
+    ContractSchemaError,
     ContractViolationError,
     NatsmeshError,
     NoStreamError,
@@ -39,7 +40,7 @@ from natsmesh.errors import (
     PublishError,
     UnknownProductError,
 )
-from natsmesh.model.contracts import Checker
+from natsmesh.model.contracts import Checker, SchemaError
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, Contract, Product, catalog_key, ingress_subject, subjects_overlap
@@ -90,8 +91,12 @@ async def publish_settled(
 
 @functools.lru_cache(maxsize=256)
 def checker(contract: Contract) -> Checker:
-    """The compiled validator of CONTRACT (compiled once per process)."""
-    return Checker(contract.schema_json)
+    """The compiled validator of CONTRACT (compiled once per process); `ContractSchemaError` for a schema natsmesh
+    will not use, wherever it came from (a bundle's mesh.json, an old catalog): nothing is retrieved."""
+    try:
+        return Checker(contract.schema_json)
+    except SchemaError as exc:
+        raise ContractSchemaError(f"contract {contract.version} cannot be checked: {exc}") from None
 
 
 def check_payload(product: Product, data: bytes, index: int | None = None) -> None:

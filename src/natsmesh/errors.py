@@ -23,6 +23,8 @@ The whole hierarchy (bugs still raise Python's own exceptions)::
     ├── MoveError               a move failed at a step: rolled back, or (past the switch) where it stands
     ├── NotDeployedError        servers on their own hosts need configs the platform has not handed out
     ├── ApplyError              a change `apply` made was refused by the domain's JetStream
+    ├── ConfigRejectedError     nats-server refuses a config the spec renders; nothing was written or reloaded
+    ├── ContractSchemaError     a contract's schema natsmesh will not compile (outside references, too big, ...)
     ├── NoProxiesError          a partition of a mesh started without fault proxies
     ├── FaultProxyError         the fault proxy cannot be reached, refused a request, or cannot listen
     └── WouldOverwriteError     a file exists that the command was not told to overwrite
@@ -168,6 +170,24 @@ class FaultProxyError(NatsmeshError):
 
 class WouldOverwriteError(NatsmeshError):
     """A command would overwrite a file it was not told to overwrite (`--force`)."""
+
+
+class ConfigRejectedError(NatsmeshError):
+    """nats-server (`-t`) refuses server configs the spec renders: nothing was written, no node reloaded."""
+
+    def __init__(self, refused: dict[str, str]) -> None:
+        self.refused = refused
+        lines = "\n".join(f"  - {rel}: {why}" for rel, why in sorted(refused.items()))
+        super().__init__(
+            f"nats-server refuses {len(refused)} of the server configs this spec renders; nothing was written and "
+            f"no node reloaded (the running mesh is as it was):\n{lines}\n"
+            "fix the spec where it names what the message points at (and tell us: validation should have caught it)"
+        )
+
+
+class ContractSchemaError(NatsmeshError):
+    """A contract's schema natsmesh will not compile: not a JSON Schema, a reference outside its document, too big.
+    Raised wherever the schema comes from (a spec, a folder's mesh.json, the catalog); nothing is retrieved."""
 
 
 class NotDeployedError(NatsmeshError):

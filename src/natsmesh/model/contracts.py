@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from natsmesh.model.units import shown
+
 Mode = Literal["backward", "forward", "full", "none"]
 MODES: tuple[Mode, ...] = ("backward", "forward", "full", "none")
 HINT = "publish it as a new major version: a new product, or versioned subjects (`orders.v2.>`)"
@@ -146,27 +148,218 @@ def canonical(schema: dict[str, Any]) -> str:
     return json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
 
-def schema_problem(schema: Any) -> str | None:
-    """Why SCHEMA is not a JSON Schema (checked against its meta-schema), or None."""
+# What a schema may say about where its parts are: only places inside the document itself. Anything else would
+# make the validator read a file or open a connection (jsonschema-rs retrieves external references by default).
+REFERENCE_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+DATA_KEYWORDS = frozenset({"enum", "const", "examples", "default"})  # their values are data, not subschemas
+KEYWORDS = {  # every keyword of drafts 4 to 2020-12: anything else in a contract is a typo, or not a schema at all
+    "$schema", "$id", "id", "$ref", "$anchor", "$dynamicRef", "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor",
+    "$vocabulary", "$comment", "$defs", "definitions", "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
+    "dependentSchemas", "prefixItems", "items", "additionalItems", "contains", "properties", "patternProperties",
+    "additionalProperties", "propertyNames", "dependencies", "unevaluatedItems", "unevaluatedProperties", "type",
+    "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength",
+    "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxContains", "minContains", "maxProperties",
+    "minProperties", "required", "dependentRequired", "title", "description", "default", "deprecated", "readOnly",
+    "writeOnly", "examples", "format", "contentEncoding", "contentMediaType", "contentSchema",
+}  # fmt: skip
+NAME_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})  # name -> schema
+DRAFTS = ("draft-04/schema", "draft-06/schema", "draft-07/schema", "draft/2019-09/schema", "draft/2020-12/schema")
+KNOWN_DRAFTS = frozenset(
+    f"{scheme}://json-schema.org/{path}{tail}" for scheme in ("http", "https") for path in DRAFTS for tail in ("", "#")
+)
+MAX_SCHEMA_DEPTH = 64  # nesting of a schema document (a data contract's is rarely 10 deep)
+MAX_SCHEMA_NODES = 100_000  # values in a schema document
+BACKTRACK_LIMIT = 100_000  # steps a `pattern` with backreferences or lookaround may take on one value
+
+
+class SchemaError(ValueError):
+    """A schema natsmesh will not compile: not a JSON Schema, or one that reaches outside its own document."""
+
+
+def _refuse_retrieval(uri: str) -> Any:
+    raise SchemaError(f"{uri!r} is outside the schema document; natsmesh never retrieves references")
+
+
+def _reference_problem(value: str, at: str) -> str | None:
+    if value.startswith("#"):
+        return None
+    return (
+        f"{at}: reference {value!r} points outside the schema document; natsmesh resolves only references inside "
+        "it (`#/$defs/...`) and never reads a file or URL: copy the referenced schema into `$defs`"
+    )
+
+
+def _walk_problem(schema: Any) -> str | None:
+    """Why SCHEMA reaches outside itself or is too big to walk: an external reference or meta-schema, nesting
+    beyond `MAX_SCHEMA_DEPTH`, more than `MAX_SCHEMA_NODES` values. Iterative, so any nesting is safe."""
+    stack: list[tuple[Any, str, int, bool, bool]] = [(schema, "$", 0, False, False)]  # ..., data, names
+    nodes = 0
+    while stack:
+        value, at, depth, data, names = stack.pop()
+        nodes += 1
+        if nodes > MAX_SCHEMA_NODES:
+            return f"the schema has more than {MAX_SCHEMA_NODES:,} values; a data contract is far smaller"
+        if depth > MAX_SCHEMA_DEPTH:
+            return f"{at}: the schema is nested more than {MAX_SCHEMA_DEPTH} levels deep"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                here = f"{at}.{key}"
+                if names:  # a property's (or definition's) name, whatever it is; its value is a schema
+                    stack.append((item, here, depth + 1, data, False))
+                    continue
+                if not data and (key not in KEYWORDS and not str(key).startswith("x-")):
+                    return (
+                        f"{at}: {shown(key)} is not a JSON Schema keyword (a typo? a contract's own annotations "
+                        "start with `x-`)"
+                    )
+                if not data and isinstance(item, str):
+                    if key in REFERENCE_KEYWORDS and (why := _reference_problem(item, here)):
+                        return why
+                    if key == "$schema" and item not in KNOWN_DRAFTS:
+                        return (
+                            f"{here}: unknown meta-schema {item!r}; natsmesh knows the JSON Schema drafts 4, 6, 7, "
+                            "2019-09 and 2020-12 and never retrieves another"
+                        )
+                stack.append((item, here, depth + 1, data or key in DATA_KEYWORDS, not data and key in NAME_MAPS))
+        elif isinstance(value, list):
+            stack.extend((item, f"{at}[{k}]", depth + 1, data, False) for k, item in enumerate(value))
+    return None
+
+
+# Keywords whose subschemas apply to the same value as their parent (no field or item is entered on the way).
+IN_PLACE = {"allOf": "list", "anyOf": "list", "oneOf": "list", "not": "one", "if": "one", "then": "one", "else": "one"}
+IN_PLACE |= {"dependentSchemas": "map"}
+
+
+def _pointer(ref: str) -> tuple[str, ...] | None:
+    """The path a `#/a/b` reference names (None: an anchor like `#name`, which a loop check leaves alone)."""
+    if ref == "#":
+        return ()
+    if not ref.startswith("#/"):
+        return None
+    return tuple(p.replace("~1", "/").replace("~0", "~") for p in ref[2:].split("/"))
+
+
+def _at(schema: Any, path: tuple[str, ...]) -> Any:
+    node = schema
+    for part in path:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _in_place_refs(schema: Any, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Where references are met while checking one value against the subschema at PATH, before any of the
+    value's fields or items is entered: PATH itself and its in-place subschemas (allOf, anyOf, not, ...)."""
+    out, stack = [], [path]
+    while stack and len(out) < MAX_SCHEMA_NODES:
+        here = stack.pop()
+        node = _at(schema, here)
+        if not isinstance(node, dict):
+            continue
+        if isinstance(node.get("$ref"), str):
+            out.append(here)
+        for key, kind in IN_PLACE.items():
+            sub = node.get(key)
+            if kind == "one":
+                stack.append((*here, key))
+            elif kind == "list" and isinstance(sub, list):
+                stack.extend((*here, key, str(k)) for k in range(len(sub)))
+            elif kind == "map" and isinstance(sub, dict):
+                stack.extend((*here, key, str(k)) for k in sub)
+    return out
+
+
+def _loop_problem(schema: Any) -> str | None:
+    """A `$ref` that leads back to itself without entering any field or item of the value: a loop that never
+    decides anything (`{"$ref": "#"}`, two `$defs` naming each other). A reference into a field is recursion, and
+    fine (a tree's `children` items referring to the tree)."""
+    edges: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    stack: list[tuple[tuple[str, ...], Any, bool]] = [((), schema, False)]
+    while stack:  # every subschema holding a $ref, wherever it is, with the references its target meets in place
+        path, node, names = stack.pop()
+        if isinstance(node, dict):
+            if not names and isinstance(node.get("$ref"), str):
+                target = _pointer(node["$ref"])
+                edges[path] = [] if target is None else _in_place_refs(schema, target)
+            stack.extend(
+                ((*path, str(k)), v, not names and k in NAME_MAPS)
+                for k, v in node.items()
+                if names or k not in DATA_KEYWORDS
+            )
+        elif isinstance(node, list):
+            stack.extend(((*path, str(k)), v, False) for k, v in enumerate(node))
+    state: dict[tuple[str, ...], int] = {}
+    for start in edges:  # iterative depth-first search for a cycle
+        if start in state:
+            continue
+        walk = [(start, iter(edges[start]))]
+        state[start] = 1
+        while walk:
+            node, nexts = walk[-1]
+            nxt = next(nexts, None)
+            if nxt is None:
+                state[node] = 2
+                walk.pop()
+            elif state.get(nxt) == 1:
+                where = "$" + "".join(f".{p}" for p in nxt)
+                return (
+                    f"{where}.$ref: {_at(schema, nxt)['$ref']!r} leads back to itself without entering any field or "
+                    "item of the value: a loop that can never accept or refuse anything; refer to a subschema instead"
+                )
+            elif nxt not in state and nxt in edges:
+                state[nxt] = 1
+                walk.append((nxt, iter(edges[nxt])))
+    return None
+
+
+def _compile(schema: Any) -> Any:
+    """SCHEMA's validator, with every external reference refused and regular expressions bounded."""
     import jsonschema_rs  # the validator chosen by measurement (docs/benchmarks.md)
 
+    if (why := _walk_problem(schema) or _loop_problem(schema)) is not None:
+        raise SchemaError(why)
     try:
         jsonschema_rs.meta.validate(schema)
+        return jsonschema_rs.validator_for(
+            schema,
+            retriever=_refuse_retrieval,
+            pattern_options=jsonschema_rs.FancyRegexOptions(backtrack_limit=BACKTRACK_LIMIT),
+        )
     except jsonschema_rs.ValidationError as exc:
-        return f"not a valid JSON Schema: {exc.message}"
-    except Exception as exc:  # an unknown draft, a bad $ref
-        return f"not a valid JSON Schema: {exc}"
+        raise SchemaError(f"not a valid JSON Schema: {exc.message.splitlines()[0]}") from None
+    except Exception as exc:  # a $ref to a missing pointer, a value JSON cannot hold, ReferencingError, ...
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise SchemaError(f"not a valid JSON Schema: {first}") from None
+
+
+def schema_problem(schema: Any) -> str | None:
+    """Why SCHEMA is not a JSON Schema natsmesh will use (checked against its meta-schema, every `$ref` inside the
+    document and resolvable, bounded in size), or None."""
+    try:
+        _compile(schema)
+    except SchemaError as exc:
+        return str(exc)
     return None
 
 
 class Checker:
     """One contract's compiled validator: `problem(doc)` is None for a valid message, else the first failing
-    field's path and why."""
+    field's path and why. A schema that `schema_problem` refuses raises `SchemaError` (wherever it came from:
+    a spec, a bundle's mesh.json, the catalog), so no checker ever retrieves anything."""
 
     def __init__(self, schema_json: str) -> None:
-        import jsonschema_rs
-
-        self._validator = jsonschema_rs.validator_for(json.loads(schema_json))
+        try:
+            schema = json.loads(schema_json)
+        except RecursionError:
+            raise SchemaError(f"the schema is nested more than {MAX_SCHEMA_DEPTH} levels deep") from None
+        except ValueError as exc:
+            raise SchemaError(f"the schema is not JSON: {exc}") from None
+        self._validator = _compile(schema)
 
     def problem(self, doc: Any) -> str | None:
         """None if DOC (a decoded message) satisfies the schema, else where and why not."""
@@ -182,7 +375,10 @@ class Checker:
             doc = json.loads(data)
         except (ValueError, RecursionError) as exc:
             return f"$: not JSON ({exc})"
-        return self.problem(doc)
+        try:
+            return self.problem(doc)
+        except ValueError as exc:  # jsonschema-rs: "Recursion limit reached" for a value nested too deep
+            return f"$: cannot be checked ({(str(exc).splitlines() or ['?'])[0]})"
 
 
 def _version(text: str) -> tuple[int, ...]:

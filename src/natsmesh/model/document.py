@@ -14,21 +14,34 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 
 from natsmesh.model.units import check_duration, parse_duration, parse_size, shown
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # matched whole (`fullmatch`): `$` would let a final "\n" by
 NAME_RULE = "letters, digits, '-' and '_' only (no spaces, dots, '*' or '>'), starting with a letter or digit"
 Loc = tuple[Any, ...]  # a path into the document: keys and list indices
 
 
 def check_name(value: str, what: str = "name") -> str:
-    if not NAME_RE.match(value) or len(value) > 255:
+    if not NAME_RE.fullmatch(value) or len(value) > 255:
         raise ValueError(f"invalid {what} {shown(value)}: use {NAME_RULE}")
     return value
 
 
 def check_path(value: str | None) -> str | None:
     """VALUE if it can name a file: not empty, no control characters (a NUL cannot be in a path)."""
-    if value is not None and (not value or any(ord(c) < 32 for c in value)):
+    if value is not None and (not value or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value)):
         raise ValueError(f"expected a file or directory path, got {shown(value)}")
+    return value
+
+
+def check_inside(value: str) -> str:
+    """VALUE if it names a file inside the spec's own folder tree: relative, no `..`, no `~` (what a file named
+    by a spec may be; `natsmesh.local.specfile` also refuses a symlink that leads out)."""
+    check_path(value)
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith(("/", "~", "\\")) or re.match(r"[A-Za-z]:", value) or ".." in parts:
+        raise ValueError(
+            f"{shown(value)} is outside the spec's folder; a file a spec names is relative to the spec and inside its "
+            "folder (like `orders.schema.json` or `schemas/orders.json`), never absolute and never through `..`"
+        )
     return value
 
 
@@ -42,7 +55,7 @@ def check_size(value: _Size) -> _Size:
     return value
 
 
-HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")  # matched whole
 
 
 def check_host(value: str) -> str:
@@ -50,8 +63,44 @@ def check_host(value: str) -> str:
     try:
         ipaddress.ip_address(value)
     except ValueError:
-        if not HOST_RE.match(value) or len(value) > 253:
+        if not HOST_RE.fullmatch(value) or len(value) > 253:
             raise ValueError(f"expected an IP address or host name, got {shown(value)}") from None
+    return value
+
+
+MAX_DESCRIPTION_BYTES = 4096  # nats-server refuses a longer stream description (JSMaxDescriptionLen, in bytes)
+MAX_OWNER = 256  # characters of a product's owner (a contact); it travels in the stream's metadata
+MAX_TAG = 64  # characters of one tag
+MAX_TAGS = 32  # tags of one product (with the owner, far below the 128 KiB nats-server allows for metadata)
+
+
+def check_description(value: str) -> str:
+    """VALUE if nats-server will take it as a stream description (at most 4,096 bytes of UTF-8)."""
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_DESCRIPTION_BYTES:
+        raise ValueError(
+            f"a description is at most {MAX_DESCRIPTION_BYTES:,} bytes (nats-server refuses a longer stream "
+            f"description); this one is {size:,}"
+        )
+    return value
+
+
+def check_owner(value: str) -> str:
+    if len(value) > MAX_OWNER:
+        raise ValueError(f"an owner is at most {MAX_OWNER} characters (a contact, like team@example.com)")
+    return value
+
+
+def check_tags(value: list[str]) -> list[str]:
+    """VALUE if every tag fits the stream metadata they travel in (joined by commas)."""
+    if len(value) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    for tag in value:
+        if not tag.strip() or len(tag) > MAX_TAG or "," in tag:
+            raise ValueError(
+                f"invalid tag {shown(tag)}: a tag is 1 to {MAX_TAG} characters, not only spaces, without ',' "
+                "(tags travel joined by commas in the stream's metadata)"
+            )
     return value
 
 
@@ -127,7 +176,7 @@ class ContractSpec(_Strict):
     @field_validator("schema_")
     @classmethod
     def _schema(cls, v: dict[str, Any] | str) -> dict[str, Any] | str:
-        return v if isinstance(v, dict) else (check_path(v) or v)
+        return v if isinstance(v, dict) else check_inside(v)
 
     @property
     def schema_file(self) -> str | None:
@@ -161,6 +210,21 @@ class ProductSpec(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         return check_stream_name(v)
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, v: str) -> str:
+        return check_description(v)
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: str) -> str:
+        return check_owner(v)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        return check_tags(v)
 
 
 class UpstreamRef(NamedTuple):
@@ -216,6 +280,11 @@ class ConsumptionSpec(_Strict):
     @classmethod
     def _as(cls, v: str | None) -> str | None:
         return None if v is None else check_stream_name(v)
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, v: str) -> str:
+        return check_description(v)
 
     def refs(self, loc: Loc = ()) -> list[UpstreamRef]:
         """Every upstream this consumption names, with the path of each under LOC."""
@@ -400,7 +469,7 @@ class MeshSpec(_Strict):
     """The document as written: everything optional has the seed's or a safe default."""
 
     name: str = "natsmesh"
-    server: str | None = None
+    server: str | None = None  # refused (`checks._platform_rules`): the binary is the platform's choice
     host: str = "127.0.0.1"
     data_dir: str | None = None
     ports: PortPlanSpec = PortPlanSpec()

@@ -50,7 +50,6 @@ class Mesh(Record):
     source: str
     base_dir: Path
     data_dir_setting: str | None = None
-    server: str | None = None
     max_memory: int = 64 * 1024**2
     max_file: int = 1024**3
     leafnode_reconnect: str = "250ms"
@@ -220,7 +219,6 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         source=source,
         base_dir=base_dir,
         data_dir_setting=spec.data_dir,
-        server=spec.server,
         max_memory=parse_size(spec.jetstream.max_memory),
         max_file=parse_size(spec.jetstream.max_file),
         leafnode_reconnect=spec.leafnodes.reconnect,

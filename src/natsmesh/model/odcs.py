@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from natsmesh.model.contracts import schema_problem
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import Product
 
@@ -123,6 +124,22 @@ def _json_schema(prop: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _contract_schema(custom: dict[str, Any], schemas: list[Any]) -> dict[str, Any]:
+    """The contract's JSON Schema: natsmesh's own custom property, else one made from the first schema object;
+    refused (never retrieved) if it reaches outside itself."""
+    schema = custom.get(JSON_SCHEMA_PROPERTY)
+    if not isinstance(schema, dict):
+        if not isinstance(schemas, list) or not schemas or not isinstance(schemas[0], dict):
+            raise OdcsError("the document has no schema object to make a JSON Schema of")
+        try:
+            schema = _json_schema(schemas[0] | {"logicalType": "object"})
+        except (KeyError, TypeError, AttributeError):
+            raise OdcsError("a schema property has no name, or is not a mapping") from None
+    if (why := schema_problem(schema)) is not None:
+        raise OdcsError(f"its JSON Schema cannot be a contract: {why}")
+    return schema
+
+
 def from_odcs(doc: Any) -> dict[str, Any]:
     """The spec form (`products:` entry) of an ODCS v3 document: name, subjects, description, owner, tags and
     the contract; `OdcsError` saying what is missing otherwise."""
@@ -132,17 +149,14 @@ def from_odcs(doc: Any) -> dict[str, Any]:
         raise OdcsError(f"apiVersion {doc.get('apiVersion')!r}: natsmesh reads ODCS v3 documents")
     custom = _custom(doc.get("customProperties"))
     schemas = doc.get("schema") or []
-    schema = custom.get(JSON_SCHEMA_PROPERTY)
-    if not isinstance(schema, dict):
-        if not schemas or not isinstance(schemas[0], dict):
-            raise OdcsError("the document has no schema object to make a JSON Schema of")
-        schema = _json_schema(schemas[0] | {"logicalType": "object"})
+    schema = _contract_schema(custom, schemas)
     servers = [s for s in doc.get("servers") or [] if isinstance(s, dict)]
     nats = next(
         (_custom(s.get("customProperties")) for s in servers if "natsSubjects" in _custom(s.get("customProperties"))),
         {},
     )
-    name = nats.get("natsStream") or doc.get("dataProduct") or doc.get("name") or (schemas[0] or {}).get("name")
+    first = schemas[0] if isinstance(schemas, list) and schemas and isinstance(schemas[0], dict) else {}
+    name = nats.get("natsStream") or doc.get("dataProduct") or doc.get("name") or first.get("name")
     if not name:
         raise OdcsError("the document names no product (dataProduct, name or a schema object's name)")
     out: dict[str, Any] = {"name": str(name)}

@@ -61,13 +61,10 @@ class Contract:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        """As the catalog keeps it."""
-        return {
-            "version": self.version,
-            "compatibility": self.compatibility,
-            "enforce": self.enforce,
-            "schema": self.schema,
-        }
+        """As the catalog keeps it: the schema natsmesh validated and, if it came from a file, that file's name
+        relative to the spec (nothing else from the file's place)."""
+        out = {"version": self.version, "compatibility": self.compatibility, "enforce": self.enforce}
+        return out | {"schema": self.schema} | ({"file": self.schema_file} if self.schema_file else {})
 
 
 @dataclass(frozen=True)
@@ -174,6 +171,8 @@ def subject_problem(subject: str) -> str | None:
     """Why SUBJECT is not a valid NATS subject (pattern), or None."""
     if not subject or subject != subject.strip() or any(c.isspace() for c in subject):
         return "a subject may not be empty or contain spaces"
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in subject):
+        return "a subject may not contain control characters"
     tokens = subject.split(".")
     for i, tok in enumerate(tokens):
         if not tok:

@@ -56,7 +56,7 @@ def parse_duration(text: str | int | float) -> float:
 
 def check_duration(value: str, example: str, units: str = "ms|s|m") -> str:
     """VALUE if it is a whole number of UNITS (`250ms`, `5s`, `2m`), else a ValueError naming EXAMPLE."""
-    if not re.match(rf"^\d{{1,9}}({units})$", value):
+    if not re.fullmatch(rf"\d{{1,9}}({units})", value):  # whole: `$` would let a final "\n" through
         raise ValueError(f"expected a duration such as {example}, got {shown(value)}")
     return value
 

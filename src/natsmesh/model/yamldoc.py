@@ -31,11 +31,11 @@ class YamlDocument:
     lines: dict[Path, int] = field(default_factory=dict)
 
 
-def decode(data: bytes, source: str, what: str = "a mesh spec is a YAML text file") -> str:
-    """DATA as UTF-8 text; a `SpecError` with the line of the first bad byte (and WHAT the file should be)
-    otherwise."""
-    if len(data) > MAX_BYTES:
-        raise SpecError(source, [f"file is larger than {MAX_BYTES:,} bytes: {what}, and small"])
+def decode(data: bytes, source: str, what: str = "a mesh spec is a YAML text file", limit: int = MAX_BYTES) -> str:
+    """DATA as UTF-8 text of at most LIMIT bytes; a `SpecError` with the line of the first bad byte (and WHAT the
+    file should be) otherwise."""
+    if len(data) > limit:
+        raise SpecError(source, [f"file is larger than {limit:,} bytes: {what}, and small"])
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -99,7 +99,12 @@ def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def same_contract(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
-    return _content({"contract": a}) == _content({"contract": b})
+    """Whether two contracts promise the same (where the schema was written, inline or which file, aside)."""
+
+    def promise(c: dict[str, Any] | None) -> dict[str, Any] | None:
+        return {k: v for k, v in c.items() if k not in ("since", "file")} if isinstance(c, dict) else c
+
+    return promise(a) == promise(b)
 
 
 def with_history(wanted: dict[str, Any], existing: dict[str, Any] | None, now: str) -> dict[str, Any]:

@@ -15,7 +15,8 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from natsmesh.errors import NotDeployedError, NotRunningError
+from natsmesh.errors import ConfigRejectedError, NotDeployedError, NotRunningError
+from natsmesh.local.binary import locate, refused_configs
 from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
 from natsmesh.local.records import record_shares, recorded_shares, recorded_via, share_names
@@ -57,7 +58,9 @@ class PolicyChange:
 
 
 def plan_policy(mesh: Mesh) -> PolicyChange:
-    """Compare the configs the spec renders, and its shares, with what the running mesh was given."""
+    """Compare the configs the spec renders, and its shares, with what the running mesh was given. Every config
+    that would change is checked by nats-server itself (`-t`) first: `ConfigRejectedError` if it refuses one, so a
+    spec that slipped past validation changes no file and reloads no node."""
     files = render_mesh(mesh, load_credentials(mesh, create=False), certs=cert_texts(mesh), via=recorded_via(mesh))
     changed = []
     for rel, text in files.items():
@@ -65,6 +68,8 @@ def plan_policy(mesh: Mesh) -> PolicyChange:
             path = mesh.data_dir / rel
             if not path.exists() or path.read_text() != text:
                 changed.append(rel)
+    if changed and (refused := refused_configs(locate(), files, changed)):
+        raise ConfigRejectedError(refused)
     old, new = set(recorded_shares(mesh)), set(share_names(mesh))
     return PolicyChange(changed_files=changed, granted=sorted(new - old), revoked=sorted(old - new))
 

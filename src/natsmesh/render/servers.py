@@ -389,7 +389,7 @@ def party_mesh(mesh: Mesh) -> str:
     spec's fixed credentials, its warnings, or where the platform keeps its files and binary. The same for every
     party, so made once per mesh (at 100 domains with 1,000 products, making it for each folder was 24 s of an
     apply's 34)."""
-    blank = dict.fromkeys(("fixed_system", "fixed_data", "data_dir_setting", "tls_dir_setting", "server"))
+    blank = dict.fromkeys(("fixed_system", "fixed_data", "data_dir_setting", "tls_dir_setting"))
     doc = mesh.to_json() | blank | {"document": {}, "warnings": []}
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 

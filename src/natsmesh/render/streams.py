@@ -131,11 +131,20 @@ def monitor_metadata(c: Consumption) -> dict[str, str]:
     }
 
 
+DESCRIPTION_BYTES = 4096  # the longest stream description nats-server takes
+
+
+def _bounded(text: str) -> str:
+    """TEXT cut to a description nats-server takes (a source of hundreds of products names them all)."""
+    data = text.encode()
+    return text if len(data) <= DESCRIPTION_BYTES else data[: DESCRIPTION_BYTES - 3].decode(errors="ignore") + "..."
+
+
 def consumption_config(mesh_name: str, c: Consumption) -> dict[str, Any]:
     what = ", ".join(s.ref for s in c.sources)
     cfg: dict[str, Any] = {
         "name": c.stream,
-        "description": c.description or f"{c.mode} of {what}",
+        "description": c.description or _bounded(f"{c.mode} of {what}"),
         "num_replicas": c.replicas,
         "storage": c.storage,
         "metadata": _metadata(mesh_name, c.mode, {"natsmesh.upstream": what, **monitor_metadata(c)}),

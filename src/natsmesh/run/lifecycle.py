@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from natsmesh.errors import NotReadyError, PreflightError
+from natsmesh.local import binary as binmod
 from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
 from natsmesh.local.layout import MeshDirs
@@ -29,7 +30,6 @@ from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.readiness import NodeState, ProgressFn, check_mesh, wait_ready
 from natsmesh.render.servers import render_mesh
-from natsmesh.run import binary as binmod
 from natsmesh.run.ports import ephemeral_range, port_problem
 from natsmesh.run.supervisor import (
     Background,
@@ -56,7 +56,7 @@ def _writable(path: Path) -> bool:
 def preflight(mesh: Mesh) -> binmod.ServerBinary:
     """Everything that would stop `up`, checked without writing anything. Returns the checked binary."""
     refuse_if_running(mesh)
-    server = binmod.resolve(mesh.server)
+    server = binmod.resolve()
     if not _writable(mesh.data_dir):
         raise PreflightError(f"data dir {mesh.data_dir} is not writable; set `data_dir` in the spec")
     problems = []
