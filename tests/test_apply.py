@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -18,12 +19,16 @@ from nats.js.api import StreamConfig
 
 from helpers import MeshRunner, example_on_free_ports, read_state, run_cli, small_mesh_text
 from natsmesh.client import MeshClient
-from natsmesh.errors import PlanRefusedError, PublishError, UnknownProductError
+from natsmesh.errors import ConfigRejectedError, PlanRefusedError, PublishError, UnknownProductError
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.specfile import parse_spec
+from natsmesh.model import checks, document
 from natsmesh.model.mesh import Mesh
+from natsmesh.model.topology import monitor_host
 from natsmesh.observe.info import mesh_info
 from natsmesh.observe.lag import measure
+from natsmesh.observe.monitor import config_load_time
+from natsmesh.observe.readiness import wait_ready
 from natsmesh.observe.streams import list_streams
 from natsmesh.reconcile.apply import reconcile
 from natsmesh.reconcile.catalog import read_catalog
@@ -242,6 +247,41 @@ def test_bad_spec_is_rejected_before_anything_changes(data_mesh: Mesh, tmp_path:
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "domain 'leaf-domain-d' has no product 'MISSING'" in res.stderr
     assert asyncio.run(_streams(data_mesh)) == before
+
+
+async def test_a_config_nats_server_refuses_changes_no_file_and_reloads_no_node(
+    data_mesh: Mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safety net behind validation. With validation made as lax as it was (a name's final newline let by),
+    one domain's public product `STOCK2\\n` renders hub configs nats-server refuses ("invalid subject"): before,
+    apply wrote them, the reload timed out and a killed hub node could not restart. Now apply asks nats-server
+    (`-t`) about every config it would change first: refused, nothing written, no node reloaded, and a hub node
+    killed afterwards restarts."""
+    monkeypatch.setattr(document, "NAME_RE", re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\n?"))
+    monkeypatch.setattr(checks, "string_problems", lambda value, lines: [])
+
+    def change(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["domains"][3]["products"].append({"name": "STOCK2\n", "subjects": ["inventory.stock2.>"], "public": True})
+
+    mesh = parse_spec(
+        variant(data_mesh, tmp_path / "v.yaml", change).read_text(), base_dir=data_mesh.base_dir, cache=False
+    )
+    assert "STOCK2\n" in {p.name for p in mesh.products}  # the lax validation let it by
+    confs = {p: p.read_bytes() for p in data_mesh.data_dir.glob("*/*.conf")}
+    loaded = {n.name: config_load_time(monitor_host(n), n.http_port) for n in data_mesh.nodes()}
+    before = await _streams(data_mesh)
+    for dry_run in (True, False):
+        with pytest.raises(ConfigRejectedError) as err:
+            await reconcile(mesh, dry_run=dry_run)
+        assert "hub-cluster/hub-server-0.conf" in str(err.value) and "invalid subject" in str(err.value), err.value
+        assert "nothing was written and no node reloaded" in str(err.value)
+    assert {p: p.read_bytes() for p in data_mesh.data_dir.glob("*/*.conf")} == confs
+    assert {n.name: config_load_time(monitor_host(n), n.http_port) for n in data_mesh.nodes()} == loaded
+    assert await _streams(data_mesh) == before
+    victim = data_mesh.hub.nodes[2]
+    os.kill(read_state(data_mesh)["nodes"][victim.name]["pid"], signal.SIGKILL)  # type: ignore[index]
+    await asyncio.to_thread(wait_ready, data_mesh, 60.0)
+    assert config_load_time(monitor_host(victim), victim.http_port) != loaded[victim.name]  # a new process
 
 
 async def _streams(mesh: Mesh) -> dict[str, dict[str, int]]:

@@ -634,3 +634,33 @@ def test_no_natsmesh_process_connects_anywhere_for_a_reference(tmp_path: Path) -
         assert listener.connections >= 1
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize(
+    ("data_dir", "schema", "expected"),
+    [
+        (None, ".natsmesh/fuzz/secrets.json", "is in a hidden folder or file"),
+        ("data", "data/secrets.json", "leads into the mesh's private folder 'data'"),
+        (None, "schemas/orders.json", "leads into the hidden '.natsmesh'"),  # a link into the data dir
+        ("data", "schemas/orders.json", "leads into the mesh's private folder 'data'"),
+    ],
+)
+def test_a_contract_cannot_name_the_platforms_secrets_inside_the_folder(
+    tmp_path: Path, data_dir: str | None, schema: str, expected: str
+) -> None:
+    """The mesh's own data dir (secrets.json, the CA key) is usually inside the spec's folder: a schema file may not
+    be read there, by name or through a link."""
+    secrets = tmp_path / (data_dir or ".natsmesh/fuzz") / "secrets.json"
+    secrets.parent.mkdir(parents=True)
+    secrets.write_text('{"type": "object", "title": "every party\'s passwords"}')  # a "valid schema", even
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "orders.json").symlink_to(secrets)
+    doc = yaml.safe_load(_contract_spec(schema))
+    if data_dir:
+        doc["data_dir"] = data_dir
+    spec = tmp_path / "mesh.yaml"
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(SpecError) as err:
+        load_spec(spec)
+    assert any(expected in p for p in err.value.problems), err.value.problems
+    assert "passwords" not in str(err.value)

@@ -63,7 +63,8 @@ def _schema_files_unchanged(mesh: Mesh, base_dir: Path) -> bool:
         if p.contract is None or p.contract.schema_file is None:
             continue
         try:
-            doc = read_yaml(schema_reader(base_dir)(p.contract.schema_file), p.contract.schema_file).value
+            private = tuple(d for d in (str(mesh.data_dir), str(mesh.tls_dir)) if d)
+            doc = read_yaml(schema_reader(base_dir)(p.contract.schema_file, private), p.contract.schema_file).value
         except SpecError:
             return False
         if not isinstance(doc, dict) or canonical(doc) != p.contract.schema_json:
@@ -74,24 +75,38 @@ def _schema_files_unchanged(mesh: Mesh, base_dir: Path) -> bool:
 MAX_SCHEMA_BYTES = 1024 * 1024  # a contract's schema file; a data contract's schema is a few KiB
 
 
-def inside(base_dir: Path, name: str) -> Path:
+def inside(base_dir: Path, name: str, private: tuple[str, ...] = ()) -> Path:
     """Where NAME (a path a spec names, relative to it) lies once every symlink is followed; `SpecError` unless
-    that is inside BASE_DIR's tree (a spec is input from many teams: what it names stays in its own folder)."""
+    that is inside BASE_DIR's tree, in no hidden folder (natsmesh's data dirs, `.git`, ...) and in none of the
+    PRIVATE folders (the mesh's data and TLS dirs, relative to BASE_DIR or absolute): a spec is input from many
+    teams, and what it names stays in its own folder, away from the platform's secrets."""
     root = base_dir.resolve()
     target = (root / name).resolve()
     if Path(name).is_absolute() or not target.is_relative_to(root):
         raise SpecError(
             name, [f"leads outside the spec's folder {root} (to {target}); a file a spec names must be inside it"]
         )
+    hidden = next((p for p in target.relative_to(root).parts if p.startswith(".")), None)
+    secret = next((d for d in private if target.is_relative_to((root / Path(d).expanduser()).resolve())), None)
+    if hidden is not None or secret is not None:
+        why = f"the hidden {hidden!r}" if hidden is not None else f"the mesh's private folder {secret!r}"
+        raise SpecError(
+            name,
+            [
+                f"leads into {why} (to {target}), where natsmesh keeps secrets and keys; a file a spec names "
+                "must be one of the spec's own"
+            ],
+        )
     return target
 
 
-def schema_reader(base_dir: Path) -> Callable[[str], str]:
+def schema_reader(base_dir: Path) -> Callable[[str, tuple[str, ...]], str]:
     """Reads a contract's schema file by its name in a spec whose directory is BASE_DIR: a regular file of at
-    most `MAX_SCHEMA_BYTES` inside BASE_DIR's tree (a symlink is followed only where it stays inside)."""
+    most `MAX_SCHEMA_BYTES` inside BASE_DIR's tree and outside the mesh's private folders (`inside`)."""
 
-    def read(name: str) -> str:
-        return read_text_file(inside(base_dir, name), "a JSON Schema is a JSON or YAML text file", MAX_SCHEMA_BYTES)
+    def read(name: str, private: tuple[str, ...] = ()) -> str:
+        path = inside(base_dir, name, private)
+        return read_text_file(path, "a JSON Schema is a JSON or YAML text file", MAX_SCHEMA_BYTES)
 
     return read
 

@@ -294,10 +294,19 @@ def _product_rules(spec: MeshSpec, streams: Streams, f: Findings) -> None:
             _subject_rules(c, p, ploc, patterns, f)
 
 
-SchemaReader = Callable[[str], str]  # a schema file's name, relative to the spec -> its text (or SpecError)
+# A schema file's name, relative to the spec, and the folders (relative to the spec, or absolute) natsmesh keeps
+# private there (the mesh's data dir and TLS dir: secrets, keys) -> the file's text (or SpecError).
+SchemaReader = Callable[[str, tuple[str, ...]], str]
 
 
-def _schema_file(c: ContractSpec, loc: Loc, read: SchemaReader | None, f: Findings) -> dict[str, Any] | None:
+def private_dirs(spec: MeshSpec) -> tuple[str, ...]:
+    """Where natsmesh keeps MESH's secrets and keys, as the spec says (no schema file may be read there)."""
+    return tuple(d for d in (spec.data_dir or f".natsmesh/{spec.name}", spec.tls.dir) if d)
+
+
+def _schema_file(
+    c: ContractSpec, loc: Loc, read: SchemaReader | None, private: tuple[str, ...], f: Findings
+) -> dict[str, Any] | None:
     """The document in contract C's schema file, or None with the problem recorded."""
     name = c.schema_file
     assert name is not None
@@ -305,7 +314,7 @@ def _schema_file(c: ContractSpec, loc: Loc, read: SchemaReader | None, f: Findin
         f.problem(loc, f"a schema file ({shown(name)}) needs a spec read from a file; give the schema inline")
         return None
     try:
-        doc = read_yaml(read(name), name).value
+        doc = read_yaml(read(name, private), name).value
     except SpecError as exc:
         f.problem(loc, f"schema file {shown(name)}: {'; '.join(exc.problems)}")
         return None
@@ -324,7 +333,7 @@ def _contract_rules(spec: MeshSpec, f: Findings, read: SchemaReader | None) -> N
             cloc = (*loc, "products", j, "contract")
             schema = p.contract.schema_
             if isinstance(schema, str):
-                loaded = _schema_file(p.contract, (*cloc, "schema"), read, f)
+                loaded = _schema_file(p.contract, (*cloc, "schema"), read, private_dirs(spec), f)
                 if loaded is None:
                     continue
                 p.contract._loaded = schema = loaded

@@ -255,7 +255,8 @@ def _at(schema: Any, path: tuple[str, ...]) -> Any:
 def _in_place_refs(schema: Any, path: tuple[str, ...]) -> list[tuple[str, ...]]:
     """Where references are met while checking one value against the subschema at PATH, before any of the
     value's fields or items is entered: PATH itself and its in-place subschemas (allOf, anyOf, not, ...)."""
-    out, stack = [], [path]
+    out: list[tuple[str, ...]] = []
+    stack = [path]
     while stack and len(out) < MAX_SCHEMA_NODES:
         here = stack.pop()
         node = _at(schema, here)

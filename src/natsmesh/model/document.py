@@ -42,6 +42,11 @@ def check_inside(value: str) -> str:
             f"{shown(value)} is outside the spec's folder; a file a spec names is relative to the spec and inside its "
             "folder (like `orders.schema.json` or `schemas/orders.json`), never absolute and never through `..`"
         )
+    if any(p.startswith(".") and p != "." for p in parts):
+        raise ValueError(
+            f"{shown(value)} is in a hidden folder or file, where natsmesh keeps a mesh's secrets (`.natsmesh/`); a "
+            "file a spec names is one of the spec's own, like `schemas/orders.json`"
+        )
     return value
 
 

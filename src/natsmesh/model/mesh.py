@@ -326,9 +326,12 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
     return tuple(products), tuple(consumptions)
 
 
-def parse_mesh(text: str, source: str, base_dir: Path, read: Callable[[str], str] | None = None) -> Mesh:
+def parse_mesh(
+    text: str, source: str, base_dir: Path, read: Callable[[str, tuple[str, ...]], str] | None = None
+) -> Mesh:
     """Validate a YAML document into a `Mesh`; raise `SpecError` listing every problem. READ gives the text of a
-    contract's schema file by its name in the spec (None: schemas must be inline)."""
+    contract's schema file by its name in the spec and the folders the mesh keeps private (None: schemas must be
+    inline)."""
     from natsmesh.model.checks import validate  # loads pydantic
 
     spec, warnings = validate(text, source, read)
