@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import MeshRunner, servers_under, small_mesh_text, start_serve, stop
+from helpers import MeshRunner, run_cli, servers_under, small_mesh_text, start_serve, stop
 from natsmesh.client import MeshClient, run
 from natsmesh.faults import chaos
+from natsmesh.local.bundle import render_bundle
 from natsmesh.model.mesh import Mesh
 from natsmesh.reconcile.apply import reconcile
 from natsmesh.run.ports import free_port_base
@@ -168,3 +169,46 @@ def test_the_portal_shows_the_topology_catalog_product_and_a_copys_lag_live(
     assert lag_cut >= 40
     page.click("nav >> text=Health")
     assert page.title().startswith("Health")
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_a_contract_naming_the_platforms_secrets_never_reaches_a_reader(
+    page: Any, portal: tuple[Mesh, str], tmp_path: Path
+) -> None:
+    """Issue 16: a team's line `schema: <the data dir>/secrets.json` (or a link to it beside the spec) used to be
+    stored by `apply` as the product's contract, and every other domain's folder and the portal showed every
+    party's passwords. Now apply refuses it, and nothing of the file reaches the catalog, a folder or the page."""
+    mesh, url = portal
+    spec = mesh.base_dir / "portal.yaml"
+    secrets = [s for s in _strings(json.loads((mesh.data_dir / "secrets.json").read_text())) if len(s) >= 12]
+    assert len(secrets) >= 10  # passwords, hashes and seeds of every party
+    (mesh.base_dir / "schemas").mkdir(exist_ok=True)
+    (mesh.base_dir / "schemas" / "orders.json").symlink_to(mesh.data_dir / "secrets.json")
+    for name in (str((mesh.data_dir / "secrets.json").relative_to(mesh.base_dir)), "schemas/orders.json"):
+        doc = yaml.safe_load(spec.read_text())
+        next(d for d in doc["domains"] if d["name"] == A)["products"][0]["contract"] = {"schema": name}
+        hostile = mesh.base_dir / "hostile.yaml"
+        hostile.write_text(yaml.safe_dump(doc, sort_keys=False))
+        res = run_cli("apply", "-f", str(hostile), cwd=mesh.base_dir)
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res
+        assert "leads into the mesh's private folder" in res.stderr or "is in a hidden folder" in res.stderr, res
+        assert not any(s in res.stdout + res.stderr for s in secrets)
+
+    shown = run_cli("catalog", "show", f"{A}/ORDERS", "--json", "-f", str(spec), cwd=mesh.base_dir)
+    assert shown.returncode == 0 and "contract" not in json.loads(shown.stdout), shown.stdout
+    render_bundle(mesh, tmp_path / "out", party=B)  # what the platform hands domain b
+    folder = next(p for p in (tmp_path / "out").iterdir() if (p / "mesh.json").exists())
+    res = run_cli("--bundle", str(folder), "catalog", "show", f"{A}/ORDERS", cwd=tmp_path)
+    assert res.returncode == 0 and f"{A}/ORDERS" in res.stdout, res
+    assert "contract" not in res.stdout and not any(s in res.stdout for s in secrets)
+    page.goto(f"{url}/products/{A}/ORDERS")
+    assert "Every order placed" in page.inner_text("body")
+    html = page.content()
+    assert not any(s in html for s in secrets)
