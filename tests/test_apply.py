@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -19,7 +20,13 @@ from nats.js.api import StreamConfig
 
 from helpers import MeshRunner, example_on_free_ports, read_state, run_cli, small_mesh_text
 from natsmesh.client import MeshClient
-from natsmesh.errors import ConfigRejectedError, PlanRefusedError, PublishError, UnknownProductError
+from natsmesh.errors import (
+    ConfigRejectedError,
+    PlanRefusedError,
+    PublishError,
+    StreamListError,
+    UnknownProductError,
+)
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.specfile import parse_spec
 from natsmesh.model import checks, document
@@ -282,6 +289,13 @@ async def test_a_config_nats_server_refuses_changes_no_file_and_reloads_no_node(
     os.kill(read_state(data_mesh)["nodes"][victim.name]["pid"], signal.SIGKILL)  # type: ignore[index]
     await asyncio.to_thread(wait_ready, data_mesh, 60.0)
     assert config_load_time(monitor_host(victim), victim.http_port) != loaded[victim.name]  # a new process
+    deadline = time.monotonic() + 60
+    while True:  # and the hub's streams answer again, as they were (the next tests share this mesh)
+        with contextlib.suppress(StreamListError):
+            if await _streams(data_mesh) == before:
+                break
+        assert time.monotonic() < deadline, "the hub's streams did not come back within 60 s of the restart"
+        await asyncio.sleep(0.5)
 
 
 async def _streams(mesh: Mesh) -> dict[str, dict[str, int]]:
