@@ -80,7 +80,7 @@ def test_render_writes_the_seed_layout(tmp_path: Path, monkeypatch: pytest.Monke
 def test_info_json_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
     monkeypatch.chdir(tmp_path)
-    res = runner.invoke(cli, ["info", "--json", "--nats-contexts", "ctx"])
+    res = runner.invoke(cli, ["info", "--json", "--nats-contexts", "ctx", "--show-secrets"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["system"]["url"].startswith("nats://admin:") and doc["system"]["url"].endswith("@127.0.0.1:4222")
@@ -96,13 +96,27 @@ def test_info_json_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert stored["system_passwords"]["hub"] != "password"
     ctx = json.loads(Path("ctx/seed-leaf-domain-b.json").read_text())
     assert ctx["jetstream_domain"] == "leaf-domain-b"
+    assert stored["client_passwords"]["leaf-domain-b"] in ctx["url"]  # a context needs the secret
+
+
+def test_info_masks_every_secret_unless_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    for args in (["info"], ["info", "--json"]):
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 0, res.output
+        stored = json.loads(Path(".natsmesh/seed/secrets.json").read_text())
+        secrets = [*stored["system_passwords"].values(), *stored["client_passwords"].values()]
+        assert secrets and not any(s in res.stdout for s in secrets), res.stdout
+        shown = json.dumps(json.loads(res.stdout), ensure_ascii=False) if "--json" in args else res.stdout
+        assert "nats://admin:…@127.0.0.1:4222" in shown and "nats://app:…@127.0.0.1:4111" in shown
 
 
 def test_secrets_are_stable_across_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
     monkeypatch.chdir(tmp_path)
-    first = json.loads(runner.invoke(cli, ["info", "--json"]).stdout)
-    second = json.loads(runner.invoke(cli, ["info", "--json"]).stdout)
+    first = json.loads(runner.invoke(cli, ["info", "--json", "--show-secrets"]).stdout)
+    second = json.loads(runner.invoke(cli, ["info", "--json", "--show-secrets"]).stdout)
     assert first["system"]["url"] == second["system"]["url"]
 
 
@@ -137,3 +151,67 @@ def test_bad_binary_refused_before_anything_is_written(tmp_path: Path, kind: str
     assert res.returncode == 1
     assert expected in res.stderr and "Traceback" not in res.stderr
     assert list(work.iterdir()) == []
+
+
+def test_text_from_the_mesh_reaches_the_terminal_inert() -> None:
+    """Issue 17: a table cell or message built from spec text, the catalog, a server's answer or a payload is never
+    markup (rich's MarkupError crashed `catalog list` on `[/x]`; `[link=…]` made links) and never a terminal
+    escape (written out as `\\x1b`); styled cells natsmesh makes itself keep their style."""
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from natsmesh.cli.tables import CATALOG, inert, table
+    from natsmesh.model.units import visible
+
+    hostile = "Orders [link=https://evil.example/]click[/link] [/nonsense] \x1b]0;PWNED\x07 \x1b[2J \u202eevil"
+    assert visible(hostile) == (
+        "Orders [link=https://evil.example/]click[/link] [/nonsense] \\x1b]0;PWNED\\x07 \\x1b[2J \\u202eevil"
+    )
+    assert visible("a\nb\tc") == "a\nb\\tc" and visible("café ✓ 注文") == "café ✓ 注文"
+    entry = {"ref": "a/ORDERS", "owner": "[b]x[/b]", "subjects": ["a.>"], "tags": ["[i]t"], "description": hostile}
+    out = io.StringIO()
+    console = Console(file=out, width=400, force_terminal=True, color_system="truecolor")
+    console.print(table("Data Product Catalog [red]x[/red] \x07", CATALOG, [entry], 7))
+    printed = out.getvalue()
+    assert "\x07" not in printed and "\x1b]" not in printed and "\x1b[2J" not in printed
+    assert "[link=https://evil.example/]click[/link]" in printed and "[/nonsense]" in printed and "[b]x[/b]" in printed
+    assert "\\x1b]0;PWNED\\x07" in printed and "\x1b]8;" not in printed  # no OSC 8 hyperlink either
+    styled = inert(Text("create", style="green"))
+    assert styled.style == "green"
+
+
+def test_a_node_is_signalled_only_if_it_is_the_process_the_supervisor_started(tmp_path: Path) -> None:
+    """A dead node's recorded pid may belong to anyone by now: `apply` and `chaos` signal a pid only if the process
+    started when the supervisor recorded, and say the node is not running otherwise."""
+    import os
+    import subprocess
+
+    from natsmesh.errors import NotRunningError
+    from natsmesh.local.specfile import parse_spec
+    from natsmesh.local.state import NodeRecord, SupervisorState, node_process, process_start
+    from natsmesh.model.templates import init_spec_text
+
+    mesh = parse_spec(init_spec_text(domains=1, nodes=1, hub_nodes=1) + f"data_dir: {tmp_path}\n", cache=False)
+    node = mesh.nodes()[0].name
+    other = subprocess.Popen(["sleep", "30"])  # stands for an unrelated process that took the pid
+    try:
+        started = process_start(other.pid)
+        assert started is not None and started == process_start(other.pid)
+        for record, ok in (
+            (NodeRecord(pid=other.pid, state="running", started=started), True),
+            (NodeRecord(pid=other.pid, state="running", started=started - 1), False),  # another process now
+            (NodeRecord(pid=2**22 + 7, state="running", started=1), False),  # ended: no such process
+            (NodeRecord(pid=other.pid, state="failed", started=started), False),
+        ):
+            SupervisorState(pid=os.getpid(), nodes={node: record}).write(mesh)
+            if ok:
+                assert node_process(mesh, node) == other.pid
+            else:
+                with pytest.raises(NotRunningError, match=f"node {node} is not running"):
+                    node_process(mesh, node)
+        assert other.poll() is None  # nothing was signalled
+    finally:
+        other.kill()
+        other.wait()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -360,3 +362,121 @@ async def test_the_matrix_a_domain_host_runs_finds_no_breach(world: tuple[Holder
     routes = [v for k, v in doc["outcomes"].items() if k.startswith("route ")]
     assert all("Authorization Violation" in v for v in routes), routes  # refused for its secret, not a timeout
     assert doc["own_pings"] == [n.name for n in holder.mesh.domain("leaf-domain-b").nodes]
+
+
+async def _folder_connect(folder: Folder, cluster: Cluster, who: str, node: int = 0) -> Any:
+    creds = folder.secrets[who]
+    return await nats.connect(
+        f"tls://127.0.0.1:{cluster.nodes[node].client_port}",
+        tls=folder.context(),
+        user=creds["user"],
+        password=creds["password"],
+    )
+
+
+async def test_no_folder_can_write_a_catalog_copy(world: tuple[Holder, dict[str, Any]]) -> None:
+    """Issue 17: each domain, with its folder's app user, tries to write its own cluster's read copy of the catalog
+    (a put, a purge, a delete of the bucket) and another cluster's (through the hub): none is accepted, and every
+    copy holds what the platform wrote."""
+    from natsmesh.model.products import CATALOG_BUCKET
+    from natsmesh.reconcile.catalog import read_catalog
+
+    holder, _ = world
+    mesh = holder.mesh
+    stream = f"KV_{CATALOG_BUCKET}"
+
+    async def copies() -> dict[str, Any]:
+        async with MeshClient(mesh, name="platform") as mc:
+            return {c.name: await read_catalog(await mc.jetstream(c.name)) for c in mesh.domains}
+
+    before = await copies()
+    outcomes = {}
+    for party, folder in holder.folders.items():
+        if party == mesh.hub.name:
+            continue
+        app = await _folder_connect(folder, mesh.domain(party), "client")
+        try:
+            for other in (c.name for c in mesh.domains):
+                js = app.jetstream() if other == party else app.jetstream(domain=other, timeout=0.5)
+                for verb, attempt_ in {
+                    "put": lambda js=js: js.publish(f"$KV.{CATALOG_BUCKET}.leaf-domain-a.ORDERS", b"{not json"),
+                    "purge": lambda js=js: js.purge_stream(stream),
+                    "delete": lambda js=js: js.delete_stream(stream),
+                }.items():
+                    if other != party and verb == "purge":
+                        continue
+                    try:
+                        await asyncio.wait_for(attempt_(), 0.5)
+                        outcomes[(party, other, verb)] = "ok"
+                    except Exception as exc:
+                        outcomes[(party, other, verb)] = type(exc).__name__
+        finally:
+            await app.close()
+    assert not {k: v for k, v in outcomes.items() if v == "ok"}, outcomes
+    assert len(outcomes) >= 6 * 6 * 2
+    assert await copies() == before
+
+
+def _forged(kind: str, name: str, cluster: str) -> bytes:
+    """A system reply in the name of server NAME of CLUSTER, with figures no real server has."""
+    server = {"name": name, "cluster": cluster, "domain": cluster, "id": "NFORGED", "ver": "9.9.9", "jetstream": True}
+    data: dict[str, Any] = {"streams": 424242, "messages": 424242, "bytes": 424242, "config": {}, "account_details": []}
+    if kind == "HEALTHZ":
+        data = {"status": "ok"}
+    if kind == "LEAFZ":
+        data = {"leafs": []}
+    return json.dumps({"server": server, "data": data, "statsz": {"connections": 424242}}).encode()
+
+
+async def test_a_domain_answering_pings_in_other_servers_names_is_not_believed(
+    world: tuple[Holder, dict[str, Any]],
+) -> None:
+    """Issue 17: with its folder's system user, each domain answers every system ping on its own servers in the
+    names of every other server of the mesh, while one of its own nodes is paused (so the ping waits out its
+    timeout). The platform's report, its snapshot (what /metrics and the portal read) and `status` show the truth:
+    the paused node missing, no forged figure, and the forgeries listed as conflicts naming the cluster."""
+    from natsmesh.local.state import node_process
+    from natsmesh.observe.snapshot import take
+    from natsmesh.run import lifecycle
+
+    holder, _ = world
+    mesh = holder.mesh
+    creds = load_credentials(mesh, create=False)
+    placed = {n.name: c.name for c in mesh.clusters for n in c.nodes}
+    for party, folder in holder.folders.items():
+        own = mesh.domain(party)
+        if party == mesh.hub.name or len(own.nodes) < 2:  # a paused single node could not answer for anyone
+            continue
+        victim = own.nodes[-1]
+        nc = await _folder_connect(folder, own, "system")
+
+        async def forge(msg: Any, nc: Any = nc, party: str = party) -> None:
+            kind = msg.subject.rsplit(".", 1)[-1] if msg.subject != "$SYS.REQ.SERVER.PING" else "STATSZ"
+            for name, cluster in placed.items():
+                if cluster != party:
+                    await nc.publish(msg.reply, _forged(kind, name, cluster))
+
+        subs = [await nc.subscribe(s, cb=forge) for s in ("$SYS.REQ.SERVER.PING", "$SYS.REQ.SERVER.PING.>")]
+        await nc.flush()
+        pid = node_process(mesh, victim.name)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            rep = await asyncio.to_thread(report, mesh, "jetstream", 1.5)
+            doc = rep.to_json()
+            assert victim.name in rep.missing, (party, rep.missing)
+            assert "424242" not in json.dumps(doc["servers"]), party
+            assert len(doc["servers"]) == len(mesh.nodes()) - 1, (party, rep.missing, rep.conflicts)
+            assert any(f"system account of {party}" in c for c in rep.conflicts), (party, rep.conflicts)
+            snap = await take(mesh, creds, timeout=1.5)
+            assert victim.name in snap.missing and snap.up(own.nodes[0].name) and not snap.up(victim.name)
+            assert all(j.streams != 424242 for j in snap.jsz.values()), party
+            status = await asyncio.to_thread(lifecycle.status, mesh)
+            assert {n.name: n.ready for n in status.nodes}[victim.name] is False
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            for sub in subs:
+                await sub.unsubscribe()
+            await nc.close()
+        await asyncio.to_thread(wait_ready, mesh, 60.0)
+    rep = await asyncio.to_thread(report, mesh, "jetstream")
+    assert not rep.missing and not rep.conflicts and len(rep.to_json()["servers"]) == len(mesh.nodes())

@@ -196,6 +196,55 @@ def test_the_gate_is_the_only_writer_and_sends_what_it_refuses_to_the_dead_lette
     asyncio.run(go())
 
 
+def test_the_gate_answers_only_on_inboxes_and_carries_only_a_producers_own_headers(gated: Mesh) -> None:
+    """Issue 17: the gate may write every gated subject, and used to answer on whatever reply subject a producer
+    named: a reply on a product subject stored the gate's ack (or its refusal) in the product and its copies.
+    Now, from the domain's own app user (what its folder holds): valid and invalid messages with reply subjects
+    on product subjects add nothing but the valid messages themselves, a producer's forged headers stay behind,
+    the product and its copy hold the same messages and `contract test` finds none that breaks the contract."""
+
+    async def go() -> None:
+        nc, _ = await _raw(gated)
+        async with MeshClient(gated) as mc:
+            before = await _count(mc, A, "ORDERS")
+            sent = 0
+            for k, reply in enumerate((f"{A}.orders.a", f"{A}.orders.x.y", f"{A}.plain", "natsmesh.deadletter.ORDERS")):
+                await nc.publish(ingress_subject(f"{A}.orders.r"), b'{"run": "forge", "id": -1}', reply=reply)
+                valid = json.dumps({"run": "forge", "id": 100 + k}).encode()
+                await nc.publish(ingress_subject(f"{A}.orders.r"), valid, reply=reply)
+                sent += 1
+            forged = {
+                "Nats-Msg-Id": "forged-1",
+                "Nats-Expected-Last-Sequence": "1",  # would make the stream refuse the write, if it got through
+                "Natsmesh-Reason": "forged by the producer",
+                "Natsmesh-Contract": "9.9.9",
+            }
+            ack = await nc.jetstream().publish(
+                ingress_subject(f"{A}.orders.h"), b'{"run": "forge", "id": 200}', headers=forged, timeout=5
+            )
+            sent += 1
+            await asyncio.sleep(1.0)
+            js = await mc.jetstream(A)
+            assert await _count(mc, A, "ORDERS") == before + sent  # the valid ones, nothing else
+            stored = await js.get_msg("ORDERS", ack.seq)
+            headers = stored.headers or {}
+            assert headers.get("Nats-Msg-Id") == "forged-1" and headers.get("Natsmesh-Contract") == "1.0.0"
+            assert "Natsmesh-Reason" not in headers and "Nats-Expected-Last-Sequence" not in headers
+            for seq in range(before + 1, before + sent + 1):
+                assert json.loads((await js.get_msg("ORDERS", seq)).data)["run"] == "forge"  # no ack, no refusal
+            plain = await (await mc.jetstream(A)).stream_info("PLAIN")
+            deadline = asyncio.get_running_loop().time() + 10
+            while await _count(mc, B, "ORDERS") != before + sent:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.1)
+            assert (await (await mc.jetstream(A)).stream_info("PLAIN")).state.messages == plain.state.messages
+        await nc.close()
+
+    asyncio.run(go())
+    res = run_cli("contract", "test", f"{A}/ORDERS", "-f", gated.source)
+    assert res.returncode == 0 and "all satisfy it" in res.stdout, res.stdout + res.stderr
+
+
 def test_a_gate_killed_under_load_loses_and_duplicates_nothing(gated: Mesh) -> None:
     async def go() -> None:
         async with MeshClient(gated) as mc:

@@ -97,13 +97,14 @@ def test_report_cli_json(seed_mesh: Mesh, tmp_path: Path) -> None:
 
 
 def test_report_names_servers_that_do_not_answer(seed_mesh: Mesh) -> None:
-    # Expecting one server more than runs: the report waits boundedly and names it.
+    # Expecting one server more than the spec places: named as missing, and not waited for (a reply in a name the
+    # spec does not place is never believed, so none can come).
     expected = {n.name for n in seed_mesh.nodes()} | {"ghost-0"}
     creds = load_credentials(seed_mesh, create=False)
     start = time.monotonic()
     replies = collect_sync(seed_mesh, creds, ["JSZ"], timeout=1.0, expected=expected)["JSZ"]
     assert replies.missing == ["ghost-0"]
-    assert 1.0 <= time.monotonic() - start < 3.0
+    assert time.monotonic() - start < 1.0
     fast = collect_sync(seed_mesh, creds, ["JSZ"], timeout=5.0)["JSZ"]
     assert fast.missing == [] and fast.seconds < 1.0  # returns as soon as all answered
 

@@ -65,6 +65,28 @@ def test_each_clusters_system_user_also_has_an_nkey_only_its_party_holds(tmp_pat
         assert party.system_keys == {c.name: key} and party.system_key(c.name) == key
 
 
+def test_only_the_platform_writes_a_domains_catalog_copy(tmp_path: Path) -> None:
+    """Issue 17: each leaf account has an identity of the platform's (an nkey no folder holds a seed of), and the
+    domain's app user may not publish the copy's writes or change its stream (plain or domain-prefixed API)."""
+    from natsmesh.render.servers import CATALOG_WRITES
+
+    mesh = _mesh(tmp_path)
+    render_bundle(mesh, tmp_path / "out")
+    creds = load_credentials(mesh, create=False)
+    assert set(creds.platform_keys) == {c.name for c in mesh.domains}
+    assert "$KV.natsmesh_catalog.>" in CATALOG_WRITES and "$JS.*.API.STREAM.PURGE.KV_natsmesh_catalog" in CATALOG_WRITES
+    for c in mesh.domains:
+        key = creds.platform_keys[c.name]
+        folder = tmp_path / "out" / c.folder
+        text = "\n".join(f.read_text() for f in folder.rglob("*") if f.is_file())
+        assert key.seed not in text  # no folder holds the platform's seed, not even its own cluster's
+        conf = (folder / f"{c.nodes[0].name}.conf").read_text()
+        assert f'{{ nkey: "{key.public}" }}' in conf
+        app = next(ln for ln in conf.splitlines() if 'user: "app"' in ln)
+        assert all(json.dumps(w) in app for w in CATALOG_WRITES), app
+        assert creds.party(c.name).platform_key(c.name) is None
+
+
 def test_render_for_one_party_writes_only_its_folder(tmp_path: Path) -> None:
     mesh = _mesh(tmp_path)
     res = render_bundle(mesh, tmp_path / "a", party="leaf-domain-a")

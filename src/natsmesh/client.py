@@ -448,9 +448,12 @@ async def publish_lines(
 class StoredMessage(Record):
     """One message of a stream as `natsmesh tail` shows it."""
 
+    JSON_OMIT = ("payload",)
+
     seq: int
     subject: str
     data: str  # the payload as text (undecodable bytes replaced)
+    payload: bytes = b""  # the payload as stored (`tail --raw`)
 
 
 async def tail(
@@ -468,7 +471,7 @@ async def tail(
         async for msg in mc.consume(ref, start_seq=start, idle_timeout=None if follow else 1.0):
             meta = msg.metadata
             seq = meta.sequence.stream if meta else 0
-            yield StoredMessage(seq, msg.subject, msg.data.decode(errors="replace"))
+            yield StoredMessage(seq, msg.subject, msg.data.decode(errors="replace"), msg.data)
             if not follow and seq >= state.last_seq:
                 return
 

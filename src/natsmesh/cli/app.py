@@ -9,6 +9,13 @@ import click
 from natsmesh.errors import NatsmeshError
 
 
+def say(text: str, err: bool = False, fg: str | None = None) -> None:
+    """An error's text as it may reach a terminal (it can quote spec text or a server's answer)."""
+    from natsmesh.model.units import visible
+
+    click.secho(visible(text), err=err, fg=fg)
+
+
 class NatsmeshGroup(click.Group):
     """Turns user-caused errors into one clear message and a non-zero exit, without a traceback."""
 
@@ -16,7 +23,7 @@ class NatsmeshGroup(click.Group):
         try:
             return super().invoke(ctx)
         except NatsmeshError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+            say(f"error: {exc}", fg="red", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -25,7 +32,7 @@ class NatsmeshGroup(click.Group):
             if not type(exc).__module__.startswith("nats."):
                 raise
             # What the broker answered (or did not) in a case natsmesh has no clearer message for.
-            click.secho(f"error: {type(exc).__name__}: {exc}", fg="red", err=True)
+            say(f"error: {type(exc).__name__}: {exc}", fg="red", err=True)
             ctx.exit(1)
 
 

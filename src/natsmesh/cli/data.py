@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from natsmesh.cli.app import cli
-from natsmesh.cli.output import json_option, load, print_json, show, spec_option
+from natsmesh.cli.output import json_option, load, print_json, say, show, spec_option
 from natsmesh.errors import NatsmeshError, PlanRefusedError
 from natsmesh.render.lineage import FORMATS
 
@@ -128,13 +128,13 @@ def catalog_show(ref: str, spec_path: str | None, as_json: bool) -> None:
         print_json(entry)
         return
     for key, value in entry.items():
-        if key == "contract":
-            click.echo(_contract_text(value))
-        elif key == "contract_history":
-            past = ", ".join(f"{c.get('version')} (from {c.get('since', '?')})" for c in value)
-            click.echo(f"{'history':>16}: {past}")
+        if key == "contract" and isinstance(value, dict):
+            say(_contract_text(value))
+        elif key == "contract_history" and isinstance(value, list):
+            past = ", ".join(f"{c.get('version')} (from {c.get('since', '?')})" for c in value if isinstance(c, dict))
+            say(f"{'history':>16}: {past}")
         else:
-            click.echo(f"{key:>16}: {json.dumps(value) if isinstance(value, list | dict) else value}")
+            say(f"{key:>16}: {json.dumps(value) if isinstance(value, list | dict) else value}")
 
 
 def _contract_text(contract: dict[str, Any]) -> str:
@@ -156,7 +156,7 @@ def lineage(spec_path: str | None, fmt: str) -> None:
     """The graph of products and who consumes them, as text, Mermaid or Graphviz DOT."""
     from natsmesh.render.lineage import lineage as draw
 
-    click.echo(draw(load(spec_path), fmt), nl=False)
+    say(draw(load(spec_path), fmt), nl=False)
 
 
 @cli.command()
@@ -208,8 +208,16 @@ def pub(
 )
 @click.option("-F", "--follow", is_flag=True, help="Keep printing new messages until Ctrl-C.")
 @click.option("--as", "identity", default=None, metavar="DOMAIN", help="Act as this domain's client identity.")
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Print each payload's bytes as they are, one per line (for pipes); by default control characters and "
+    "terminal escapes in payloads are written out (\\x1b), since another domain may have written them.",
+)
 @json_option
-def tail(ref: str, spec_path: str | None, last: int, follow: bool, identity: str | None, as_json: bool) -> None:
+def tail(
+    ref: str, spec_path: str | None, last: int, follow: bool, identity: str | None, raw: bool, as_json: bool
+) -> None:
     """Print the last messages of stream REF (DOMAIN/STREAM: a product, mirror or source)."""
     from natsmesh.client import run
     from natsmesh.client import tail as messages
@@ -218,7 +226,13 @@ def tail(ref: str, spec_path: str | None, last: int, follow: bool, identity: str
 
     async def go() -> None:
         async for m in messages(mesh, ref, last=last, follow=follow, identity=identity):
-            click.echo(json.dumps(m.to_json()) if as_json else f"{m.seq:>8} {m.subject} {m.data}")
+            if as_json:
+                click.echo(json.dumps(m.to_json()))
+            elif raw:
+                sys.stdout.buffer.write(m.payload + b"\n")
+                sys.stdout.buffer.flush()
+            else:
+                say(f"{m.seq:>8} {m.subject} {m.data}", nl=True)
 
     run(go())
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from natsmesh.cli.app import cli
-from natsmesh.cli.output import PALETTE, F, console, json_option, load, print_json, show, spec_option
+from natsmesh.cli.output import PALETTE, F, console, json_option, load, print_json, say, show, spec_option
 
 
 def _folder_option(flag: str, dest: str, text: str) -> Callable[[F], F]:
@@ -171,6 +171,7 @@ def _progress_printer(total: int) -> Any:
 def _up_foreground(spec_path: str | None, timeout: float, chaos: bool) -> None:
     from rich.text import Text
 
+    from natsmesh.model.units import visible
     from natsmesh.run import lifecycle
 
     mesh = load(spec_path)
@@ -180,7 +181,7 @@ def _up_foreground(spec_path: str | None, timeout: float, chaos: bool) -> None:
 
     def echo(name: str, line: str) -> None:
         prefix = Text(f"{name:<{width}} | ", style=colours.get(name, "bold white"))
-        out.print(prefix + Text(line), soft_wrap=True)
+        out.print(prefix + Text(visible(line, keep="")), soft_wrap=True)  # a log line can quote a client
 
     def on_ready(secs: float) -> None:
         echo("natsmesh", f"mesh {mesh.name!r} ready: {len(mesh.nodes())} nodes after {secs:.2f} s; Ctrl-C stops it")
@@ -264,7 +265,7 @@ def status(spec_path: str | None, as_json: bool) -> None:
     show(st, as_json, lambda s: tables_status(mesh.name, s))
     if not as_json:
         for e in st.events[-5:]:
-            click.echo(f"  {e}")
+            say(f"  {e}")
     if not st.ready:
         sys.exit(1)
 
@@ -277,12 +278,16 @@ def status(spec_path: str | None, as_json: bool) -> None:
     "contexts_dir",
     "Also write natscli context files into this directory (e.g. ~/.config/nats/context).",
 )
-def info(spec_path: str | None, as_json: bool, contexts_dir: str | None) -> None:
-    """Client URLs: the system account at the hub, and a data-account URL per domain."""
-    from natsmesh.observe.info import mesh_info, write_nats_contexts
+@click.option("--show-secrets", is_flag=True, help="Print the passwords in the URLs (masked as … by default).")
+def info(spec_path: str | None, as_json: bool, contexts_dir: str | None, show_secrets: bool) -> None:
+    """Client URLs: the system account at the hub, and a data-account URL per domain (passwords masked unless
+    --show-secrets; --nats-contexts writes them into the context files, mode 0600)."""
+    from natsmesh.observe.info import masked, mesh_info, write_nats_contexts
 
     mesh = load(spec_path)
     doc = mesh_info(mesh)
+    if not show_secrets:
+        doc = masked(doc)
     if contexts_dir:
         for p in write_nats_contexts(mesh, Path(contexts_dir).expanduser()):
             click.echo(f"wrote {p}", err=True)

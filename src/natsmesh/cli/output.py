@@ -96,6 +96,14 @@ def print_json(doc: Any) -> None:
     click.echo(json.dumps(doc, indent=2, default=str))
 
 
+def say(text: str, err: bool = False, nl: bool = True, fg: str | None = None) -> None:
+    """Print TEXT built from spec text, the catalog, a server or a payload: control characters and terminal
+    escapes written out (`\\x1b`), line breaks kept; never markup."""
+    from natsmesh.model.units import visible
+
+    click.secho(visible(text), err=err, nl=nl, fg=fg)
+
+
 def show(result: HasJson, as_json: bool, tables: Callable[[Any], Iterable[RenderableType]]) -> None:
     """RESULT as its JSON document, or as the tables TABLES draws of it."""
     if as_json:

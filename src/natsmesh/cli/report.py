@@ -7,7 +7,7 @@ import sys
 import click
 
 from natsmesh.cli.app import cli
-from natsmesh.cli.output import json_option, load, show, spec_option
+from natsmesh.cli.output import json_option, load, say, show, spec_option
 from natsmesh.observe.reports import REPORTS
 
 
@@ -34,14 +34,13 @@ def _report_command(name: str, help_text: str) -> None:
         rep = ask(load(spec_path), name, timeout=timeout)
         show(rep, as_json, REPORT_TABLES[name])
         if rep.conflicts:
-            click.secho(
-                f"answered more than once, so not trusted (a server answered in another's name?): "
-                f"{', '.join(rep.conflicts)}",
+            say(
+                "replies not trusted (someone answered in a server's name):\n  - " + "\n  - ".join(rep.conflicts),
                 fg="red",
                 err=True,
             )
         if rep.missing:
-            click.secho(
+            say(
                 f"no reply after {timeout:g} s from {len(rep.missing)} server(s): {', '.join(rep.missing)}",
                 fg="yellow",
                 err=True,
@@ -68,6 +67,6 @@ def report_lag(spec_path: str | None, as_json: bool, max_lag: int | None, max_in
     show(rep, as_json, tables_lag)
     if not as_json:
         for line in rep.violations:
-            click.secho(f"  {line}", fg="red", err=True)
+            say(f"  {line}", fg="red", err=True)
     if rep.violations and rep.checked:
         sys.exit(1)

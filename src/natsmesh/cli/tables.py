@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
-from natsmesh.model.units import human_bytes, human_seconds
+from natsmesh.model.units import human_bytes, human_seconds, visible
 
 if TYPE_CHECKING:
     from natsmesh.model.mesh import Mesh
@@ -22,7 +23,14 @@ if TYPE_CHECKING:
     from natsmesh.render.policy import Policy
     from natsmesh.run.lifecycle import MeshStatus
 
-Column = tuple[str, Callable[[Any], str]]  # header, cell of a row
+Cell = str | Text  # a str is shown as it is (no markup, control characters written out); a Text keeps its style
+Column = tuple[str, Callable[[Any], Cell]]  # header, cell of a row
+
+
+def inert(cell: Cell) -> Text:
+    """CELL as a table shows it: text from the spec, the catalog or a server is never markup (`[link=…]` is shown,
+    not followed) and never a terminal escape (written out as `\\x1b`)."""
+    return cell if isinstance(cell, Text) else Text(visible(cell))
 
 
 def _n(value: int) -> str:
@@ -58,14 +66,14 @@ def _cell(name: str, fmt: Callable[[Any], str]) -> Callable[[Any], str]:
 
 def table(title: str, columns: Sequence[Column], rows: Sequence[Any], left: int, total: Sequence[str] = ()) -> Table:
     """A report table: the first LEFT columns left-aligned, the rest numbers; TOTAL, if given, as a last section."""
-    t = Table(box=box.SIMPLE_HEAD, title=title)
+    t = Table(box=box.SIMPLE_HEAD, title=inert(title))
     for i, (header, _) in enumerate(columns):
         t.add_column(header, justify="left" if i < left else "right")
     for row in rows:
-        t.add_row(*(cell(row) for _, cell in columns))
+        t.add_row(*(inert(cell(row)) for _, cell in columns))
     if total:
         t.add_section()
-        t.add_row(*total, *([""] * (len(columns) - len(total))))
+        t.add_row(*(inert(c) for c in total), *([""] * (len(columns) - len(total))))
     return t
 
 
@@ -162,9 +170,8 @@ ACTION_STYLE = {
 }
 
 
-def _action(action: str) -> str:
-    style = ACTION_STYLE.get(action, "")
-    return f"[{style}]{action}[/]" if style else action
+def _action(action: str) -> Text:
+    return Text(action, style=ACTION_STYLE.get(action, ""))
 
 
 PLAN: list[Column] = [
@@ -228,7 +235,7 @@ STATUS: list[Column] = [
     *columns("Node=name|Cluster=cluster"),
     ("PID", lambda n: str(n.pid or "-")),
     *columns("State=state|Restarts=restarts"),
-    ("Ready", lambda n: "yes" if n.ready else "[red]no[/red]"),
+    ("Ready", lambda n: "yes" if n.ready else Text("no", style="red")),
     ("Problems", lambda n: "; ".join(n.problems)),
 ]
 
@@ -239,7 +246,7 @@ def tables_status(mesh_name: str, st: MeshStatus) -> list[Table]:
 
 
 RULES: list[Column] = [
-    ("Effect", lambda r: f"[green]{r.effect}[/]" if r.effect == "allow" else f"[red]{r.effect}[/]"),
+    ("Effect", lambda r: Text(r.effect, style="green" if r.effect == "allow" else "red")),
     *columns("Action=action|Target=target|Why=why"),
 ]
 

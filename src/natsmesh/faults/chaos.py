@@ -20,7 +20,7 @@ from natsmesh.errors import NoProxiesError, NotRunningError, UnknownDomainError,
 from natsmesh.faults.proxy import control
 from natsmesh.local.layout import MeshDirs
 from natsmesh.local.records import CUT_MODES, recorded_links
-from natsmesh.local.state import SupervisorState, lock_is_held
+from natsmesh.local.state import lock_is_held, node_process
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.readiness import targets, wait_ready
 
@@ -33,11 +33,7 @@ def node_pid(mesh: Mesh, node: str) -> int:
         )
     if not lock_is_held(mesh):
         raise NotRunningError(f"mesh {mesh.name!r} is not running")
-    state = SupervisorState.read(mesh)
-    info = state.node(node) if state else None
-    if info is None or not info.running or info.pid is None:
-        raise NotRunningError(f"node {node} is not running (state: {info.state if info else 'unknown'})")
-    return info.pid
+    return node_process(mesh, node)
 
 
 def kill(mesh: Mesh, node: str) -> int:

@@ -61,6 +61,7 @@ def _fill(stored: Stored, mesh: Mesh) -> None:
         ("links", leaves),
         ("system_links", leaves),
         ("system_keys", [] if mesh.fixed_system else [c.name for c in mesh.clusters]),
+        ("platform_keys", leaves),
     ):
         table = stored.setdefault(key, {})
         for name in names:
@@ -89,6 +90,12 @@ def _credentials(stored: Stored, mesh: Mesh) -> Credentials:
         system_keys={}
         if mesh.fixed_system  # the spec names the system identity: no other one
         else {n: NKey(k["public"], k["seed"]) for n in names if (k := (stored.get("system_keys") or {}).get(n))},
+        # made after a mesh started (by `info`, `render` or `apply`), known to its servers from the next reload
+        platform_keys={
+            d.name: NKey(k["public"], k["seed"])
+            for d in mesh.domains
+            if (k := (stored.get("platform_keys") or {}).get(d.name))
+        },
         hashes=dict(stored.get("hashes") or {}),
         system_user=mesh.fixed_system[0] if mesh.fixed_system else "admin",
         client_user=mesh.fixed_data[0] if mesh.fixed_data else "app",

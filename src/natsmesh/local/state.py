@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from natsmesh.errors import AlreadyRunningError
+from natsmesh.errors import AlreadyRunningError, NotRunningError
 from natsmesh.local.files import write_atomic
 from natsmesh.local.layout import MeshDirs
 from natsmesh.model.mesh import Mesh
@@ -31,10 +31,21 @@ class NodeRecord:
     last_exit: int | None = None
     reason: str = ""
     log: str = ""
+    started: int | None = None  # the process's start time (clock ticks after boot): a pid alone may be reused
 
     @property
     def running(self) -> bool:
         return self.state == "running" and self.pid is not None
+
+    def live_pid(self) -> int | None:
+        """The pid of the process the supervisor started for this node, if that very process still runs: the
+        pid exists and started when the supervisor recorded (a dead node's pid may belong to anyone by now)."""
+        if not self.running or self.pid is None:
+            return None
+        now = process_start(self.pid)
+        if now is None or (self.started is not None and now != self.started):
+            return None
+        return self.pid
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> NodeRecord:
@@ -46,6 +57,7 @@ class NodeRecord:
             last_exit=int(last) if last is not None else None,
             reason=str(doc.get("reason") or ""),
             log=str(doc.get("log") or ""),
+            started=int(doc["started"]) if doc.get("started") else None,
         )
 
 
@@ -100,6 +112,36 @@ class SupervisorState:
 
     def write(self, mesh: Mesh) -> None:
         write_atomic(MeshDirs.of(mesh).state, json.dumps(self.to_json(), indent=1))
+
+
+def process_start(pid: int) -> int | None:
+    """When process PID started (clock ticks after boot, /proc/PID/stat), or None if there is no such process."""
+    try:
+        stat = open(f"/proc/{pid}/stat", "rb").read()  # noqa: SIM115 - read whole, closed by refcount
+    except OSError:
+        return None
+    fields = stat.rsplit(b")", 1)[-1].split()  # the command name may hold spaces and parentheses
+    try:
+        return int(fields[19])  # field 22 of the line; the 3rd after the name
+    except (IndexError, ValueError):
+        return None
+
+
+def node_process(mesh: Mesh, node: str) -> int:
+    """The pid of NODE's running process as the mesh's supervisor started it; `NotRunningError` saying so if it
+    is not running, or if the process with its recorded pid is not the one started (it ended; the pid is
+    another program's now): natsmesh never signals a process it did not start."""
+    state = SupervisorState.read(mesh)
+    info = state.node(node) if state else None
+    if info is None or not info.running or info.pid is None:
+        raise NotRunningError(f"node {node} is not running (state: {info.state if info else 'unknown'})")
+    pid = info.live_pid()
+    if pid is None:
+        raise NotRunningError(
+            f"node {node} is not running: its process {info.pid} has ended (the supervisor restarts it, or "
+            "`natsmesh status` says why not)"
+        )
+    return pid
 
 
 def supervisor_pid(mesh: Mesh) -> int | str:

@@ -64,6 +64,9 @@ class Credentials:
     # cluster -> an nkey of its own system user: what the platform's reports connect with (an nkey is checked
     # in microseconds, a bcrypt hash in ~5 ms of server CPU: 500 clusters' reports paid 2.7 s for that)
     system_keys: dict[str, NKey] = field(hash=False, default_factory=dict)
+    # leaf cluster -> the platform's own nkey in that cluster's data account: the only writer of its read copy of the
+    # catalog (the domain's app user may only read it). Its seed is the platform's alone: no folder holds it.
+    platform_keys: dict[str, NKey] = field(hash=False, default_factory=dict)
     system_user: str = SYSTEM_USER
     client_user: str = CLIENT_USER
     holder: str | None = None  # the one party these are (a folder's); None: the platform's, every party's
@@ -76,6 +79,11 @@ class Credentials:
     def system_key(self, cluster: str) -> NKey | None:
         """The nkey of CLUSTER's own system user, if these credentials hold its seed (else use `system`)."""
         key = self.system_keys.get(cluster)
+        return key if key is not None and key.seed else None
+
+    def platform_key(self, cluster: str) -> NKey | None:
+        """The platform's own nkey in leaf CLUSTER's data account, if these credentials hold its seed."""
+        key = self.platform_keys.get(cluster)
         return key if key is not None and key.seed else None
 
     def client(self, domain: str) -> tuple[str, str]:
@@ -120,13 +128,19 @@ class Credentials:
             links={k: v if k == name else v.public_only() for k, v in self.links.items()},
             system_links={k: v if k == name else v.public_only() for k, v in self.system_links.items()},
             system_keys={k: v for k, v in self.system_keys.items() if k == name},
+            platform_keys={k: v.public_only() for k, v in self.platform_keys.items()},
             hashes={f: h for f, h in self.hashes.items() if f in {fingerprint(p) for p in mine if p}},
             holder=name,
         )
 
     def secrets(self) -> list[str]:
         """Every secret held here: passwords and nkey seeds."""
-        keys = (*self.links.values(), *self.system_links.values(), *self.system_keys.values())
+        keys = (
+            *self.links.values(),
+            *self.system_links.values(),
+            *self.system_keys.values(),
+            *self.platform_keys.values(),
+        )
         seeds = [k.seed for k in keys if k.seed]
         passwords = (self.system_passwords, self.client_passwords, self.route_passwords, self.gate_passwords)
         return [*(p for m in passwords for p in m.values()), *seeds]

@@ -19,6 +19,16 @@ def shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
 
 
+def visible(text: str, keep: str = "\n") -> str:
+    """TEXT as it may reach a terminal: every character a terminal would act on rather than show (control
+    characters such as ESC and BEL, bidirectional overrides, other invisible ones) written out as its escape
+    (`\\x1b`, `\\u202e`), except those in KEEP. Spec text, catalog entries, server replies and payloads all come
+    from parties natsmesh does not trust with the platform's screen."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch in keep else ascii(ch)[1:-1] for ch in text)
+
+
 def parse_size(text: str | int) -> int:
     """Bytes from `64MiB`, `1GB`, `512K` or a plain integer (binary units either way, as nats-server does)."""
     if isinstance(text, bool) or not isinstance(text, str | int):

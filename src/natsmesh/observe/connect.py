@@ -8,9 +8,11 @@ way: what could not be reached, where, why, and what to check.
 from __future__ import annotations
 
 import contextlib
+import random
 from typing import Any, Self
 
 import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -71,26 +73,42 @@ async def connect_system(
 ) -> Client:
     """A system-account connection at CLUSTER (default: the hub), for one round of requests: with the cluster's
     system nkey where these credentials hold it (checked in microseconds; a password costs the server a bcrypt
-    check), else, or if the servers refuse the key, with the system user's password."""
+    check), else, or if the servers refuse the key, with the system user's password.
+
+    The servers are tried one at a time, in random order, each for at most a second: a stopped (SIGSTOPped,
+    half-open) server accepts the TCP connection and never sends its INFO, and nats-py gives up on the first
+    server that fails when it may not reconnect, so one such node made its whole cluster unobservable."""
     cluster = cluster or mesh.hub
     what = f"the system account at {'its hub' if cluster is mesh.hub else f'cluster {cluster.name}'}"
     options: dict[str, Any] = {
-        "connect_timeout": timeout,
+        "connect_timeout": min(timeout, 1.0),
         "allow_reconnect": False,
-        # nats-py takes 0 as "keep trying each server forever, 2 s apart" for a first connect: two quick tries
-        # of each server, then `NotRunningError` (a stopped mesh hung `report` and readiness rounds)
         "max_reconnect_attempts": 1,
         "reconnect_time_wait": 0.05,
         "name": "natsmesh-observe",
+        "error_cb": _quiet,
     }
     key = creds.system_key(cluster.name)
-    if key is not None:
-        plain = [f"{mesh.scheme}://{n.host}:{n.client_port}" for n in cluster.nodes]
-        try:
-            return await connect(mesh, plain, cluster, what, nkeys_seed_str=key.seed, **options)
-        except NotRunningError:
-            pass  # servers started before the key was made (`info` and `render` add missing secrets)
-    return await connect(mesh, system_urls(mesh, creds, cluster), cluster, what, **options)
+    user, password = creds.system(cluster.name)
+    nodes = random.sample(list(cluster.nodes), len(cluster.nodes))
+    last: BaseException | None = None
+    for n in nodes:
+        ways: list[tuple[str, dict[str, Any]]] = []
+        if key is not None:
+            ways.append((f"{mesh.scheme}://{n.host}:{n.client_port}", {"nkeys_seed_str": key.seed}))
+        ways.append((user_url(mesh.scheme, user, password, n.host, n.client_port), {}))
+        for url, auth in ways:
+            try:
+                return await nats.connect(servers=[url], tls=client_context(mesh), **options, **auth)
+            except Exception as exc:  # nats-py raises several kinds
+                last = exc
+                if "uthorization" not in str(exc) and not isinstance(exc, nats.errors.AuthorizationError):
+                    break  # this server does not answer: the next one (the password would not help)
+                # refused: servers started before the key was made (`info` and `render` add missing secrets)
+    hosts = ", ".join(f"{n.host}:{n.client_port}" for n in cluster.nodes)
+    raise NotRunningError(
+        f"cannot reach {what} of mesh {mesh.name!r} ({hosts}): {last or 'no server'}; is it up (`natsmesh status`)?"
+    )
 
 
 async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str = "natsmesh") -> Client:
@@ -102,19 +120,24 @@ async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str 
             f"the folder of {creds.holder} holds no identity of domain {domain!r}: only {creds.holder}'s own "
             f"servers can be reached from it"
         )
-    return await connect(
-        mesh,
-        data_urls(mesh, creds, domain),
-        cluster,
-        f"domain {domain!r}",
-        name=f"{name}@{domain}",
-        connect_timeout=2,
-        max_reconnect_attempts=5,
-        reconnect_time_wait=0.2,
+    options: dict[str, Any] = {
+        "name": f"{name}@{domain}",
+        "connect_timeout": 2,
+        "max_reconnect_attempts": 5,
+        "reconnect_time_wait": 0.2,
         # A frozen server (stopped, half-open link) is left within 16 s, as the servers do, not nats-py's 4 min.
-        ping_interval=4,
-        max_outstanding_pings=3,
-    )
+        "ping_interval": 4,
+        "max_outstanding_pings": 3,
+    }
+    what = f"domain {domain!r}"
+    key = creds.platform_key(domain)
+    if key is not None:  # the platform's own identity there: it alone may write the domain's catalog copy
+        plain = [f"{mesh.scheme}://{n.host}:{n.client_port}" for n in cluster.nodes]
+        try:
+            return await connect(mesh, plain, cluster, what, nkeys_seed_str=key.seed, **options)
+        except NotRunningError:
+            pass  # servers started before the key was made: the app user until their next reload
+    return await connect(mesh, data_urls(mesh, creds, domain), cluster, what, **options)
 
 
 class Connections:

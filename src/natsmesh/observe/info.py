@@ -39,6 +39,24 @@ def mesh_info(mesh: Mesh, creds: Credentials | None = None) -> dict[str, Any]:
     }
 
 
+MASK = "…"
+
+
+def masked(doc: Any) -> Any:
+    """DOC (`mesh_info`'s shape) with the password in every URL replaced by `…` (what `natsmesh info` prints
+    unless asked for the secrets)."""
+    if isinstance(doc, dict):
+        return {k: masked(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [masked(v) for v in doc]
+    if isinstance(doc, str) and "://" in doc and "@" in doc:
+        scheme, rest = doc.split("://", 1)
+        auth, _, where = rest.rpartition("@")
+        user = auth.split(":", 1)[0]
+        return f"{scheme}://{user}:{MASK}@{where}"
+    return doc
+
+
 def write_nats_contexts(mesh: Mesh, directory: Path, creds: Credentials | None = None) -> list[Path]:
     """natscli context files (`nats --context NAME`): `<mesh>-system` and `<mesh>-<domain>` per domain."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,6 @@ async def catalog_placement(js: JetStreamContext, bucket: str, key: str) -> str 
     try:
         entry = await (await js.key_value(bucket)).get(key)
         cluster = json.loads(entry.value or b"{}").get("cluster")
-    except (nats.errors.Error, ValueError, AttributeError):
+    except (nats.errors.Error, ValueError, AttributeError, RecursionError):  # a domain's copy may hold anything
         return None
     return cluster if isinstance(cluster, str) else None

@@ -4,6 +4,12 @@ A `$SYS.REQ.SERVER.PING.*` request at a hub server reaches every server whose sy
 its leaf links (`leafnodes.system_bridge`); without the bridge the same request goes to each cluster at once.
 `ping` collects replies until every expected server has answered, or a bounded wait ends, and says which
 servers stayed silent.
+
+Anyone who may publish on a system account's inbox can answer a ping (a domain's folder holds its own cluster's
+system user), so a reply is believed only where it can be true: its server is one the spec places in the cluster
+that was asked, with that cluster's name, and it answered once. Anything else is dropped and listed as a conflict
+naming the cluster whose system account carried it. Reports, readiness, lag, metrics and the portal all read
+through here.
 """
 
 from __future__ import annotations
@@ -57,28 +63,49 @@ class Replies(Generic[T]):
         return reply.data if reply is not None else None
 
 
-async def ping(nc: Client, kind: str, expected: set[str], timeout: float = 3.0, body: Any = None) -> Replies[Any]:
-    """Send one system ping; return as soon as every EXPECTED server answered, or after TIMEOUT."""
+def _conflict(out: Replies[Any], text: str) -> None:
+    if text not in out.conflicts and len(out.conflicts) < MAX_CONFLICTS:
+        out.conflicts.append(text)
+
+
+MAX_CONFLICTS = 100  # listed per ping; a flood of forged replies is not kept in memory
+
+
+async def ping(
+    nc: Client, kind: str, expected: dict[str, str], timeout: float = 3.0, body: Any = None, asked: str = ""
+) -> Replies[Any]:
+    """Send one system ping on NC (the system account of cluster ASKED, for messages); return as soon as every
+    EXPECTED server (name -> the cluster the spec places it in) answered, or after TIMEOUT. A reply is kept only
+    from an expected server naming its own cluster, answering once; any other is a conflict."""
     out: Replies[Any] = Replies(kind=kind)
     done = asyncio.Event()
     start = time.monotonic()
-
+    on = f"on the system account of {asked}" if asked else "on this system account"
     answers: dict[str, int] = {}
 
     async def on_reply(msg: Msg) -> None:
         reply = server_reply(kind, msg.data)
         if reply is None:
             return
-        name = reply.server.name
+        # Judged by the JetStream domain a server names: natsmesh gives every cluster one of the cluster's name,
+        # and a single-node cluster has no `cluster {}` block (it names no cluster, or its own server name)
+        name, cluster = reply.server.name, reply.server.domain or reply.server.cluster
+        if name not in expected:  # no server of the cluster asked: someone answers in another's name
+            _conflict(out, f"{name[:80]!r} (cluster {cluster[:80]!r}) answered {on}, where it does not run")
+            return
+        if cluster != expected[name]:
+            _conflict(out, f"{name} answered {on} naming domain {cluster[:80]!r}, not its own {expected[name]!r}")
+            out.replies.pop(name, None)
+            answers[name] = answers.get(name, 0) + 2  # never believed in this round
+            return
         answers[name] = answers.get(name, 0) + 1
         if answers[name] > 1:  # a server answers once: someone else answers in its name
             out.replies.pop(name, None)
-            if name not in out.conflicts:
-                out.conflicts.append(name)
+            _conflict(out, f"{name} answered more than once {on} (someone answers in its name)")
             return
         out.replies[name] = reply
         out.rtt[name] = time.monotonic() - start
-        if expected <= out.replies.keys():
+        if expected.keys() <= out.replies.keys():
             done.set()
 
     inbox = nc.new_inbox()
@@ -88,7 +115,7 @@ async def ping(nc: Client, kind: str, expected: set[str], timeout: float = 3.0, 
         await asyncio.wait_for(done.wait(), timeout)
     await sub.unsubscribe()
     out.seconds = time.monotonic() - start
-    out.missing = sorted(expected - out.replies.keys())
+    out.missing = sorted(expected.keys() - out.replies.keys())
     return out
 
 
@@ -133,27 +160,33 @@ async def collect(
     are used and kept for the next call (a process that asks every few seconds: `natsmesh serve`)."""
     if expected is None:
         expected = {n.name for n in mesh.nodes()}
+    placed = {n.name: c.name for c in mesh.clusters for n in c.nodes}
 
-    async def at(cluster: Cluster, want: set[str]) -> list[Replies[Any]]:
+    async def at(cluster: Cluster, want: set[str], asked: str) -> list[Replies[Any]]:
         if pool is not None:
             nc = await pool.connection(cluster, min(timeout, 2.0))
         else:
             nc = await connect_system(mesh, creds, timeout=min(timeout, 2.0), cluster=cluster)
+        where = {name: placed[name] for name in want if name in placed}
         try:
-            return list(await asyncio.gather(*(ping(nc, k, want, timeout, body or BODIES.get(k)) for k in kinds)))
+            pings = (ping(nc, k, where, timeout, body or BODIES.get(k), asked) for k in kinds)
+            return list(await asyncio.gather(*pings))
         finally:
             if pool is None:
                 await nc.close()
 
     if mesh.system_bridge and creds.holder is None:  # a party's folder reaches only its own cluster's
-        return dict(zip(kinds, await at(mesh.hub, expected), strict=True))
+        bridged = dict(zip(kinds, await at(mesh.hub, expected, "the hub (bridged to every cluster)"), strict=True))
+        for r in bridged.values():
+            r.missing = sorted(set(r.missing) | (expected - placed.keys()))
+        return bridged
     clusters = [c for c in mesh.clusters if any(n.name in expected for n in c.nodes)]
     errors: list[str] = []
 
     async def one(cluster: Cluster) -> list[Replies[Any]]:
         want = {n.name for n in cluster.nodes} & expected
         try:
-            return await at(cluster, want)
+            return await at(cluster, want, cluster.name)
         except NotRunningError as exc:
             errors.append(str(exc))
             return [Replies(kind=k, missing=sorted(want)) for k in kinds]

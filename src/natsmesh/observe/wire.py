@@ -359,7 +359,7 @@ def server_reply(kind: str, raw: bytes) -> ServerReply[Any] | None:
     """A system ping reply of KIND parsed, or None if it is not JSON or names no server."""
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(doc, dict):
         return None

@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
@@ -57,6 +58,15 @@ async def _actual_consumers(mc: Connections, domain: str, streams: dict[str, Con
     return out
 
 
+async def _read_copy(js: JetStreamContext) -> dict[str, dict[str, Any]] | None:
+    """A leaf cluster's read copy of the catalog; None if it cannot be read (it is rewritten then): what one domain
+    did to its own copy never stops the platform's work for the others."""
+    try:
+        return await read_catalog(js)
+    except Exception:  # a copy replaced by a stream of the domain's making, a bucket that does not answer, ...
+        return None
+
+
 async def read_facts(mesh: Mesh, mc: Connections) -> Facts:
     """What the plan needs to know: every domain's streams, the hub's catalog and each leaf's read copy."""
     domains = [c.name for c in mesh.clusters]
@@ -64,7 +74,7 @@ async def read_facts(mesh: Mesh, mc: Connections) -> Facts:
     actual = await asyncio.gather(*(_actual_streams(mc, d) for d in domains))
     catalog = await read_catalog(await mc.jetstream(mesh.hub.name))
     leaves = [js for d, js in zip(domains, contexts, strict=True) if d != mesh.hub.name]
-    copies = await bounded([read_catalog(js) for js in leaves], COPIES_AT_ONCE)
+    copies = await bounded([_read_copy(js) for js in leaves], COPIES_AT_ONCE)
     consumers = await asyncio.gather(*(_actual_consumers(mc, d, a) for d, a in zip(domains, actual, strict=True)))
     return Facts(
         streams=dict(zip(domains, actual, strict=True)),
@@ -156,17 +166,28 @@ async def _apply_catalog(mesh: Mesh, mc: Connections, changes: list[Change]) -> 
     final = await read_catalog(hub_js)
     views = visible_keys(mesh)
 
+    failed: dict[str, str] = {}
+
     async def copy_to(domain: str) -> None:
-        js = await mc.jetstream(domain)
-        await ensure_bucket(js, replicas=min(3, len(mesh.domain(domain).nodes)))
-        local = await read_catalog(js)
-        visible = views[domain]
-        want = {k: e for k, e in final.items() if k in visible}
-        await write_entries(js, {k: e for k, e in want.items() if local.get(k) != e})
-        await delete_entries(js, sorted(set(local) - set(want)))
+        try:
+            js = await mc.jetstream(domain)
+            await ensure_bucket(js, replicas=min(3, len(mesh.domain(domain).nodes)))
+            local = await read_catalog(js)
+            visible = views[domain]
+            want = {k: e for k, e in final.items() if k in visible}
+            await write_entries(js, {k: e for k, e in want.items() if local.get(k) != e})
+            await delete_entries(js, sorted(set(local) - set(want)))
+        except Exception as exc:  # one domain's copy (its cluster, its doing) never stops the others'
+            failed[domain] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
     copies = [ch.domain for ch in changes if ch.kind == "catalog-copy" and ch.action in ("create", "update")]
     await bounded([copy_to(d) for d in copies], COPIES_AT_ONCE)
+    if failed:
+        raise ApplyError(
+            "everything else was applied, but these domains' read copies of the catalog could not be written "
+            "(the next `natsmesh apply` tries again):\n  - "
+            + "\n  - ".join(f"{d}: {why[:300]}" for d, why in sorted(failed.items()))
+        )
 
 
 async def apply(mesh: Mesh, mc: Connections, the_plan: Plan) -> Plan:

@@ -127,6 +127,28 @@ def with_history(wanted: dict[str, Any], existing: dict[str, Any] | None, now: s
     return out
 
 
+UNREADABLE = "natsmesh.unreadable"  # what an entry that is no descriptor reads as: why (a domain may write its copy)
+
+
+def decode_entry(raw: bytes) -> dict[str, Any]:
+    """A catalog entry's descriptor; an entry that is not one (not JSON, not an object, a contract that is no
+    object) reads as `{UNREADABLE: why}`, which differs from every descriptor, so `apply` rewrites it."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {UNREADABLE: "not JSON"}
+    if not isinstance(doc, dict):
+        return {UNREADABLE: f"a JSON {type(doc).__name__}, not an object"}
+    if "contract" in doc and not isinstance(doc["contract"], dict):
+        return {UNREADABLE: "its contract is not an object"}
+    return doc
+
+
+def unreadable(entries: dict[str, dict[str, Any]]) -> list[str]:
+    """The keys of ENTRIES that are no descriptor."""
+    return sorted(k for k, v in entries.items() if UNREADABLE in v)
+
+
 async def ensure_bucket(js: JetStreamContext, replicas: int) -> bool:
     """Create the catalog bucket in the domain JS points at, if missing. Returns True if it was created."""
     try:
@@ -175,7 +197,7 @@ async def read_catalog(js: JetStreamContext) -> dict[str, dict[str, Any]]:
                     break
                 seen += 1
                 if entry.value and entry.operation is None:
-                    out[entry.key] = json.loads(entry.value)
+                    out[entry.key] = decode_entry(entry.value)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
         if seen >= keys:  # a watcher started while the bucket's leader settles can end early: read again
@@ -190,8 +212,7 @@ async def read_entry(js: JetStreamContext, key: str) -> dict[str, Any] | None:
         entry = await (await js.key_value(CATALOG_BUCKET)).get(key)
     except (BucketNotFoundError, NotFoundError):
         return None
-    out: dict[str, Any] | None = json.loads(entry.value) if entry.value else None
-    return out
+    return decode_entry(entry.value) if entry.value else None
 
 
 async def write_entries(js: JetStreamContext, entries: dict[str, dict[str, Any]], inflight: int = 256) -> None:

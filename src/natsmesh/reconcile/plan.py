@@ -16,7 +16,7 @@ from natsmesh.model.contracts import change_problem
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, KIND_KEY, MANAGED_KEY, MESH_KEY, MOVED_KEY
 from natsmesh.model.record import Record
-from natsmesh.reconcile.catalog import descriptors, same_content, same_contract, visible_keys
+from natsmesh.reconcile.catalog import descriptors, same_content, same_contract, unreadable, visible_keys
 from natsmesh.render.streams import desired_consumers, desired_streams
 
 Action = Literal["create", "update", "unchanged", "delete", "would-delete", "refused"]
@@ -89,7 +89,9 @@ class Facts:
 
     streams: dict[str, dict[str, Config]]  # domain -> stream name -> its config
     catalog: dict[str, dict[str, Any]]  # the hub's catalog: key -> descriptor
-    copies: dict[str, dict[str, dict[str, Any]]]  # leaf domain -> its read copy of the catalog
+    copies: dict[
+        str, dict[str, dict[str, Any]] | None
+    ]  # leaf domain -> its read copy of the catalog (None: unreadable)
     consumers: dict[str, dict[str, dict[str, Config]]] = field(default_factory=dict)  # domain -> stream -> name
 
 
@@ -354,11 +356,30 @@ def plan_catalog(mesh: Mesh, facts: Facts, prune: bool) -> list[Change]:
         elif pending & visible or facts.copies.get(leaf.name) != {
             k: v for k, v in facts.catalog.items() if k in visible
         }:
-            copy = Change("update", leaf.name, "catalog-copy", CATALOG_BUCKET, "read copy of what it may read")
+            copy = Change("update", leaf.name, "catalog-copy", CATALOG_BUCKET, _copy_detail(facts, leaf.name, visible))
         else:
             copy = Change("unchanged", leaf.name, "catalog-copy", CATALOG_BUCKET)
         changes.append(copy)
     return changes
+
+
+def _copy_detail(facts: Facts, leaf: str, visible: set[str]) -> str:
+    """Why a leaf's read copy is written: what it lacks, and what in it is not the platform's (rewritten)."""
+    local = facts.copies.get(leaf)
+    if local is None:
+        return "read copy of what it may read (it could not be read: written anew)"
+    foreign = sorted(k for k in local if k not in visible)
+    bad = [k for k in unreadable(local) if k in visible]
+    drift = sorted(k for k, v in local.items() if k in visible and k in facts.catalog and v != facts.catalog[k])
+    notes = (
+        [f"{len(bad)} unreadable entr{'y' if len(bad) == 1 else 'ies'} rewritten ({', '.join(bad[:3])})"] if bad else []
+    )
+    changed = [k for k in drift if k not in bad]
+    if changed:
+        notes.append(f"{len(changed)} entr{'y' if len(changed) == 1 else 'ies'} differing from the catalog rewritten")
+    if foreign:
+        notes.append(f"{len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} it may not hold removed")
+    return "; ".join(["read copy of what it may read", *notes])
 
 
 def plan_changes(mesh: Mesh, facts: Facts, prune: bool = False) -> Plan:

@@ -9,6 +9,7 @@ policy within about a second (see docs/design/isolation.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
 from natsmesh.local.records import record_shares, recorded_shares, recorded_via, share_names
 from natsmesh.local.secrets import load_credentials
-from natsmesh.local.state import SupervisorState
+from natsmesh.local.state import node_process
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import share_taker
 from natsmesh.model.topology import monitor_host
@@ -85,17 +86,15 @@ async def apply_policy(mesh: Mesh, change: PolicyChange, timeout: float = 10.0) 
             f"({change.describe()}); render them (`natsmesh render --out DIR`), put each folder on its hosts, "
             "reload their servers (`systemctl reload`), then run `natsmesh apply` again"
         )
-    state = SupervisorState.read(mesh)
     creds = load_credentials(mesh, create=False)
     write_files(render_mesh(mesh, creds, certs=cert_texts(mesh), via=recorded_via(mesh)), mesh.data_dir)
     by_file = {f"{c.folder}/{config_name(n)}": n for c in mesh.clusters for n in c.nodes}
     nodes = [by_file[f] for f in change.changed_files if f in by_file]
     before = {n.name: config_load_time(monitor_host(n), n.http_port) for n in nodes}
+    pids = {n.name: node_process(mesh, n.name) for n in nodes}  # every node checked before the first is signalled
     for n in nodes:
-        pid = state.node(n.name).pid if state else None
-        if not pid:
-            raise NotRunningError(f"node {n.name} of mesh {mesh.name!r} is not running; cannot reload its policy")
-        os.kill(pid, signal.SIGHUP)
+        with contextlib.suppress(ProcessLookupError):  # it ended since: its restart reads the new config anyway
+            os.kill(pids[n.name], signal.SIGHUP)
     deadline = time.monotonic() + timeout
     for n in nodes:
         while config_load_time(monitor_host(n), n.http_port) == before[n.name]:
@@ -116,7 +115,7 @@ async def kick_links(mesh: Mesh, domains: set[str]) -> int:
     nc = await connect_system(mesh, creds)
     kicked = 0
     try:
-        leafz = await ping(nc, "LEAFZ", {n.name for n in mesh.hub.nodes}, timeout=2.0)
+        leafz = await ping(nc, "LEAFZ", {n.name: mesh.hub.name for n in mesh.hub.nodes}, 2.0, asked=mesh.hub.name)
         for rep in leafz.replies.values():
             data: Leafz = rep.data
             for link in data.leafs:

@@ -8,7 +8,7 @@ what it denies before sending; this module only says what must hold.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from natsmesh.errors import UnknownDomainError
@@ -83,3 +83,19 @@ def policy(mesh: Mesh, domain: str | None = None) -> Policy:
 
 def may_read(mesh: Mesh, domain: str, ref: str) -> bool:
     return any(r.effect == "allow" and r.action == "read" and r.target == ref for r in policy_for(mesh, domain))
+
+
+def party_view(mesh: Mesh, party: str) -> Mesh:
+    """MESH as party PARTY (a cluster) may see it from its folder: every cluster (its servers dial them), the
+    products it may read (its domain's, what it takes, the public ones), its domain's copies and the copies of
+    its domain's products. Other domains' private products and who takes them stay out (`natsmesh serve` from a
+    folder shows this view)."""
+    team = mesh.domain(party).owner
+    readable = {r.target for r in policy_for(mesh, party) if r.effect == "allow" and r.action == "read"}
+    readable |= {p.ref for p in mesh.products if p.owner_domain == team}
+    products = tuple(p for p in mesh.products if p.ref in readable)
+    mine = {p.ref for p in products if p.owner_domain == team}
+    consumptions = tuple(
+        c for c in mesh.consumptions if mesh.domain(c.domain).owner == team or any(s.ref in mine for s in c.sources)
+    )
+    return replace(mesh, products=products, consumptions=consumptions)

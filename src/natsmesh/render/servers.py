@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of, user_url
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import DEADLETTER_PREFIX, Share, ingress_subject
+from natsmesh.model.products import CATALOG_BUCKET, DEADLETTER_PREFIX, Share, ingress_subject
 from natsmesh.model.topology import Cluster, Node
 from natsmesh.render.hosts import host_files
 
@@ -262,6 +262,44 @@ def _exports_imports(mesh: Mesh, account: str) -> tuple[list[str], list[str]]:
     return exports, imports
 
 
+CATALOG_STREAM = f"KV_{CATALOG_BUCKET}"
+CATALOG_WRITES = [
+    f"$KV.{CATALOG_BUCKET}.>",
+    *(
+        f"{api}.STREAM.{verb}.{CATALOG_STREAM}"
+        for api in ("$JS.API", "$JS.*.API")  # the domain-prefixed API is mapped to the plain one after this check
+        for verb in ("CREATE", "UPDATE", "DELETE", "PURGE", "MSG.DELETE", "RESTORE")
+    ),
+]
+"""What a domain's app user may not publish where the platform keeps the domain's read copy of the catalog: its
+writes and every change to its stream. Only the platform's own identity in the account (`platform_keys`) writes
+it, so no domain can put an entry there that the platform's `apply` or the domain's own readers would trust."""
+
+
+def domain_users(mesh: Mesh, creds: Credentials, domain: str) -> list[str]:
+    """The users of DOMAIN's data account on its own servers: its app user (kept off gated products' subjects and
+    off the catalog copy's writes), its gate if it has gated products, and the platform's own identity."""
+    user, password = creds.client(domain)
+    # Only the gate writes a gated product's subjects; the domain's clients send to its ingress subjects.
+    gated = [p for p in mesh.products if p.domain == domain and p.gated]
+    denied = [s for p in gated for s in p.subjects]
+    if domain in creds.platform_keys:  # only the platform writes the catalog's read copy
+        denied += CATALOG_WRITES
+    deny = f", permissions: {{ publish: {{ deny: {_list(denied)} }} }}" if denied else ""
+    out = [f"{{ user: {_q(user)}, password: {_q(creds.hash(password))}{deny} }}"]
+    if gated:
+        gate_user, gate_password = creds.gate(domain)
+        writes = [s for p in gated for s in p.subjects] + [f"{DEADLETTER_PREFIX}.>", "_INBOX.>"]
+        reads = [ingress_subject(s) for p in gated for s in p.subjects] + ["_INBOX.>"]
+        permissions = f"publish: {{ allow: {_list(writes)} }}, subscribe: {{ allow: {_list(reads)} }}"
+        out.append(
+            f"{{ user: {_q(gate_user)}, password: {_q(creds.hash(gate_password))}, permissions: {{ {permissions} }} }}"
+        )
+    if (key := creds.platform_keys.get(domain)) is not None:
+        out.append(f"{{ nkey: {_q(key.public)} }}")
+    return out
+
+
 def render_accounts(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[str]:
     """The data accounts of a node: on a leaf, only its own domain's; on the hub, one per domain.
 
@@ -283,34 +321,19 @@ def render_accounts(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[st
                 lines.append("    ]")
         lines.append("  }")
 
-    def client(domain: str) -> str:
-        user, password = creds.client(domain)
-        gated = [s for p in mesh.products if p.domain == domain and p.gated for s in p.subjects]
-        if not gated:
-            return f"{{ user: {_q(user)}, password: {_q(creds.hash(password))} }}"
-        # Only the gate writes a gated product's subjects; the domain's clients send to its ingress subjects.
-        deny = f"permissions: {{ publish: {{ deny: {_list(gated)} }} }}"
-        return f"{{ user: {_q(user)}, password: {_q(creds.hash(password))}, {deny} }}"
-
-    def users(domain: str) -> list[str]:
-        if domain not in mesh.gated_domains:
-            return [client(domain)]
-        user, password = creds.gate(domain)
-        gated = [p for p in mesh.products if p.domain == domain and p.gated]
-        writes = [s for p in gated for s in p.subjects] + [f"{DEADLETTER_PREFIX}.>", "_INBOX.>"]
-        reads = [ingress_subject(s) for p in gated for s in p.subjects] + ["_INBOX.>"]
-        permissions = f"publish: {{ allow: {_list(writes)} }}, subscribe: {{ allow: {_list(reads)} }}"
-        gate = f"{{ user: {_q(user)}, password: {_q(creds.hash(password))}, permissions: {{ {permissions} }} }}"
-        return [client(domain), gate]
-
     def link(domain: str) -> str:
         return f'{{ nkey: {_q(creds.links[domain].public)}, allowed_connection_types: ["LEAFNODE"] }}'
 
     if not cluster.is_hub:
-        account(account_of(cluster.name), users(cluster.name), own_limits(mesh, cluster), [], [])
+        account(account_of(cluster.name), domain_users(mesh, creds, cluster.name), own_limits(mesh, cluster), [], [])
         return lines
     hub_account = account_of(cluster.name)
-    account(hub_account, users(cluster.name), own_limits(mesh, cluster), *_exports_imports(mesh, hub_account))
+    account(
+        hub_account,
+        domain_users(mesh, creds, cluster.name),
+        own_limits(mesh, cluster),
+        *_exports_imports(mesh, hub_account),
+    )
     for domain in mesh.domains:
         name = account_of(domain.name)
         account(name, [link(domain.name)], link_limits(mesh, domain), *_exports_imports(mesh, name))

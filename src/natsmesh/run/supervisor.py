@@ -27,7 +27,15 @@ from typing import IO, TYPE_CHECKING
 
 from natsmesh.errors import NotReadyError, NotRunningError
 from natsmesh.local.layout import MeshDirs
-from natsmesh.local.state import NodeRecord, ProcessState, SupervisorState, acquire_lock, lock_is_held, pid_alive
+from natsmesh.local.state import (
+    NodeRecord,
+    ProcessState,
+    SupervisorState,
+    acquire_lock,
+    lock_is_held,
+    pid_alive,
+    process_start,
+)
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Node
 from natsmesh.observe.readiness import targets, wait_ready
@@ -90,6 +98,7 @@ class NodeProcess:
     next_start: float = 0.0
     last_exit: int | None = None
     reason: str = ""
+    started_ticks: int | None = None  # when its current process started (`natsmesh.local.state.process_start`)
 
 
 def parent_death_guard() -> tuple[list[str], Callable[[], None] | None]:
@@ -191,6 +200,7 @@ class Supervisor:
             t = threading.Thread(target=self._pump, args=(name, np.proc.stdout, log), daemon=True)
             t.start()
             self._readers.append(t)
+        np.started_ticks = process_start(np.proc.pid)
         np.state = "running"
 
     def _pump(self, name: str, stream: IO[bytes] | None, log: IO[bytes]) -> None:
@@ -413,6 +423,7 @@ class Supervisor:
                     last_exit=np.last_exit,
                     reason=np.reason,
                     log=str(np.log_path),
+                    started=np.started_ticks,
                 )
                 for name, np in self.procs.items()
             },
@@ -511,9 +522,9 @@ def stop_detached(
         if time.monotonic() > deadline:
             # The supervisor hangs: end it and every node it listed, so nothing is left behind.
             for info in state.nodes.values() if state else ():
-                if info.pid:
+                if (live := info.live_pid()) is not None:  # only the very process it started, never a reused pid
                     with contextlib.suppress(ProcessLookupError):
-                        os.kill(info.pid, signal.SIGKILL)
+                        os.kill(live, signal.SIGKILL)
             if pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

@@ -132,7 +132,12 @@ class Handlers:
 
 
 def create_app(mesh: Mesh, creds: Credentials, cache: float = CACHE_SECONDS, heal: bool = False) -> Starlette:
-    """The app for MESH, seen with CREDS (the platform's, or one party's folder); HEAL runs the heal watch too."""
+    """The app for MESH, seen with CREDS (the platform's, or one party's folder: then only what that party may
+    read, `natsmesh.render.policy.party_view`); HEAL runs the heal watch too."""
+    if creds.holder is not None:
+        from natsmesh.render.policy import party_view
+
+        mesh = party_view(mesh, creds.holder)
     h = Handlers(mesh, creds, cache, heal)
     routes = [
         Route("/", h.topology),

@@ -4,10 +4,14 @@ Producers send a gated product's messages to its ingress subjects (`natsmesh.mod
 the domain's permissions let only the gate identity write the product's own subjects. For each message the gate
 checks the product's contract and then either
 
-- writes it to the product, keeping its headers (a `Nats-Msg-Id` makes a producer's retry after a gate restart
-  a duplicate JetStream drops), and answers the producer with the stream's own acknowledgement, or
+- writes it to the product, keeping the headers a producer may set (`PASSED_HEADERS`: a `Nats-Msg-Id` makes a
+  producer's retry after a gate restart a duplicate JetStream drops) and stamping the contract version, and answers
+  the producer with the stream's own acknowledgement, or
 - writes it to the domain's dead-letter stream with the reason in its headers, and answers the producer with a
   JetStream-style error (code 400) naming the field and the reason.
+
+The gate answers only on an inbox (`_INBOX.…`) no product holds: it may write every gated subject, so a reply
+subject the producer names is never where its answer could be stored.
 
 Writes are pipelined in arrival order (one subscription, one reply inbox, acks matched by token), so a
 producer's messages keep their order. A producer is answered only after the stream stored its message; a gate
@@ -36,6 +40,11 @@ from natsmesh.model.products import DEADLETTER_PREFIX, INGRESS_PREFIX, Product, 
 from natsmesh.observe.connect import cluster_of, connect
 
 QUEUE = "natsmesh-gate"  # gates of one domain share the work (a restarted gate overlaps its old one)
+REPLY_PREFIX = "_INBOX."  # where the gate answers a producer: an inbox, never a subject a product holds
+# What a producer's headers may carry into a product (and its dead-letter copy): a message id (JetStream drops a
+# retry), what the payload is, and W3C trace context. Anything else (Nats-Expected-*, a forged Natsmesh-Reason or
+# Natsmesh-Contract, ...) stays behind; the gate stamps the contract version it checked the message against.
+PASSED_HEADERS = frozenset({"Nats-Msg-Id", "Content-Type", "Content-Encoding", "traceparent", "tracestate"})
 ACK_WAIT = 5.0  # seconds the gate waits for a stream's ack before telling the producer to send again
 REASON = "Natsmesh-Reason"
 ORIGINAL_SUBJECT = "Natsmesh-Subject"
@@ -82,6 +91,16 @@ class Gate:
         self._subs: list[Subscription] = []
         self._sweeper: asyncio.Task[None] | None = None
 
+    def reply_to(self, subject: str | None) -> str | None:
+        """Where a producer that named SUBJECT as its reply is answered: an inbox (`_INBOX.…`) that no product of
+        the domain holds, else nowhere. The gate may write every gated subject, so answering on a subject the
+        producer names would let it write the gate's ack (or refusal) into a product."""
+        if not subject or not subject.startswith(REPLY_PREFIX) or any(c in subject for c in " \t\r\n*>"):
+            return None
+        if any(subjects_overlap(subject, s) for p in self.mesh.products for s in p.subjects):
+            return None
+        return subject
+
     def product_of(self, subject: str) -> Product | None:
         return next((p for p in self.products if any(subjects_overlap(subject, s) for s in p.subjects)), None)
 
@@ -99,14 +118,16 @@ class Gate:
         if product is None or product.contract is None:  # a subscription covers only gated products' subjects
             return
         token = f"{self._inbox}.{next(self._tokens)}"
-        headers = dict(msg.headers or {})
+        headers = {k: v for k, v in (msg.headers or {}).items() if k in PASSED_HEADERS}
+        reply = self.reply_to(msg.reply)
         problem = checker(product.contract).payload_problem(msg.data)
         if problem is None:
-            self._waiting[token] = _Waiting(msg.reply or None, time.monotonic(), product.ref)
-            await self.nc.publish(subject, msg.data, reply=token, headers=headers or None)
+            self._waiting[token] = _Waiting(reply, time.monotonic(), product.ref)
+            stamped = headers | {CONTRACT_VERSION: product.contract.version}
+            await self.nc.publish(subject, msg.data, reply=token, headers=stamped)
             return
         reason = f"contract {product.contract.version} of {product.ref}: {problem}"
-        self._waiting[token] = _Waiting(msg.reply or None, time.monotonic(), product.ref, reason)
+        self._waiting[token] = _Waiting(reply, time.monotonic(), product.ref, reason)
         dead = headers | {REASON: reason, ORIGINAL_SUBJECT: subject, CONTRACT_VERSION: product.contract.version}
         await self.nc.publish(f"{DEADLETTER_PREFIX}.{product.name}", msg.data, reply=token, headers=dead)
 
