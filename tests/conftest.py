@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers import MeshRunner, seed_on_free_ports, servers_under
+from natsmesh.local.registry import STATE_ENV
 from natsmesh.local.specfile import ALLOWED_DIRS_ENV, CACHE_ENV
 from natsmesh.model.mesh import Mesh
 
@@ -25,6 +26,18 @@ def _private_spec_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         os.environ.pop(CACHE_ENV, None)
     else:
         os.environ[CACHE_ENV] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The list of running meshes (`natsmesh.local.registry`) in a temporary dir, for this run and its CLIs."""
+    old = os.environ.get(STATE_ENV)
+    os.environ[STATE_ENV] = str(tmp_path_factory.mktemp("running-meshes"))
+    yield
+    if old is None:
+        os.environ.pop(STATE_ENV, None)
+    else:
+        os.environ[STATE_ENV] = old
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -59,6 +59,7 @@ JSON_EDGES = {
     "natsmesh.observe.monitor",  # http_json: monitoring endpoints into wire types
     "natsmesh.observe.streams",  # STREAM.LIST pages into nats.py's StreamInfo
     "natsmesh.local.state",  # the supervisor's state file
+    "natsmesh.local.registry",  # which spec a data dir belongs to, and the meshes running here
     "natsmesh.local.records",  # fault proxies and shares of a running mesh
     "natsmesh.local.secrets",  # generated identities
     "natsmesh.local.folder",  # a party folder's mesh.json

@@ -117,6 +117,30 @@ def test_metrics_of_a_snapshot_mark_silent_copies_and_servers_that_did_not_answe
     assert rows[("natsmesh_leaf_link_up", A, a0)] == 0  # the hub did not answer: no link seen
 
 
+def test_a_sources_lag_is_what_the_owners_consumer_has_not_had_stored() -> None:
+    """Pure (issue 18): while linked, what the owner delivered is stored and only what is pending is behind
+    (flow-control acks arrive in steps of up to 1,000, so the unacknowledged would show a current copy behind);
+    cut off, only what the copy acknowledged is known stored: pending and unacknowledged both count."""
+    from natsmesh.observe.wire import ConsumerDetail, CopyProgress, copy_progress
+
+    consumer = ConsumerDetail(name="c~ALL", pending=5, ack_pending=980, delivered_seq=2520, ack_floor_seq=1540)
+    assert copy_progress(consumer, 0.4) == CopyProgress(lag=5, last=2520)
+    assert copy_progress(consumer, 17.3) == CopyProgress(lag=985, last=1540)
+    assert copy_progress(consumer, None) == CopyProgress(lag=985, last=1540)  # never heard: nothing assumed
+    parsed = ConsumerDetail.from_response(
+        {
+            "name": "leaf-domain-c~ALL",
+            "delivered": {"consumer_seq": 5, "stream_seq": 35},
+            "ack_floor": {"consumer_seq": 5, "stream_seq": 30},
+            "num_ack_pending": 5,
+            "num_pending": 3,
+        }
+    )
+    assert parsed == ConsumerDetail(
+        name="leaf-domain-c~ALL", pending=3, ack_pending=5, delivered_seq=35, ack_floor_seq=30
+    )
+
+
 def test_rendered_prometheus_files_pass_promtool(tmp_path: Path) -> None:
     mesh = parse_spec(yaml.safe_dump(watched_doc(tmp_path)), cache=False)
     for name, text in monitoring_files(mesh, "127.0.0.1:9470").items():

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,52 @@ def test_a_contract_naming_the_platforms_secrets_never_reaches_a_reader(
     assert "Every order placed" in page.inner_text("body")
     html = page.content()
     assert not any(s in html for s in secrets)
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_every_copys_lag_grows_while_its_owner_is_cut_off_sources_included(portal: tuple[Mesh, str]) -> None:
+    """Issue 18: a source's own count stays 0 while it is cut off, so `report lag`, /metrics and the portal showed
+    a behind source as lag 0 and `--max-lag` could never fire for one. Now a source's lag is what the owner's
+    consumer for it has not had stored: with a's links cut, 7 new orders show in every copy of a/ORDERS, mirror
+    and source alike, everywhere; `--max-lag 0` names the source and exits 1; all back to 0 after."""
+    mesh, url = portal
+    spec = str(mesh.base_dir / "portal.yaml")
+    chaos.partition(mesh, A, None)  # the owner itself is cut off from the hub: it keeps taking writes
+    try:
+        _publish(mesh, 7)
+        time.sleep(4.0)  # the copies' last contact ages past the 3 s a linked copy is judged by
+        res = run_cli("report", "lag", "-f", spec, "--json")
+        rows = {f"{r['domain']}/{r['stream']}": r for r in json.loads(res.stdout)["rows"]}
+        assert rows[f"{C}/ALL_ORDERS"]["lag"] >= 7 and rows[f"{B}/ORDERS"]["lag"] >= 7, rows
+        source = rows[f"{C}/ALL_ORDERS"]
+        assert source["local_last_seq"] == source["upstream_last_seq"] - source["lag"]  # per upstream: copied up to
+        strict = run_cli("report", "lag", "-f", spec, "--max-lag", "0")
+        assert strict.returncode == 1 and f"{C}/ALL_ORDERS <- {A}/ORDERS: lag" in strict.stderr, strict.stderr
+        metrics = _get_text(f"{url}/metrics")
+        for domain, stream in ((C, "ALL_ORDERS"), (B, "ORDERS")):
+            value = _metric(metrics, "natsmesh_copy_lag_messages", domain=domain, stream=stream)
+            assert value is not None and value >= 7, (domain, stream, value)
+        state = json.loads(_get_text(f"{url}/api/state"))
+        assert state["copies"][f"{C}/ALL_ORDERS<-{A}/ORDERS"]["lag"] >= 7, state["copies"]
+    finally:
+        chaos.restore(mesh, A)
+    deadline = time.monotonic() + 60
+    while True:
+        rows = json.loads(run_cli("report", "lag", "-f", spec, "--json").stdout)["rows"]
+        if all(r["lag"] == 0 for r in rows):
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(1.0)
+
+
+def _get_text(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return str(r.read().decode())

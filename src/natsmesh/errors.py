@@ -7,6 +7,7 @@ The whole hierarchy (bugs still raise Python's own exceptions)::
     ├── ServerBinaryError       nats-server missing, not running, too old
     ├── PreflightError          a port in use, an unwritable data dir
     ├── AlreadyRunningError     a second `up` of a running mesh
+    ├── WrongMeshError          a spec names a data dir that belongs to another spec's mesh
     ├── NotRunningError         no running mesh (or part of it) where one is needed
     ├── NotReadyError           the mesh did not become ready in time
     ├── UnknownNameError        a name the mesh does not have
@@ -63,6 +64,11 @@ class AlreadyRunningError(NatsmeshError):
             f"mesh {mesh!r} is already up (supervisor pid {pid}, data dir {data_dir}); "
             "use `natsmesh status`, or `natsmesh down` first"
         )
+
+
+class WrongMeshError(NatsmeshError):
+    """A command's spec names a data dir (secrets, stores, a running supervisor) that belongs to another spec's
+    mesh: nothing is done (`natsmesh.local.registry`)."""
 
 
 class NotRunningError(NatsmeshError):

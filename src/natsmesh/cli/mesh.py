@@ -24,7 +24,9 @@ def _folder_option(flag: str, dest: str, text: str) -> Callable[[F], F]:
 @click.option("--domains", type=click.IntRange(0, 2000), default=5, show_default=True, help="Number of domains.")
 @click.option("--nodes", type=click.IntRange(1, 15), default=3, show_default=True, help="Nodes per domain.")
 @click.option("--hub-nodes", type=click.IntRange(1, 15), default=3, show_default=True, help="Nodes in the hub.")
-@click.option("--name", default=None, help="Mesh name (default: the folder's name).")
+@click.option(
+    "--name", default=None, help="Mesh name (default: the folder's name, and the file's unless it is mesh.yaml)."
+)
 @click.option(
     "--base-port",
     type=click.IntRange(1024, 32767),

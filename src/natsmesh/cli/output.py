@@ -13,7 +13,10 @@ if TYPE_CHECKING:
 
     from natsmesh.model.mesh import Mesh
 
-SPEC_HELP = "Mesh spec file. Default: ./mesh.yaml if present, else the embedded seed topology."
+SPEC_HELP = (
+    "Mesh spec file. Default: $NATSMESH_SPEC, else ./mesh.yaml, else the mesh `natsmesh up` started from this "
+    "directory (if it runs), else the embedded seed topology."
+)
 PALETTE = [
     "cyan",
     "green",
@@ -75,12 +78,41 @@ def load(spec_path: str | None) -> Mesh:
                 f"only these run: {', '.join(FOLDER_COMMANDS)}"
             )
         return load_folder(folder)
+    from natsmesh.local.registry import check_identity
     from natsmesh.local.specfile import load_spec
 
-    mesh = load_spec(spec_path)
+    mesh = load_spec(spec_path or default_spec())
     for w in mesh.warnings:
         click.secho(f"warning: {w}", fg="yellow", err=True)
+    check_identity(mesh)  # a spec whose data dir is another spec's mesh: refused before anything is done
     return mesh
+
+
+def default_spec() -> str | None:
+    """The spec a command without `-f` means: $NATSMESH_SPEC, else ./mesh.yaml, else the one mesh `natsmesh up`
+    started from this directory that still runs (said on stderr), else None (the embedded seed)."""
+    import os
+    from pathlib import Path
+
+    from natsmesh.local.registry import EMBEDDED, started_here
+    from natsmesh.local.specfile import SPEC_FILENAME
+
+    if env := os.environ.get("NATSMESH_SPEC"):
+        return env
+    if Path(SPEC_FILENAME).is_file():
+        return SPEC_FILENAME
+    here = started_here()
+    if len(here) > 1:
+        listed = "; ".join(f"{r.mesh} ({r.spec_shown})" for r in here)
+        raise click.UsageError(f"several meshes were started from this directory and run: {listed}; name one with -f")
+    if not here or here[0].spec == EMBEDDED:
+        return None
+    click.secho(
+        f"(mesh {here[0].mesh!r}, {here[0].spec_shown}: the one `natsmesh up` started here; -f names another)",
+        fg="bright_black",
+        err=True,
+    )
+    return here[0].spec
 
 
 def console(stderr: bool = False) -> Console:

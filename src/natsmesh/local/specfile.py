@@ -220,6 +220,19 @@ class InitResult:
     certs: Path | None  # where the CA and certificates were generated (`--tls`)
 
 
+def default_mesh_name(path: Path) -> str:
+    """The name `init` gives the mesh of a spec at PATH: its folder's, and for a spec not called mesh.yaml the
+    file's too (`fg.yaml` in `shop/` is `shop-fg`), so two specs written in one folder are two meshes, with two
+    data dirs."""
+
+    def clean(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]", "-", text).strip("-_")
+
+    folder = clean(path.resolve().parent.name) or "natsmesh"
+    stem = clean(path.stem) if path.name != SPEC_FILENAME else ""
+    return f"{folder}-{stem}" if stem else folder
+
+
 def init_spec(
     path: Path,
     *,
@@ -231,11 +244,12 @@ def init_spec(
     tls: bool = False,
     force: bool = False,
 ) -> InitResult:
-    """Write a commented spec to PATH (`natsmesh.model.templates.init_spec_text`; NAME defaults to the folder's
-    name), and for TLS the mesh's CA. ValueError for a plan that does not fit below the ephemeral ports."""
+    """Write a commented spec to PATH (`natsmesh.model.templates.init_spec_text`; NAME defaults to
+    `default_mesh_name`), and for TLS the mesh's CA. ValueError for a plan that does not fit below the ephemeral
+    ports."""
     if path.exists() and not force:
         raise WouldOverwriteError(f"{path} already exists; use --force to overwrite it")
-    mesh_name = name or re.sub(r"[^A-Za-z0-9_-]", "-", path.resolve().parent.name).strip("-_") or "natsmesh"
+    mesh_name = name or default_mesh_name(path)
     text = init_spec_text(name=mesh_name, domains=domains, nodes=nodes, hub_nodes=hub_nodes, base=base, tls=tls)
     mesh = parse_spec(text, source=str(path), base_dir=path.resolve().parent)  # the template always validates
     path.write_text(text)

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from natsmesh.errors import AlreadyRunningError, NotRunningError
@@ -152,8 +153,13 @@ def supervisor_pid(mesh: Mesh) -> int | str:
 
 def lock_is_held(mesh: Mesh) -> bool:
     """True while a supervisor runs for MESH. Never creates anything."""
+    return lock_held_at(MeshDirs.of(mesh).lock)
+
+
+def lock_held_at(lock: Path) -> bool:
+    """True while a supervisor holds the lock file LOCK. Never creates anything."""
     try:
-        fd = os.open(MeshDirs.of(mesh).lock, os.O_RDWR)
+        fd = os.open(lock, os.O_RDWR)
     except FileNotFoundError:
         return False
     try:

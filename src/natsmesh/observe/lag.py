@@ -2,8 +2,11 @@
 
 The upstream's last sequence is read from the owning domain's own servers and the local state from the
 consuming domain's, so the figure stays true while the hub link between them is down (that is when it matters).
-For a mirror, which keeps its product's sequence numbers, lag is the difference of the last sequences; for a
-source it is the count the server reports.
+For a mirror, which keeps its product's sequence numbers, lag is the difference of the last sequences and "local
+last" its own last sequence. For a source, the owner's consumer for the copy says both, read in the owner's
+cluster (`natsmesh.observe.wire.copy_progress`): what it has not had stored, and the upstream sequence the copy
+holds up to; the source's own count stays 0 while it is cut off. From a party's folder (no key of the owner's)
+a source's row is what its own servers count.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from typing import Any
 from nats.js.api import StreamInfo, StreamSourceInfo
 
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import Consumption, SourceRef
+from natsmesh.model.products import Consumption, Share, SourceRef
 from natsmesh.observe.connect import Connections
+from natsmesh.observe.wire import ConsumerDetail, copy_progress
 
 TIMEOUT = 2.0
 
@@ -45,9 +49,15 @@ async def _info(mc: Connections, domain: str, stream: str) -> StreamInfo | str:
         return f"{domain}/{stream}: {str(exc) or type(exc).__name__}"
 
 
-def _row(c: Consumption, s: SourceRef, local: StreamInfo | str, upstream: StreamInfo | str | None) -> LagRow:
+def _row(
+    c: Consumption,
+    s: SourceRef,
+    local: StreamInfo | str,
+    upstream: StreamInfo | str | None,
+    owner: ConsumerDetail | None = None,
+) -> LagRow:
     """One copy's row; UPSTREAM None when it was not asked (a party's folder holds no key of the owner's:
-    the lag is then what the copy's own servers count)."""
+    the lag is then what the copy's own servers count); OWNER the owner's consumer for the copy, if read."""
     errors = [x for x in (local, upstream) if isinstance(x, str)]
     src: StreamSourceInfo | None = None
     local_last = None
@@ -60,12 +70,15 @@ def _row(c: Consumption, s: SourceRef, local: StreamInfo | str, upstream: Stream
         elif src.error:
             errors.append(str(src.error.get("description") or src.error))
     up_last = upstream.state.last_seq if isinstance(upstream, StreamInfo) else None
+    active = src.active / 1e9 if src is not None and src.active is not None and src.active >= 0 else None
     lag: int | None = None
     if c.mode == "mirror" and up_last is not None and local_last is not None:
         lag = max(0, up_last - local_last)
+    elif c.mode == "source" and owner is not None and src is not None:
+        progress = copy_progress(owner, active)
+        lag, local_last = max(src.lag or 0, progress.lag), progress.last  # per upstream: its sequence copied
     elif src is not None:
         lag = src.lag
-    active = src.active / 1e9 if src is not None and src.active is not None and src.active >= 0 else None
     return LagRow(
         c.domain, c.stream, c.mode, s.ref, up_last, local_last, lag, active, "; ".join(errors) if errors else None
     )
@@ -77,13 +90,28 @@ async def _upstream(mc: Connections, s: SourceRef) -> StreamInfo | str | None:
     return await _info(mc, s.domain, s.stream)
 
 
+async def _owner_consumer(mc: Connections, c: Consumption, s: SourceRef) -> ConsumerDetail | None:
+    """The owner's consumer for copy C of upstream S, read in the owner's cluster (None: not held, or no answer)."""
+    if c.mode != "source" or (mc.creds.holder is not None and mc.creds.holder != s.domain):
+        return None
+    try:
+        js = await asyncio.wait_for(mc.jetstream(s.domain), TIMEOUT)
+        info = await js.consumer_info(
+            s.stream, Share(s.domain, s.stream, c.domain, c.stream, s.filter, s.team).consumer
+        )
+    except Exception:  # unreachable owner, consumer not made yet: the copy's own count stands
+        return None
+    return ConsumerDetail.from_response(info.as_dict())
+
+
 async def measure(mesh: Mesh, mc: Connections) -> list[LagRow]:
     """One row per (consumption, upstream) pair; from a party's folder, of that party's own copies only."""
     holder = mc.creds.holder
     pairs = [(c, s) for c in mesh.consumptions for s in c.sources if holder in (None, c.domain)]
     locals_ = await asyncio.gather(*(_info(mc, c.domain, c.stream) for c, _ in pairs))
     uppers = await asyncio.gather(*(_upstream(mc, s) for _, s in pairs))
-    return [_row(c, s, lo, up) for (c, s), lo, up in zip(pairs, locals_, uppers, strict=True)]
+    owners = await asyncio.gather(*(_owner_consumer(mc, c, s) for c, s in pairs))
+    return [_row(c, s, lo, up, ow) for (c, s), lo, up, ow in zip(pairs, locals_, uppers, owners, strict=True)]
 
 
 def violations(rows: list[LagRow], max_lag: int | None, max_inactive: float | None) -> list[str]:

@@ -15,9 +15,18 @@ from dataclasses import dataclass, field
 from natsmesh.errors import NotRunningError
 from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import Consumption, SourceRef
+from natsmesh.model.products import Consumption, Share, SourceRef
 from natsmesh.observe.system import SystemPool, collect
-from natsmesh.observe.wire import JszStreams, LeafLink, Leafz, StreamDetail, Upstream
+from natsmesh.observe.wire import (
+    ConsumerDetail,
+    CopyProgress,
+    JszStreams,
+    LeafLink,
+    Leafz,
+    StreamDetail,
+    Upstream,
+    copy_progress,
+)
 
 KINDS = ["JSZS", "LEAFZ"]
 
@@ -78,16 +87,35 @@ class CopyState:
     upstream: Upstream | None  # None: the copy's leader did not answer, or the copy does not read it (yet)
     upstream_last_seq: int | None  # the upstream's last sequence, if its leader answered
     local_last_seq: int | None = None  # the copy's own last sequence, if its leader answered
+    owner: ConsumerDetail | None = None  # the owner's consumer for this copy, if the owner's leader answered
+
+    @property
+    def progress(self) -> CopyProgress | None:
+        """The owner's consumer's word on how far the copy is (`copy_progress`), if it answered."""
+        if self.owner is None:
+            return None
+        return copy_progress(self.owner, self.upstream.active_seconds if self.upstream else None)
 
     @property
     def lag(self) -> int | None:
         """Messages behind: for a mirror (same sequence numbers) the upstream's last sequence against its own
-        when both answered, which keeps growing while it hears nothing; else what the copy's servers count."""
+        when both answered, which keeps growing while it hears nothing; for a source what the owner's consumer for
+        it has not had stored (a source's own count stays 0 while it is cut off); else what the copy's servers
+        count."""
         if self.upstream is None:
             return None
         if self.consumption.mode == "mirror" and self.upstream_last_seq is not None and self.local_last_seq is not None:
             return max(self.upstream.lag, self.upstream_last_seq - self.local_last_seq)
+        if (progress := self.progress) is not None:
+            return max(self.upstream.lag, progress.lag)
         return self.upstream.lag
+
+    @property
+    def copied_seq(self) -> int | None:
+        """The upstream sequence the copy holds up to: a mirror's own last sequence, a source's by the owner."""
+        if self.consumption.mode == "mirror":
+            return self.local_last_seq
+        return self.progress.last if self.progress is not None else None
 
     @property
     def seen_seconds(self) -> float | None:
@@ -114,7 +142,17 @@ def copies(mesh: Mesh, snap: Snapshot) -> list[CopyState]:
         for s in c.sources:
             mine = next((u for u in ups if u.name == s.stream and (not u.api or s.domain in u.api)), None)
             owner = snap.stream(s.domain, s.stream, mesh)
-            out.append(CopyState(c, s, mine, owner.last_seq if owner else None, detail.last_seq if detail else None))
+            consumer = Share(s.domain, s.stream, c.domain, c.stream, s.filter, s.team).consumer
+            out.append(
+                CopyState(
+                    c,
+                    s,
+                    mine,
+                    owner.last_seq if owner else None,
+                    detail.last_seq if detail else None,
+                    owner.consumer(consumer) if owner else None,
+                )
+            )
     return out
 
 

@@ -179,6 +179,46 @@ class Upstream:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ConsumerDetail(Counters):
+    """One consumer as JSZ describes it (`stream_detail[].consumer_detail[]`, or a consumer's info): how far it
+    has delivered and had acknowledged, in stream sequences, and what is left. For the owner's consumer of a
+    durable copy this is the truth about the copy even while it is cut off (`copy_progress`)."""
+
+    name: str
+    pending: int = _count("num_pending")
+    ack_pending: int = _count("num_ack_pending")
+    delivered_seq: int = _count("delivered", "stream_seq")
+    ack_floor_seq: int = _count("ack_floor", "stream_seq")
+
+    @classmethod
+    def from_response(cls, d: Doc) -> ConsumerDetail:
+        return cls(name=str(d.get("name") or ""), **cls.fields_of(d))
+
+
+CONNECTED_SECONDS = 3.0  # a copy that heard from its upstream this recently is linked (heartbeats come every 1 s)
+
+
+@dataclass(frozen=True)
+class CopyProgress:
+    """How far one copy is behind one upstream, by the owner's consumer for it: LAG messages, LAST the upstream
+    sequence it has copied up to."""
+
+    lag: int
+    last: int
+
+
+def copy_progress(consumer: ConsumerDetail, active_seconds: float | None) -> CopyProgress:
+    """The owner's consumer's word on its copy. While linked (the copy heard from it within `CONNECTED_SECONDS`)
+    what it delivered has been stored, and only what is pending is behind (flow-control acks come in steps of up to
+    1,000 messages, so counting the unacknowledged would show a copy that keeps up as behind). Otherwise only what
+    the copy acknowledged is known to be stored: pending and unacknowledged are both behind, and keep growing while
+    it is cut off (measured on 2.15.1: the copy's own `lag` stays 0 then)."""
+    if active_seconds is not None and active_seconds < CONNECTED_SECONDS:
+        return CopyProgress(consumer.pending, consumer.delivered_seq)
+    return CopyProgress(consumer.pending + consumer.ack_pending, consumer.ack_floor_seq)
+
+
+@dataclass(frozen=True, kw_only=True)
 class StreamDetail:
     """One stream as its leader describes it in JSZ (`account_details[].stream_detail[]`)."""
 
@@ -193,6 +233,10 @@ class StreamDetail:
     metadata: dict[str, str]
     mirror: Upstream | None = None
     sources: tuple[Upstream, ...] = ()
+    consumer_details: tuple[ConsumerDetail, ...] = ()
+
+    def consumer(self, name: str) -> ConsumerDetail | None:
+        return next((c for c in self.consumer_details if c.name == name), None)
 
     @classmethod
     def from_response(cls, account: str, d: Doc) -> StreamDetail:
@@ -207,10 +251,12 @@ class StreamDetail:
             metadata={str(k): str(v) for k, v in _doc(config.get("metadata")).items()},
             mirror=Upstream.from_response(mirror) if isinstance(mirror, dict) else None,
             sources=tuple(Upstream.from_response(x) for x in _list(d.get("sources"))),
+            consumer_details=tuple(ConsumerDetail.from_response(x) for x in _list(d.get("consumer_detail"))),
         )
 
 
-JSZ_STREAMS_BODY = {"accounts": True, "streams": True, "config": True, "stream_leader_only": True}
+# With each consumer: the owner's consumer of a copy is where its lag is known while it is cut off (`copy_progress`)
+JSZ_STREAMS_BODY = {"accounts": True, "streams": True, "consumer": True, "config": True, "stream_leader_only": True}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,6 +24,7 @@ from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
 from natsmesh.local.layout import MeshDirs
 from natsmesh.local.records import ProxyLink, record_links, record_shares, via
+from natsmesh.local.registry import check_identity, claim, register, unregister
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.state import SupervisorState, acquire_lock, lock_is_held, pid_alive, refuse_if_running
 from natsmesh.model.identities import Credentials
@@ -55,6 +56,7 @@ def _writable(path: Path) -> bool:
 
 def preflight(mesh: Mesh) -> binmod.ServerBinary:
     """Everything that would stop `up`, checked without writing anything. Returns the checked binary."""
+    check_identity(mesh)  # another spec's mesh in this data dir: never start on its stores
     refuse_if_running(mesh)
     server = binmod.resolve()
     if not _writable(mesh.data_dir):
@@ -86,6 +88,7 @@ def prepare(mesh: Mesh, links: list[ProxyLink] | None = None) -> Credentials:
     """Create the data dir, secrets and rendered configs (stores are left as they are); LINKS are the fault
     proxies the leaf links go through (`up --chaos`)."""
     mesh.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    claim(mesh)
     creds = load_credentials(mesh)
     record_links(mesh, links)
     write_files(render_mesh(mesh, creds, certs=cert_texts(mesh), via=via(links) if links else None), mesh.data_dir)
@@ -234,6 +237,7 @@ def up_detached(
     except NotReadyError as exc:
         stop_detached(mesh)
         raise NotReadyError(f"{exc}; the mesh was stopped again (logs in {MeshDirs.of(mesh).logs})") from None
+    register(mesh)
     return UpResult(mesh.name, pid, time.monotonic() - start, len(mesh.nodes()), str(mesh.data_dir))
 
 
@@ -249,7 +253,9 @@ class DownResult:
 
 def down(mesh: Mesh, timeout: float = 30.0) -> DownResult:
     """Stop a detached mesh; its data stays for the next `up`."""
+    check_identity(mesh)
     state = stop_detached(mesh, timeout=timeout)
+    unregister(mesh)
     return DownResult(mesh.name, len(state.nodes) if state else 0, str(mesh.data_dir))
 
 
@@ -389,9 +395,11 @@ def up_foreground(
 
     try:
         sup.start_all()
+        register(mesh)
         threading.Thread(target=waiter, daemon=True, name="readiness").start()
         sup.run()
     finally:
+        unregister(mesh)
         for s, h in previous.items():
             signal.signal(s, h)
         os.close(lock_fd)

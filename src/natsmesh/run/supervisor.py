@@ -503,7 +503,9 @@ def start_detached(
 
 
 def not_running(mesh: Mesh) -> NotRunningError:
-    return NotRunningError(f"mesh {mesh.name!r} is not running (nothing supervises {mesh.data_dir})")
+    from natsmesh.local.registry import elsewhere_hint
+
+    return NotRunningError(f"mesh {mesh.name!r} is not running (nothing supervises {mesh.data_dir}){elsewhere_hint()}")
 
 
 def stop_detached(

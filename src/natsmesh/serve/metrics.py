@@ -108,7 +108,11 @@ def _servers(mesh: Mesh, snap: Snapshot) -> list[Metric]:
 
 def _copies(mesh: Mesh, snap: Snapshot, nudges: dict[str, int] | None) -> list[Metric]:
     labels = ["mesh", "domain", "stream", "mode", "upstream", "upstream_domain"]
-    lag = _g("natsmesh_copy_lag_messages", "messages the copy is behind its upstream (as its servers count)", labels)
+    lag = _g(
+        "natsmesh_copy_lag_messages",
+        "messages the copy is behind its upstream (a mirror: by sequence; a source: by the owner's consumer for it)",
+        labels,
+    )
     seen = _g("natsmesh_copy_last_seen_seconds", "seconds since the copy last heard from its upstream", labels)
     stalled = _g("natsmesh_copy_stalled", "1 if the copy heard nothing for longer than its seen-critical", labels)
     lag_crit = _g(
