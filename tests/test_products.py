@@ -79,12 +79,12 @@ BAD = [
     (
         "subjects outside the domain's namespace",
         BASE.replace("[a.orders.>]", "[b.orders.>]"),
-        ["domains[0].products[0].subjects[0]", "outside domain 'a'", "must start with 'a.'"],
+        ["domains[0].products[0].subjects[0]", "outside the namespace of domain 'a'", "must start with 'a.'"],
     ),
     (
         "a whole-namespace wildcard without a token",
         BASE.replace("[a.orders.>]", "['>']"),
-        ["outside domain 'a'"],
+        ["outside the namespace of domain 'a'"],
     ),
     (
         "two products with one name",
@@ -160,7 +160,7 @@ BAD = [
     (
         "shared namespace",
         b_with("    namespace: a\n"),
-        ["domains[1].namespace", "subject namespace 'a' is also domain 'a'"],
+        ["domains[1].namespace", "subject namespace 'a' is also that of domain 'a'"],
     ),
     (
         "unknown product key",

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import nats
+import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck, StreamInfo
 
 from natsmesh.errors import (
     ContractSchemaError,
@@ -456,6 +457,24 @@ class StoredMessage(Record):
     payload: bytes = b""  # the payload as stored (`tail --raw`)
 
 
+async def _stream_info(js: JetStreamContext, ref: str, stream: str) -> StreamInfo:
+    """Stream STREAM's info for `tail`: asked again for up to `SETTLE` seconds while its domain's JetStream does not
+    answer yet (a mesh that just became ready); `NoStreamError` naming REF if it does not exist."""
+    deadline = asyncio.get_running_loop().time() + SETTLE
+    while True:
+        try:
+            return await js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            raise NoStreamError(f"{ref} has no stream yet: is it applied? (natsmesh apply)") from None
+        except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise NoStreamError(
+                    f"the JetStream of {ref.partition('/')[0]} did not answer for {ref} within {SETTLE:g} s; "
+                    "is the mesh up and ready (`natsmesh status`)?"
+                ) from None
+            await asyncio.sleep(0.2)
+
+
 async def tail(
     mesh: Mesh, ref: str, *, last: int = 10, follow: bool = False, identity: str | None = None
 ) -> AsyncIterator[StoredMessage]:
@@ -464,7 +483,7 @@ async def tail(
         domain, stream = mc.locate(ref)
         mc.check("read", domain, ref)
         js = await mc.jetstream(domain)
-        state = (await js.stream_info(stream)).state
+        state = (await _stream_info(js, ref, stream)).state
         if state.messages == 0 and not follow:
             return
         start = max(state.first_seq, state.last_seq - last + 1) if last else state.last_seq + 1

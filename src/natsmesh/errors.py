@@ -59,11 +59,14 @@ class PreflightError(NatsmeshError):
 class AlreadyRunningError(NatsmeshError):
     """A second `up` on a mesh whose supervisor is already running."""
 
-    def __init__(self, mesh: str, pid: object, data_dir: object) -> None:
-        super().__init__(
-            f"mesh {mesh!r} is already up (supervisor pid {pid}, data dir {data_dir}); "
-            "use `natsmesh status`, or `natsmesh down` first"
+    def __init__(self, mesh: str, pid: object, data_dir: object, new: list[str] | None = None) -> None:
+        added = (
+            f"; it runs without {', '.join(new)}, which the spec now names: `natsmesh down` and `natsmesh up` again "
+            "start them (every store is kept)"
+            if new
+            else "; use `natsmesh status`, or `natsmesh down` first"
         )
+        super().__init__(f"mesh {mesh!r} is already up (supervisor pid {pid}, data dir {data_dir}){added}")
 
 
 class WrongMeshError(NatsmeshError):

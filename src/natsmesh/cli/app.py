@@ -32,8 +32,19 @@ class NatsmeshGroup(click.Group):
             if not type(exc).__module__.startswith("nats."):
                 raise
             # What the broker answered (or did not) in a case natsmesh has no clearer message for.
-            say(f"error: {type(exc).__name__}: {exc}", fg="red", err=True)
+            say(f"error: {broker_said(exc)}", fg="red", err=True)
             ctx.exit(1)
+
+
+def broker_said(exc: Exception) -> str:
+    """A nats-py error as a sentence: what did not answer, and what to check."""
+    import nats.errors
+
+    if isinstance(exc, nats.errors.TimeoutError):
+        return "the mesh did not answer in time (nats: timeout); is it up and ready? (`natsmesh status`)"
+    if isinstance(exc, nats.errors.NoRespondersError):
+        return "no server answered (nats: no responders); is the stream or service there? (`natsmesh status`)"
+    return f"the broker said: {exc or type(exc).__name__}"
 
 
 @click.group(cls=NatsmeshGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,3 +67,19 @@ def cli(ctx: click.Context, folder: str | None) -> None:
     machine, `natsmesh render` writes the configs that run it anywhere, `natsmesh report` shows it.
     """
     ctx.obj = folder
+
+
+@cli.command(name="help")
+@click.argument("command", nargs=-1)
+@click.pass_context
+def help_command(ctx: click.Context, command: tuple[str, ...]) -> None:
+    """Show natsmesh's help, or a command's (`natsmesh help report lag`)."""
+    group: click.Command = cli
+    context = ctx.parent or ctx
+    for name in command:
+        sub = group.get_command(context, name) if isinstance(group, click.Group) else None
+        if sub is None:
+            raise click.UsageError(f"no such command: {' '.join(command)}")
+        context = click.Context(sub, info_name=name, parent=context)
+        group = sub
+    click.echo(group.get_help(context))

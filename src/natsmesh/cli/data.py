@@ -247,11 +247,15 @@ def policy_group() -> None:
 @spec_option
 @json_option
 def policy_show(domain: str | None, spec_path: str | None, as_json: bool) -> None:
-    """The rules for DOMAIN (default: every domain): what it may manage, publish and read, and what not."""
+    """The rules for DOMAIN (default: every domain; from a party's folder, its own): what it may manage, publish and
+    read, and what not."""
     from natsmesh.cli.tables import tables_policy
+    from natsmesh.local.secrets import load_credentials
     from natsmesh.render.policy import policy
 
-    show(policy(load(spec_path), domain), as_json, tables_policy)
+    mesh = load(spec_path)
+    holder = load_credentials(mesh, create=False).holder if click.get_current_context().find_root().obj else None
+    show(policy(mesh, domain or holder), as_json, tables_policy)
 
 
 @cli.group()

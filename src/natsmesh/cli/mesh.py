@@ -64,9 +64,14 @@ def init(
     if res.certs is not None:
         click.echo(f"generated a CA and a certificate per node and leaf link in {res.certs} (keys mode 0600)")
     click.echo(
-        f"wrote {res.path}: hub of {hub_nodes} + {domains} domains of {nodes} nodes "
-        f"({len(res.mesh.nodes())} servers); start it with `natsmesh up -f {res.path}`"
+        f"wrote {res.path}: a hub of {_count(hub_nodes, 'node')} and {_count(domains, 'domain')} of "
+        f"{_count(nodes, 'node')} each ({_count(len(res.mesh.nodes()), 'server')}); start it with `natsmesh up -f "
+        f"{res.path}`"
     )
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @cli.command()
@@ -170,9 +175,10 @@ def _progress_printer(total: int) -> Any:
     return progress, update
 
 
-def _up_foreground(spec_path: str | None, timeout: float, chaos: bool) -> None:
+def _up_foreground(spec_path: str | None, timeout: float, chaos: bool, verbose: bool) -> None:
     from rich.text import Text
 
+    from natsmesh.local.layout import MeshDirs
     from natsmesh.model.units import visible
     from natsmesh.run import lifecycle
 
@@ -180,13 +186,26 @@ def _up_foreground(spec_path: str | None, timeout: float, chaos: bool) -> None:
     out = console()
     width = max(len(n.name) for n in mesh.nodes())
     colours = {n.name: PALETTE[i % len(PALETTE)] for i, n in enumerate(mesh.nodes())}
+    nodes = {n.name for n in mesh.nodes()}
+    ready = [False]
+    hidden = [0]
 
     def echo(name: str, line: str) -> None:
+        if not ready[0] and not verbose and name in nodes:
+            hidden[0] += 1  # peers dialling each other before they listen: noise, kept in the logs
+            return
         prefix = Text(f"{name:<{width}} | ", style=colours.get(name, "bold white"))
         out.print(prefix + Text(visible(line, keep="")), soft_wrap=True)  # a log line can quote a client
 
     def on_ready(secs: float) -> None:
+        ready[0] = True
         echo("natsmesh", f"mesh {mesh.name!r} ready: {len(mesh.nodes())} nodes after {secs:.2f} s; Ctrl-C stops it")
+        if hidden[0]:
+            echo(
+                "natsmesh",
+                f"{hidden[0]} start-up log line{'s' if hidden[0] != 1 else ''} of the servers not shown (peers "
+                f"connecting while others start); every line is in {MeshDirs.of(mesh).logs}/, or use --verbose",
+            )
 
     last = [-1]
 
@@ -205,8 +224,11 @@ def _up_foreground(spec_path: str | None, timeout: float, chaos: bool) -> None:
 @click.option("-d", "--detach", is_flag=True, help="Return once ready and leave a supervisor running.")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for readiness.")
 @click.option("--chaos", "chaos_", is_flag=True, help="Put a fault proxy on every leaf link (`chaos partition`).")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="In the foreground, show the servers' start-up lines too (logged anyway)."
+)
 @json_option
-def up(spec_path: str | None, detach: bool, timeout: float, chaos_: bool, as_json: bool) -> None:
+def up(spec_path: str | None, detach: bool, timeout: float, chaos_: bool, verbose: bool, as_json: bool) -> None:
     """Start the mesh and wait until it is ready.
 
     Ready: every node answers its health check, every cluster has a JetStream meta leader, and every leaf
@@ -216,7 +238,7 @@ def up(spec_path: str | None, detach: bool, timeout: float, chaos_: bool, as_jso
     nudges stalled mirrors and sources back (see `natsmesh heal`).
     """
     if not detach:
-        _up_foreground(spec_path, timeout, chaos_)
+        _up_foreground(spec_path, timeout, chaos_, verbose)
         return
     from natsmesh.run import lifecycle
 

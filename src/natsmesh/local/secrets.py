@@ -152,6 +152,20 @@ def _party_credentials(stored: Stored) -> Credentials:
     )
 
 
+def _no_credentials(mesh: Mesh, stored: Stored) -> str:
+    """Why MESH's credentials are not all there: never started, or started before the spec named more clusters."""
+    known = {name for key in ("client_passwords", "system_passwords", "links") for name in stored.get(key) or {}}
+    known |= {mesh.hub.name} if known else set()  # the hub has no link
+    new = [c.name for c in mesh.clusters if known and c.name not in known]
+    if not new:
+        return f"mesh {mesh.name!r} has no credentials yet in {mesh.data_dir}: it has never been started"
+    return (
+        f"mesh {mesh.name!r} was started without {'cluster' if len(new) == 1 else 'clusters'} {', '.join(new)}, "
+        "which its spec now names: no secrets or servers exist for them yet. Start them: `natsmesh down` and "
+        "`natsmesh up -d` again (every store is kept), then `natsmesh apply`"
+    )
+
+
 def load_credentials(mesh: Mesh, *, create: bool = True) -> Credentials:
     """Every party's credentials for MESH: the spec's fixed ones, else the stored ones; missing ones are
     generated and stored (owner-readable only) if CREATE, else `NotRunningError`. A mesh loaded from a party's
@@ -169,9 +183,7 @@ def load_credentials(mesh: Mesh, *, create: bool = True) -> Credentials:
     try:
         creds = _credentials(stored, mesh)
     except KeyError:
-        raise NotRunningError(
-            f"mesh {mesh.name!r} has no credentials yet in {mesh.data_dir}: it has never been started"
-        ) from None
+        raise NotRunningError(_no_credentials(mesh, stored)) from None
     _hash_all(stored, creds)  # kept only if CREATE; otherwise made for this command alone
     if json.dumps(stored, sort_keys=True) != before and create:
         try:

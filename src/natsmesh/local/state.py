@@ -172,9 +172,12 @@ def lock_held_at(lock: Path) -> bool:
 
 
 def refuse_if_running(mesh: Mesh) -> None:
-    """`AlreadyRunningError` if a supervisor runs for MESH."""
+    """`AlreadyRunningError` if a supervisor runs for MESH (naming the clusters of the spec it does not run)."""
     if lock_is_held(mesh):
-        raise AlreadyRunningError(mesh.name, supervisor_pid(mesh), mesh.data_dir)
+        state = SupervisorState.read(mesh)
+        running = set(state.nodes) if state else set()
+        new = [f"cluster {c.name}" for c in mesh.clusters if running and not any(n.name in running for n in c.nodes)]
+        raise AlreadyRunningError(mesh.name, supervisor_pid(mesh), mesh.data_dir, new)
 
 
 def acquire_lock(mesh: Mesh) -> int:

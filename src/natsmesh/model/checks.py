@@ -241,7 +241,7 @@ def _namespace_rules(spec: MeshSpec, f: Findings) -> None:
         if ns in owners:
             f.problem(
                 (*loc, "namespace"),
-                f"subject namespace {shown(ns)} is also domain {shown(owners[ns])}'s; every domain needs its own "
+                f"subject namespace {shown(ns)} is also that of domain {shown(owners[ns])}; every domain needs its own "
                 "(set `namespace`)",
             )
         owners.setdefault(ns, c.name)
@@ -258,7 +258,7 @@ def _subject_rules(c: ClusterSpec, p: ProductSpec, ploc: Loc, patterns: list[tup
         if not in_namespace(subj, ns):
             f.problem(
                 sloc,
-                f"subject {shown(subj)} is outside domain {shown(c.name)}'s namespace; its products' subjects "
+                f"subject {shown(subj)} is outside the namespace of domain {shown(c.name)}; its products' subjects "
                 f"must start with '{ns}.'",
             )
         for other, subj2 in patterns:

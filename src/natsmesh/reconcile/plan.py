@@ -16,7 +16,15 @@ from natsmesh.model.contracts import change_problem
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, KIND_KEY, MANAGED_KEY, MESH_KEY, MOVED_KEY
 from natsmesh.model.record import Record
-from natsmesh.reconcile.catalog import descriptors, same_content, same_contract, unreadable, visible_keys
+from natsmesh.reconcile.catalog import (
+    HISTORY,
+    TIMESTAMPS,
+    descriptors,
+    same_content,
+    same_contract,
+    unreadable,
+    visible_keys,
+)
 from natsmesh.render.streams import desired_consumers, desired_streams
 
 Action = Literal["create", "update", "unchanged", "delete", "would-delete", "refused"]
@@ -133,15 +141,38 @@ def _view(cfg: Config, key: str) -> Any:
     return v
 
 
+def _shown_value(value: Any) -> str:
+    """A config value as a plan prints it: lists as their items, nothing as `none`, long text cut short."""
+    if value is None or value == [] or value == {} or value == "":
+        return "none"
+    if isinstance(value, list):
+        return ", ".join(_shown_value(v) for v in value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_shown_value(v)}" for k, v in sorted(value.items())) + "}"
+    text = f"'{value}'" if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:55] + "...'"
+
+
+def _changed(key: str, old: Any, new: Any) -> list[str]:
+    """How field KEY changes, as `field: old -> new` (a mapping's changed entries one by one, `key.entry: ...`)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            f"{key}.{k}: {_shown_value(old.get(k))} -> {_shown_value(new.get(k))}"
+            for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)
+        ]
+    return [f"{key}: {_shown_value(old)} -> {_shown_value(new)}"]
+
+
 def diff(desired: Config, actual: Config) -> list[str]:
-    """Fields that differ, as `field: actual -> desired`."""
+    """Fields that differ, as `field: actual -> desired` (field names and values, never whole mappings)."""
     out = []
     for key in COMPARED:
         if key not in desired and key not in ("mirror", "sources", "subjects"):
             continue
         a, d = _view(actual, key), _view(desired, key)
         if a != d:
-            out.append(f"{key}: {a!r} -> {d!r}")
+            out += _changed(key, a, d)
     return out
 
 
@@ -276,7 +307,9 @@ def _consumer_change(owner: str, stream: str, name: str, want: Config, have: Con
         )
     if any(_plain(have.get(k)) != want.get(k) for k in CONSUMER_FIXED):
         return Change("update", owner, "consumer", ref, "made anew: its delivery settings had changed", want, True)
-    changed = [f"{k}: {have.get(k)!r} -> {want.get(k)!r}" for k in CONSUMER_COMPARED if have.get(k) != want.get(k)]
+    changed = [
+        c for k in CONSUMER_COMPARED if have.get(k) != want.get(k) for c in _changed(k, have.get(k), want.get(k))
+    ]
     if changed or _view(have, "metadata") != _view(want, "metadata"):
         return Change("update", owner, "consumer", ref, "; ".join(changed) or "metadata", want)
     return Change("unchanged", owner, "consumer", ref)
@@ -311,7 +344,8 @@ def plan_consumers(mesh: Mesh, facts: Facts, stream_changes: list[Change], prune
 def _catalog_detail(want: dict[str, Any], have: dict[str, Any]) -> str:
     old, new = have.get("contract"), want.get("contract")
     if same_contract(old, new):
-        return "descriptor changed"
+        fields = sorted(k for k in set(want) | set(have) if k not in TIMESTAMPS and want.get(k) != have.get(k))
+        return f"{', '.join(f for f in fields if f not in ('contract', HISTORY)) or 'descriptor'} changed"
     if old is None:
         return f"contract {new['version']} added"  # type: ignore[index]
     if new is None:
@@ -351,7 +385,7 @@ def plan_catalog(mesh: Mesh, facts: Facts, prune: bool) -> list[Change]:
                 leaf.name,
                 "catalog-copy",
                 CATALOG_BUCKET,
-                f"read copy of what it may read ({len(visible)} entries)",
+                f"read copy of what it may read ({len(visible)} {'entry' if len(visible) == 1 else 'entries'})",
             )
         elif pending & visible or facts.copies.get(leaf.name) != {
             k: v for k, v in facts.catalog.items() if k in visible

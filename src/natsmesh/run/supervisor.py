@@ -185,6 +185,7 @@ class Supervisor:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=self._preexec,
+                process_group=0,  # its own group: a Ctrl-C at the terminal reaches the supervisor, which stops it
             )
             log.close()
         else:
@@ -195,6 +196,7 @@ class Supervisor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 preexec_fn=self._preexec,
+                process_group=0,  # its own group: a Ctrl-C at the terminal reaches the supervisor, which stops it
             )
             name = np.node.name if np.node else np.log_path.stem
             t = threading.Thread(target=self._pump, args=(name, np.proc.stdout, log), daemon=True)
