@@ -363,13 +363,18 @@ async def test_publish_waits_briefly_for_a_new_stream_then_names_the_unapplied_p
     def change(doc: dict) -> None:  # type: ignore[type-arg]
         doc["domains"][3]["products"].append({"name": "NEWP", "subjects": ["inventory.newp.>"]})
 
-    spec = variant(data_mesh, tmp_path / "v.yaml", change)
-    why = "no stream of domain 'leaf-domain-d' took 'inventory.newp.1': is leaf-domain-d/NEWP applied?"
-    for stdin in (None, "a\nb\n"):  # one message (`MeshClient.publish`), several (`Publisher`)
-        args = ["pub", "leaf-domain-d/NEWP", *([] if stdin else ["x"]), "--subject", "inventory.newp.1"]
-        res = run_cli(*args, "-f", str(spec), input=stdin)
-        assert res.returncode == 1 and "Traceback" not in res.stderr and why in res.stderr, res.stderr
-    mesh = parse_spec(spec.read_text(), base_dir=data_mesh.base_dir)
+    spec = Path(data_mesh.source)  # the mesh's own spec, changed for a moment (another file is another mesh)
+    original = spec.read_text()
+    variant(data_mesh, spec, change)
+    try:
+        why = "no stream of domain 'leaf-domain-d' took 'inventory.newp.1': is leaf-domain-d/NEWP applied?"
+        for stdin in (None, "a\nb\n"):  # one message (`MeshClient.publish`), several (`Publisher`)
+            args = ["pub", "leaf-domain-d/NEWP", *([] if stdin else ["x"]), "--subject", "inventory.newp.1"]
+            res = run_cli(*args, "-f", str(spec), input=stdin)
+            assert res.returncode == 1 and "Traceback" not in res.stderr and why in res.stderr, res.stderr
+        mesh = parse_spec(spec.read_text(), base_dir=data_mesh.base_dir)
+    finally:
+        spec.write_text(original)
 
     async def many() -> None:
         async with mc.publisher("leaf-domain-d/NEWP", subject="inventory.newp.2") as pub:

@@ -69,7 +69,7 @@ def test_streams_as_desired_are_unchanged_and_a_changed_field_is_an_update() -> 
     actual[A]["ORDERS"]["max_msgs"] = 0  # the server's way of saying unlimited: not a change
     changed = [c for c in plan_streams(mesh, actual, prune=False) if c.action != "unchanged"]
     assert _actions(changed) == [("update", A, "ORDERS")]
-    assert changed[0].detail == "description: 'something else' -> ''"
+    assert changed[0].detail == "description: 'something else' -> none"
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,32 @@ def init(
         f"{_count(nodes, 'node')} each ({_count(len(res.mesh.nodes()), 'server')}); start it with `natsmesh up -f "
         f"{res.path}`"
     )
+
+
+_LOGGED_AT = re.compile(r"\] (\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) \[")
+
+
+def _before(line: str, ready_at: list[float]) -> bool:
+    """Whether nats-server logged LINE before the mesh became ready (READY_AT: empty while it is not): its own
+    timestamp decides, since its lines reach us through a pipe, after the moment they were written."""
+    if not ready_at:
+        return True
+    m = _LOGGED_AT.search(line)
+    if m is None:
+        return False
+    try:
+        logged = datetime.strptime(m.group(1), "%Y/%m/%d %H:%M:%S.%f").timestamp()
+    except ValueError:
+        return False
+    return logged < ready_at[0]
+
+
+def _here(path: Path) -> str:
+    """PATH as the user would type it from here: relative below the working directory, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _count(n: int, word: str) -> str:
@@ -187,24 +215,22 @@ def _up_foreground(spec_path: str | None, timeout: float, chaos: bool, verbose: 
     width = max(len(n.name) for n in mesh.nodes())
     colours = {n.name: PALETTE[i % len(PALETTE)] for i, n in enumerate(mesh.nodes())}
     nodes = {n.name for n in mesh.nodes()}
-    ready = [False]
-    hidden = [0]
+    ready_at: list[float] = []  # when the mesh became ready (wall clock): the servers' lines before it are hidden
 
     def echo(name: str, line: str) -> None:
-        if not ready[0] and not verbose and name in nodes:
-            hidden[0] += 1  # peers dialling each other before they listen: noise, kept in the logs
-            return
+        if not verbose and name in nodes and _before(line, ready_at):
+            return  # start-up chatter (peers dialling each other before they listen): kept in the logs
         prefix = Text(f"{name:<{width}} | ", style=colours.get(name, "bold white"))
         out.print(prefix + Text(visible(line, keep="")), soft_wrap=True)  # a log line can quote a client
 
     def on_ready(secs: float) -> None:
-        ready[0] = True
+        ready_at.append(time.time())
         echo("natsmesh", f"mesh {mesh.name!r} ready: {len(mesh.nodes())} nodes after {secs:.2f} s; Ctrl-C stops it")
-        if hidden[0]:
+        if not verbose:
             echo(
                 "natsmesh",
-                f"{hidden[0]} start-up log line{'s' if hidden[0] != 1 else ''} of the servers not shown (peers "
-                f"connecting while others start); every line is in {MeshDirs.of(mesh).logs}/, or use --verbose",
+                f"the servers' start-up lines are not shown (peers connect while others start); every line is in "
+                f"{MeshDirs.of(mesh).logs}/, and `up --verbose` shows them",
             )
 
     last = [-1]
@@ -254,7 +280,7 @@ def up(spec_path: str | None, detach: bool, timeout: float, chaos_: bool, verbos
         return
     click.echo(
         f"mesh {mesh.name!r} ready: {res.nodes} nodes in {len(mesh.clusters)} clusters after "
-        f"{res.seconds:.2f} s (supervisor pid {res.supervisor_pid}, data in {mesh.data_dir})"
+        f"{res.seconds:.2f} s (supervisor pid {res.supervisor_pid}, data in {_here(mesh.data_dir)})"
     )
     click.echo("next: `natsmesh report jetstream`, `natsmesh status`, `natsmesh down`")
 

