@@ -69,7 +69,7 @@ def check_identity(mesh: Mesh) -> None:
 
 def _shown(spec: str) -> str:
     if spec == EMBEDDED:
-        return "the embedded default (the seed)"
+        return "the embedded default"
     try:
         return f"spec {os.path.relpath(spec)}"
     except ValueError:
@@ -169,6 +169,6 @@ def elsewhere_hint() -> str:
     found = running()
     if not found:
         return ""
-    listed = "; ".join(f"{r.mesh} ({r.spec_shown}, data in {r.data_dir})" for r in found[:5])
+    listed = "; ".join(f"{r.mesh} ({r.spec_shown}; data in {r.data_dir})" for r in found[:5])
     more = f" and {len(found) - 5} more" if len(found) > 5 else ""
     return f"; running on this machine: {listed}{more}"
