@@ -38,6 +38,29 @@ def test_every_command_has_help_and_is_documented(path: tuple[str, ...]) -> None
         cmd = cmd.commands[part]
     assert cmd.help, f"`natsmesh {' '.join(path)}` has no help text"
     assert f"natsmesh {' '.join(path)}" in README, f"`natsmesh {' '.join(path)}` is missing from README.md"
+    table = README[README.index("## Commands") : README.index("\n## ", README.index("## Commands") + 5)]
+    assert f"`natsmesh {path[0]}" in table, f"`natsmesh {path[0]}` is missing from README.md's command table"
+
+
+def test_the_init_templates_hints_are_true(tmp_path: Path) -> None:
+    """What the spec `natsmesh init` writes tells its reader to run, and the keys it shows commented out, work."""
+    import re
+
+    from natsmesh.local.specfile import parse_spec
+    from natsmesh.model.templates import init_spec_text
+
+    text = init_spec_text(name="hints", domains=2, nodes=1, hub_nodes=1)
+    commands = set(re.findall(r"`natsmesh ([a-z]+)", text))
+    assert {"validate", "up"} <= commands
+    for name in commands:
+        assert name in cli.commands, f"the template names `natsmesh {name}`, which does not exist"
+    assert not re.search(r"^#? ?server:", text, re.M)  # a spec may not name a binary: no hint offers the key
+    commented = [ln for ln in text.splitlines() if re.match(r"^# [a-z_]+: ", ln)]
+    assert commented, text
+    for line in commented:  # each key shown commented out validates when uncommented
+        key = line[2:].split(":", 1)[0]
+        doc = text.replace(line, line[2:].split("  #")[0], 1)
+        parse_spec(doc, source=f"uncommented {key}", base_dir=tmp_path, cache=False)
 
 
 def test_bad_spec_exits_nonzero_without_traceback(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def chaos_restart(mesh: Mesh, cluster: str) -> str:
 def chaos_partition(
     domain: str, spec_path: str | None, seconds: float, mode: str, no_wait: bool, as_json: bool
 ) -> None:
-    """Cut every leaf link of DOMAIN (both accounts) for a while, then restore them.
+    """Cut every leaf link of DOMAIN (each account it links in) for a while, then restore them.
 
     Needs a mesh started with `natsmesh up --chaos`. The supervisor lifts the partition when the time is up,
     even if this command is interrupted; without --no-wait this waits for that and for the domain's links to

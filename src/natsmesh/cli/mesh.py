@@ -258,7 +258,8 @@ def up(spec_path: str | None, detach: bool, timeout: float, chaos_: bool, verbos
     """Start the mesh and wait until it is ready.
 
     Ready: every node answers its health check, every cluster has a JetStream meta leader, and every leaf
-    node's links to the hub are connected in both accounts. In the foreground each log line is prefixed by
+    node's links to the hub are connected (its data account; with the seed's bridge, its system account too).
+    In the foreground each log line is prefixed by
     its node; Ctrl-C stops everything. With --detach a supervisor keeps running (see `status`, `down`).
     A mesh with stores and shared products starts in order (hub, owning domains, the rest); the supervisor
     nudges stalled mirrors and sources back (see `natsmesh heal`).

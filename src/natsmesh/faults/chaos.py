@@ -93,7 +93,7 @@ def _control(mesh: Mesh, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def partition(mesh: Mesh, domain: str, seconds: float | None, mode: str = "reset") -> dict[str, Any]:
-    """Cut every leaf link of DOMAIN (both accounts) now; the supervisor restores them after SECONDS (None:
+    """Cut every leaf link of DOMAIN (each account it links in) now; the supervisor restores them after SECONDS (None:
     until `restore`). MODE "reset" closes the connections and refuses new ones; "drop" silently stops
     forwarding, so each side only notices through its pings. Returns what the proxy did."""
     _leaf_domain(mesh, domain)

@@ -1,7 +1,8 @@
 """Fault proxies on a local mesh's leaf links (`natsmesh up --chaos`): one bound listener per link.
 
 With `--chaos`, every leaf domain reaches each hub node through its own TCP proxy, owned by the supervisor, so
-`natsmesh chaos partition` can cut a domain's real traffic (both accounts) and restore it. The ports are bound
+`natsmesh chaos partition` can cut a domain's real traffic (each account it links in) and restore it. The ports
+are bound
 before the supervisor starts (it inherits the sockets), so the configs can name them; they are recorded
 (`natsmesh.local.records`) for later re-renders: a policy change must not move the links off the proxies.
 """

@@ -1,4 +1,5 @@
-"""When is a mesh ready: every node healthy, every cluster with a meta leader, every leaf linked in both accounts.
+"""When is a mesh ready: every node healthy, every cluster with a meta leader, every leaf linked in each account
+it links (its data account; with the system bridge, SYS too).
 
 Asked of each node's own HTTP monitoring port, in parallel, so the answer does not depend on the hub being up
 or on the system account crossing leaf links. A node whose monitoring answers only on its own host (a mesh
@@ -89,7 +90,7 @@ def judge(node: Target, health: Healthz | None, meta: Jsz | None, links: Leafz |
 
 
 def check_node(node: Target, timeout: float = 1.0) -> NodeState:
-    """Meta leader, (for leaf nodes) hub links in both accounts, and health, as seen by NODE.
+    """Meta leader, (for leaf nodes) hub links in each account it links, and health, as seen by NODE.
 
     The health check comes last: nats-server logs a warning for every failed `/healthz` request, so a poll that
     asked it first would fill the log with "Healthcheck failed" while a cluster elects its leader. Asked only
