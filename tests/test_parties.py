@@ -187,3 +187,22 @@ def test_a_folder_that_is_not_one_gets_a_clear_error(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "has no mesh.json" in res.output
     res = runner.invoke(cli, ["--bundle", str(tmp_path / "missing"), "lineage"])
     assert res.exit_code == 1 and "is not a directory" in res.output
+
+
+def test_a_folders_commands_show_only_its_partys_view(tmp_path: Path) -> None:
+    """Issue 18: `--bundle FOLDER policy show` printed every domain's policy, and `lineage` every domain's private
+    products; from a folder they show the folder's party (`render/policy.party_view`)."""
+    mesh = _mesh(tmp_path)
+    render_bundle(mesh, tmp_path / "out", party="leaf-domain-b")
+    folder = tmp_path / "out" / mesh.domain("leaf-domain-b").folder
+    runner = CliRunner()
+    policy_ = runner.invoke(cli, ["--bundle", str(folder), "policy", "show", "--json"])
+    assert policy_.exit_code == 0, policy_.output
+    assert list(json.loads(policy_.stdout)) == ["leaf-domain-b"]
+    drawn = runner.invoke(cli, ["--bundle", str(folder), "lineage"])
+    assert drawn.exit_code == 0, drawn.output
+    assert "leaf-domain-a/ORDERS (product)" in drawn.stdout and "leaf-domain-b/ORDERS" in drawn.stdout
+    assert "leaf-domain-a/CUSTOMERS" not in drawn.stdout  # a's own, not shared with b
+    from natsmesh.render.lineage import lineage
+
+    assert "leaf-domain-a/CUSTOMERS" in lineage(mesh, "text")  # the platform sees it all

@@ -153,10 +153,18 @@ def _contract_text(contract: dict[str, Any]) -> str:
     "--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="How to draw the graph."
 )
 def lineage(spec_path: str | None, fmt: str) -> None:
-    """The graph of products and who consumes them, as text, Mermaid or Graphviz DOT."""
+    """The graph of products and who consumes them, as text, Mermaid or Graphviz DOT (from a party's folder, what
+    that party may see: its domain's products and copies, what it takes, the public products)."""
     from natsmesh.render.lineage import lineage as draw
 
-    say(draw(load(spec_path), fmt), nl=False)
+    mesh = load(spec_path)
+    if click.get_current_context().find_root().obj:
+        from natsmesh.local.secrets import load_credentials
+        from natsmesh.render.policy import party_view
+
+        holder = load_credentials(mesh, create=False).holder
+        mesh = party_view(mesh, holder) if holder else mesh
+    say(draw(mesh, fmt), nl=False)
 
 
 @cli.command()
