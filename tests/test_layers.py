@@ -69,6 +69,7 @@ JSON_EDGES = {
     "natsmesh.faults.losscheck",  # the loss checker's own payloads
     "natsmesh.model.contracts",  # message payloads checked against a product's JSON Schema
     "natsmesh.model.products",  # a contract's schema, kept as canonical JSON text
+    "natsmesh.model.jwt",  # JWT claims (the operator mode's accounts, users and activations)
 }
 
 

@@ -57,9 +57,23 @@ async def list_streams(nc: Client, timeout: float = 10.0) -> dict[str, StreamInf
     return found
 
 
-async def list_consumers(nc: Client, stream: str, timeout: float = 10.0) -> dict[str, ConsumerInfo]:
+async def list_consumers(
+    nc: Client, stream: str, timeout: float = 10.0, settle: float = 10.0
+) -> dict[str, ConsumerInfo]:
     """Name -> info of every consumer of STREAM in NC's domain, every page read (`StreamListError` if the domain
-    does not answer, or names consumers it cannot describe)."""
+    does not answer, or names consumers it cannot describe). Consumers that cannot describe themselves yet (their
+    leaders are elected again after a restart with stores) are asked again for up to SETTLE seconds."""
+    deadline = asyncio.get_running_loop().time() + settle
+    while True:
+        found, missing = await _consumer_pages(nc, stream, timeout)
+        if not missing:
+            return found
+        if asyncio.get_running_loop().time() >= deadline:
+            raise StreamListError(f"consumers of {stream} did not answer: {', '.join(missing)}")
+        await asyncio.sleep(0.5)
+
+
+async def _consumer_pages(nc: Client, stream: str, timeout: float) -> tuple[dict[str, ConsumerInfo], list[str]]:
     found: dict[str, ConsumerInfo] = {}
     missing: list[str] = []
     offset = 0
@@ -79,10 +93,7 @@ async def list_consumers(nc: Client, stream: str, timeout: float = 10.0) -> dict
         offset += int(resp.get("limit") or 256)
         if offset >= int(resp.get("total") or 0):
             break
-    missing = [n for n in dict.fromkeys(missing) if n not in found]
-    if missing:
-        raise StreamListError(f"consumers of {stream} did not answer: {', '.join(missing)}")
-    return found
+    return found, [n for n in dict.fromkeys(missing) if n not in found]
 
 
 async def catalog_placement(js: JetStreamContext, bucket: str, key: str) -> str | None:
