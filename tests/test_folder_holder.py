@@ -76,7 +76,11 @@ def holder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Holder]:
     # a second cluster of leaf-domain-a (its own folder), with a product leaf-domain-b mirrors through the hub's
     # mapping of `$JS.leaf-domain-a.API` to that cluster
     big = {"name": "leaf-domain-a-big", "nodes": 1}
-    big["ports"] = plan_ports(free_port_base(block_size(1)), block_size(1), 0, 1, False).as_spec()
+    taken = {p for c in [doc["hub"], *doc["domains"]] for base in c["ports"].values() for p in range(base, base + 3)}
+    base = free_port_base(block_size(1))
+    while taken & set(range(base, base + block_size(1))):  # free now, and not the example's (not started yet)
+        base = free_port_base(block_size(1))
+    big["ports"] = plan_ports(base, block_size(1), 0, 1, False).as_spec()
     doc["domains"][0]["clusters"] = [big]
     doc["domains"][0]["products"].append({"name": "BIG", "subjects": ["sales.big.>"], "cluster": big["name"]})
     doc["domains"][1].setdefault("consumes", []).append({"product": "leaf-domain-a/BIG"})
