@@ -29,11 +29,11 @@ from natsmesh.local.bundle import render_bundle
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster, block_size, plan_ports
+from natsmesh.model.trust import LINK_HEADROOM
 from natsmesh.observe.monitor import http_json
 from natsmesh.observe.readiness import wait_ready
 from natsmesh.observe.reports import report
 from natsmesh.observe.streams import list_consumers
-from natsmesh.render.servers import LINK_HEADROOM
 from natsmesh.run.ports import free_port_base
 from probes import CONSUMER_VERBS, Folder, answers, attempt, client_probe, is_breach, leaf_probes, matrix, route_probe
 

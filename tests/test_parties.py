@@ -68,7 +68,7 @@ def test_each_clusters_system_user_also_has_an_nkey_only_its_party_holds(tmp_pat
 def test_only_the_platform_writes_a_domains_catalog_copy(tmp_path: Path) -> None:
     """Issue 17: each leaf account has an identity of the platform's (an nkey no folder holds a seed of), and the
     domain's app user may not publish the copy's writes or change its stream (plain or domain-prefixed API)."""
-    from natsmesh.render.servers import CATALOG_WRITES
+    from natsmesh.model.trust import CATALOG_WRITES
 
     mesh = _mesh(tmp_path)
     render_bundle(mesh, tmp_path / "out")

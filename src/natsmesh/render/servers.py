@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of, user_url
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import CATALOG_BUCKET, DEADLETTER_PREFIX, Share, ingress_subject
 from natsmesh.model.topology import Cluster, Node
+from natsmesh.model.trust import Account, Export, Import, Member, Rights, cluster_accounts, system_account
 from natsmesh.render.hosts import host_files
 
 DEFAULT_SERVER_COMMAND = "nats-server"
@@ -76,14 +76,6 @@ def route_peers(cluster: Cluster, node: Node) -> list[Node]:
     if n % 2 == 1 or n == 2:
         return [other for other in cluster.nodes if other.name != node.name]
     return list(cluster.nodes)
-
-
-# What a leaf's system link may carry at the hub: the platform's pings in, its servers' replies out, nothing
-# else. No requests to other servers ($SYS.REQ.SERVER.<id>.*), no JetStream API, and none of the servers' own
-# events: forged or even honest `$SYS.ACCOUNT.>` / `$SYS.SERVER.>` events from a leaf were seen to kick a hub
-# account's clients and bypass its limits (docs/design/isolation.md has the evidence).
-SYSTEM_LINK_PUBLISH = ["_INBOX.>"]
-SYSTEM_LINK_SUBSCRIBE = ["$SYS.REQ.SERVER.PING", "$SYS.REQ.SERVER.PING.>"]
 
 
 def _list(items: list[str]) -> str:
@@ -151,19 +143,8 @@ def _cluster(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) -> li
 
 
 def _system_account(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[str]:
-    """This cluster's own system user; at the hub with the system bridge, each domain's restricted link too."""
-    user, password = creds.system(cluster.name)
-    users = [f"{{ user: {_q(user)}, password: {_q(creds.hash(password))} }}"]
-    if (key := creds.system_keys.get(cluster.name)) is not None:  # the same user, checked without bcrypt
-        users.append(f"{{ nkey: {_q(key.public)} }}")
-    if cluster.is_hub and mesh.system_bridge:
-        pub, sub = _list(SYSTEM_LINK_PUBLISH), _list(SYSTEM_LINK_SUBSCRIBE)
-        permissions = f"publish: {{ allow: {pub} }}, subscribe: {{ allow: {sub} }}"
-        users += [
-            f'{{ nkey: {_q(creds.system_links[d.name].public)}, allowed_connection_types: ["LEAFNODE"], '
-            f"permissions: {{ {permissions} }} }}"
-            for d in mesh.domains
-        ]
+    """This cluster's own system account (`natsmesh.model.trust.system_account`) as config-mode users."""
+    users = [u for m in system_account(mesh, cluster).members for u in _users(m, creds)]
     body = users[0] if len(users) == 1 else "\n" + "".join(f"      {u}\n" for u in users) + "    "
     return [f"  {SYSTEM_ACCOUNT}: {{", f"    users: [{body}]", "  }"]
 
@@ -228,157 +209,88 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, vi
     return "\n".join(lines) + "\n"
 
 
-def share_services(share: Share) -> list[tuple[str, str]]:
-    """The owner's services one copy's domain imports, each as (the owner's subject, the copy's): resetting its
-    own consumer (addressed by the owning domain's JetStream domain, `Share.address`, and mapped at the hub to
-    the cluster the upstream lives on), and its flow control. (The servers also listen on a second flow-control
-    form, `$JS.FC.<domain>.<hash>.…`, that no copy was seen to use; a wildcard import of it overlaps other
-    shares' imports and nats-server refuses such a config as a cycle.)"""
-    reset = f"API.CONSUMER.RESET.{share.stream}.{share.consumer}"
-    control = f"$JS.FC.{share.stream}.{share.consumer}.>"
-    return [(f"$JS.{share.owner}.{reset}", f"$JS.{share.address}.{reset}"), (control, control)]
+def _permissions(rights: Rights) -> str:
+    parts = []
+    for verb, allow, deny in (
+        ("publish", rights.publish_allow, rights.publish_deny),
+        ("subscribe", rights.subscribe_allow, rights.subscribe_deny),
+    ):
+        said = [f"allow: {_list(list(allow))}"] * bool(allow) + [f"deny: {_list(list(deny))}"] * bool(deny)
+        if said:
+            parts.append(f"{verb}: {{ {', '.join(said)} }}")
+    return ", ".join(parts)
 
 
-def _exports_imports(mesh: Mesh, account: str) -> tuple[list[str], list[str]]:
-    """The hub-side exports and imports of ACCOUNT: exactly what the copies need (`natsmesh.model.products.Share`).
-
-    Per copy, the owner exports to the copy's domain only: resetting the consumer reserved for that copy, its
-    flow-control replies and its delivery subject; the copy's domain imports those. No consumer can be created,
-    changed, paused or deleted across domains, and nothing else crosses between domain accounts. (Streams of
-    the hub domain are never shared: validation refuses it, see docs/design/isolation.md.)
-    """
-    exports: list[str] = []
-    imports: list[str] = []
-    for share in sorted(mesh.shares, key=lambda x: (x.owner, x.stream, x.consumer)):
-        src, to = _q(account_of(share.owner)), _q(account_of(share.taker))
-        if account_of(share.owner) == account:
-            exports += [f"{{ service: {_q(sv)}, accounts: [{to}] }}" for sv, _ in share_services(share)]
-            exports.append(f"{{ stream: {_q(share.deliver)}, accounts: [{to}] }}")
-        if account_of(share.taker) == account:
-            for sv, local in share_services(share):
-                mapped = "" if local == sv else f", to: {_q(local)}"
-                imports.append(f"{{ service: {{ account: {src}, subject: {_q(sv)} }}{mapped} }}")
-            imports.append(f"{{ stream: {{ account: {src}, subject: {_q(share.deliver)} }} }}")
-    return exports, imports
+def _users(member: Member, creds: Credentials) -> list[str]:
+    """MEMBER as config-mode users: a password user (servers get its bcrypt hash) or an nkey, with its rights and
+    connection types. The system user also signs in with an nkey of its own (checked without bcrypt)."""
+    rights = f", permissions: {{ {_permissions(member.rights)} }}" if member.rights.restricted else ""
+    kinds = f", allowed_connection_types: {_list(list(member.connection_types))}" if member.connection_types else ""
+    if member.role in ("client", "gate", "system"):
+        if member.role == "client":
+            user, password = creds.client(member.party)
+        elif member.role == "gate":
+            user, password = creds.gate(member.party)
+        else:
+            user, password = creds.system(member.party)
+        out = [f"{{ user: {_q(user)}, password: {_q(creds.hash(password))}{kinds}{rights} }}"]
+        if member.role == "system" and (key := creds.system_keys.get(member.party)) is not None:
+            out.append(f"{{ nkey: {_q(key.public)} }}")
+        return out
+    keys = {"platform": creds.platform_keys, "link": creds.links, "system-link": creds.system_links}[member.role]
+    return [f"{{ nkey: {_q(keys[member.party].public)}{kinds}{rights} }}"]
 
 
-CATALOG_STREAM = f"KV_{CATALOG_BUCKET}"
-CATALOG_WRITES = [
-    f"$KV.{CATALOG_BUCKET}.>",
-    *(
-        f"{api}.STREAM.{verb}.{CATALOG_STREAM}"
-        for api in ("$JS.API", "$JS.*.API")  # the domain-prefixed API is mapped to the plain one after this check
-        for verb in ("CREATE", "UPDATE", "DELETE", "PURGE", "MSG.DELETE", "RESTORE")
-    ),
-]
-"""What a domain's app user may not publish where the platform keeps the domain's read copy of the catalog: its
-writes and every change to its stream. Only the platform's own identity in the account (`platform_keys`) writes
-it, so no domain can put an entry there that the platform's `apply` or the domain's own readers would trust."""
+def _crossing(item: Export | Import) -> str:
+    if isinstance(item, Export):
+        return f"{{ {item.kind}: {_q(item.subject)}, accounts: [{_q(item.to)}] }}"
+    mapped = f", to: {_q(item.local)}" if item.local else ""
+    return f"{{ {item.kind}: {{ account: {_q(item.account)}, subject: {_q(item.subject)} }}{mapped} }}"
 
 
-def domain_users(mesh: Mesh, creds: Credentials, domain: str) -> list[str]:
-    """The users of DOMAIN's data account on its own servers: its app user (kept off gated products' subjects and
-    off the catalog copy's writes), its gate if it has gated products, and the platform's own identity."""
-    user, password = creds.client(domain)
-    # Only the gate writes a gated product's subjects; the domain's clients send to its ingress subjects.
-    gated = [p for p in mesh.products if p.domain == domain and p.gated]
-    denied = [s for p in gated for s in p.subjects]
-    if domain in creds.platform_keys:  # only the platform writes the catalog's read copy
-        denied += CATALOG_WRITES
-    deny = f", permissions: {{ publish: {{ deny: {_list(denied)} }} }}" if denied else ""
-    out = [f"{{ user: {_q(user)}, password: {_q(creds.hash(password))}{deny} }}"]
-    if gated:
-        gate_user, gate_password = creds.gate(domain)
-        writes = [s for p in gated for s in p.subjects] + [f"{DEADLETTER_PREFIX}.>", "_INBOX.>"]
-        reads = [ingress_subject(s) for p in gated for s in p.subjects] + ["_INBOX.>"]
-        permissions = f"publish: {{ allow: {_list(writes)} }}, subscribe: {{ allow: {_list(reads)} }}"
-        out.append(
-            f"{{ user: {_q(gate_user)}, password: {_q(creds.hash(gate_password))}, permissions: {{ {permissions} }} }}"
-        )
-    if (key := creds.platform_keys.get(domain)) is not None:
-        out.append(f"{{ nkey: {_q(key.public)} }}")
-    return out
+def _limits(account: Account) -> list[str]:
+    """An account's JetStream and limits lines, as config mode writes them."""
+    out: list[str] = []
+    js = account.jetstream
+    if js is not None:
+        # Without a reservation in the spec the account uses its servers' JetStream as far as their bounds allow
+        # (an account reservation counts every replica of every stream's max_bytes against it).
+        reservation = {
+            "max_mem": js.max_mem,
+            "max_file": js.max_file,
+            "max_streams": js.max_streams,
+            "max_consumers": js.max_consumers,
+        }
+        out.append(_block("jetstream", reservation) if js.reserved else "jetstream: enabled")
+        out.append(_block("limits", {"max_payload": account.payload, "max_connections": account.connections}))
+        return out
+    values = {
+        "max_connections": account.connections,
+        "max_leafnodes": account.leafnodes,
+        "max_subscriptions": account.subscriptions,
+        "max_payload": account.payload,
+    }
+    return [_block("limits", values)]
 
 
 def render_accounts(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[str]:
-    """The data accounts of a node: on a leaf, only its own domain's; on the hub, one per domain.
-
-    Each domain's data lives in its own account. A leaf cluster holds its account's JetStream and its client
-    users. The hub holds the hub domain's account (JetStream, the hub's clients) and, for every leaf domain,
-    an account without JetStream whose only user is that domain's leaf link: that is where the domains'
-    accounts meet, and where the exports and imports of the declared consumptions live.
-    """
+    """The data accounts of a node (`natsmesh.model.trust.cluster_accounts`) as config mode writes them."""
     lines: list[str] = []
-
-    def account(name: str, users: list[str], limits: list[str], exports: list[str], imports: list[str]) -> None:
-        lines.append(f"  {_q(name)}: {{")
-        lines.extend(f"    {line}" for line in limits)
-        lines.append(f"    users: [{', '.join(users)}]")
-        for key, items in (("exports", exports), ("imports", imports)):
+    for account in cluster_accounts(mesh, cluster, frozenset(creds.platform_keys)):
+        lines.append(f"  {_q(account.name)}: {{")
+        lines.extend(f"    {line}" for line in _limits(account))
+        lines.append(f"    users: [{', '.join(u for m in account.members for u in _users(m, creds))}]")
+        for key, items in (("exports", account.exports), ("imports", account.imports)):
             if items:
                 lines.append(f"    {key}: [")
-                lines.extend(f"      {item}" for item in items)
+                lines.extend(f"      {_crossing(item)}" for item in items)
                 lines.append("    ]")
         lines.append("  }")
-
-    def link(domain: str) -> str:
-        return f'{{ nkey: {_q(creds.links[domain].public)}, allowed_connection_types: ["LEAFNODE"] }}'
-
-    if not cluster.is_hub:
-        account(account_of(cluster.name), domain_users(mesh, creds, cluster.name), own_limits(mesh, cluster), [], [])
-        return lines
-    hub_account = account_of(cluster.name)
-    account(
-        hub_account,
-        domain_users(mesh, creds, cluster.name),
-        own_limits(mesh, cluster),
-        *_exports_imports(mesh, hub_account),
-    )
-    for domain in mesh.domains:
-        name = account_of(domain.name)
-        account(name, [link(domain.name)], link_limits(mesh, domain), *_exports_imports(mesh, name))
     return lines
 
 
 def _block(key: str, values: Mapping[str, int | None]) -> str:
     return f"{key}: {{ " + ", ".join(f"{k}: {v}" for k, v in values.items() if v is not None) + " }"
-
-
-def own_limits(mesh: Mesh, cluster: Cluster) -> list[str]:
-    """A domain's own account on its servers: its JetStream reservation, its clients' payload and connections."""
-    lim = mesh.limits_of(cluster.name)
-    jetstream = {
-        "max_mem": lim.memory,
-        "max_file": lim.file,
-        "max_streams": lim.streams,
-        "max_consumers": lim.consumers,
-    }
-    # Without a reservation in the spec the account uses its servers' JetStream as far as their bounds allow
-    # (an account reservation counts every replica of every stream's max_bytes against it).
-    reserved = (
-        _block("jetstream", jetstream) if any(v is not None for v in jetstream.values()) else "jetstream: enabled"
-    )
-    return [reserved, _block("limits", {"max_payload": lim.payload, "max_connections": lim.connections})]
-
-
-LINK_HEADROOM = 2
-"""Leaf links a domain's account at the hub takes per node of the domain. Links count across the hub cluster,
-and a link that fails over from a stopped hub node is still counted there by the other hub nodes until that
-node answers again; with one link per node every such failover was refused ("maximum account active connections
-exceeded", F7 in tests/test_faults.py), so each link may fail over once while its old one still counts."""
-
-
-def link_limits(mesh: Mesh, domain: Cluster) -> list[str]:
-    """A domain's account at the hub: `LINK_HEADROOM` leaf links per node (links count as connections, across
-    the hub cluster), and bounded interest and messages, so no domain can exhaust the hub."""
-    lim, links = mesh.limits_of(domain.name), LINK_HEADROOM * len(domain.nodes)
-    values = {
-        "max_connections": links,
-        "max_leafnodes": links,
-        "max_subscriptions": lim.subscriptions,
-        "max_payload": lim.payload,
-    }
-    return [_block("limits", values)]
 
 
 def render_procfile(cluster: Cluster, server_command: str = DEFAULT_SERVER_COMMAND) -> str:
