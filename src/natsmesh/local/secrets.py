@@ -18,7 +18,7 @@ from typing import Any
 from natsmesh.errors import NotRunningError, PreflightError
 from natsmesh.local.files import write_private
 from natsmesh.local.layout import MeshDirs
-from natsmesh.model.identities import Credentials, NKey, fingerprint
+from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, NKey, fingerprint, trust_key_name
 from natsmesh.model.mesh import Mesh
 
 # The secrets are random 192-bit tokens, so no guessing is slowed by a costlier hash; the hash keeps the
@@ -31,11 +31,14 @@ def _token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def new_nkey() -> NKey:
-    """A fresh user nkey (seed and public key)."""
+def new_nkey(kind: str = "user") -> NKey:
+    """A fresh nkey (seed and public key) of KIND: user, account or operator."""
     import nkeys  # loads libsodium: only when a key is made
 
-    seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
+    prefix = {"user": nkeys.PREFIX_BYTE_USER, "account": nkeys.PREFIX_BYTE_ACCOUNT}.get(
+        kind, nkeys.PREFIX_BYTE_OPERATOR
+    )
+    seed = nkeys.encode_seed(secrets.token_bytes(32), prefix)
     return NKey(public=nkeys.from_seed(bytearray(seed)).public_key.decode(), seed=seed.decode())
 
 
@@ -68,6 +71,27 @@ def _fill(stored: Stored, mesh: Mesh) -> None:
             if name not in table:
                 k = new_nkey()
                 table[name] = {"public": k.public, "seed": k.seed}
+    if kinds := trust_key_kinds(mesh):
+        table = stored.setdefault("trust_keys", {})
+        for name, kind in kinds.items():
+            if name not in table:
+                k = new_nkey(kind)
+                table[name] = {"public": k.public, "seed": k.seed}
+
+
+def trust_key_kinds(mesh: Mesh) -> dict[str, str]:
+    """Every operator-mode key MESH needs, by name (`trust_key_name`), with its nkey kind: the operator's and its
+    signing key, each hub account's (the system account, the hub domain's, one per leaf domain) and its signing
+    key, and the hub's own users."""
+    if mesh.trust != "operator":
+        return {}
+    out = {trust_key_name("operator"): "operator", trust_key_name("operator-signing"): "operator"}
+    for account in (SYSTEM_ACCOUNT, *(c.name for c in mesh.clusters)):
+        out[trust_key_name("account", account)] = "account"
+        out[trust_key_name("account-signing", account)] = "account"
+    for role in ("system", "client", "gate"):
+        out[trust_key_name("user", f"{role}:{mesh.hub.name}")] = "user"
+    return out
 
 
 def _credentials(stored: Stored, mesh: Mesh) -> Credentials:
@@ -96,8 +120,14 @@ def _credentials(stored: Stored, mesh: Mesh) -> Credentials:
             for d in mesh.domains
             if (k := (stored.get("platform_keys") or {}).get(d.name))
         },
+        trust_keys={
+            name: NKey(k["public"], k["seed"])
+            for name in trust_key_kinds(mesh)
+            if (k := (stored.get("trust_keys") or {}).get(name))
+        },
         hashes=dict(stored.get("hashes") or {}),
         system_user=mesh.fixed_system[0] if mesh.fixed_system else "admin",
+        hub=mesh.hub.name,
         client_user=mesh.fixed_data[0] if mesh.fixed_data else "app",
     )
 

@@ -593,6 +593,22 @@ def _address_rules(spec: MeshSpec, f: Findings) -> None:
                 )
 
 
+def _trust_rules(spec: MeshSpec, f: Findings) -> None:
+    """Operator mode needs secrets natsmesh makes per party, and no system bridge (the hub's system account is then
+    a JWT account the leaves cannot join by config)."""
+    if spec.trust != "operator":
+        return
+    for key in ("system", "data"):
+        if getattr(spec.credentials, key) is not None:
+            f.problem(
+                ("trust",), f"operator mode needs generated secrets; remove `credentials.{key}` or use trust: config"
+            )
+    if spec.leafnodes.system_bridge is True:
+        f.problem(
+            ("leafnodes", "system_bridge"), "the system bridge needs trust: config (operator mode asks each cluster)"
+        )
+
+
 def _platform_rules(spec: MeshSpec, f: Findings) -> None:
     """What only the platform chooses, outside any spec: the program natsmesh runs."""
     if spec.server is not None:
@@ -650,6 +666,7 @@ def check_rules(spec: MeshSpec, lines: dict[Loc, int], read: SchemaReader | None
     """Every rule across fields of a document whose shape is valid."""
     f = Findings(lines)
     _platform_rules(spec, f)
+    _trust_rules(spec, f)
     _address_rules(spec, f)
     _credential_rules(spec, f)
     _cluster_rules(spec, f)

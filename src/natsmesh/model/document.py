@@ -486,6 +486,9 @@ class MeshSpec(_Strict):
     tls: TLSSpec = TLSSpec()
     pings: PingSpec = PingSpec()
     alerts: AlertsSpec = AlertsSpec()  # every copy's thresholds unless its consumption names its own
+    # How the hub knows who is who: `config` (every account, user and key in its configs; a change is a reload) or
+    # `operator` (NATS operator mode: accounts and users as JWTs the platform pushes to a resolver, no reload)
+    trust: Literal["config", "operator"] = "config"
 
     @field_validator("name")
     @classmethod

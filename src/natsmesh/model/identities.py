@@ -26,6 +26,12 @@ def account_of(domain: str) -> str:
     return domain
 
 
+def trust_key_name(kind: str, owner: str = "") -> str:
+    """The name of an operator-mode key: `operator`, `operator-signing`, `account:<name>`, `account-signing:<name>`
+    or `user:<role>:<party>` (the hub's own users: the platform's system user, the hub domain's app user)."""
+    return f"{kind}:{owner}" if owner else kind
+
+
 def user_url(scheme: str, user: str, password: str, host: str, port: int) -> str:
     """`scheme://user:password@host:port` with both credentials quoted for a URL."""
     return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}"
@@ -67,9 +73,13 @@ class Credentials:
     # leaf cluster -> the platform's own nkey in that cluster's data account: the only writer of its read copy of the
     # catalog (the domain's app user may only read it). Its seed is the platform's alone: no folder holds it.
     platform_keys: dict[str, NKey] = field(hash=False, default_factory=dict)
+    # operator mode (`natsmesh.render.trust`): the operator's keys and each hub account's identity and signing
+    # keys, by `trust_key_name`; a domain's folder holds its own account's signing key only (it signs its link user)
+    trust_keys: dict[str, NKey] = field(hash=False, default_factory=dict)
     system_user: str = SYSTEM_USER
     client_user: str = CLIENT_USER
     holder: str | None = None  # the one party these are (a folder's); None: the platform's, every party's
+    hub: str = ""  # the platform's own party (its folder holds the operator's and the system account's keys)
 
     def system(self, cluster: str | None = None) -> tuple[str, str]:
         """The system identity of CLUSTER's own servers; without CLUSTER, the holder's own (the hub's for the
@@ -113,6 +123,16 @@ class Credentials:
         if name not in self.system_passwords:
             raise KeyError(name)
         own = {k: v for k, v in self.system_passwords.items() if k == name}
+        own_signing = trust_key_name("account-signing", name)
+
+        def held(key: str) -> bool:  # a domain signs its own link user; the platform holds the rest
+            return (
+                key == own_signing
+                or (name == self.hub and not key.startswith("account-signing:"))
+                or (name == self.hub and key == trust_key_name("account-signing", name))
+                or (name == self.hub and key == trust_key_name("account-signing", SYSTEM_ACCOUNT))
+            )
+
         mine = [
             *own.values(),
             self.client_passwords.get(name, ""),
@@ -129,6 +149,7 @@ class Credentials:
             system_links={k: v if k == name else v.public_only() for k, v in self.system_links.items()},
             system_keys={k: v for k, v in self.system_keys.items() if k == name},
             platform_keys={k: v.public_only() for k, v in self.platform_keys.items()},
+            trust_keys={k: v if held(k) else v.public_only() for k, v in self.trust_keys.items()},
             hashes={f: h for f, h in self.hashes.items() if f in {fingerprint(p) for p in mine if p}},
             holder=name,
         )
@@ -140,6 +161,7 @@ class Credentials:
             *self.system_links.values(),
             *self.system_keys.values(),
             *self.platform_keys.values(),
+            *self.trust_keys.values(),
         )
         seeds = [k.seed for k in keys if k.seed]
         passwords = (self.system_passwords, self.client_passwords, self.route_passwords, self.gate_passwords)

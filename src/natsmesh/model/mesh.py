@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from natsmesh.model.contracts import canonical
 from natsmesh.model.products import (
@@ -57,6 +57,7 @@ class Mesh(Record):
     ping_interval: str = "4s"
     ping_max: int = 3
     system_bridge: bool = True  # leaf servers link their system account to the hub too
+    trust: Literal["config", "operator"] = "config"  # how the hub knows who is who (`natsmesh.model.trust`)
     fixed_system: tuple[str, str] | None = None
     fixed_data: tuple[str, str] | None = None
     warnings: tuple[str, ...] = ()
@@ -227,6 +228,7 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         ping_max=spec.pings.max_out,
         system_bridge=spec.leafnodes.system_bridge is True
         or (spec.leafnodes.system_bridge == "auto" and creds.system is not None and len(leaves) <= BRIDGE_AUTO_MAX),
+        trust=spec.trust,
         fixed_system=(creds.system.user, creds.system.password) if creds.system else None,
         fixed_data=(creds.data.user, creds.data.password) if creds.data else None,
         warnings=tuple(warnings),

@@ -13,7 +13,7 @@ from typing import Any, Self
 
 import nats
 import nats.errors
-from nats.aio.client import Client
+from nats.aio.client import Client, RawCredentials
 from nats.js import JetStreamContext
 
 from natsmesh.errors import NotHeldError, NotRunningError, UnknownDomainError
@@ -22,6 +22,18 @@ from natsmesh.local.secrets import load_credentials
 from natsmesh.model.identities import Credentials, user_url
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster
+from natsmesh.render.trust import Login, realise
+
+
+def signed_in(mesh: Mesh, login: Login, host: str, port: int) -> tuple[str, dict[str, Any]]:
+    """The URL of HOST:PORT and the `nats.connect` options that sign in with LOGIN (a password in the URL, an
+    nkey seed, or a creds file's text)."""
+    if login.password:
+        return user_url(mesh.scheme, login.user, login.password, host, port), {}
+    plain = f"{mesh.scheme}://{host}:{port}"
+    if login.nkey_seed:
+        return plain, {"nkeys_seed_str": login.nkey_seed}
+    return plain, {"user_credentials": RawCredentials(login.creds)}
 
 
 def system_urls(mesh: Mesh, creds: Credentials, cluster: Cluster | None = None) -> list[str]:
@@ -88,16 +100,12 @@ async def connect_system(
         "name": "natsmesh-observe",
         "error_cb": _quiet,
     }
-    key = creds.system_key(cluster.name)
-    user, password = creds.system(cluster.name)
+    logins = realise(mesh, creds).logins("system", cluster.name)
     nodes = random.sample(list(cluster.nodes), len(cluster.nodes))
     last: BaseException | None = None
     for n in nodes:
-        ways: list[tuple[str, dict[str, Any]]] = []
-        if key is not None:
-            ways.append((f"{mesh.scheme}://{n.host}:{n.client_port}", {"nkeys_seed_str": key.seed}))
-        ways.append((user_url(mesh.scheme, user, password, n.host, n.client_port), {}))
-        for url, auth in ways:
+        for login in logins:
+            url, auth = signed_in(mesh, login, n.host, n.client_port)
             try:
                 return await nats.connect(servers=[url], tls=client_context(mesh), **options, **auth)
             except Exception as exc:  # nats-py raises several kinds
@@ -130,14 +138,18 @@ async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str 
         "max_outstanding_pings": 3,
     }
     what = f"domain {domain!r}"
-    key = creds.platform_key(domain)
-    if key is not None:  # the platform's own identity there: it alone may write the domain's catalog copy
-        plain = [f"{mesh.scheme}://{n.host}:{n.client_port}" for n in cluster.nodes]
+    trust = realise(mesh, creds)
+    # the platform's own identity there first: it alone may write the domain's catalog copy (servers started before
+    # the key was made know only the app user until their next reload)
+    logins = [*trust.logins("platform", domain), *trust.logins("client", domain)]
+    for k, login in enumerate(logins):
+        signed = [signed_in(mesh, login, n.host, n.client_port) for n in cluster.nodes]
         try:
-            return await connect(mesh, plain, cluster, what, nkeys_seed_str=key.seed, **options)
+            return await connect(mesh, [url for url, _ in signed], cluster, what, **options, **signed[0][1])
         except NotRunningError:
-            pass  # servers started before the key was made: the app user until their next reload
-    return await connect(mesh, data_urls(mesh, creds, domain), cluster, what, **options)
+            if k == len(logins) - 1:
+                raise
+    raise NotHeldError(f"these credentials hold no identity of domain {domain!r}")
 
 
 class Connections:

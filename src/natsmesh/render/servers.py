@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
 
 from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of, user_url
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster, Node
-from natsmesh.model.trust import Account, Export, Import, Member, Rights, cluster_accounts, system_account
 from natsmesh.render.hosts import host_files
+from natsmesh.render.trust import realise
 
 DEFAULT_SERVER_COMMAND = "nats-server"
 SECRETS_FILE = "secrets.json"  # in each party's folder: that party's own secrets
@@ -142,13 +141,6 @@ def _cluster(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials) -> li
     ]
 
 
-def _system_account(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[str]:
-    """This cluster's own system account (`natsmesh.model.trust.system_account`) as config-mode users."""
-    users = [u for m in system_account(mesh, cluster).members for u in _users(m, creds)]
-    body = users[0] if len(users) == 1 else "\n" + "".join(f"      {u}\n" for u in users) + "    "
-    return [f"  {SYSTEM_ACCOUNT}: {{", f"    users: [{body}]", "  }"]
-
-
 def _leafnodes(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, via: Via | None) -> list[str]:
     lines = ["", "leafnodes {", f"  reconnect: {_q(mesh.leafnode_reconnect)}"]
     if cluster.is_hub:
@@ -167,12 +159,12 @@ def _leafnodes(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, via
     )
     urls = ", ".join(_q(leaf_url(mesh, h, (via or {}).get((cluster.name, h.name)))) for h in mesh.hub.nodes)
 
-    def remote(account: str, key: str) -> str:
-        return f"{{ urls: [{urls}], account: {account}, nkey: {_q(key)}{remote_tls} }}"
+    def remote(account: str, auth: str) -> str:
+        return f"{{ urls: [{urls}], account: {account}, {auth}{remote_tls} }}"
 
-    data = remote(_q(account_of(cluster.name)), creds.links[cluster.name].seed)
+    data = remote(_q(account_of(cluster.name)), realise(mesh, creds).leaf_auth(cluster, creds.links[cluster.name].seed))
     if mesh.system_bridge:
-        system = remote(SYSTEM_ACCOUNT, creds.system_links[cluster.name].seed)
+        system = remote(SYSTEM_ACCOUNT, f"nkey: {_q(creds.system_links[cluster.name].seed)}")
         lines += [
             "  # Two links to the hub (each to one of the hub nodes listed, moving on if it goes), each with its own",
             "  # nkey: SYS through a link the hub lets answer its pings and nothing else, so one request at the hub",
@@ -198,99 +190,10 @@ def render_node(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, vi
         *_header(mesh, cluster, node),
         *_jetstream(mesh, cluster, node),
         *_cluster(mesh, cluster, node, creds),
-        "",
-        "accounts {",
-        *_system_account(mesh, cluster, creds),
-        *render_accounts(mesh, cluster, creds),
-        "}",
-        f"system_account: {SYSTEM_ACCOUNT}",
+        *realise(mesh, creds).accounts(cluster, node),
         *_leafnodes(mesh, cluster, node, creds, via),
     ]
     return "\n".join(lines) + "\n"
-
-
-def _permissions(rights: Rights) -> str:
-    parts = []
-    for verb, allow, deny in (
-        ("publish", rights.publish_allow, rights.publish_deny),
-        ("subscribe", rights.subscribe_allow, rights.subscribe_deny),
-    ):
-        said = [f"allow: {_list(list(allow))}"] * bool(allow) + [f"deny: {_list(list(deny))}"] * bool(deny)
-        if said:
-            parts.append(f"{verb}: {{ {', '.join(said)} }}")
-    return ", ".join(parts)
-
-
-def _users(member: Member, creds: Credentials) -> list[str]:
-    """MEMBER as config-mode users: a password user (servers get its bcrypt hash) or an nkey, with its rights and
-    connection types. The system user also signs in with an nkey of its own (checked without bcrypt)."""
-    rights = f", permissions: {{ {_permissions(member.rights)} }}" if member.rights.restricted else ""
-    kinds = f", allowed_connection_types: {_list(list(member.connection_types))}" if member.connection_types else ""
-    if member.role in ("client", "gate", "system"):
-        if member.role == "client":
-            user, password = creds.client(member.party)
-        elif member.role == "gate":
-            user, password = creds.gate(member.party)
-        else:
-            user, password = creds.system(member.party)
-        out = [f"{{ user: {_q(user)}, password: {_q(creds.hash(password))}{kinds}{rights} }}"]
-        if member.role == "system" and (key := creds.system_keys.get(member.party)) is not None:
-            out.append(f"{{ nkey: {_q(key.public)} }}")
-        return out
-    keys = {"platform": creds.platform_keys, "link": creds.links, "system-link": creds.system_links}[member.role]
-    return [f"{{ nkey: {_q(keys[member.party].public)}{kinds}{rights} }}"]
-
-
-def _crossing(item: Export | Import) -> str:
-    if isinstance(item, Export):
-        return f"{{ {item.kind}: {_q(item.subject)}, accounts: [{_q(item.to)}] }}"
-    mapped = f", to: {_q(item.local)}" if item.local else ""
-    return f"{{ {item.kind}: {{ account: {_q(item.account)}, subject: {_q(item.subject)} }}{mapped} }}"
-
-
-def _limits(account: Account) -> list[str]:
-    """An account's JetStream and limits lines, as config mode writes them."""
-    out: list[str] = []
-    js = account.jetstream
-    if js is not None:
-        # Without a reservation in the spec the account uses its servers' JetStream as far as their bounds allow
-        # (an account reservation counts every replica of every stream's max_bytes against it).
-        reservation = {
-            "max_mem": js.max_mem,
-            "max_file": js.max_file,
-            "max_streams": js.max_streams,
-            "max_consumers": js.max_consumers,
-        }
-        out.append(_block("jetstream", reservation) if js.reserved else "jetstream: enabled")
-        out.append(_block("limits", {"max_payload": account.payload, "max_connections": account.connections}))
-        return out
-    values = {
-        "max_connections": account.connections,
-        "max_leafnodes": account.leafnodes,
-        "max_subscriptions": account.subscriptions,
-        "max_payload": account.payload,
-    }
-    return [_block("limits", values)]
-
-
-def render_accounts(mesh: Mesh, cluster: Cluster, creds: Credentials) -> list[str]:
-    """The data accounts of a node (`natsmesh.model.trust.cluster_accounts`) as config mode writes them."""
-    lines: list[str] = []
-    for account in cluster_accounts(mesh, cluster, frozenset(creds.platform_keys)):
-        lines.append(f"  {_q(account.name)}: {{")
-        lines.extend(f"    {line}" for line in _limits(account))
-        lines.append(f"    users: [{', '.join(u for m in account.members for u in _users(m, creds))}]")
-        for key, items in (("exports", account.exports), ("imports", account.imports)):
-            if items:
-                lines.append(f"    {key}: [")
-                lines.extend(f"      {_crossing(item)}" for item in items)
-                lines.append("    ]")
-        lines.append("  }")
-    return lines
-
-
-def _block(key: str, values: Mapping[str, int | None]) -> str:
-    return f"{key}: {{ " + ", ".join(f"{k}: {v}" for k, v in values.items() if v is not None) + " }"
 
 
 def render_procfile(cluster: Cluster, server_command: str = DEFAULT_SERVER_COMMAND) -> str:
@@ -357,6 +260,7 @@ def render_party(
     )
     files[f"{cluster.folder}/{SECRETS_FILE}"] = party_secrets(mesh, own, cluster)
     files[f"{cluster.folder}/{MESH_FILE}"] = party_mesh(mesh)
+    files.update({f"{cluster.folder}/{k}": v for k, v in realise(mesh, own).files(cluster).items()})
     if mesh.tls and certs is not None:
         files.update({f"{cluster.folder}/{TLS_DIR}/{name}": certs[name] for name in party_tls_files(cluster)})
     return files
