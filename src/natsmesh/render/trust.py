@@ -63,6 +63,11 @@ class Realisation(Protocol):
         """The account JWTs the hub's resolver must hold, by account public key (none in config mode)."""
         ...
 
+    @property
+    def pushes(self) -> bool:
+        """Whether the hub learns its accounts from pushed claims (operator mode) rather than its configs."""
+        ...
+
     def logins(self, role: str, party: str) -> list[Login]:
         """How natsmesh signs in as ROLE (system, client, gate, platform) of PARTY, best first."""
         ...
@@ -203,6 +208,10 @@ class ConfigMode:
     def claims(self, issued_at: int) -> dict[str, str]:
         return {}
 
+    @property
+    def pushes(self) -> bool:
+        return False
+
     def logins(self, role: str, party: str) -> list[Login]:
         c = self.creds
         if role == "system":
@@ -333,6 +342,10 @@ class OperatorMode(ConfigMode):
 
     def claims(self, issued_at: int) -> dict[str, str]:
         return {self.account_key(a.name): self._account_jwt(a, issued_at) for a in self.hub_accounts()}
+
+    @property
+    def pushes(self) -> bool:
+        return True
 
     def _hub_user(self, member: Member) -> Login:
         account = SYSTEM_ACCOUNT if member.role == "system" else member.party

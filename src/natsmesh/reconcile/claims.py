@@ -1,0 +1,91 @@
+"""Keeping the hub's resolver in step with the spec (operator mode): push each account JWT that says something new.
+
+The accounts come from `natsmesh.render.trust` (`Realisation.claims`); in config mode there are none and this
+does nothing. Each is looked up first (`$SYS.REQ.ACCOUNT.<key>.CLAIMS.LOOKUP`) and pushed
+(`$SYS.REQ.CLAIMS.UPDATE`) only if what it says differs, with an issue time after the one the resolver holds (it
+refuses an older JWT). A push reaches every hub node through the resolver's own sync; no config changes and no
+server reloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client
+
+from natsmesh.errors import ApplyError, NotRunningError
+from natsmesh.model import jwt
+from natsmesh.model.identities import Credentials
+from natsmesh.model.mesh import Mesh
+from natsmesh.observe.connect import connect_system
+from natsmesh.render.trust import realise
+
+TIMEOUT = 2.0
+
+
+@dataclass
+class ClaimsChange:
+    """Which accounts a push changed (by name), and which were already as the spec says."""
+
+    pushed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+def _says(token: str) -> object:
+    """What a JWT says, its issue time and id aside."""
+    doc = jwt.decode(token)
+    return {k: v for k, v in doc.items() if k not in ("iat", "jti")}
+
+
+async def _lookup(nc: Client, account: str) -> str | None:
+    try:
+        msg = await nc.request(f"$SYS.REQ.ACCOUNT.{account}.CLAIMS.LOOKUP", b"", timeout=TIMEOUT)
+    except Exception:  # not found answers nothing on some versions: treat as absent
+        return None
+    text = msg.data.decode(errors="replace").strip()
+    return text if text.count(".") == 2 and not text.startswith("{") else None
+
+
+async def push_claims(mesh: Mesh, creds: Credentials, nc: Client | None = None) -> ClaimsChange:
+    """Push every account of MESH's hub whose claims differ from what its resolver holds (operator mode)."""
+    now = int(time.time())
+    wanted = realise(mesh, creds).claims(now)
+    change = ClaimsChange()
+    if not wanted:
+        return change
+    own = nc is None
+    conn = nc or await connect_system(mesh, creds, cluster=mesh.hub)
+    try:
+        for account, token in wanted.items():
+            name = str(jwt.decode(token).get("name") or account)
+            held = await _lookup(conn, account)
+            if held is not None and _says(held) == _says(token):
+                change.unchanged.append(name)
+                continue
+            if held is not None and int(jwt.decode(held).get("iat") or 0) >= now:  # not older than what it holds
+                token = realise(mesh, creds).claims(int(jwt.decode(held)["iat"]) + 1)[account]
+            msg = await conn.request("$SYS.REQ.CLAIMS.UPDATE", token.encode(), timeout=TIMEOUT)
+            reply = json.loads(msg.data or b"{}")
+            if "error" in reply:
+                why = reply["error"].get("description", reply["error"])
+                raise ApplyError(f"the hub's resolver refused account {name}: {why}")
+            change.pushed.append(name)
+    finally:
+        if own:
+            await conn.close()
+    return change
+
+
+async def push_when_up(mesh: Mesh, creds: Credentials, timeout: float = 30.0) -> ClaimsChange:
+    """`push_claims` as soon as the hub's system account answers (a mesh just started), for at most TIMEOUT."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await push_claims(mesh, creds)
+        except NotRunningError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
