@@ -176,6 +176,7 @@ def _party_credentials(stored: Stored) -> Credentials:
         links=key("link"),
         system_links=key("system_link"),
         system_keys=key("system_key"),
+        trust_keys={n: NKey(k["public"], k["seed"]) for n, k in (stored.get("trust_keys") or {}).items()},
         system_user=stored["system"]["user"],
         client_user=stored["client"]["user"],
         holder=party,

@@ -436,3 +436,15 @@ class ApiError:
         if not isinstance(err, dict):
             return cls(0, str(err))
         return cls(_int(err.get("code")), str(err.get("description") or err))
+
+
+def claims_refusal(raw: bytes) -> str | None:
+    """Why a resolver refused a pushed JWT (`$SYS.REQ.CLAIMS.UPDATE`'s reply), or None if it took it."""
+    try:
+        doc = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        return f"an unreadable reply: {raw[:200]!r}"
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if error is None:
+        return None
+    return str(error.get("description", error)) if isinstance(error, dict) else str(error)

@@ -32,9 +32,11 @@ from natsmesh.reconcile.catalog import (
     with_history,
     write_entries,
 )
+from natsmesh.reconcile.claims import push_claims
 from natsmesh.reconcile.concurrency import bounded
-from natsmesh.reconcile.plan import Change, Config, Facts, Plan, depths, plan_changes
+from natsmesh.reconcile.plan import Action, Change, Config, Facts, Plan, depths, plan_changes
 from natsmesh.reconcile.policy_sync import apply_policy, plan_policy
+from natsmesh.render.trust import realise
 
 STREAMS_AT_ONCE = 64  # stream requests in flight during apply
 COPIES_AT_ONCE = 64  # clusters whose catalog copy is read or written at once (each holds what it may read)
@@ -129,7 +131,8 @@ async def _apply_streams(mesh: Mesh, mc: Connections, changes: list[Change]) -> 
     depth = depths(mesh)
     steps: dict[tuple[int, int, int], list[Change]] = {}
     for ch in changes:
-        if ch.kind not in ("catalog", "catalog-copy", "policy") and ch.action in ("create", "update", "delete"):
+        streams = ch.kind not in ("catalog", "catalog-copy", "policy", "accounts")
+        if streams and ch.action in ("create", "update", "delete"):
             steps.setdefault(_step(ch, depth), []).append(ch)
 
     async def one(ch: Change) -> None:
@@ -214,6 +217,11 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
             0,
             Change("update" if policy.pending else "unchanged", mesh.hub.name, "policy", "accounts", policy.describe()),
         )
+        creds = client.creds
+        if realise(mesh, creds).pushes:  # operator mode: who may read what lives in the hub's resolver
+            accounts = await push_claims(mesh, creds, dry_run=dry_run or bool(p.refused))
+            action: Action = "update" if accounts.pushed else "unchanged"
+            p.changes.insert(1, Change(action, mesh.hub.name, "accounts", "claims", accounts.describe()))
         if not dry_run:
             if not p.refused:  # the policy first, so new mirrors and sources find their imports in place
                 await apply_policy(mesh, policy)

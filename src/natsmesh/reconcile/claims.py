@@ -10,7 +10,6 @@ server reloads.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from natsmesh.model import jwt
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.connect import connect_system
+from natsmesh.observe.wire import claims_refusal
 from natsmesh.render.trust import realise
 
 TIMEOUT = 2.0
@@ -32,6 +32,9 @@ class ClaimsChange:
 
     pushed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return f"pushed to the hub's resolver: {', '.join(self.pushed)}" if self.pushed else ""
 
 
 def _says(token: str) -> object:
@@ -49,8 +52,11 @@ async def _lookup(nc: Client, account: str) -> str | None:
     return text if text.count(".") == 2 and not text.startswith("{") else None
 
 
-async def push_claims(mesh: Mesh, creds: Credentials, nc: Client | None = None) -> ClaimsChange:
-    """Push every account of MESH's hub whose claims differ from what its resolver holds (operator mode)."""
+async def push_claims(
+    mesh: Mesh, creds: Credentials, nc: Client | None = None, *, dry_run: bool = False
+) -> ClaimsChange:
+    """Push every account of MESH's hub whose claims differ from what its resolver holds (operator mode); with
+    DRY_RUN only say which."""
     now = int(time.time())
     wanted = realise(mesh, creds).claims(now)
     change = ClaimsChange()
@@ -65,12 +71,13 @@ async def push_claims(mesh: Mesh, creds: Credentials, nc: Client | None = None) 
             if held is not None and _says(held) == _says(token):
                 change.unchanged.append(name)
                 continue
+            if dry_run:
+                change.pushed.append(name)
+                continue
             if held is not None and int(jwt.decode(held).get("iat") or 0) >= now:  # not older than what it holds
                 token = realise(mesh, creds).claims(int(jwt.decode(held)["iat"]) + 1)[account]
             msg = await conn.request("$SYS.REQ.CLAIMS.UPDATE", token.encode(), timeout=TIMEOUT)
-            reply = json.loads(msg.data or b"{}")
-            if "error" in reply:
-                why = reply["error"].get("description", reply["error"])
+            if (why := claims_refusal(msg.data)) is not None:
                 raise ApplyError(f"the hub's resolver refused account {name}: {why}")
             change.pushed.append(name)
     finally:

@@ -213,6 +213,9 @@ def party_secrets(mesh: Mesh, creds: Credentials, cluster: Cluster) -> str:
         doc["gate"] = dict(zip(("user", "password"), creds.gate(cluster.name), strict=True))
     if cluster.name in creds.route_passwords:
         doc["route"] = dict(zip(("user", "password"), creds.route(cluster.name), strict=True))
+    held = {name: key for name, key in creds.trust_keys.items() if key.seed}  # operator mode: its own keys
+    if held:
+        doc["trust_keys"] = {name: {"public": key.public, "seed": key.seed} for name, key in sorted(held.items())}
     if not cluster.is_hub:
         doc["link"] = {"public": creds.links[cluster.name].public, "seed": creds.links[cluster.name].seed}
         if mesh.system_bridge:

@@ -289,7 +289,8 @@ class OperatorMode(ConfigMode):
             import_kind=item.kind,
             issuer_account=owner,
         )
-        token = jwt.encode(activation, self.key("account-signing", item.account).seed, issued_at)
+        # the same token on every push (its issue time is the files'), so an unchanged grant reads as unchanged
+        token = jwt.encode(activation, self.key("account-signing", item.account).seed, self.issued)
         return jwt.Import(
             account=owner, subject=item.subject, kind=item.kind, local_subject=item.local or "", token=token
         )

@@ -1,0 +1,157 @@
+"""Operator mode at the hub (issue 19), on real servers: the hub's configs name the operator and a resolver, never
+a domain; its accounts are JWTs natsmesh pushes; a copy across domains flows only with an activation the owner's
+account key signed; a new copy is granted live, without touching a hub server or any other leaf link."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from helpers import MeshRunner, read_state, run_cli, servers_under
+from natsmesh.client import MeshClient, run
+from natsmesh.local.secrets import load_credentials
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.topology import block_size, monitor_host, plan_ports
+from natsmesh.observe.monitor import config_load_time, http_json
+from natsmesh.reconcile.apply import reconcile
+from natsmesh.reconcile.claims import push_claims
+from natsmesh.render import trust
+from natsmesh.run.ports import free_port_base
+
+pytestmark = pytest.mark.integration
+A, B, C = "sales", "billing", "audit"
+
+
+def operator_doc(data_dir: Path) -> dict[str, Any]:
+    block = block_size(3)
+    base = free_port_base(block * 4)
+    clusters: list[dict[str, Any]] = [
+        {"name": "hub", "nodes": 3},
+        {"name": A, "nodes": 1, "products": [{"name": "ORDERS", "subjects": [f"{A}.orders.>"]}]},
+        {"name": B, "nodes": 1, "consumes": [{"product": f"{A}/ORDERS"}]},
+        {"name": C, "nodes": 1},
+    ]
+    for k, c in enumerate(clusters):
+        c["ports"] = plan_ports(base, block, k, c["nodes"], k == 0).as_spec()
+    return {"name": "op", "trust": "operator", "data_dir": str(data_dir), "hub": clusters[0], "domains": clusters[1:]}
+
+
+@pytest.fixture(scope="module")
+def operator_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, Path]]:
+    tmp = tmp_path_factory.mktemp("operator")
+    runner = MeshRunner(tmp)
+    mesh, spec = runner.up_file(operator_doc(tmp / "data"), "op.yaml")
+    try:
+        run(reconcile(mesh))
+        yield mesh, spec
+    finally:
+        runner.close()
+        assert not servers_under(tmp)
+
+
+async def _publish(mesh: Mesh, n: int, start: int = 0) -> None:
+    async with MeshClient(mesh, name="producer") as mc:
+        for i in range(start, start + n):
+            await mc.publish(f"{A}/ORDERS", json.dumps({"i": i}).encode(), subject=f"{A}.orders.x")
+
+
+async def _count(mesh: Mesh, domain: str, stream: str) -> int:
+    async with MeshClient(mesh, name="counter") as mc:
+        return int((await (await mc.jetstream(domain)).stream_info(stream)).state.messages)
+
+
+async def _until(mesh: Mesh, domain: str, stream: str, want: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (got := await _count(mesh, domain, stream)) < want:
+        assert time.monotonic() < deadline, f"{domain}/{stream} holds {got} of {want} after {timeout:g} s"
+        await asyncio.sleep(0.2)
+
+
+def test_the_hub_names_no_domain_and_a_folder_holds_only_its_own_key(operator_mesh: tuple[Mesh, Path]) -> None:
+    mesh, _ = operator_mesh
+    creds = load_credentials(mesh, create=False)
+    hub_conf = (mesh.data_dir / mesh.hub.folder / f"{mesh.hub.nodes[0].name}.conf").read_text()
+    assert 'operator: "operator.jwt"' in hub_conf and "resolver: { type: full" in hub_conf
+    for d in mesh.domains:  # no domain account, user, export or import in any hub config
+        assert f'"{d.name}"' not in hub_conf and "exports" not in hub_conf
+        folder = mesh.data_dir / d.folder
+        assert (folder / trust.LINK_CREDS).is_file()
+        files = [f for f in folder.rglob("*") if f.is_file() and "data" not in f.relative_to(folder).parts]
+        text = "\n".join(f.read_text(errors="replace") for f in files)
+        own = creds.trust_keys[f"account-signing:{d.name}"].seed
+        others = [k.seed for name, k in creds.trust_keys.items() if name != f"account-signing:{d.name}"]
+        assert own in text and not [s for s in others if s in text], d.name
+
+
+def test_copies_flow_through_private_exports_signed_by_their_owner(operator_mesh: tuple[Mesh, Path]) -> None:
+    mesh, _ = operator_mesh
+    run(_publish(mesh, 20))
+    run(_until(mesh, B, "ORDERS", 20))
+
+
+def _hub_facts(mesh: Mesh) -> dict[str, Any]:
+    """What must not change when a copy is granted: the hub's processes, when they loaded their configs, and
+    the leaf links they hold (by connection id)."""
+    state = read_state(mesh) or {}
+    return {
+        n.name: (
+            state["nodes"][n.name]["pid"],
+            config_load_time(monitor_host(n), n.http_port),
+            sorted(lf["id"] for lf in http_json(monitor_host(n), n.http_port, "/leafz").get("leafs", [])),
+        )
+        for n in mesh.hub.nodes
+    }
+
+
+def test_a_copy_is_granted_live_without_touching_a_hub_server(operator_mesh: tuple[Mesh, Path]) -> None:
+    mesh, spec = operator_mesh
+    before = _hub_facts(mesh)
+    doc = yaml.safe_load(spec.read_text())
+    doc["domains"][2]["consumes"] = [{"as": "ALL_ORDERS", "mode": "source", "products": [f"{A}/ORDERS"]}]
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    res = run_cli("apply", "-f", str(spec), "--json")
+    assert res.returncode == 0, res
+    plan = json.loads(res.stdout)
+    pushed = next(c for c in plan["changes"] if c["kind"] == "accounts")
+    assert pushed["action"] == "update" and A in pushed["detail"] and C in pushed["detail"], pushed
+    policy = next(c for c in plan["changes"] if c["kind"] == "policy")
+    assert "server configs change" not in policy["detail"], policy  # the grant is in the pushed claims only
+    want = run(_count(mesh, A, "ORDERS"))
+    run(_until(mesh, C, "ALL_ORDERS", want))
+    assert _hub_facts(mesh) == before  # same pids, configs loaded once, every leaf link the same connection
+
+
+def test_an_import_without_the_owners_signature_does_not_flow(
+    operator_mesh: tuple[Mesh, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The importer's account JWT pushed without the owner's activation tokens: the servers drop the imports and
+    the copy gets nothing new; the spec's claims pushed again complete it."""
+    mesh, spec = operator_mesh
+    from natsmesh.local.specfile import load_spec
+
+    mesh = load_spec(spec)  # with the copy the previous test added
+    creds = load_credentials(mesh, create=False)
+    have = run(_count(mesh, C, "ALL_ORDERS"))
+    original = trust.OperatorMode._import
+
+    def unsigned(self: trust.OperatorMode, importer: str, item: Any, issued_at: int) -> Any:
+        from dataclasses import replace
+
+        return replace(original(self, importer, item, issued_at), token="")
+
+    monkeypatch.setattr(trust.OperatorMode, "_import", unsigned)
+    run(push_claims(mesh, creds))
+    monkeypatch.undo()
+    run(_publish(mesh, 5, start=1000))
+    time.sleep(3.0)
+    assert run(_count(mesh, C, "ALL_ORDERS")) == have  # nothing flows without the owner's signature
+    assert run(_count(mesh, A, "ORDERS")) >= have + 5
+    run(push_claims(mesh, creds))  # as the spec says: signed
+    run(_until(mesh, C, "ALL_ORDERS", have + 5))
