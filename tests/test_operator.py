@@ -153,5 +153,18 @@ def test_an_import_without_the_owners_signature_does_not_flow(
     time.sleep(3.0)
     assert run(_count(mesh, C, "ALL_ORDERS")) == have  # nothing flows without the owner's signature
     assert run(_count(mesh, A, "ORDERS")) >= have + 5
-    run(push_claims(mesh, creds))  # as the spec says: signed
+    # ... and the platform is told why, where a silent copy would otherwise show lag 0
+    lag = json.loads(run_cli("report", "lag", "-f", str(spec), "--json").stdout)["rows"]
+    row = next(r for r in lag if r["stream"] == "ALL_ORDERS")
+    assert "waiting for the owner's signature" in (row["error"] or ""), row
+    assert f"the hub refuses {C}'s import" in row["error"] and f"from {A}" in row["error"], row
+    dry = json.loads(run_cli("apply", "--dry-run", "-f", str(spec), "--json").stdout)
+    accounts = next(c for c in dry["changes"] if c["kind"] == "accounts")
+    assert accounts["action"] == "update" and "waiting for the owner's signature" in accounts["detail"], accounts
+    res = run_cli("apply", "-f", str(spec), "--json")  # as the spec says: signed
+    assert res.returncode == 0, res
+    accounts = next(c for c in json.loads(res.stdout)["changes"] if c["kind"] == "accounts")
+    assert "refuses" not in accounts["detail"], accounts
     run(_until(mesh, C, "ALL_ORDERS", have + 5))
+    lag = json.loads(run_cli("report", "lag", "-f", str(spec), "--json").stdout)["rows"]
+    assert not next(r for r in lag if r["stream"] == "ALL_ORDERS")["error"]

@@ -12,7 +12,7 @@ a source's row is what its own servers count.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from nats.js.api import StreamInfo, StreamSourceInfo
@@ -20,6 +20,7 @@ from nats.js.api import StreamInfo, StreamSourceInfo
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import Consumption, Share, SourceRef
 from natsmesh.observe.connect import Connections
+from natsmesh.observe.grants import Refusal, refusals
 from natsmesh.observe.wire import ConsumerDetail, copy_progress
 
 TIMEOUT = 2.0
@@ -149,4 +150,27 @@ async def lag_report(mesh: Mesh, max_lag: int | None = None, max_inactive: float
     """`natsmesh report lag`: measure every copy from both ends and judge it by MAX_LAG and MAX_INACTIVE."""
     async with Connections(mesh, name="natsmesh-lag") as mc:
         rows = await measure(mesh, mc)
+        if mc.creds.holder is None:  # the platform: a copy the hub refuses says why, not just "lag"
+            rows = refused_rows(mesh, rows, await refusals(mesh, mc.creds))
     return LagReport(rows, violations(rows, max_lag, max_inactive), max_lag is not None or max_inactive is not None)
+
+
+def refused_rows(mesh: Mesh, rows: list[LagRow], refused: list[Refusal]) -> list[LagRow]:
+    """ROWS with the hub's refusals said in each refused copy's error (operator mode: no owner's signature)."""
+    if not refused:
+        return rows
+    out = []
+    for r in rows:
+        c = next(x for x in mesh.consumptions if x.domain == r.domain and x.stream == r.stream)
+        s = next(x for x in c.sources if x.ref == r.upstream)
+        share = Share(s.domain, s.stream, c.domain, c.stream, s.filter, s.team)
+        why = next(
+            (
+                str(f)
+                for f in refused
+                if f.taker == c.domain and (share.consumer in f.subject or f.subject == share.deliver)
+            ),
+            None,
+        )
+        out.append(r if why is None else replace(r, error="; ".join(x for x in (r.error, why) if x)))
+    return out

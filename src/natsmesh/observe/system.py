@@ -41,6 +41,7 @@ SUBJECTS = {
     "VARZ": "$SYS.REQ.SERVER.PING.VARZ",
     "LEAFZ": "$SYS.REQ.SERVER.PING.LEAFZ",
     "HEALTHZ": "$SYS.REQ.SERVER.PING.HEALTHZ",
+    "ACCOUNTZ": "$SYS.REQ.SERVER.PING.ACCOUNTZ",  # with {"account": <key>}: that account's imports, complete or not
 }
 
 BODIES: dict[str, dict[str, Any]] = {"JSZS": JSZ_STREAMS_BODY}  # what a kind asks for unless a body is given

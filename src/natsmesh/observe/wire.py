@@ -391,7 +391,40 @@ class ServerReply(Generic[T]):
     data: T
 
 
+@dataclass(frozen=True)
+class AccountImport:
+    """One import an account holds at a server: the exporter's SUBJECT from ACCOUNT, and whether it is INVALID."""
+
+    subject: str
+    account: str
+    invalid: bool = False
+
+
+@dataclass(frozen=True)
+class Accountz:
+    """ACCOUNTZ of one account: whether all its claims hold (`complete`) and the imports the server kept (one it
+    refused, for want of a valid activation from its exporter, is missing or `invalid`)."""
+
+    name: str = ""
+    complete: bool = True
+    imports: tuple[AccountImport, ...] = ()
+
+    @classmethod
+    def from_response(cls, d: Doc) -> Accountz:
+        detail = _doc(d.get("account_detail"))
+        imports = tuple(
+            AccountImport(str(i.get("subject") or ""), str(i.get("account") or ""), bool(i.get("invalid")))
+            for i in _list(detail.get("imports"))
+        )
+        return cls(str(detail.get("account_name") or ""), bool(detail.get("complete", True)), imports)
+
+    def kept(self, subject: str, account: str) -> bool:
+        """Whether the server holds a valid import of ACCOUNT's SUBJECT."""
+        return any(i.subject == subject and i.account == account and not i.invalid for i in self.imports)
+
+
 PARSERS: dict[str, Any] = {
+    "ACCOUNTZ": Accountz,
     "JSZ": Jsz,
     "JSZS": JszStreams,
     "LEAFZ": Leafz,

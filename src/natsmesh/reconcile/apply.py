@@ -19,9 +19,11 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
 from natsmesh.errors import ApplyError, PlanRefusedError
+from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, MANAGED_KEY
 from natsmesh.observe.connect import Connections
+from natsmesh.observe.grants import Refusal, refusals
 from natsmesh.observe.streams import list_consumers, list_streams
 from natsmesh.observe.wire import ApiError
 from natsmesh.reconcile.catalog import (
@@ -207,6 +209,16 @@ async def apply(mesh: Mesh, mc: Connections, the_plan: Plan) -> Plan:
     return the_plan
 
 
+async def _settled(mesh: Mesh, creds: Credentials, wait: float = 2.0) -> list[Refusal]:
+    """The hub's refusals once what was just pushed has reached it (asked again for up to WAIT seconds)."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        refused = await refusals(mesh, creds)
+        if not refused or asyncio.get_running_loop().time() > deadline:
+            return refused
+        await asyncio.sleep(0.2)
+
+
 async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, mc: Connections | None = None) -> Plan:
     """Plan, and unless DRY_RUN apply. The library form of `natsmesh apply`."""
     client = mc or Connections(mesh, name="natsmesh-apply")
@@ -221,7 +233,9 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
         if realise(mesh, creds).pushes:  # operator mode: who may read what lives in the hub's resolver
             accounts = await push_claims(mesh, creds, dry_run=dry_run or bool(p.refused))
             action: Action = "update" if accounts.pushed else "unchanged"
-            p.changes.insert(1, Change(action, mesh.hub.name, "accounts", "claims", accounts.describe()))
+            refused = await refusals(mesh, creds) if not accounts.pushed or dry_run else await _settled(mesh, creds)
+            detail = "; ".join([accounts.describe(), *map(str, refused)]).strip("; ")
+            p.changes.insert(1, Change(action, mesh.hub.name, "accounts", "claims", detail))
         if not dry_run:
             if not p.refused:  # the policy first, so new mirrors and sources find their imports in place
                 await apply_policy(mesh, policy)

@@ -35,6 +35,17 @@ RESOLVER_DIR = "jwt"  # in the hub's folder, one directory per node: the account
 
 
 @dataclass(frozen=True)
+class HubImport:
+    """One import of a hub account as its claims carry it: TAKER (name and key) takes OWNER's SUBJECT."""
+
+    taker: str
+    taker_key: str
+    owner: str
+    owner_key: str
+    subject: str
+
+
+@dataclass(frozen=True)
 class Login:
     """One way natsmesh signs in as an identity: a user and password, an nkey seed, or a creds file's text."""
 
@@ -66,6 +77,10 @@ class Realisation(Protocol):
     @property
     def pushes(self) -> bool:
         """Whether the hub learns its accounts from pushed claims (operator mode) rather than its configs."""
+        ...
+
+    def imports(self) -> list[HubImport]:
+        """Every import the hub's pushed claims carry (none in config mode)."""
         ...
 
     def logins(self, role: str, party: str) -> list[Login]:
@@ -212,6 +227,9 @@ class ConfigMode:
     def pushes(self) -> bool:
         return False
 
+    def imports(self) -> list[HubImport]:
+        return []
+
     def logins(self, role: str, party: str) -> list[Login]:
         c = self.creds
         if role == "system":
@@ -347,6 +365,14 @@ class OperatorMode(ConfigMode):
     @property
     def pushes(self) -> bool:
         return True
+
+    def imports(self) -> list[HubImport]:
+        key = self.account_key
+        return [
+            HubImport(a.name, key(a.name), i.account, key(i.account), i.subject)
+            for a in self.hub_accounts()
+            for i in a.imports
+        ]
 
     def _hub_user(self, member: Member) -> Login:
         account = SYSTEM_ACCOUNT if member.role == "system" else member.party
