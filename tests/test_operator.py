@@ -27,11 +27,13 @@ from natsmesh.run.ports import free_port_base
 
 pytestmark = pytest.mark.integration
 A, B, C = "sales", "billing", "audit"
+D = "ledger"  # joins the running mesh, then leaves it
+JOINER: dict[str, Any] = {}  # its spec
 
 
 def operator_doc(data_dir: Path) -> dict[str, Any]:
     block = block_size(3)
-    base = free_port_base(block * 4)
+    base = free_port_base(block * 5)
     clusters: list[dict[str, Any]] = [
         {"name": "hub", "nodes": 3},
         {"name": A, "nodes": 1, "products": [{"name": "ORDERS", "subjects": [f"{A}.orders.>"]}]},
@@ -40,7 +42,16 @@ def operator_doc(data_dir: Path) -> dict[str, Any]:
     ]
     for k, c in enumerate(clusters):
         c["ports"] = plan_ports(base, block, k, c["nodes"], k == 0).as_spec()
-    return {"name": "op", "trust": "operator", "data_dir": str(data_dir), "hub": clusters[0], "domains": clusters[1:]}
+    doc = {"name": "op", "trust": "operator", "data_dir": str(data_dir), "hub": clusters[0], "domains": clusters[1:]}
+    JOINER.clear()
+    JOINER.update(  # the fifth port block, for the domain that joins later
+        name=D,
+        nodes=1,
+        ports=plan_ports(base, block, 4, 1, False).as_spec(),
+        products=[{"name": "ENTRIES", "subjects": [f"{D}.entries.>"]}],
+        consumes=[{"product": f"{A}/ORDERS"}],
+    )
+    return doc
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +179,73 @@ def test_an_import_without_the_owners_signature_does_not_flow(
     run(_until(mesh, C, "ALL_ORDERS", have + 5))
     lag = json.loads(run_cli("report", "lag", "-f", str(spec), "--json").stdout)["rows"]
     assert not next(r for r in lag if r["stream"] == "ALL_ORDERS")["error"]
+
+
+def _links(mesh: Mesh) -> set[int]:
+    return {
+        lf["id"] for n in mesh.hub.nodes for lf in http_json(monitor_host(n), n.http_port, "/leafz").get("leafs", [])
+    }
+
+
+def _leaf_pids(mesh: Mesh) -> dict[str, int]:
+    state = read_state(mesh) or {}
+    return {n.name: state["nodes"][n.name]["pid"] for d in mesh.domains for n in d.nodes}
+
+
+def _resolver_files(mesh: Mesh) -> list[str]:
+    return sorted(p.name for p in (mesh.data_dir / mesh.hub.folder / trust.RESOLVER_DIR).rglob("*") if p.is_file())
+
+
+def test_a_domain_joins_and_leaves_the_running_mesh_without_touching_the_others(
+    operator_mesh: tuple[Mesh, Path],
+) -> None:
+    """A domain added to the spec joins with `apply`: its account pushed, its cluster started under the running
+    supervisor, its copy complete; no hub server restarted or reloaded, no other leaf link reconnected. Dropped
+    from the spec it leaves only with --prune: its streams, then its account (nothing left in the resolver),
+    then its nodes; again nothing else touched."""
+    from natsmesh.local.specfile import load_spec
+
+    mesh, spec = operator_mesh
+    doc = yaml.safe_load(spec.read_text())
+    doc["domains"].append(JOINER)
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    hub = {n: (pid, loaded) for n, (pid, loaded, _) in _hub_facts(mesh).items()}
+    links, leaves = _links(mesh), _leaf_pids(mesh)
+    dry = run_cli("apply", "--dry-run", "-f", str(spec), "--json")
+    assert dry.returncode == 0, dry
+    rows = json.loads(dry.stdout)["changes"]
+    assert any(c["kind"] == "cluster" and c["action"] == "create" and c["domain"] == D for c in rows), rows
+    assert any(c["kind"] == "product" and c["domain"] == D and c["action"] == "create" for c in rows), rows
+    assert read_state(mesh) and not any(n.startswith(D) for n in read_state(mesh)["nodes"])  # dry: nothing started
+    started = time.monotonic()
+    res = run_cli("apply", "-f", str(spec), "--json")
+    assert res.returncode == 0, res
+    joined = load_spec(spec)
+    want = run(_count(joined, A, "ORDERS"))
+    run(_until(joined, D, "ORDERS", want))
+    took = time.monotonic() - started
+    assert {n: (pid, loaded) for n, (pid, loaded, _) in _hub_facts(joined).items()} == hub  # no hub process touched
+    assert links < _links(joined)  # every link the same connection, and one more
+    assert {k: v for k, v in _leaf_pids(joined).items() if not k.startswith(D)} == leaves
+    account = trust.realise(joined, load_credentials(joined, create=False)).hub_account(D)
+    assert f"{account}.jwt" in _resolver_files(joined)
+    status = json.loads(run_cli("status", "-f", str(spec), "--json").stdout)
+    assert status["ready"], status
+    print(f"join: apply -> copy complete in {took:.2f} s")
+
+    # ... and leaves again
+    doc["domains"].pop()
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    res = run_cli("apply", "-f", str(spec), "--json")
+    assert res.returncode != 0 and "--prune" in res.stdout + res.stderr, res
+    assert run(_count(joined, D, "ENTRIES")) == 0  # refused: still there, nothing deleted
+    res = run_cli("apply", "--prune", "-f", str(spec), "--json")
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["changes"]
+    assert any(c["kind"] == "cluster" and c["action"] == "delete" and c["domain"] == D for c in rows), rows
+    state = read_state(mesh) or {}
+    assert not [n for n in state["nodes"] if n.startswith(D)], state["nodes"]
+    assert f"{account}.jwt" not in "".join(_resolver_files(mesh))  # nothing left in the resolver
+    assert {n: (pid, loaded) for n, (pid, loaded, _) in _hub_facts(mesh).items()} == hub
+    assert links == _links(mesh)
+    assert _leaf_pids(mesh) == leaves

@@ -13,6 +13,7 @@
     shares.json           the shares the running servers were given (`natsmesh.local.records`)
     faults.json           the fault proxies of `up --chaos`
     faults.sock           their control socket
+    members.json          the mesh the supervisor is to run, when `apply` adds or removes a cluster live
 ```
 """
 
@@ -61,6 +62,7 @@ class MeshDirs:
     supervisor_log = _Below("run", "supervisor.log")
     shares = _Below("run", "shares.json")
     faults = _Below("run", "faults.json")
+    members = _Below("run", "members.json")
 
     @classmethod
     def of(cls, mesh: Mesh) -> MeshDirs:

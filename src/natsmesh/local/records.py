@@ -1,8 +1,9 @@
-"""What a running mesh was given, kept in its run dir for later commands: its fault proxies and its shares.
+"""What a running mesh was given, kept in its run dir for later commands: its fault proxies, shares and members.
 
 `faults.json` lists the fault proxies of `up --chaos` (so a re-render for a policy change keeps the leaf links
 on them); `shares.json` lists the shares the running servers were configured with (so `apply` knows what a new
-spec grants and revokes).
+spec grants and revokes); `members.json` is the mesh its supervisor runs (so `apply` knows which clusters a new
+spec adds or drops, and the supervisor which nodes to start or stop).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from natsmesh.local.files import write_private
 from natsmesh.local.layout import MeshDirs
 from natsmesh.model.mesh import Mesh
 from natsmesh.render.servers import Via
@@ -81,3 +83,16 @@ def recorded_shares(mesh: Mesh) -> list[str]:
     except (OSError, ValueError):
         return []
     return [str(x) for x in data] if isinstance(data, list) else []
+
+
+def record_members(mesh: Mesh) -> None:
+    """Say which mesh the supervisor runs (`up`), or is to run next (a live join or leave)."""
+    write_private(MeshDirs.of(mesh).members, json.dumps(mesh.to_json()) + "\n")
+
+
+def recorded_members(mesh: Mesh) -> Mesh | None:
+    """The mesh MESH's supervisor runs, as `up` or the last live join or leave recorded it (None: not recorded)."""
+    try:
+        return Mesh.from_json(json.loads(MeshDirs.of(mesh).members.read_text()), mesh.source, mesh.base_dir)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

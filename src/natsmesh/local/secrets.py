@@ -197,9 +197,10 @@ def _no_credentials(mesh: Mesh, stored: Stored) -> str:
     )
 
 
-def load_credentials(mesh: Mesh, *, create: bool = True) -> Credentials:
+def load_credentials(mesh: Mesh, *, create: bool = True, keep: bool = True) -> Credentials:
     """Every party's credentials for MESH: the spec's fixed ones, else the stored ones; missing ones are
-    generated and stored (owner-readable only) if CREATE, else `NotRunningError`. A mesh loaded from a party's
+    generated and stored (owner-readable only) if CREATE (only generated, for a dry run, unless KEEP), else
+    `NotRunningError`. A mesh loaded from a party's
     folder (`natsmesh.local.folder`) has that party's own credentials only, and never makes any."""
     path = MeshDirs.of(mesh).secrets
     stored: Stored = json.loads(path.read_text()) if path.is_file() else {}
@@ -216,7 +217,7 @@ def load_credentials(mesh: Mesh, *, create: bool = True) -> Credentials:
     except KeyError:
         raise NotRunningError(_no_credentials(mesh, stored)) from None
     _hash_all(stored, creds)  # kept only if CREATE; otherwise made for this command alone
-    if json.dumps(stored, sort_keys=True) != before and create:
+    if json.dumps(stored, sort_keys=True) != before and create and keep:
         try:
             write_private(path, json.dumps(stored, indent=2) + "\n")
         except OSError as exc:

@@ -244,7 +244,8 @@ Claims = OperatorClaims | AccountClaims | UserClaims | ActivationClaims | Generi
 
 def delete_accounts_request(operator: str, accounts: Sequence[str]) -> GenericClaims:
     """The request nats-server's full resolver takes on `$SYS.REQ.CLAIMS.DELETE`, as nsc writes it: generic claims
-    about the OPERATOR (to be signed by the operator's own key) with `nats.accounts` and no type."""
+    with `nats.accounts` and no type, about the key that signs them: the OPERATOR's own key, or under strict
+    signing keys one of its signing keys (nats-server 2.15: "not trusted" / "not self signed" otherwise)."""
     return GenericClaims(subject=operator, data={"accounts": list(accounts)})
 
 

@@ -19,6 +19,7 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
 from natsmesh.errors import ApplyError, PlanRefusedError
+from natsmesh.local.secrets import load_credentials
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, MANAGED_KEY
@@ -36,6 +37,7 @@ from natsmesh.reconcile.catalog import (
 )
 from natsmesh.reconcile.claims import push_claims
 from natsmesh.reconcile.concurrency import bounded
+from natsmesh.reconcile.membership import Membership, join, leave, plan_membership
 from natsmesh.reconcile.plan import Action, Change, Config, Facts, Plan, depths, plan_changes
 from natsmesh.reconcile.policy_sync import apply_policy, plan_policy
 from natsmesh.render.trust import realise
@@ -71,26 +73,27 @@ async def _read_copy(js: JetStreamContext) -> dict[str, dict[str, Any]] | None:
         return None
 
 
-async def read_facts(mesh: Mesh, mc: Connections) -> Facts:
-    """What the plan needs to know: every domain's streams, the hub's catalog and each leaf's read copy."""
-    domains = [c.name for c in mesh.clusters]
-    contexts = await asyncio.gather(*(mc.jetstream(d) for d in domains))
+async def read_facts(mesh: Mesh, mc: Connections, absent: frozenset[str] = frozenset()) -> Facts:
+    """What the plan needs to know: every domain's streams, the hub's catalog and each leaf's read copy. The
+    clusters ABSENT do not run yet (a dry run of their joining): they hold nothing."""
+    domains = [c.name for c in mesh.clusters if c.name not in absent]
+    contexts = dict(zip(domains, await asyncio.gather(*(mc.jetstream(d) for d in domains)), strict=True))
     actual = await asyncio.gather(*(_actual_streams(mc, d) for d in domains))
     catalog = await read_catalog(await mc.jetstream(mesh.hub.name))
-    leaves = [js for d, js in zip(domains, contexts, strict=True) if d != mesh.hub.name]
-    copies = await bounded([_read_copy(js) for js in leaves], COPIES_AT_ONCE)
+    leaves = [d for d in domains if d != mesh.hub.name]
+    copies = dict(zip(leaves, await bounded([_read_copy(contexts[d]) for d in leaves], COPIES_AT_ONCE), strict=True))
     consumers = await asyncio.gather(*(_actual_consumers(mc, d, a) for d, a in zip(domains, actual, strict=True)))
     return Facts(
         streams=dict(zip(domains, actual, strict=True)),
         catalog=catalog,
-        copies={leaf.name: local for leaf, local in zip(mesh.domains, copies, strict=True)},
+        copies={leaf.name: copies.get(leaf.name) for leaf in mesh.domains},
         consumers={d: c for d, c in zip(domains, consumers, strict=True) if c},
     )
 
 
-async def plan(mesh: Mesh, mc: Connections, prune: bool = False) -> Plan:
-    """Compare the spec with the running mesh; changes nothing."""
-    return plan_changes(mesh, await read_facts(mesh, mc), prune)
+async def plan(mesh: Mesh, mc: Connections, prune: bool = False, absent: frozenset[str] = frozenset()) -> Plan:
+    """Compare the spec with the running mesh (where the clusters ABSENT hold nothing yet); changes nothing."""
+    return plan_changes(mesh, await read_facts(mesh, mc, absent), prune)
 
 
 def _step(ch: Change, depth: dict[str, int]) -> tuple[int, int, int]:
@@ -133,7 +136,7 @@ async def _apply_streams(mesh: Mesh, mc: Connections, changes: list[Change]) -> 
     depth = depths(mesh)
     steps: dict[tuple[int, int, int], list[Change]] = {}
     for ch in changes:
-        streams = ch.kind not in ("catalog", "catalog-copy", "policy", "accounts")
+        streams = ch.kind not in ("catalog", "catalog-copy", "policy", "accounts", "cluster")
         if streams and ch.action in ("create", "update", "delete"):
             steps.setdefault(_step(ch, depth), []).append(ch)
 
@@ -219,12 +222,42 @@ async def _settled(mesh: Mesh, creds: Credentials, wait: float = 2.0) -> list[Re
         await asyncio.sleep(0.2)
 
 
+def _membership_changes(mesh: Mesh, members: Membership, prune: bool, done: bool) -> list[Change]:
+    """A row per cluster joining or leaving the running mesh (a leave deletes data: refused without PRUNE)."""
+    rows = []
+    for name in members.joining:
+        nodes = len(mesh.domain(name).nodes)
+        what = f"its account pushed to the hub's resolver, its {nodes} node{'s' * (nodes != 1)} started"
+        rows.append(Change("create", name, "cluster", name, f"joins: {what}" + " (done)" * done))
+    for name in members.leaving:
+        if prune:
+            detail = "leaves: its streams deleted, then its account at the hub, then its nodes stopped (stores kept)"
+            rows.append(Change("delete", name, "cluster", name, detail))
+        else:
+            detail = (
+                f"cluster {name} is running but no longer in the spec: leaving deletes its streams and its account "
+                "at the hub; use --prune to let it leave"
+            )
+            rows.append(Change("refused", name, "cluster", name, detail))
+    return rows
+
+
 async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, mc: Connections | None = None) -> Plan:
-    """Plan, and unless DRY_RUN apply. The library form of `natsmesh apply`."""
-    client = mc or Connections(mesh, name="natsmesh-apply")
+    """Plan, and unless DRY_RUN apply. The library form of `natsmesh apply`.
+
+    A cluster the spec adds to a running operator-mode mesh joins first (its streams are then planned like any
+    other's); one it drops leaves last, after the copies of its products are gone (`natsmesh.reconcile.membership`)."""
+    members = plan_membership(mesh) if mc is None else Membership()
+    joins = bool(members.joining) and not dry_run and (prune or not members.leaving)
+    if joins:
+        await join(mesh, members)
+    creds = load_credentials(mesh, create=True, keep=False) if members.joining and not joins else None
+    client = mc or Connections(mesh, creds, name="natsmesh-apply")
     try:
-        policy = plan_policy(mesh)
-        p = await plan(mesh, client, prune=prune)
+        policy = plan_policy(mesh, creds)
+        absent = frozenset(members.joining) - (frozenset(members.joining) if joins else frozenset())
+        p = await plan(mesh, client, prune=prune, absent=absent)
+        p.changes[0:0] = _membership_changes(mesh, members, prune, joins)
         p.changes.insert(
             0,
             Change("update" if policy.pending else "unchanged", mesh.hub.name, "policy", "accounts", policy.describe()),
@@ -240,6 +273,8 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
             if not p.refused:  # the policy first, so new mirrors and sources find their imports in place
                 await apply_policy(mesh, policy)
             await apply(mesh, client, p)
+            if members.leaving:
+                await leave(mesh, members)
         return p
     finally:
         if mc is None:

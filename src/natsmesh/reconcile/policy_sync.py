@@ -23,6 +23,7 @@ from natsmesh.local.files import write_files
 from natsmesh.local.records import record_shares, recorded_shares, recorded_via, share_names
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.state import node_process
+from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import share_taker
 from natsmesh.model.topology import monitor_host
@@ -31,6 +32,7 @@ from natsmesh.observe.monitor import config_load_time
 from natsmesh.observe.system import ping
 from natsmesh.observe.wire import Leafz
 from natsmesh.render.servers import config_name, render_mesh
+from natsmesh.render.trust import realise
 
 
 @dataclass
@@ -58,11 +60,12 @@ class PolicyChange:
         return "; ".join(parts)
 
 
-def plan_policy(mesh: Mesh) -> PolicyChange:
+def plan_policy(mesh: Mesh, creds: Credentials | None = None) -> PolicyChange:
     """Compare the configs the spec renders, and its shares, with what the running mesh was given. Every config
     that would change is checked by nats-server itself (`-t`) first: `ConfigRejectedError` if it refuses one, so a
     spec that slipped past validation changes no file and reloads no node."""
-    files = render_mesh(mesh, load_credentials(mesh, create=False), certs=cert_texts(mesh), via=recorded_via(mesh))
+    creds = creds or load_credentials(mesh, create=False)
+    files = render_mesh(mesh, creds, certs=cert_texts(mesh), via=recorded_via(mesh))
     changed = []
     for rel, text in files.items():
         if rel.endswith(".conf"):
@@ -112,6 +115,8 @@ async def apply_policy(mesh: Mesh, change: PolicyChange, timeout: float = 10.0) 
 async def kick_links(mesh: Mesh, domains: set[str]) -> int:
     """Close the hub's leaf connections of DOMAINS' data accounts; they reconnect under the current policy."""
     creds = load_credentials(mesh, create=False)
+    present = {c.name for c in mesh.domains}  # a domain leaving the mesh goes with its account
+    accounts = {realise(mesh, creds).hub_account(d) for d in domains & present}
     nc = await connect_system(mesh, creds)
     kicked = 0
     try:
@@ -119,7 +124,7 @@ async def kick_links(mesh: Mesh, domains: set[str]) -> int:
         for rep in leafz.replies.values():
             data: Leafz = rep.data
             for link in data.leafs:
-                if link.account in domains and rep.server.id:
+                if link.account in accounts and rep.server.id:
                     await nc.request(
                         f"$SYS.REQ.SERVER.{rep.server.id}.KICK", json.dumps({"cid": link.id}).encode(), timeout=2.0
                     )

@@ -83,6 +83,15 @@ class Realisation(Protocol):
         """Every import the hub's pushed claims carry (none in config mode)."""
         ...
 
+    def hub_account(self, domain: str) -> str:
+        """The name the hub's servers report DOMAIN's account by (in `/leafz`, `/accountz`, metrics)."""
+        ...
+
+    def forget(self, accounts: list[str], issued_at: int) -> str:
+        """The request that deletes the accounts of domains ACCOUNTS from the hub's resolver ("" in config mode,
+        where accounts leave with the configs)."""
+        ...
+
     def logins(self, role: str, party: str) -> list[Login]:
         """How natsmesh signs in as ROLE (system, client, gate, platform) of PARTY, best first."""
         ...
@@ -93,6 +102,11 @@ def realise(mesh: Mesh, creds: Credentials) -> Realisation:
     if mesh.trust == "operator":
         return OperatorMode(mesh, creds)
     return ConfigMode(mesh, creds)
+
+
+def joins_live(mesh: Mesh) -> bool:
+    """Whether a domain joins or leaves MESH while it runs (its account a pushed claim, no hub config naming it)."""
+    return mesh.trust == "operator"
 
 
 def _q(value: str) -> str:
@@ -230,6 +244,12 @@ class ConfigMode:
     def imports(self) -> list[HubImport]:
         return []
 
+    def hub_account(self, domain: str) -> str:
+        return domain
+
+    def forget(self, accounts: list[str], issued_at: int) -> str:
+        return ""
+
     def logins(self, role: str, party: str) -> list[Login]:
         c = self.creds
         if role == "system":
@@ -329,7 +349,7 @@ class OperatorMode(ConfigMode):
             f"operator: {_q(OPERATOR_FILE)}",
             f"system_account: {_q(sys_pub)}",
             f"resolver: {{ type: full, dir: {_q(f'{RESOLVER_DIR}/{node.name}')}, allow_delete: true, "
-            'interval: "2m", limit: 100000 }',
+            'hard_delete: true, interval: "2m", limit: 100000 }',
             f"resolver_preload: {{ {_q(sys_pub)}: {_q(preload)} }}",
         ]
 
@@ -373,6 +393,16 @@ class OperatorMode(ConfigMode):
             for a in self.hub_accounts()
             for i in a.imports
         ]
+
+    def hub_account(self, domain: str) -> str:
+        return self.account_key(domain)
+
+    def forget(self, accounts: list[str], issued_at: int) -> str:
+        # self-signed by the operator's signing key (strict signing keys: the resolver trusts no other, and takes
+        # a delete only from a key whose claims are about itself)
+        signing = self.key("operator-signing")
+        request = jwt.delete_accounts_request(signing.public, [self.account_key(a) for a in accounts])
+        return jwt.encode(request, signing.seed, issued_at)
 
     def _hub_user(self, member: Member) -> Login:
         account = SYSTEM_ACCOUNT if member.role == "system" else member.party

@@ -23,7 +23,7 @@ from natsmesh.local import binary as binmod
 from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
 from natsmesh.local.layout import MeshDirs
-from natsmesh.local.records import ProxyLink, record_links, record_shares, via
+from natsmesh.local.records import ProxyLink, record_links, record_members, record_shares, via
 from natsmesh.local.registry import check_identity, claim, register, unregister
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.state import SupervisorState, acquire_lock, lock_is_held, pid_alive, refuse_if_running
@@ -108,6 +108,7 @@ def prepare(mesh: Mesh, links: list[ProxyLink] | None = None) -> Credentials:
     record_links(mesh, links)
     write_files(render_mesh(mesh, creds, certs=cert_texts(mesh), via=via(links) if links else None), mesh.data_dir)
     record_shares(mesh)
+    record_members(mesh)
     return creds
 
 
@@ -394,6 +395,7 @@ def up_foreground(
         mesh, server.path, echo=echo, policy=policy, mode="foreground", background=tasks, services=gate_services(mesh)
     )
     previous = {s: signal.signal(s, sup.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, sup.request_members)
 
     def waiter() -> None:
         try:

@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING
 
 from natsmesh.errors import NotReadyError, NotRunningError
 from natsmesh.local.layout import MeshDirs
+from natsmesh.local.records import recorded_members
 from natsmesh.local.state import (
     NodeRecord,
     ProcessState,
@@ -155,6 +156,7 @@ class Supervisor:
         self.owner_pid = owner_pid
         self.mode = mode
         self.stopping = threading.Event()
+        self.members_due = threading.Event()  # `apply` asked for clusters to join or leave (`run/members.json`)
         self.events: deque[str] = deque(maxlen=100)
         self.started = time.time()
         self._prefix, self._preexec = parent_death_guard()
@@ -345,10 +347,51 @@ class Supervisor:
                 changed = True
         return changed
 
+    # -- clusters joining and leaving a running mesh ------------------------------------------------------------
+
+    def request_members(self, *_: object) -> None:
+        """SIGUSR1: `apply` wrote the mesh to run next (`MeshDirs.members`); its loop takes it on its next tick."""
+        self.members_due.set()
+
+    def _members(self) -> None:
+        """Run the nodes of the mesh in `run/members.json`: start the ones it adds, stop the ones it no longer
+        names (SIGTERM, their stores kept); every other node and service is left as it is."""
+        self.members_due.clear()
+        mesh = recorded_members(self.mesh)
+        if mesh is None:
+            self._event(f"cannot read the members asked for ({self.dirs.members}); nothing changed")
+            return
+        wanted = {n.name: n for n in mesh.nodes()}
+        leaving = [np for name, np in self.procs.items() if np.node is not None and name not in wanted]
+        for np in leaving:
+            if np.proc is not None and np.proc.poll() is None:
+                np.proc.send_signal(signal.SIGTERM)
+        for np in leaving:
+            if np.proc is not None:
+                try:
+                    np.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    np.proc.kill()
+                    np.proc.wait()
+            assert np.node is not None
+            del self.procs[np.node.name]
+        joining = [n for name, n in wanted.items() if name not in self.procs]
+        for n in joining:
+            np = NodeProcess(node=n, cwd=self.dirs.cluster(mesh.cluster_of(n.name)), log_path=self.dirs.log(n.name))
+            self.procs[n.name] = np
+            self._spawn(np)
+        self.mesh = mesh
+        said = [f"started {', '.join(n.name for n in joining)}"] * bool(joining)
+        said += [f"stopped {', '.join(np.node.name for np in leaving if np.node)}"] * bool(leaving)
+        self._event(f"members of mesh {mesh.name!r}: {'; '.join(said) or 'unchanged'}")
+        self.write_state()
+
     def run(self, tick: float = 0.05) -> None:
         """Supervise until `request_stop` (or the owner process dies), then stop every node."""
         try:
             while not self.stopping.wait(tick):
+                if self.members_due.is_set():
+                    self._members()
                 if self._reap():
                     self.write_state()
                 if self.owner_pid and not pid_alive(self.owner_pid):
@@ -483,6 +526,7 @@ def start_detached(
             signal.signal(signal.SIGTERM, sup.request_stop)
             signal.signal(signal.SIGINT, sup.request_stop)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR1, sup.request_members)
             os.write(write_end, f"{os.getpid()}\n".encode())  # the caller polls while nodes start
             os.close(write_end)
             sup.start_all()
