@@ -181,6 +181,60 @@ def test_an_import_without_the_owners_signature_does_not_flow(
     assert not next(r for r in lag if r["stream"] == "ALL_ORDERS")["error"]
 
 
+def _link_of(mesh: Mesh, account: str) -> list[int]:
+    return [
+        lf["id"]
+        for n in mesh.hub.nodes
+        for lf in http_json(monitor_host(n), n.http_port, "/leafz").get("leafs", [])
+        if lf.get("account") == account
+    ]
+
+
+def test_a_revoked_link_closes_within_a_second_and_a_new_one_links_again(operator_mesh: tuple[Mesh, Path]) -> None:
+    """`natsmesh link revoke` pushes the domain's account with its link user revoked: the hub closes the link
+    within 1 s and keeps refusing it (the leaf retries with the revoked creds); `link issue` writes a new
+    link.creds and the same running leaf links with it and its copy goes on. No other link is touched."""
+    from natsmesh.local.specfile import load_spec
+
+    mesh, spec = operator_mesh
+    mesh = load_spec(spec)
+    account = trust.realise(mesh, load_credentials(mesh, create=False)).hub_account(B)
+    assert _link_of(mesh, account), "billing is linked"
+    others = _links(mesh) - set(_link_of(mesh, account))
+    leaves = _leaf_pids(mesh)
+    from natsmesh.reconcile.revocation import revoke_link
+
+    started = time.monotonic()
+    revoked = run(revoke_link(mesh, B))
+    while _link_of(mesh, account):
+        assert time.monotonic() - started < 1.0, "the revoked link still open after 1 s"
+        time.sleep(0.02)
+    print(f"revoked link closed {time.monotonic() - started:.3f} s after the revocation began")
+    assert revoked.revoked and not revoked.issued and B in revoked.pushed
+    have = run(_count(mesh, B, "ORDERS"))
+    run(_publish(mesh, 5, start=2000))
+    time.sleep(3.0)  # the leaf retries every second with the revoked user, and is refused
+    assert not _link_of(mesh, account)
+    assert run(_count(mesh, B, "ORDERS")) == have  # cut off: nothing reaches it
+    res = run_cli("link", "issue", B, "-f", str(spec), "--json")
+    assert res.returncode == 0, res
+    issued = json.loads(res.stdout)["issued"]
+    creds_text = (mesh.data_dir / mesh.domain(B).folder / trust.LINK_CREDS).read_text()
+    from natsmesh.model import jwt
+
+    assert (
+        jwt.decode(creds_text.split("-----BEGIN NATS USER JWT-----")[1].split("------END")[0].strip())["sub"] == issued
+    )
+    deadline = time.monotonic() + 15
+    while not _link_of(mesh, account):
+        assert time.monotonic() < deadline, "the re-issued link did not link"
+        time.sleep(0.1)
+    run(_until(mesh, B, "ORDERS", have + 5))
+    assert others <= _links(mesh) and _leaf_pids(mesh) == leaves  # nothing else reconnected or restarted
+    res = run_cli("link", "revoke", "nobody", "-f", str(spec))
+    assert res.returncode != 0 and "not a leaf domain" in res.stderr and "Traceback" not in res.stderr, res
+
+
 def _links(mesh: Mesh) -> set[int]:
     return {
         lf["id"] for n in mesh.hub.nodes for lf in http_json(monitor_host(n), n.http_port, "/leafz").get("leafs", [])

@@ -2,7 +2,7 @@
 prints its result (`to_json()` for `--json`, `natsmesh.cli.tables` for people). Only this package imports
 click and rich.
 
-Commands by group: `natsmesh.cli.mesh` (init, validate, render, up, down, status, info), `natsmesh.cli.report`
+Commands by group: `natsmesh.cli.mesh` (init, validate, render, up, down, status, info, link), `natsmesh.cli.report`
 (report ...), `natsmesh.cli.data` (apply, catalog, lineage, pub, tail, policy, contract ...), `natsmesh.cli.chaos`
 (chaos ..., heal), `natsmesh.cli.serve` (serve, gate).
 """

@@ -1,4 +1,4 @@
-"""Commands for the mesh itself: init, validate, render, up, down, status, info."""
+"""Commands for the mesh itself: init, validate, render, up, down, status, info, link."""
 
 from __future__ import annotations
 
@@ -349,3 +349,48 @@ def info(spec_path: str | None, as_json: bool, contexts_dir: str | None, show_se
     click.echo(f"  system  {doc['system']['url']}")
     for name, d in doc["domains"].items():
         click.echo(f"  {name:<16} {d['url']}   JetStream API {d['jetstream_api']}")
+
+
+@cli.group(name="link")
+def link_group() -> None:
+    """A domain's leaf link at the hub (operator mode): revoke its user, issue a new one."""
+
+
+def _link_result(result: Any, as_json: bool) -> None:
+    if as_json:
+        print_json(result.to_json())
+    else:
+        say(result.describe())
+
+
+@link_group.command(name="revoke")
+@click.argument("domain")
+@click.option("--issue", is_flag=True, help="Issue a new link user at once (the link comes back with it).")
+@spec_option
+@json_option
+def link_revoke(domain: str, issue: bool, spec_path: str | None, as_json: bool) -> None:
+    """Revoke DOMAIN's leaf-link user: the hub closes the link at once and refuses it until a new one is issued.
+
+    Its account's claims are pushed with the user's key revoked; no server config changes and no other link
+    is touched. Without --issue the domain stays cut off until `natsmesh link issue DOMAIN`.
+    """
+    from natsmesh.client import run
+    from natsmesh.reconcile.revocation import revoke_link
+
+    _link_result(run(revoke_link(load(spec_path), domain, issue=issue)), as_json)
+
+
+@link_group.command(name="issue")
+@click.argument("domain")
+@spec_option
+@json_option
+def link_issue(domain: str, spec_path: str | None, as_json: bool) -> None:
+    """Issue DOMAIN's leaf link a new user, signed by the domain's account key, into its folder (`link.creds`).
+
+    Its leaf nodes read the file on their next attempt and link again, without a restart. On hosts, copy the
+    domain's folder (`natsmesh render`) to its hosts.
+    """
+    from natsmesh.client import run
+    from natsmesh.reconcile.revocation import issue_link
+
+    _link_result(run(issue_link(load(spec_path), domain)), as_json)

@@ -126,6 +126,11 @@ def _credentials(stored: Stored, mesh: Mesh) -> Credentials:
             if (k := (stored.get("trust_keys") or {}).get(name))
         },
         hashes=dict(stored.get("hashes") or {}),
+        revoked_links={
+            d.name: {str(k): int(v) for k, v in revoked.items()}
+            for d in mesh.domains
+            if (revoked := (stored.get("revoked_links") or {}).get(d.name))
+        },
         system_user=mesh.fixed_system[0] if mesh.fixed_system else "admin",
         hub=mesh.hub.name,
         client_user=mesh.fixed_data[0] if mesh.fixed_data else "app",
@@ -223,3 +228,20 @@ def load_credentials(mesh: Mesh, *, create: bool = True, keep: bool = True) -> C
         except OSError as exc:
             raise PreflightError(f"cannot write secrets to {path}: {exc.strerror}") from None
     return replace(creds, hashes=dict(stored["hashes"]))
+
+
+def replace_link(mesh: Mesh, domain: str, *, revoke: bool, issue: bool, now: int) -> tuple[str, str]:
+    """Revoke DOMAIN's current link user (as of NOW, unix seconds) and/or give it a new key; returns the public
+    keys (before, after). The platform's secrets file is rewritten; nothing else."""
+    path = MeshDirs.of(mesh).secrets
+    stored: Stored = json.loads(path.read_text()) if path.is_file() else {}
+    if "party" in stored or domain not in (stored.get("links") or {}):
+        raise NotRunningError(f"{path} holds no link of domain {domain!r}")
+    before = str(stored["links"][domain]["public"])
+    if revoke:
+        stored.setdefault("revoked_links", {}).setdefault(domain, {})[before] = now
+    if issue:
+        k = new_nkey()
+        stored["links"][domain] = {"public": k.public, "seed": k.seed}
+    write_private(path, json.dumps(stored, indent=2) + "\n")
+    return before, str(stored["links"][domain]["public"])

@@ -76,6 +76,8 @@ class Credentials:
     # operator mode (`natsmesh.render.trust`): the operator's keys and each hub account's identity and signing
     # keys, by `trust_key_name`; a domain's folder holds its own account's signing key only (it signs its link user)
     trust_keys: dict[str, NKey] = field(hash=False, default_factory=dict)
+    # operator mode: leaf domain -> the public keys of its revoked link users, with when each was revoked (unix s)
+    revoked_links: dict[str, dict[str, int]] = field(hash=False, default_factory=dict)
     system_user: str = SYSTEM_USER
     client_user: str = CLIENT_USER
     holder: str | None = None  # the one party these are (a folder's); None: the platform's, every party's

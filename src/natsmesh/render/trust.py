@@ -316,6 +316,7 @@ class OperatorMode(ConfigMode):
             limits=limits,
             exports=exports,
             imports=imports,
+            revocations=self.creds.revoked_links.get(account.name, {}),
         )
         return jwt.encode(claims, signing, issued_at)
 
