@@ -243,6 +243,36 @@ def test_a_delete_request_is_the_operators_own_generic_claim() -> None:
     assert claims["nats"] == {"accounts": [KEYS["spoke_account"]], "version": 2}
 
 
+def test_why_an_activation_does_not_hold() -> None:
+    """`activation_problem` says in words what nats-server logs only at debug level."""
+    from natsmesh.local.secrets import new_nkey
+
+    owner, signing, taker, other = (new_nkey("account") for _ in range(4))
+    exporter = jwt.decode(
+        jwt.encode(AccountClaims(subject=owner.public, signing_keys=(signing.public,)), SEEDS["operator"], IAT)
+    )
+
+    def token(sub: str = taker.public, seed: str = signing.seed, exp: int = 0, subject: str = "a.b") -> str:
+        claims = ActivationClaims(
+            subject=sub, import_subject=subject, import_kind="stream", issuer_account=owner.public, expires=exp
+        )
+        return jwt.encode(claims, seed, IAT)
+
+    def why(tok: str) -> str:
+        return jwt.activation_problem(tok, taker.public, exporter, "a.b", IAT + 10)
+
+    assert why(token()) == ""
+    assert why(token(seed=owner.seed)) == ""  # the account's own key signs too
+    assert "no activation" in why("")
+    assert "not a JWT" in why("x.y")
+    assert "not a key of the exporting account" in why(token(seed=other.seed))
+    assert "for another account" in why(token(sub=other.public))
+    assert "expired at" in why(token(exp=IAT + 5))
+    assert "grants c.d" in why(token(subject="c.d"))
+    header, payload, signature = token().split(".")
+    assert "signature" in why(f"{header}.{payload}.{token(sub=other.public).split('.')[2]}")
+
+
 @pytest.mark.parametrize(
     ("claims", "signer", "problem"),
     [

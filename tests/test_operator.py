@@ -139,36 +139,70 @@ def test_a_copy_is_granted_live_without_touching_a_hub_server(operator_mesh: tup
     assert _hub_facts(mesh) == before  # same pids, configs loaded once, every leaf link the same connection
 
 
-def test_an_import_without_the_owners_signature_does_not_flow(
+BAD_TOKENS = {  # how an activation goes wrong -> what the platform is told
+    "none": "carries no activation",
+    "another key": "which is not a key of the exporting account",
+    "expired": "its activation expired at",
+    "another account": "its activation is for another account",
+}
+
+
+def _bad_token(how: str, mode: trust.OperatorMode, importer: str, item: Any) -> str:
+    """An activation for IMPORTER's import of ITEM gone wrong HOW (`BAD_TOKENS`)."""
+    from natsmesh.local.secrets import new_nkey
+    from natsmesh.model import jwt
+
+    if how == "none":
+        return ""
+    claims = jwt.ActivationClaims(
+        subject=mode.account_key(B if how == "another account" else importer),
+        import_subject=item.subject,
+        import_kind=item.kind,
+        issuer_account=mode.account_key(item.account),
+        expires=int(time.time()) - 60 if how == "expired" else 0,
+    )
+    signer = new_nkey("account").seed if how == "another key" else mode.key("account-signing", item.account).seed
+    return jwt.encode(claims, signer, int(time.time()))
+
+
+def test_an_import_without_a_valid_owners_signature_does_not_flow(
     operator_mesh: tuple[Mesh, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The importer's account JWT pushed without the owner's activation tokens: the servers drop the imports and
-    the copy gets nothing new; the spec's claims pushed again complete it."""
-    mesh, spec = operator_mesh
+    """The importer's account JWT pushed with no activation, one signed by another key, an expired one, one for
+    another account: the copy gets nothing new and `report lag` (or the push itself) says why; the spec's
+    claims, applied again, complete it."""
+    from dataclasses import replace
+
+    from natsmesh.errors import ApplyError
     from natsmesh.local.specfile import load_spec
 
+    mesh, spec = operator_mesh
     mesh = load_spec(spec)  # with the copy the previous test added
     creds = load_credentials(mesh, create=False)
     have = run(_count(mesh, C, "ALL_ORDERS"))
     original = trust.OperatorMode._import
+    told: dict[str, str] = {}
+    for k, how in enumerate(BAD_TOKENS):
 
-    def unsigned(self: trust.OperatorMode, importer: str, item: Any, issued_at: int) -> Any:
-        from dataclasses import replace
+        def bad(self: trust.OperatorMode, importer: str, item: Any, issued_at: int, how: str = how) -> Any:
+            return replace(original(self, importer, item, issued_at), token=_bad_token(how, self, importer, item))
 
-        return replace(original(self, importer, item, issued_at), token="")
-
-    monkeypatch.setattr(trust.OperatorMode, "_import", unsigned)
-    run(push_claims(mesh, creds))
-    monkeypatch.undo()
-    run(_publish(mesh, 5, start=1000))
-    time.sleep(3.0)
-    assert run(_count(mesh, C, "ALL_ORDERS")) == have  # nothing flows without the owner's signature
-    assert run(_count(mesh, A, "ORDERS")) >= have + 5
-    # ... and the platform is told why, where a silent copy would otherwise show lag 0
-    lag = json.loads(run_cli("report", "lag", "-f", str(spec), "--json").stdout)["rows"]
-    row = next(r for r in lag if r["stream"] == "ALL_ORDERS")
-    assert "waiting for the owner's signature" in (row["error"] or ""), row
-    assert f"the hub refuses {C}'s import" in row["error"] and f"from {A}" in row["error"], row
+        monkeypatch.setattr(trust.OperatorMode, "_import", bad)
+        try:
+            run(push_claims(mesh, creds))
+        except ApplyError as exc:  # the hub's resolver refused the push itself, and said why
+            told[how] = str(exc)
+        monkeypatch.undo()
+        run(_publish(mesh, 5, start=1000 + 10 * k))
+        time.sleep(2.0)
+        assert run(_count(mesh, C, "ALL_ORDERS")) == have, how  # nothing flows without the owner's signature
+        if how not in told:  # ... and the platform is told why, where a silent copy would otherwise show lag 0
+            lag = json.loads(run_cli("report", "lag", "-f", str(spec), "--json").stdout)["rows"]
+            told[how] = next(r for r in lag if r["stream"] == "ALL_ORDERS")["error"] or ""
+            assert f"the hub refuses {C}'s import" in told[how] and f"from {A}" in told[how], told
+        assert BAD_TOKENS[how] in told[how] or "activation token doesn't match" in told[how], (how, told[how])
+    print("\n".join(f"{how}: {why}" for how, why in told.items()))
+    assert run(_count(mesh, A, "ORDERS")) >= have + 5 * len(BAD_TOKENS)
     dry = json.loads(run_cli("apply", "--dry-run", "-f", str(spec), "--json").stdout)
     accounts = next(c for c in dry["changes"] if c["kind"] == "accounts")
     assert accounts["action"] == "update" and "waiting for the owner's signature" in accounts["detail"], accounts
@@ -176,7 +210,7 @@ def test_an_import_without_the_owners_signature_does_not_flow(
     assert res.returncode == 0, res
     accounts = next(c for c in json.loads(res.stdout)["changes"] if c["kind"] == "accounts")
     assert "refuses" not in accounts["detail"], accounts
-    run(_until(mesh, C, "ALL_ORDERS", have + 5))
+    run(_until(mesh, C, "ALL_ORDERS", have + 5 * len(BAD_TOKENS)))
     lag = json.loads(run_cli("report", "lag", "-f", str(spec), "--json").stdout)["rows"]
     assert not next(r for r in lag if r["stream"] == "ALL_ORDERS")["error"]
 
@@ -303,3 +337,81 @@ def test_a_domain_joins_and_leaves_the_running_mesh_without_touching_the_others(
     assert {n: (pid, loaded) for n, (pid, loaded, _) in _hub_facts(mesh).items()} == hub
     assert links == _links(mesh)
     assert _leaf_pids(mesh) == leaves
+
+
+def _broken_claims(mode: trust.OperatorMode, account: str) -> dict[str, str]:
+    """ACCOUNT's claims as the spec says them, broken in each way the hub must not take."""
+    import base64
+
+    from natsmesh.local.secrets import new_nkey
+    from natsmesh.model import jwt
+
+    now = int(time.time()) + 5  # newer than what the resolver holds
+    good = mode.claims(now)[mode.account_key(account)]
+    header, _, signature = good.split(".")
+    tampered = dict(jwt.decode(good), name="someone-else")
+    forged = base64.urlsafe_b64encode(json.dumps(tampered).encode()).decode().rstrip("=")
+    bare = jwt.AccountClaims(subject=mode.account_key(account), name=account, limits=jwt.AccountLimits())
+    expired = jwt.AccountClaims(subject=mode.account_key(account), name=account, expires=now - 120)
+    return {
+        "payload changed after signing": f"{header}.{forged}.{signature}",
+        "signed by the operator's own key (strict signing keys)": jwt.encode(bare, mode.key("operator").seed, now),
+        "signed by an unknown operator": jwt.encode(bare, new_nkey("operator").seed, now),
+        "signed by an account's key": jwt.encode(bare, mode.key("account-signing", account).seed, now),
+        "expired": jwt.encode(expired, mode.key("operator-signing").seed, now),
+    }
+
+
+def test_the_hub_refuses_each_broken_claim(operator_mesh: tuple[Mesh, Path]) -> None:
+    """Every deliberately broken account JWT is refused: the push is answered with the reason, or the servers do
+    not take it (nats-server's resolver stores a JWT whose signer it does not trust, answering "jwt updated",
+    but no server uses it) and the account's copy goes on; `apply` then puts back what the spec says."""
+    from natsmesh.local.specfile import load_spec
+    from natsmesh.observe.connect import connect_system
+    from natsmesh.observe.grants import lookup_claims
+    from natsmesh.observe.wire import claims_refusal
+    from natsmesh.reconcile.claims import says
+
+    mesh, spec = operator_mesh
+    mesh = load_spec(spec)
+    creds = load_credentials(mesh, create=False)
+    mode = trust.realise(mesh, creds)
+    assert isinstance(mode, trust.OperatorMode)
+
+    async def push(token: str) -> str | None:
+        nc = await connect_system(mesh, creds, cluster=mesh.hub)
+        try:
+            return claims_refusal((await nc.request("$SYS.REQ.CLAIMS.UPDATE", token.encode(), timeout=2.0)).data)
+        finally:
+            await nc.close()
+
+    async def held() -> str | None:
+        nc = await connect_system(mesh, creds, cluster=mesh.hub)
+        try:
+            return await lookup_claims(nc, mode.account_key(B))
+        finally:
+            await nc.close()
+
+    said: dict[str, str | None] = {}
+    for k, (how, token) in enumerate(_broken_claims(mode, B).items()):
+        have = run(_count(mesh, B, "ORDERS"))
+        said[how] = run(push(token))
+        run(_publish(mesh, 2, start=3000 + 10 * k))
+        run(_until(mesh, B, "ORDERS", have + 2, timeout=10.0))  # the servers go on with the claims they trust
+    print("\n".join(f"{how}: {why or 'answered jwt updated; not taken'}" for how, why in said.items()))
+    assert said["payload changed after signing"] and "signature" in said["payload changed after signing"]
+    assert "signing key" in (said["signed by the operator's own key (strict signing keys)"] or "")
+    dry = json.loads(run_cli("apply", "--dry-run", "-f", str(spec), "--json").stdout)
+    accounts = next(c for c in dry["changes"] if c["kind"] == "accounts")
+    wanted = says(mode.claims(1)[mode.account_key(B)])
+    stored = run(held())
+    print(f"the resolver holds: {stored and jwt_issuer(stored)}")
+    assert stored is None or says(stored) == wanted or (accounts["action"] == "update" and B in accounts["detail"])
+    assert run_cli("apply", "-f", str(spec)).returncode == 0
+    assert says(run(held()) or "") == wanted  # as the spec says again
+
+
+def jwt_issuer(token: str) -> str:
+    from natsmesh.model import jwt
+
+    return str(jwt.decode(token).get("iss"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -300,6 +301,36 @@ def verify(token: str) -> bool:
     except (ValueError, KeyError, TypeError, BadSignatureError):
         return False
     return True
+
+
+def activation_problem(token: str, importer: str, exporter: Json, subject: str, now: int) -> str:
+    """Why an import of SUBJECT by account IMPORTER, carrying activation TOKEN, does not hold against the
+    exporting account's claims EXPORTER (as its JWT says them) at NOW (unix seconds); "" if nothing is seen wrong.
+    The checks nats-server makes, said in words (it logs them only at debug level)."""
+    owner = str(exporter.get("sub") or "")
+    if not token:
+        return "it carries no activation from the exporting account"
+    try:
+        claims = decode(token)
+    except ValueError as exc:
+        return f"its activation is not a JWT ({exc})"
+    if not verify(token):
+        return "its activation's signature does not match the key it names"
+    nats: Json = claims["nats"] if isinstance(claims.get("nats"), dict) else {}
+    keys = {owner, *[str(k) for k in (exporter.get("nats") or {}).get("signing_keys") or [] if isinstance(k, str)]}
+    if str(claims.get("iss")) not in keys:
+        return f"its activation is signed by {claims.get('iss')}, which is not a key of the exporting account"
+    if str(claims.get("sub")) != importer:
+        return f"its activation is for another account ({claims.get('sub')})"
+    if (exp := int(claims.get("exp") or 0)) and exp <= now:
+        return f"its activation expired at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(exp))}"
+    if str(nats.get("subject")) != subject:
+        return f"its activation grants {nats.get('subject')}, not {subject}"
+    for export in (exporter.get("nats") or {}).get("exports") or []:
+        revoked = (export.get("revocations") or {}) if isinstance(export, dict) else {}
+        if (at := revoked.get(importer) or revoked.get("*")) and int(claims.get("iat") or 0) <= int(at):
+            return "the exporting account revoked it"
+    return ""
 
 
 def creds_file(user_jwt: str, user_seed: str) -> str:

@@ -20,6 +20,7 @@ from natsmesh.model import jwt
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.connect import connect_system
+from natsmesh.observe.grants import lookup_claims
 from natsmesh.observe.wire import claims_refusal
 from natsmesh.render.trust import realise
 
@@ -37,19 +38,10 @@ class ClaimsChange:
         return f"pushed to the hub's resolver: {', '.join(self.pushed)}" if self.pushed else ""
 
 
-def _says(token: str) -> object:
+def says(token: str) -> object:
     """What a JWT says, its issue time and id aside."""
     doc = jwt.decode(token)
     return {k: v for k, v in doc.items() if k not in ("iat", "jti")}
-
-
-async def _lookup(nc: Client, account: str) -> str | None:
-    try:
-        msg = await nc.request(f"$SYS.REQ.ACCOUNT.{account}.CLAIMS.LOOKUP", b"", timeout=TIMEOUT)
-    except Exception:  # not found answers nothing on some versions: treat as absent
-        return None
-    text = msg.data.decode(errors="replace").strip()
-    return text if text.count(".") == 2 and not text.startswith("{") else None
 
 
 async def push_claims(
@@ -67,8 +59,8 @@ async def push_claims(
     try:
         for account, token in wanted.items():
             name = str(jwt.decode(token).get("name") or account)
-            held = await _lookup(conn, account)
-            if held is not None and _says(held) == _says(token):
+            held = await lookup_claims(conn, account)
+            if held is not None and says(held) == says(token):
                 change.unchanged.append(name)
                 continue
             if dry_run:
