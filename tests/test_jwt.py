@@ -269,7 +269,7 @@ def test_why_an_activation_does_not_hold() -> None:
     assert "for another account" in why(token(sub=other.public))
     assert "expired at" in why(token(exp=IAT + 5))
     assert "grants c.d" in why(token(subject="c.d"))
-    header, payload, signature = token().split(".")
+    header, payload, _ = token().split(".")
     assert "signature" in why(f"{header}.{payload}.{token(sub=other.public).split('.')[2]}")
 
 
