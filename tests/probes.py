@@ -13,9 +13,11 @@ import asyncio
 import base64
 import contextlib
 import json
+import shutil
 import socket
 import ssl
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -61,6 +63,34 @@ class Folder:
 
     def tls(self, name: str) -> Path:
         return self.path / "tls" / name
+
+    def jwt_users(self, scratch: Path) -> list[tuple[str, Path]]:
+        """(what, creds file) for every user JWT the folder holds or can sign (operator mode): its link's creds,
+        and users its account's signing key mints (one saying nothing, one asking for a client's connection and
+        every subject)."""
+        from natsmesh.local.secrets import new_nkey
+        from natsmesh.model import jwt
+
+        link = self.path / "link.creds"
+        if not link.is_file():
+            return []
+        out = [("link creds", link)]
+        token = link.read_text().split("-----BEGIN NATS USER JWT-----")[1].split("------END")[0].strip()
+        account = str(jwt.decode(token)["nats"]["issuer_account"])
+        everything = jwt.Permissions(pub=jwt.Permission(allow=(">",)), sub=jwt.Permission(allow=(">",)))
+        for name, key in (self.secrets.get("trust_keys") or {}).items():
+            if not name.startswith("account-signing:"):
+                continue
+            for shape, extra in (
+                ("minted user", {"subs": 0, "data": 0, "payload": 0}),
+                ("minted client", {"allowed_connection_types": ("STANDARD",), "permissions": everything}),
+            ):
+                user = new_nkey()
+                claims = jwt.UserClaims(subject=user.public, issuer_account=account, **extra)  # type: ignore[arg-type]
+                path = scratch / f"{self.party}-{shape.replace(' ', '-')}.creds"
+                path.write_text(jwt.creds_file(jwt.encode(claims, key["seed"], int(time.time())), user.seed))
+                out.append((shape, path))
+        return out
 
     def context(self, cert: str | None = None) -> ssl.SSLContext:
         """A TLS context trusting the folder's CA, presenting CERT (a certificate of the folder) if given."""
@@ -219,6 +249,8 @@ async def matrix(path: Path) -> dict[str, Any]:
     secrets = {v for _, _, v in folder.passwords} | {s for _, s in folder.seeds}
     outcomes = _Timed()
     scheme = mesh.scheme
+    scratch = Path(tempfile.mkdtemp(prefix="probes-"))
+    jwt_users = folder.jwt_users(scratch)
     for other in (c for c in mesh.clusters if c.name != folder.party):
         for node in other.nodes:
             where = f"{other.name}/{node.name}"
@@ -228,6 +260,8 @@ async def matrix(path: Path) -> dict[str, Any]:
                 outcomes[f"client {where} {what}"] = await client_probe(url, ctx, user=user, password=password)
             for what, seed in folder.seeds:
                 outcomes[f"client {where} {what}"] = await client_probe(url, ctx, nkeys_seed_str=seed)
+            for what, creds in jwt_users:
+                outcomes[f"client {where} {what}"] = await client_probe(url, ctx, user_credentials=str(creds))
             if node.cluster_port is not None:
                 ctx = folder.context(cert=own.nodes[0].name)  # its own node's certificate, which routes require
                 for what, user, password in folder.passwords:
@@ -242,10 +276,8 @@ async def matrix(path: Path) -> dict[str, Any]:
                     tried = await asyncio.to_thread(leaf_probes, node.host, port, ctx, None, 1, user, password)
                     outcomes[f"leaf {where} {what}"] = tried[0]
             outcomes[f"monitor {where}"] = await asyncio.to_thread(monitor_probe, node.host, node.http_port, secrets)
-    url = f"{scheme}://{own.nodes[0].host}:{own.nodes[0].client_port}"
-    system, client = folder.secrets["system"], folder.secrets["client"]
-    nc = await nats.connect(url, tls=folder.context(), user=system["user"], password=system["password"])
-    app = await nats.connect(url, tls=folder.context(), user=client["user"], password=client["password"])
+    nc = await _own(mesh, folder, "system")
+    app = await _own(mesh, folder, "client")
     try:
         pings = await answers(nc, "$SYS.REQ.SERVER.PING.CONNZ")
         for other in (c for c in mesh.clusters if c.name != folder.party):
@@ -272,7 +304,21 @@ async def matrix(path: Path) -> dict[str, Any]:
     finally:
         await app.close()
         await nc.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     return {"party": folder.party, "outcomes": dict(outcomes), "own_pings": sorted(pings), "seconds": outcomes.seconds}
+
+
+async def _own(mesh: Any, folder: Folder, role: str) -> Client:
+    """A connection to the folder's own servers as its ROLE, signed in as the mesh's trust says (a password, an
+    nkey or, at an operator-mode hub, a user JWT the folder's keys signed)."""
+    from natsmesh.local.secrets import load_credentials
+    from natsmesh.observe.connect import signed_in
+    from natsmesh.render.trust import realise
+
+    node = mesh.domain(folder.party).nodes[0]
+    login = realise(mesh, load_credentials(mesh, create=False)).logins(role, folder.party)[0]
+    url, options = signed_in(mesh, login, node.host, node.client_port)
+    return await nats.connect(url, tls=folder.context(), allow_reconnect=False, connect_timeout=3, **options)
 
 
 class _Timed(dict[str, str]):

@@ -43,6 +43,7 @@ def operator_doc(data_dir: Path) -> dict[str, Any]:
     for k, c in enumerate(clusters):
         c["ports"] = plan_ports(base, block, k, c["nodes"], k == 0).as_spec()
     doc = {"name": "op", "trust": "operator", "data_dir": str(data_dir), "hub": clusters[0], "domains": clusters[1:]}
+    doc["tls"] = {"enabled": True}  # the folder-holder matrix tries every TLS key of a folder too
     JOINER.clear()
     JOINER.update(  # the fifth port block, for the domain that joins later
         name=D,
@@ -99,6 +100,29 @@ def test_the_hub_names_no_domain_and_a_folder_holds_only_its_own_key(operator_me
         own = creds.trust_keys[f"account-signing:{d.name}"].seed
         others = [k.seed for name, k in creds.trust_keys.items() if name != f"account-signing:{d.name}"]
         assert own in text and not [s for s in others if s in text], d.name
+
+
+async def test_the_folder_holder_matrix_in_operator_mode(operator_mesh: tuple[Mesh, Path], tmp_path: Path) -> None:
+    """Each party's folder, as the platform renders it, with everything in it (passwords, seeds, TLS keys, its
+    link's creds, and users its account's key mints) against every listener of every other party and the
+    requests its own servers let it send: nothing gets through. A domain's account key is scoped to leaf links:
+    a user it signs is no client anywhere, the hub's included."""
+    from natsmesh.local.bundle import render_bundle
+    from probes import is_breach, matrix
+
+    mesh, _ = operator_mesh
+    render_bundle(mesh, tmp_path / "out")
+    outcomes: dict[str, str] = {}
+    for c in mesh.clusters:
+        doc = await matrix(tmp_path / "out" / c.folder)
+        outcomes |= {f"{c.name}: {k}": v for k, v in doc["outcomes"].items()}
+        assert doc["own_pings"] == [n.name for n in c.nodes], doc["own_pings"]
+    breaches = {k: v for k, v in outcomes.items() if is_breach(v)}
+    assert not breaches, breaches
+    minted = {k: v for k, v in outcomes.items() if "minted" in k or "link creds" in k}
+    hub = [k for k in minted if f" {mesh.hub.name}/" in k]
+    assert len(hub) >= 3 * 3 * len(mesh.hub.nodes), hub  # every domain's link creds and minted users at the hub
+    print(json.dumps({"probes": len(outcomes), "jwt probes": len(minted)}))
 
 
 def test_copies_flow_through_private_exports_signed_by_their_owner(operator_mesh: tuple[Mesh, Path]) -> None:

@@ -153,6 +153,50 @@ class OperatorClaims(_Claims):
 
 
 @dataclass(frozen=True, kw_only=True)
+class UserTemplate:
+    """What every user a scoped signing key signs may do, whatever the user's own JWT says (it must say nothing):
+    its permissions, limits and connection types (empty: any)."""
+
+    permissions: Permissions = field(default_factory=Permissions)
+    src: tuple[str, ...] = ()
+    subs: int = NO_LIMIT
+    data: int = NO_LIMIT
+    payload: int = NO_LIMIT
+    bearer_token: bool = False
+    allowed_connection_types: tuple[str, ...] = ()
+
+    def nats(self) -> Json:
+        return _permissions(self.permissions) | _kept(
+            src=list(self.src),
+            subs=self.subs,
+            data=self.data,
+            payload=self.payload,
+            bearer_token=self.bearer_token,
+            allowed_connection_types=list(self.allowed_connection_types),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserScope:
+    """An account signing KEY whose users get TEMPLATE and nothing else (`role` names what they are for); the server
+    refuses a user it signed that says any permission or limit of its own."""
+
+    key: str
+    role: str = ""
+    template: UserTemplate = field(default_factory=UserTemplate)
+    description: str = ""
+
+    def nats(self) -> Json:
+        return {
+            "kind": "user_scope",
+            "key": self.key,
+            "role": self.role,
+            "template": self.template.nats(),
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class AccountClaims(_Claims):
     """An account, signed by the operator (or one of its signing keys); `revocations` maps user public keys (or
     `*`) to the unix time before which their JWTs are revoked."""
@@ -164,7 +208,7 @@ class AccountClaims(_Claims):
     imports: tuple[Import, ...] = ()
     exports: tuple[Export, ...] = ()
     limits: AccountLimits = field(default_factory=AccountLimits)
-    signing_keys: tuple[str, ...] = ()
+    signing_keys: tuple[str | UserScope, ...] = ()
     revocations: Mapping[str, int] = field(default_factory=dict)
     default_permissions: Permissions = field(default_factory=Permissions)
 
@@ -173,7 +217,10 @@ class AccountClaims(_Claims):
             imports=[_import(i) for i in sorted(self.imports, key=lambda i: i.subject)],
             exports=[_export(e) for e in sorted(self.exports, key=lambda e: e.subject)],
         )
-        keys = _kept(signing_keys=sorted(set(self.signing_keys)), revocations=_sorted(self.revocations))
+        # Go keeps signing keys in a map by key: one entry each, sorted, a scoped one written as its scope
+        by_key = {k if isinstance(k, str) else k.key: k for k in self.signing_keys}
+        signing = [k if isinstance(k, str) else k.nats() for _, k in sorted(by_key.items())]
+        keys = _kept(signing_keys=signing, revocations=_sorted(self.revocations))
         # Go writes struct-valued fields even when empty: limits, default_permissions, authorization
         perms = {"default_permissions": _permissions(self.default_permissions), "authorization": {}}
         return listed | {"limits": _limits(self.limits)} | keys | perms
@@ -317,7 +364,8 @@ def activation_problem(token: str, importer: str, exporter: Json, subject: str, 
     if not verify(token):
         return "its activation's signature does not match the key it names"
     nats: Json = claims["nats"] if isinstance(claims.get("nats"), dict) else {}
-    keys = {owner, *[str(k) for k in (exporter.get("nats") or {}).get("signing_keys") or [] if isinstance(k, str)]}
+    listed = (exporter.get("nats") or {}).get("signing_keys") or []
+    keys = {owner, *(str(k.get("key")) if isinstance(k, dict) else str(k) for k in listed)}
     if str(claims.get("iss")) not in keys:
         return f"its activation is signed by {claims.get('iss')}, which is not a key of the exporting account"
     if str(claims.get("sub")) != importer:

@@ -44,6 +44,27 @@ def says(token: str) -> object:
     return {k: v for k, v in doc.items() if k not in ("iat", "jti")}
 
 
+async def _update(nc: Client, token: str, servers: int, timeout: float = TIMEOUT) -> list[bytes]:
+    """Push TOKEN to the hub's resolver and wait for every one of its SERVERS to answer (the first answer alone
+    would leave a server that has not taken it yet to meet the next client with the account's old claims)."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, max_msgs=servers)
+    replies: list[bytes] = []
+    try:
+        await nc.publish("$SYS.REQ.CLAIMS.UPDATE", token.encode(), reply=inbox)
+        deadline = time.monotonic() + timeout
+        while len(replies) < servers and (left := deadline - time.monotonic()) > 0:
+            try:
+                replies.append((await sub.next_msg(timeout=left)).data)
+            except TimeoutError:
+                break
+    finally:
+        await sub.unsubscribe()
+    if not replies:
+        raise ApplyError("the hub's resolver did not answer a claims push")
+    return replies
+
+
 async def push_claims(
     mesh: Mesh, creds: Credentials, nc: Client | None = None, *, dry_run: bool = False
 ) -> ClaimsChange:
@@ -68,9 +89,9 @@ async def push_claims(
                 continue
             if held is not None and int(jwt.decode(held).get("iat") or 0) >= now:  # not older than what it holds
                 token = realise(mesh, creds).claims(int(jwt.decode(held)["iat"]) + 1)[account]
-            msg = await conn.request("$SYS.REQ.CLAIMS.UPDATE", token.encode(), timeout=TIMEOUT)
-            if (why := claims_refusal(msg.data)) is not None:
-                raise ApplyError(f"the hub's resolver refused account {name}: {why}")
+            for reply in await _update(conn, token, len(mesh.hub.nodes)):
+                if (why := claims_refusal(reply)) is not None:
+                    raise ApplyError(f"the hub's resolver refused account {name}: {why}")
             change.pushed.append(name)
     finally:
         if own:

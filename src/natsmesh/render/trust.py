@@ -32,6 +32,7 @@ from natsmesh.model.trust import Account, Export, Import, Member, Rights, cluste
 OPERATOR_FILE = "operator.jwt"  # in the hub's folder
 LINK_CREDS = "link.creds"  # in a leaf domain's folder: its leaf link's user, signed by its own account's key
 RESOLVER_DIR = "jwt"  # in the hub's folder, one directory per node: the accounts the resolver holds
+LINK_TEMPLATE = jwt.UserTemplate(allowed_connection_types=("LEAFNODE",))  # all a domain's account key may sign
 
 
 @dataclass(frozen=True)
@@ -312,13 +313,21 @@ class OperatorMode(ConfigMode):
         claims = jwt.AccountClaims(
             subject=self.account_key(account.name),
             name=account.name,
-            signing_keys=(self.key("account-signing", account.name).public,),
+            signing_keys=(self._signing_key(account.name),),
             limits=limits,
             exports=exports,
             imports=imports,
             revocations=self.creds.revoked_links.get(account.name, {}),
         )
         return jwt.encode(claims, signing, issued_at)
+
+    def _signing_key(self, account: str) -> str | jwt.UserScope:
+        """ACCOUNT's signing key as its claims list it. A leaf domain's is scoped: every user it signs is a leaf
+        link and nothing else, so the key its folder holds mints no client, gate or system user at the hub."""
+        public = self.key("account-signing", account).public
+        if account in {d.name for d in self.mesh.domains}:
+            return jwt.UserScope(key=public, role="leaf-link", template=LINK_TEMPLATE)
+        return public
 
     def _import(self, importer: str, item: Import, issued_at: int) -> jwt.Import:
         owner = self.account_key(item.account)
@@ -360,11 +369,14 @@ class OperatorMode(ConfigMode):
     def _link_creds(self, domain: str) -> str:
         link = self.creds.links[domain]
         account = self.key("account-signing", domain)
+        # signed by the domain's scoped key: the scope's template says what the link may do, the user nothing
         claims = jwt.UserClaims(
             subject=link.public,
             name=f"{domain}-link",
-            allowed_connection_types=("LEAFNODE",),
             issuer_account=self.account_key(domain),
+            subs=0,
+            data=0,
+            payload=0,
         )
         return jwt.creds_file(jwt.encode(claims, account.seed, self.issued), link.seed)
 
