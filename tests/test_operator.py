@@ -125,6 +125,46 @@ async def test_the_folder_holder_matrix_in_operator_mode(operator_mesh: tuple[Me
     print(json.dumps({"probes": len(outcomes), "jwt probes": len(minted)}))
 
 
+def test_reports_name_each_link_by_its_domain(operator_mesh: tuple[Mesh, Path]) -> None:
+    """The hub reports an operator-mode account by its public key; `report leafnodes` and the portal's metrics
+    say the domain's account, and miss no link."""
+    from natsmesh.observe.snapshot import links, take
+
+    mesh, spec = operator_mesh
+    res = run_cli("report", "leafnodes", "-f", str(spec), "--json")
+    assert res.returncode == 0, res
+    doc = json.loads(res.stdout)
+    assert not doc["missing_links"], doc["missing_links"]
+    assert {r["account"] for r in doc["links"]} == {d.name for d in mesh.domains}, doc["links"]
+    snap = run(take(mesh, load_credentials(mesh, create=False)))
+    states = links(mesh, snap)
+    assert states and all(ls.link is not None for ls in states), states
+
+
+def test_info_gives_the_hubs_creds_files(operator_mesh: tuple[Mesh, Path]) -> None:
+    """At an operator-mode hub there is no password: `info` gives plain URLs and the creds file of the hub's
+    folder to sign in with, and each works."""
+    import nats
+
+    from natsmesh.local.certs import client_context
+
+    mesh, spec = operator_mesh
+    info = json.loads(run_cli("info", "-f", str(spec), "--json").stdout)
+    system, hub = info["system"], info["domains"][mesh.hub.domain]
+    assert "@" not in system["url"] and "@" not in hub["url"], info
+
+    async def sign_in(url: str, creds: str, subject: str) -> bool:
+        nc = await nats.connect(url, user_credentials=creds, tls=client_context(mesh), allow_reconnect=False)
+        try:
+            await nc.request(subject, b"", timeout=2)
+            return True
+        finally:
+            await nc.close()
+
+    assert run(sign_in(system["url"], system["creds"], "$SYS.REQ.SERVER.PING"))
+    assert run(sign_in(hub["url"], hub["creds"], f"$JS.{mesh.hub.domain}.API.INFO"))
+
+
 def test_copies_flow_through_private_exports_signed_by_their_owner(operator_mesh: tuple[Mesh, Path]) -> None:
     mesh, _ = operator_mesh
     run(_publish(mesh, 20))

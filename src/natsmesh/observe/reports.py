@@ -284,7 +284,7 @@ def build_leafnodes(mesh: Mesh, leafz: Replies[Leafz]) -> LeafnodesReport:
         f"{n.name}/{acct}"
         for d in mesh.domains
         for n in d.nodes
-        for acct in (SYSTEM_ACCOUNT, account_of(d.name))
+        for acct in (SYSTEM_ACCOUNT, account_of(d.name))[0 if mesh.system_bridge else 1 :]  # SYS: bridged only
         if (n.name, acct) not in seen and every_hub_answered
     ]
     return LeafnodesReport(servers, links, expected_missing, leafz.missing, leafz.seconds, leafz.conflicts)

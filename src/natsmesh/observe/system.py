@@ -18,18 +18,19 @@ import asyncio
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from natsmesh.errors import NotRunningError
-from natsmesh.model.identities import Credentials
+from natsmesh.model.identities import Credentials, account_of
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster
 from natsmesh.observe.connect import connect_system
 from natsmesh.observe.wire import JSZ_STREAMS_BODY, ServerReply, server_reply
+from natsmesh.render.trust import realise
 
 T = TypeVar("T")
 
@@ -180,7 +181,7 @@ async def collect(
         bridged = dict(zip(kinds, await at(mesh.hub, expected, "the hub (bridged to every cluster)"), strict=True))
         for r in bridged.values():
             r.missing = sorted(set(r.missing) | (expected - placed.keys()))
-        return bridged
+        return _accounts_named(mesh, creds, bridged)
     clusters = [c for c in mesh.clusters if any(n.name in expected for n in c.nodes)]
     errors: list[str] = []
 
@@ -208,6 +209,21 @@ async def collect(
             merged.seconds = max(merged.seconds, r.seconds)
         merged.missing.sort()
         out[kind] = merged
+    return _accounts_named(mesh, creds, out)
+
+
+def _accounts_named(mesh: Mesh, creds: Credentials, out: dict[str, Replies[Any]]) -> dict[str, Replies[Any]]:
+    """OUT with every leaf link's account by its domain's account name, as the hub's servers report it under
+    another (operator mode: its public key), so reports, metrics and readiness read one name in either mode."""
+    leafz = out.get("LEAFZ")
+    trust = realise(mesh, creds)
+    names = {trust.hub_account(d.name): account_of(d.name) for d in mesh.domains}
+    names = {reported: name for reported, name in names.items() if reported != name}
+    if leafz is None or not names:
+        return out
+    for server, reply in leafz.replies.items():
+        links = tuple(replace(lf, account=names.get(lf.account, lf.account)) for lf in reply.data.leafs)
+        leafz.replies[server] = replace(reply, data=replace(reply.data, leafs=links))
     return out
 
 

@@ -54,6 +54,7 @@ class Login:
     password: str = ""
     nkey_seed: str = ""
     creds: str = ""
+    file: str = ""  # the file of the party's folder that holds CREDS (`Realisation.files`), if one does
 
 
 class Realisation(Protocol):
@@ -389,7 +390,11 @@ class OperatorMode(ConfigMode):
                 system_account=self.account_key(SYSTEM_ACCOUNT),
                 strict_signing_key_usage=True,
             )
-            return {OPERATOR_FILE: jwt.encode(operator, self.key("operator").seed, self.issued)}
+            files = {OPERATOR_FILE: jwt.encode(operator, self.key("operator").seed, self.issued)}
+            # the hub's own users as creds files, for tools (`natsmesh info`, natscli contexts)
+            for role in ("system", "client"):
+                files |= {login.file: login.creds for login in self.logins(role, cluster.name) if login.file}
+            return files
         return {LINK_CREDS: self._link_creds(cluster.name)}
 
     def claims(self, issued_at: int) -> dict[str, str]:
@@ -427,9 +432,8 @@ class OperatorMode(ConfigMode):
             allowed_connection_types=member.connection_types,
             issuer_account=self.account_key(account),
         )
-        return Login(
-            creds=jwt.creds_file(jwt.encode(claims, self.key("account-signing", account).seed, self.issued), user.seed)
-        )
+        token = jwt.encode(claims, self.key("account-signing", account).seed, self.issued)
+        return Login(creds=jwt.creds_file(token, user.seed), file=f"{member.role}.creds")
 
     def logins(self, role: str, party: str) -> list[Login]:
         if party != self.mesh.hub.name:
