@@ -293,6 +293,8 @@ class OperatorMode(ConfigMode):
     def _account_jwt(self, account: Account, issued_at: int) -> str:
         signing = self.key("operator-signing").seed
         js = account.jetstream
+        # (`conn: 0` for an account of leaf links only was tried: nats-server 2.15.1 then closes every leaf link
+        # of the account at each claims update, counting them against it)
         limits = jwt.AccountLimits(
             conn=account.connections if account.connections is not None else jwt.NO_LIMIT,
             leaf=account.leafnodes if account.leafnodes is not None else jwt.NO_LIMIT,
