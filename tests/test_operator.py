@@ -95,6 +95,7 @@ def test_the_hub_names_no_domain_and_a_folder_holds_only_its_own_key(operator_me
         assert f'"{d.name}"' not in hub_conf and "exports" not in hub_conf
         folder = mesh.data_dir / d.folder
         assert (folder / trust.LINK_CREDS).is_file()
+        assert (folder / trust.LINK_CREDS).stat().st_mode & 0o777 == 0o600  # it holds the link's seed
         files = [f for f in folder.rglob("*") if f.is_file() and "data" not in f.relative_to(folder).parts]
         text = "\n".join(f.read_text(errors="replace") for f in files)
         own = creds.trust_keys[f"account-signing:{d.name}"].seed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PRIVATE_SUFFIXES = (".conf", "-key.pem", "secrets.json")  # rendered files that hold secrets
+PRIVATE_SUFFIXES = (".conf", "-key.pem", "secrets.json", ".creds")  # rendered files that hold secrets
 
 
 def write_private(path: Path, text: str) -> None:
@@ -28,14 +28,28 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_files(files: dict[str, str], out_dir: Path) -> list[Path]:
-    """Write rendered files under OUT_DIR (configs hold secrets: owner-readable only). Returns the paths."""
+    """Write rendered files under OUT_DIR (configs hold secrets: owner-readable only); a file that already says
+    the same is left as it is (at 500 clusters, rewriting every folder for one change took seconds). Returns the
+    paths."""
     written = []
     for rel, text in files.items():
         path = out_dir / rel
+        private = rel.endswith(PRIVATE_SUFFIXES)
+        if _holds(path, text, 0o600 if private else 0o644):
+            written.append(path)
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
-        tmp.chmod(0o600 if rel.endswith(PRIVATE_SUFFIXES) else 0o644)
+        tmp.chmod(0o600 if private else 0o644)
         tmp.replace(path)
         written.append(path)
     return written
+
+
+def _holds(path: Path, text: str, mode: int) -> bool:
+    """Whether PATH is a regular file with exactly TEXT and MODE."""
+    try:
+        return (path.stat().st_mode & 0o777) == mode and path.read_text() == text
+    except (OSError, UnicodeDecodeError):
+        return False

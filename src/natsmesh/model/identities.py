@@ -141,6 +141,7 @@ class Credentials:
             self.route_passwords.get(name, ""),
             self.gate_passwords.get(name, ""),
         ]
+        prints = {fingerprint(p) for p in mine if p}
         return replace(
             self,
             system_passwords=own,
@@ -152,7 +153,7 @@ class Credentials:
             system_keys={k: v for k, v in self.system_keys.items() if k == name},
             platform_keys={k: v.public_only() for k, v in self.platform_keys.items()},
             trust_keys={k: v if held(k) else v.public_only() for k, v in self.trust_keys.items()},
-            hashes={f: h for f, h in self.hashes.items() if f in {fingerprint(p) for p in mine if p}},
+            hashes={f: h for f, h in self.hashes.items() if f in prints},
             holder=name,
         )
 

@@ -44,6 +44,7 @@ class PolicyChange:
     granted: list[str] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
     kicked: int = 0
+    files: dict[str, str] = field(default_factory=dict, repr=False)  # what the spec renders (made once per plan)
 
     @property
     def pending(self) -> bool:
@@ -75,7 +76,7 @@ def plan_policy(mesh: Mesh, creds: Credentials | None = None) -> PolicyChange:
     if changed and (refused := refused_configs(locate(), files, changed)):
         raise ConfigRejectedError(refused)
     old, new = set(recorded_shares(mesh)), set(share_names(mesh))
-    return PolicyChange(changed_files=changed, granted=sorted(new - old), revoked=sorted(old - new))
+    return PolicyChange(changed_files=changed, granted=sorted(new - old), revoked=sorted(old - new), files=files)
 
 
 async def apply_policy(mesh: Mesh, change: PolicyChange, timeout: float = 10.0) -> PolicyChange:
@@ -90,7 +91,8 @@ async def apply_policy(mesh: Mesh, change: PolicyChange, timeout: float = 10.0) 
             "reload their servers (`systemctl reload`), then run `natsmesh apply` again"
         )
     creds = load_credentials(mesh, create=False)
-    write_files(render_mesh(mesh, creds, certs=cert_texts(mesh), via=recorded_via(mesh)), mesh.data_dir)
+    files = change.files or render_mesh(mesh, creds, certs=cert_texts(mesh), via=recorded_via(mesh))
+    write_files(files, mesh.data_dir)
     by_file = {f"{c.folder}/{config_name(n)}": n for c in mesh.clusters for n in c.nodes}
     nodes = [by_file[f] for f in change.changed_files if f in by_file]
     before = {n.name: config_load_time(monitor_host(n), n.http_port) for n in nodes}
