@@ -25,6 +25,7 @@ from natsmesh.observe.wire import claims_refusal
 from natsmesh.render.trust import realise
 
 TIMEOUT = 2.0
+PUSH_TIMEOUT = 10.0  # a hub linking 500 leaves at once answered a push in more than 2 s
 
 
 @dataclass
@@ -44,9 +45,10 @@ def says(token: str) -> object:
     return {k: v for k, v in doc.items() if k not in ("iat", "jti")}
 
 
-async def _update(nc: Client, token: str, servers: int, timeout: float = TIMEOUT) -> list[bytes]:
+async def _update(nc: Client, token: str, servers: int, timeout: float = PUSH_TIMEOUT) -> list[bytes]:
     """Push TOKEN to the hub's resolver and wait for every one of its SERVERS to answer (the first answer alone
-    would leave a server that has not taken it yet to meet the next client with the account's old claims)."""
+    would leave a server that has not taken it yet to meet the next client with the account's old claims), for
+    at most TIMEOUT; the resolver's own sync brings the push to a server that did not answer."""
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox, max_msgs=servers)
     replies: list[bytes] = []
@@ -58,10 +60,11 @@ async def _update(nc: Client, token: str, servers: int, timeout: float = TIMEOUT
                 replies.append((await sub.next_msg(timeout=left)).data)
             except TimeoutError:
                 break
+            deadline = min(deadline, time.monotonic() + TIMEOUT)  # once one answered, the others get TIMEOUT
     finally:
         await sub.unsubscribe()
-    if not replies:
-        raise ApplyError("the hub's resolver did not answer a claims push")
+    if not replies:  # a hub still starting, or too busy: `push_when_up` asks again
+        raise NotRunningError(f"the hub's resolver did not answer a claims push within {timeout:g} s")
     return replies
 
 
