@@ -10,6 +10,7 @@ server reloads.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -22,9 +23,11 @@ from natsmesh.model.mesh import Mesh
 from natsmesh.observe.connect import connect_system
 from natsmesh.observe.grants import lookup_claims
 from natsmesh.observe.wire import claims_refusal
+from natsmesh.reconcile.concurrency import bounded
 from natsmesh.render.trust import realise
 
 TIMEOUT = 2.0
+LOOKUPS_AT_ONCE = 64
 PUSH_TIMEOUT = 10.0  # a hub linking 500 leaves at once answered a push in more than 2 s
 
 
@@ -45,27 +48,53 @@ def says(token: str) -> object:
     return {k: v for k, v in doc.items() if k not in ("iat", "jti")}
 
 
-async def _update(nc: Client, token: str, servers: int, timeout: float = PUSH_TIMEOUT) -> list[bytes]:
-    """Push TOKEN to the hub's resolver and wait for every one of its SERVERS to answer (the first answer alone
-    would leave a server that has not taken it yet to meet the next client with the account's old claims), for
-    at most TIMEOUT; the resolver's own sync brings the push to a server that did not answer."""
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, max_msgs=servers)
-    replies: list[bytes] = []
+def _replied_account(raw: bytes) -> str:
+    """The account a resolver's answer to a push is about ("" if it does not say)."""
     try:
-        await nc.publish("$SYS.REQ.CLAIMS.UPDATE", token.encode(), reply=inbox)
+        doc = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        return ""
+    if not isinstance(doc, dict):
+        return ""
+    for key in ("data", "error"):
+        part = doc.get(key)
+        if isinstance(part, dict) and isinstance(part.get("account"), str):
+            return str(part["account"])
+    return ""
+
+
+async def _update(
+    nc: Client, tokens: dict[str, str], servers: int, timeout: float = PUSH_TIMEOUT
+) -> dict[str, list[bytes]]:
+    """Push TOKENS (by account) to the hub's resolver, pipelined, and wait until every one of its SERVERS answered
+    for each (the first answer alone would leave a server that has not taken it yet to meet the next client with
+    the account's old claims): at most TIMEOUT for the first answers, TIMEOUT more once answers come; the
+    resolver's own sync brings a push to a server that did not answer. Returns the answers by account."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    answers: dict[str, list[bytes]] = {account: [] for account in tokens}
+    got = 0
+    try:
+        for token in tokens.values():
+            await nc.publish("$SYS.REQ.CLAIMS.UPDATE", token.encode(), reply=inbox)
+        await nc.flush()
         deadline = time.monotonic() + timeout
-        while len(replies) < servers and (left := deadline - time.monotonic()) > 0:
+        while got < servers * len(tokens) and (left := deadline - time.monotonic()) > 0:
             try:
-                replies.append((await sub.next_msg(timeout=left)).data)
+                raw = (await sub.next_msg(timeout=left)).data
             except TimeoutError:
                 break
-            deadline = min(deadline, time.monotonic() + TIMEOUT)  # once one answered, the others get TIMEOUT
+            got += 1
+            answers.setdefault(_replied_account(raw), []).append(raw)
+            deadline = min(deadline, time.monotonic() + TIMEOUT)  # once answers come, the rest get TIMEOUT
     finally:
         await sub.unsubscribe()
-    if not replies:  # a hub still starting, or too busy: `push_when_up` asks again
-        raise NotRunningError(f"the hub's resolver did not answer a claims push within {timeout:g} s")
-    return replies
+    silent = [account for account in tokens if not answers.get(account)]
+    if silent and not answers.get(""):  # a hub still starting, or too busy: `push_when_up` asks again
+        raise NotRunningError(
+            f"the hub's resolver did not answer the push of {len(silent)} accounts within {timeout:g} s"
+        )
+    return answers
 
 
 async def push_claims(
@@ -74,28 +103,39 @@ async def push_claims(
     """Push every account of MESH's hub whose claims differ from what its resolver holds (operator mode); with
     DRY_RUN only say which."""
     now = int(time.time())
-    wanted = realise(mesh, creds).claims(now)
+    trust = realise(mesh, creds)
+    wanted = trust.claims(now)
     change = ClaimsChange()
     if not wanted:
         return change
     own = nc is None
     conn = nc or await connect_system(mesh, creds, cluster=mesh.hub)
     try:
+        accounts = list(wanted)
+        held = dict(
+            zip(accounts, await bounded([lookup_claims(conn, a) for a in accounts], LOOKUPS_AT_ONCE), strict=True)
+        )
+        names = {a: str(jwt.decode(t).get("name") or a) for a, t in wanted.items()}
+        push: dict[str, str] = {}
+        later = 0
         for account, token in wanted.items():
-            name = str(jwt.decode(token).get("name") or account)
-            held = await lookup_claims(conn, account)
-            if held is not None and says(held) == says(token):
-                change.unchanged.append(name)
+            old = held[account]
+            if old is not None and says(old) == says(token):
+                change.unchanged.append(names[account])
                 continue
-            if dry_run:
-                change.pushed.append(name)
-                continue
-            if held is not None and int(jwt.decode(held).get("iat") or 0) >= now:  # not older than what it holds
-                token = realise(mesh, creds).claims(int(jwt.decode(held)["iat"]) + 1)[account]
-            for reply in await _update(conn, token, len(mesh.hub.nodes)):
-                if (why := claims_refusal(reply)) is not None:
-                    raise ApplyError(f"the hub's resolver refused account {name}: {why}")
-            change.pushed.append(name)
+            if old is not None:  # a resolver keeps a JWT only for one issued after the one it holds
+                later = max(later, int(jwt.decode(old).get("iat") or 0) + 1)
+            push[account] = token
+        if later > now:
+            newer = trust.claims(later)
+            push = {account: newer[account] for account in push}
+        change.pushed = [names[a] for a in push]
+        if dry_run or not push:
+            return change
+        for account, answers in (await _update(conn, push, len(mesh.hub.nodes))).items():
+            for raw in answers:
+                if (why := claims_refusal(raw)) is not None:
+                    raise ApplyError(f"the hub's resolver refused account {names.get(account, account)}: {why}")
     finally:
         if own:
             await conn.close()

@@ -95,8 +95,8 @@ def _push_accounts(mesh: Mesh, creds: Credentials, timeout: float) -> None:
 
         try:
             asyncio.run(push_when_up(mesh, creds, timeout))
-        except NatsmeshError as exc:
-            raise NotReadyError(f"the hub's accounts could not be pushed to its resolver: {exc}") from None
+        except (NatsmeshError, OSError, TimeoutError) as exc:  # a connection lost mid-push too: never a traceback
+            raise NotReadyError(f"the hub's accounts could not be pushed to its resolver: {exc!s}") from None
 
 
 def prepare(mesh: Mesh, links: list[ProxyLink] | None = None) -> Credentials:
