@@ -471,6 +471,21 @@ class ApiError:
         return cls(_int(err.get("code")), str(err.get("description") or err))
 
 
+def claims_account(raw: bytes) -> str:
+    """The account a resolver's answer to a claims push is about ("" if it does not say)."""
+    try:
+        doc = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        return ""
+    if not isinstance(doc, dict):
+        return ""
+    for key in ("data", "error"):
+        part = doc.get(key)
+        if isinstance(part, dict) and isinstance(part.get("account"), str):
+            return str(part["account"])
+    return ""
+
+
 def claims_refusal(raw: bytes) -> str | None:
     """Why a resolver refused a pushed JWT (`$SYS.REQ.CLAIMS.UPDATE`'s reply), or None if it took it."""
     try:

@@ -10,7 +10,6 @@ server reloads.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.connect import connect_system
 from natsmesh.observe.grants import lookup_claims
-from natsmesh.observe.wire import claims_refusal
+from natsmesh.observe.wire import claims_account, claims_refusal
 from natsmesh.reconcile.concurrency import bounded
 from natsmesh.render.trust import realise
 
@@ -48,21 +47,6 @@ def says(token: str) -> object:
     return {k: v for k, v in doc.items() if k not in ("iat", "jti")}
 
 
-def _replied_account(raw: bytes) -> str:
-    """The account a resolver's answer to a push is about ("" if it does not say)."""
-    try:
-        doc = json.loads(raw or b"{}")
-    except (ValueError, RecursionError):
-        return ""
-    if not isinstance(doc, dict):
-        return ""
-    for key in ("data", "error"):
-        part = doc.get(key)
-        if isinstance(part, dict) and isinstance(part.get("account"), str):
-            return str(part["account"])
-    return ""
-
-
 async def _update(
     nc: Client, tokens: dict[str, str], servers: int, timeout: float = PUSH_TIMEOUT
 ) -> dict[str, list[bytes]]:
@@ -85,7 +69,7 @@ async def _update(
             except TimeoutError:
                 break
             got += 1
-            answers.setdefault(_replied_account(raw), []).append(raw)
+            answers.setdefault(claims_account(raw), []).append(raw)
             deadline = min(deadline, time.monotonic() + TIMEOUT)  # once answers come, the rest get TIMEOUT
     finally:
         await sub.unsubscribe()
