@@ -166,14 +166,7 @@ class UserTemplate:
     allowed_connection_types: tuple[str, ...] = ()
 
     def nats(self) -> Json:
-        return _permissions(self.permissions) | _kept(
-            src=list(self.src),
-            subs=self.subs,
-            data=self.data,
-            payload=self.payload,
-            bearer_token=self.bearer_token,
-            allowed_connection_types=list(self.allowed_connection_types),
-        )
+        return _user_limits(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,15 +238,7 @@ class UserClaims(_Claims):
     issuer_account: str = ""
 
     def nats(self) -> Json:
-        return _permissions(self.permissions) | _kept(
-            src=list(self.src),
-            subs=self.subs,
-            data=self.data,
-            payload=self.payload,
-            bearer_token=self.bearer_token,
-            allowed_connection_types=list(self.allowed_connection_types),
-            issuer_account=self.issuer_account,
-        )
+        return _user_limits(self) | _kept(issuer_account=self.issuer_account)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -417,6 +402,18 @@ def _sorted(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_sorted(v) for v in value]
     return value
+
+
+def _user_limits(u: UserTemplate | UserClaims) -> Json:
+    """What a user may do as Go writes it (its embedded `UserPermissionLimits`): a user's own, or a scope's template."""
+    return _permissions(u.permissions) | _kept(
+        src=list(u.src),
+        subs=u.subs,
+        data=u.data,
+        payload=u.payload,
+        bearer_token=u.bearer_token,
+        allowed_connection_types=list(u.allowed_connection_types),
+    )
 
 
 def _permissions(p: Permissions) -> Json:
