@@ -17,6 +17,7 @@ import yaml
 from helpers import MeshRunner, read_state, run_cli, servers_under
 from natsmesh.client import MeshClient, run
 from natsmesh.local.secrets import load_credentials
+from natsmesh.model import jwt
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import block_size, monitor_host, plan_ports
 from natsmesh.observe.monitor import config_load_time, http_json
@@ -215,7 +216,6 @@ BAD_TOKENS = {  # how an activation goes wrong -> what the platform is told
 def _bad_token(how: str, mode: trust.OperatorMode, importer: str, item: Any) -> str:
     """An activation for IMPORTER's import of ITEM gone wrong HOW (`BAD_TOKENS`)."""
     from natsmesh.local.secrets import new_nkey
-    from natsmesh.model import jwt
 
     if how == "none":
         return ""
@@ -437,7 +437,6 @@ def test_the_hub_refuses_each_broken_claim(operator_mesh: tuple[Mesh, Path]) -> 
     from natsmesh.observe.connect import connect_system
     from natsmesh.observe.grants import lookup_claims
     from natsmesh.observe.wire import claims_refusal
-    from natsmesh.reconcile.claims import says
 
     mesh, spec = operator_mesh
     mesh = load_spec(spec)
@@ -470,15 +469,39 @@ def test_the_hub_refuses_each_broken_claim(operator_mesh: tuple[Mesh, Path]) -> 
     assert "signing key" in (said["signed by the operator's own key (strict signing keys)"] or "")
     dry = json.loads(run_cli("apply", "--dry-run", "-f", str(spec), "--json").stdout)
     accounts = next(c for c in dry["changes"] if c["kind"] == "accounts")
-    wanted = says(mode.claims(1)[mode.account_key(B)])
+    wanted = jwt.says(mode.claims(1)[mode.account_key(B)])
     stored = run(held())
     print(f"the resolver holds: {stored and jwt_issuer(stored)}")
-    assert stored is None or says(stored) == wanted or (accounts["action"] == "update" and B in accounts["detail"])
+    assert stored is None or jwt.says(stored) == wanted or (accounts["action"] == "update" and B in accounts["detail"])
     assert run_cli("apply", "-f", str(spec)).returncode == 0
-    assert says(run(held()) or "") == wanted  # as the spec says again
+    assert jwt.says(run(held()) or "") == wanted  # as the spec says again
 
 
 def jwt_issuer(token: str) -> str:
     from natsmesh.model import jwt
 
     return str(jwt.decode(token).get("iss"))
+
+
+def test_the_hub_starts_holding_its_accounts(tmp_path: Path) -> None:
+    """Before an operator-mode hub starts, each node's resolver directory holds every account the spec gives the
+    hub (so leaves link as soon as it listens); a file that says the same is left alone, one that says otherwise
+    is replaced by one issued later (as the resolver would take it). Config mode writes none."""
+    from natsmesh.local.resolver import preload
+    from natsmesh.local.specfile import parse_spec
+
+    mesh = parse_spec(yaml.safe_dump(operator_doc(tmp_path / "data")), "op.yaml", tmp_path)
+    creds = load_credentials(mesh)
+    mode = trust.realise(mesh, creds)
+    assert preload(mesh, creds, now=1000) == 3 * len(mode.claims(1))
+    hub = tmp_path / "data" / mesh.hub.folder / trust.RESOLVER_DIR
+    files = sorted(p.relative_to(hub).as_posix() for p in hub.rglob("*.jwt"))
+    assert files == sorted(f"{n.name}/{a}.jwt" for n in mesh.hub.nodes for a in mode.claims(1))
+    assert preload(mesh, creds, now=2000) == 0  # the same claims: nothing rewritten
+    one = hub / mesh.hub.nodes[0].name / f"{mode.account_key(B)}.jwt"
+    one.write_text(mode.claims(5000)[mode.account_key(C)])  # another account's claims, issued later
+    assert preload(mesh, creds, now=2000) == 1
+    assert jwt.says(one.read_text()) == jwt.says(mode.claims(1)[mode.account_key(B)])
+    assert jwt.decode(one.read_text())["iat"] == 5001
+    config = parse_spec(yaml.safe_dump(operator_doc(tmp_path / "c") | {"trust": "config"}), "c.yaml", tmp_path)
+    assert preload(config, load_credentials(config)) == 0

@@ -24,6 +24,7 @@ from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
 from natsmesh.local.layout import MeshDirs
 from natsmesh.local.records import ProxyLink, record_links, record_members, record_shares, via
+from natsmesh.local.resolver import preload
 from natsmesh.local.registry import check_identity, claim, register, unregister
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.state import SupervisorState, acquire_lock, lock_is_held, pid_alive, refuse_if_running
@@ -107,6 +108,7 @@ def prepare(mesh: Mesh, links: list[ProxyLink] | None = None) -> Credentials:
     creds = load_credentials(mesh)
     record_links(mesh, links)
     write_files(render_mesh(mesh, creds, certs=cert_texts(mesh), via=via(links) if links else None), mesh.data_dir)
+    preload(mesh, creds)  # the hub starts holding its accounts: leaves link as soon as it listens
     record_shares(mesh)
     record_members(mesh)
     return creds
