@@ -24,8 +24,8 @@ from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
 from natsmesh.local.layout import MeshDirs
 from natsmesh.local.records import ProxyLink, record_links, record_members, record_shares, via
-from natsmesh.local.resolver import preload
 from natsmesh.local.registry import check_identity, claim, register, unregister
+from natsmesh.local.resolver import preload
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.state import SupervisorState, acquire_lock, lock_is_held, pid_alive, refuse_if_running
 from natsmesh.model.identities import Credentials
