@@ -9,8 +9,9 @@ that mirrors that product, and the clock runs from the command until the new dom
 - config: what natsmesh offers on one machine for a new cluster in config mode, where every account is in the
   hub's configs: `natsmesh down`, `natsmesh up --detach`, `natsmesh apply` (stores kept).
 
-Printed: per size and mode, the join time, when the new leaf linked (operator: from the join's start), the hub
-RSS per account and per leaf link (operator, from the sizes' difference), and the machine.
+Printed: per size and mode, the bring-up time (`up --detach` from empty data directories), the join time, when
+the new leaf linked (operator: from the join's start), the hub RSS per account and per leaf link (operator, from
+the sizes' difference), and the machine.
 
 Usage: python benchmarks/bench_join.py [--sizes 10 200 500] [--json FILE]
 """
@@ -111,7 +112,7 @@ def one(n: int, trust: str, root: Path) -> dict[str, Any]:
     mesh = load_spec(spec)
     row: dict[str, Any] = {"spokes": n, "trust": trust}
     try:
-        cli("up", "--detach", "--timeout", "600", "-f", str(spec))
+        row["up_s"] = round(cli("up", "--detach", "--timeout", "600", "-f", str(spec)), 2)
         cli("apply", "-f", str(spec))
         first = doc["domains"][0]["name"]
         asyncio.run(publish(mesh, f"{first}/ORDERS", f"{first}.orders.x"))
@@ -172,6 +173,7 @@ def main() -> None:
         op = next(r for r in rows if r["spokes"] == n and r["trust"] == "operator")
         cf = next(r for r in rows if r["spokes"] == n and r["trust"] == "config")
         print(f"{n} spokes: operator join / config join = {op['join_s'] / cf['join_s']:.3f}")
+        print(f"{n} spokes: operator up / config up = {op['up_s'] / cf['up_s']:.3f} ({op['up_s']} / {cf['up_s']} s)")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     print(json.dumps(machine()))

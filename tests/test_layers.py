@@ -62,6 +62,7 @@ JSON_EDGES = {
     "natsmesh.local.registry",  # which spec a data dir belongs to, and the meshes running here
     "natsmesh.local.records",  # fault proxies and shares of a running mesh
     "natsmesh.local.secrets",  # generated identities
+    "natsmesh.local.ownkeys",  # a domain's own keys file
     "natsmesh.local.folder",  # a party folder's mesh.json
     "natsmesh.local.specfile",  # the validated-spec cache
     "natsmesh.reconcile.catalog",  # catalog descriptors (natsmesh's own documents)

@@ -394,3 +394,82 @@ def link_issue(domain: str, spec_path: str | None, as_json: bool) -> None:
     from natsmesh.reconcile.revocation import issue_link
 
     _link_result(run(issue_link(load(spec_path), domain)), as_json)
+
+
+@cli.group(name="keys")
+def keys_group() -> None:
+    """A domain's own account keys (operator mode): make them, sign the domain's leaf link with them."""
+
+
+@keys_group.command(name="init")
+@click.argument("domain")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Where to write the keys (seeds: owner-readable only; never replaced).",
+)
+@json_option
+def keys_init(domain: str, out: str, as_json: bool) -> None:
+    """Make DOMAIN's own account key and signing key, written to --out; print what the platform's spec says.
+
+    The platform gets the public keys only (`account_key:` under the domain in its spec), so it never holds
+    the account's seeds: it can sign in as none of the domain's users and sign no grant of its products.
+    """
+    import yaml
+
+    from natsmesh.local.ownkeys import make_keys
+
+    keys = make_keys(domain, Path(out).expanduser())
+    if as_json:
+        print_json({"domain": domain, "file": out, **keys.spec()})
+        return
+    say(f"wrote {out} (keep it: its seeds sign {domain}'s leaf link and its grants)")
+    click.echo(f"# under domain {domain} in the platform's spec (trust: operator):")
+    click.echo(yaml.safe_dump(keys.spec(), sort_keys=False).rstrip())
+
+
+@keys_group.command(name="link")
+@click.argument("domain")
+@click.option("--keys", "keys_path", type=click.Path(dir_okay=False), required=True, help="The domain's keys file.")
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The domain's folder (where its leaf nodes run); default: its folder in the spec's data dir.",
+)
+@spec_option
+@json_option
+def keys_link(domain: str, keys_path: str, folder: str | None, spec_path: str | None, as_json: bool) -> None:
+    """Sign a new leaf-link user for DOMAIN with its own keys, into its folder's `link.creds`.
+
+    Its leaf nodes read the file on their next attempt and link with it. With the spec (-f), the keys are
+    checked against the spec's `account_key` first.
+    """
+    from natsmesh.errors import PreflightError
+    from natsmesh.local.layout import MeshDirs
+    from natsmesh.local.ownkeys import read_keys, write_link
+
+    keys = read_keys(Path(keys_path).expanduser())
+    if keys.domain != domain:
+        raise PreflightError(f"{keys_path} holds the keys of {keys.domain}, not of {domain}")
+    expected = None
+    if folder is None:
+        mesh = load(spec_path)
+        cluster = next((c for c in mesh.domains if c.name == domain), None)
+        if cluster is None:
+            raise PreflightError(f"{domain!r} is not a leaf domain of mesh {mesh.name!r}")
+        if not (expected := mesh.own_keys_of(domain)):
+            raise PreflightError(
+                f"the spec names no account_key for {domain}: natsmesh makes its keys and signs its link "
+                f"(`natsmesh keys init` prints what to add)"
+            )
+        target = MeshDirs.of(mesh).cluster(cluster)
+    else:
+        target = Path(folder).expanduser()
+    public = write_link(keys, target, expected)
+    if as_json:
+        print_json({"domain": domain, "link_user": public, "file": str(target / "link.creds")})
+    else:
+        say(f"{domain}: link user {public} signed into {target / 'link.creds'}")

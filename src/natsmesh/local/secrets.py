@@ -51,6 +51,11 @@ def bcrypt_hash(password: str, cost: int = BCRYPT_COST) -> str:
 def _fill(stored: Stored, mesh: Mesh) -> None:
     """Generate every secret MESH needs that STORED lacks (the spec's fixed ones are not stored)."""
     leaves = [c.name for c in mesh.domains]
+    own = [c.name for c in mesh.domains if mesh.own_keys_of(c.name)]
+    for name in own:  # a team that brought its own account keys: the platform keeps none of that account's seeds
+        (stored.get("links") or {}).pop(name, None)
+        for kind in ("account", "account-signing"):
+            (stored.get("trust_keys") or {}).pop(trust_key_name(kind, name), None)
     for key, names in (
         ("system_passwords", [] if mesh.fixed_system else [c.name for c in mesh.clusters]),
         ("client_passwords", [] if mesh.fixed_data else [c.name for c in mesh.clusters]),
@@ -61,7 +66,7 @@ def _fill(stored: Stored, mesh: Mesh) -> None:
         for name in names:
             table.setdefault(name, _token())
     for key, names in (
-        ("links", leaves),
+        ("links", [name for name in leaves if name not in own]),  # a team with its own keys signs its own link
         ("system_links", leaves),
         ("system_keys", [] if mesh.fixed_system else [c.name for c in mesh.clusters]),
         ("platform_keys", leaves),
@@ -86,7 +91,7 @@ def trust_key_kinds(mesh: Mesh) -> dict[str, str]:
     if mesh.trust != "operator":
         return {}
     out = {trust_key_name("operator"): "operator", trust_key_name("operator-signing"): "operator"}
-    for account in (SYSTEM_ACCOUNT, *(c.name for c in mesh.clusters)):
+    for account in (SYSTEM_ACCOUNT, *(c.name for c in mesh.clusters if not mesh.own_keys_of(c.name))):
         out[trust_key_name("account", account)] = "account"
         out[trust_key_name("account-signing", account)] = "account"
     for role in ("system", "client", "gate"):
@@ -104,12 +109,25 @@ def _credentials(stored: Stored, mesh: Mesh) -> Credentials:
     def keys(table: dict[str, Any]) -> dict[str, NKey]:
         return {d.name: NKey(table[d.name]["public"], table[d.name]["seed"]) for d in mesh.domains}
 
+    def links() -> dict[str, NKey]:  # a team that brought its own keys makes its own link user: none here
+        table = stored["links"]
+        return {
+            d.name: NKey(table[d.name]["public"], table[d.name]["seed"]) if d.name in table else NKey("")
+            for d in mesh.domains
+        }
+
+    own = {  # the public keys a team brought for its account (`account_key` in the spec)
+        trust_key_name(kind, c): NKey(key)
+        for c, account, signing in mesh.own_keys
+        for kind, key in (("account", account), ("account-signing", signing))
+    }
+
     return Credentials(
         system_passwords={n: system[n] for n in names},
         client_passwords={n: client[n] for n in names},
         route_passwords={c.name: routes[c.name] for c in mesh.clusters if len(c.nodes) > 1},
         gate_passwords={d: stored["gate_passwords"][d] for d in mesh.gated_domains},
-        links=keys(stored["links"]),
+        links=links(),
         system_links=keys(stored["system_links"]),
         system_keys={}
         if mesh.fixed_system  # the spec names the system identity: no other one
@@ -124,7 +142,8 @@ def _credentials(stored: Stored, mesh: Mesh) -> Credentials:
             name: NKey(k["public"], k["seed"])
             for name in trust_key_kinds(mesh)
             if (k := (stored.get("trust_keys") or {}).get(name))
-        },
+        }
+        | own,
         hashes=dict(stored.get("hashes") or {}),
         revoked_links={
             d.name: {str(k): int(v) for k, v in revoked.items()}

@@ -597,6 +597,12 @@ def _trust_rules(spec: MeshSpec, f: Findings) -> None:
     """Operator mode needs secrets natsmesh makes per party, and no system bridge (the hub's system account is then
     a JWT account the leaves cannot join by config)."""
     if spec.trust != "operator":
+        for where, _team, cluster in spec.leaf_clusters():
+            if cluster.account_key is not None:
+                f.problem(
+                    (*where, "account_key"),
+                    "a domain's own account key needs trust: operator (config mode has no accounts a domain signs for)",
+                )
         return
     for key in ("system", "data"):
         if getattr(spec.credentials, key) is not None:
@@ -607,6 +613,20 @@ def _trust_rules(spec: MeshSpec, f: Findings) -> None:
         f.problem(
             ("leafnodes", "system_bridge"), "the system bridge needs trust: config (operator mode asks each cluster)"
         )
+    if spec.hub.account_key is not None:
+        f.problem(("hub", "account_key"), "the hub's account keys are the platform's own: natsmesh makes them")
+    seen: dict[str, str] = {}
+    for where, _team, cluster in spec.leaf_clusters():
+        if cluster.account_key is None:
+            continue
+        for which in ("account", "signing"):
+            key = getattr(cluster.account_key, which)
+            if key in seen:
+                f.problem(
+                    (*where, "account_key", which),
+                    f"this key is already {seen[key]}: each domain brings keys of its own",
+                )
+            seen[key] = f"{cluster.name}'s {which} key"
 
 
 def _platform_rules(spec: MeshSpec, f: Findings) -> None:

@@ -355,6 +355,30 @@ CLUSTER_NAMES = {  # what a message calls each name of a cluster
 }
 
 
+class AccountKeySpec(_Strict):
+    """A domain's own account keys (operator mode), by their public keys: the domain made them in its own folder
+    (`natsmesh keys init`) and holds their seeds, so the platform never does. The hub's operator signs the account
+    with these keys named; the domain signs its own leaf link and its products' grants."""
+
+    account: str  # the account's identity key (A...)
+    signing: str  # the account's signing key (A...), what the domain signs with
+
+    @field_validator("account", "signing")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        from natsmesh.model.jwt import public_problem
+
+        if (why := public_problem(v, "A")) is not None:
+            raise ValueError(f"an account's public nkey (56 characters starting with A) is wanted: {why}")
+        return v
+
+    @model_validator(mode="after")
+    def _two(self) -> AccountKeySpec:
+        if self.account == self.signing:
+            raise ValueError("the account key and its signing key must be two keys")
+        return self
+
+
 class LeafClusterSpec(_Strict):
     """One cluster of nodes: its own JetStream domain, account and folder."""
 
@@ -370,6 +394,9 @@ class LeafClusterSpec(_Strict):
     # Where monitoring HTTP binds: loopback, or the node's bind address. Left out: the node's bind address when
     # the cluster names no hosts (one machine), else loopback.
     monitoring: Literal["loopback", "node"] | None = None
+    # Operator mode: the public keys of the account this cluster's team made itself (its seeds stay in its
+    # folder); left out, natsmesh makes the account's keys and holds them for the domain.
+    account_key: AccountKeySpec | None = None
 
     @field_validator("name", "server_prefix", "folder")
     @classmethod

@@ -521,6 +521,20 @@ def _raw_public(key: str) -> bytes:
     return raw[1:-2]
 
 
+def public_problem(key: object, letter: str) -> str | None:
+    """What is wrong with KEY as a public nkey whose first letter is LETTER (A: account, U: user, O: operator), or
+    None."""
+    if not isinstance(key, str):
+        return f"a public nkey is a string starting with {letter}"
+    try:
+        _raw_public(key)
+    except ValueError as exc:
+        return str(exc)
+    if key[0] != letter:
+        return f"a public nkey starting with {letter} is wanted, this one starts with {key[0]}"
+    return None
+
+
 def _check_key(key: str, letters: str, role: str) -> None:
     _raw_public(key)
     if letters and key[0] not in letters:

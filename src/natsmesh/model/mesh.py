@@ -67,6 +67,8 @@ class Mesh(Record):
     products: tuple[Product, ...] = ()
     consumptions: tuple[Consumption, ...] = ()
     limits: tuple[tuple[str, Limits], ...] = ()  # (cluster, its limits); a cluster not listed has the defaults
+    # (cluster, account public key, signing public key) of each cluster whose team brought its own account keys
+    own_keys: tuple[tuple[str, str, str], ...] = ()
     document: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
@@ -156,6 +158,10 @@ class Mesh(Record):
         """What domain CLUSTER may use (`natsmesh.model.topology.Limits`)."""
         return dict(self.limits).get(cluster) or Limits()
 
+    def own_keys_of(self, cluster: str) -> tuple[str, str] | None:
+        """The (account, signing) public keys CLUSTER's team brought, None if natsmesh makes them."""
+        return next(((a, s) for name, a, s in self.own_keys if name == cluster), None)
+
     def product(self, ref: str) -> Product:
         """The product `DOMAIN/NAME`; raises KeyError."""
         return self._index[2][ref]
@@ -198,6 +204,7 @@ class Mesh(Record):
         for key in ("fixed_system", "fixed_data"):
             d[key] = tuple(d[key]) if d[key] else None
         d["limits"] = tuple((name, Limits(**lim)) for name, lim in d.get("limits") or ())
+        d["own_keys"] = tuple((str(c), str(a), str(s)) for c, a, s in d.get("own_keys") or ())
         return cls(source=source, base_dir=base_dir, **d)
 
 
@@ -238,6 +245,9 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         products=products,
         consumptions=consumptions,
         limits=tuple((c.name, _limits(c.limits)) for c in (spec.hub, *(c for _, _, c in leaves))),
+        own_keys=tuple(
+            (c.name, c.account_key.account, c.account_key.signing) for _, _, c in leaves if c.account_key is not None
+        ),
         document=spec.model_dump(mode="json", exclude_none=True, by_alias=True),
     )
 

@@ -45,6 +45,11 @@ def _check(mesh: Mesh, domain: str) -> None:
     if domain not in {d.name for d in mesh.domains}:
         known = ", ".join(d.name for d in mesh.domains)
         raise ApplyError(f"{domain!r} is not a leaf domain of mesh {mesh.name!r} (domains: {known})")
+    if mesh.own_keys_of(domain):
+        raise ApplyError(
+            f"{domain} brought its own account key: only it can sign its link users. From its keys, "
+            f"`natsmesh keys link {domain} --keys FILE` issues a new one"
+        )
     if not realise(mesh, load_credentials(mesh, create=False)).pushes:
         raise ApplyError(
             f"mesh {mesh.name!r} keeps its accounts in its server configs (trust: config): a link is revoked by "

@@ -217,7 +217,8 @@ def party_secrets(mesh: Mesh, creds: Credentials, cluster: Cluster) -> str:
     if held:
         doc["trust_keys"] = {name: {"public": key.public, "seed": key.seed} for name, key in sorted(held.items())}
     if not cluster.is_hub:
-        doc["link"] = {"public": creds.links[cluster.name].public, "seed": creds.links[cluster.name].seed}
+        if creds.links[cluster.name].public:  # a team with its own account key made its own link user
+            doc["link"] = {"public": creds.links[cluster.name].public, "seed": creds.links[cluster.name].seed}
         if mesh.system_bridge:
             key = creds.system_links[cluster.name]
             doc["system_link"] = {"public": key.public, "seed": key.seed}

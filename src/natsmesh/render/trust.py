@@ -106,6 +106,15 @@ def realise(mesh: Mesh, creds: Credentials) -> Realisation:
     return ConfigMode(mesh, creds)
 
 
+def link_creds(domain: str, account: str, signing_seed: str, link: NKey, issued_at: int) -> str:
+    """The creds file of DOMAIN's leaf-link user LINK, signed by the domain's account signing key (SIGNING_SEED,
+    of ACCOUNT): a scoped key, whose template says what the link may do; the user itself says nothing."""
+    claims = jwt.UserClaims(
+        subject=link.public, name=f"{domain}-link", issuer_account=account, subs=0, data=0, payload=0
+    )
+    return jwt.creds_file(jwt.encode(claims, signing_seed, issued_at), link.seed)
+
+
 def joins_live(mesh: Mesh) -> bool:
     """Whether a domain joins or leaves MESH while it runs (its account a pushed claim, no hub config naming it)."""
     return mesh.trust == "operator"
@@ -340,8 +349,10 @@ class OperatorMode(ConfigMode):
             import_kind=item.kind,
             issuer_account=owner,
         )
-        # the same token on every push (its issue time is the files'), so an unchanged grant reads as unchanged
-        token = jwt.encode(activation, self.key("account-signing", item.account).seed, self.issued)
+        # the same token on every push (its issue time is the files'), so an unchanged grant reads as unchanged;
+        # an owner that brought its own account key signs its grants itself: none from the platform
+        signer = self.key("account-signing", item.account).seed
+        token = jwt.encode(activation, signer, self.issued) if signer else ""
         return jwt.Import(
             account=owner, subject=item.subject, kind=item.kind, local_subject=item.local or "", token=token
         )
@@ -370,18 +381,13 @@ class OperatorMode(ConfigMode):
         return f"credentials: {_q(LINK_CREDS)}"
 
     def _link_creds(self, domain: str) -> str:
-        link = self.creds.links[domain]
-        account = self.key("account-signing", domain)
-        # signed by the domain's scoped key: the scope's template says what the link may do, the user nothing
-        claims = jwt.UserClaims(
-            subject=link.public,
-            name=f"{domain}-link",
-            issuer_account=self.account_key(domain),
-            subs=0,
-            data=0,
-            payload=0,
+        return link_creds(
+            domain,
+            self.account_key(domain),
+            self.key("account-signing", domain).seed,
+            self.creds.links[domain],
+            self.issued,
         )
-        return jwt.creds_file(jwt.encode(claims, account.seed, self.issued), link.seed)
 
     def files(self, cluster: Cluster) -> dict[str, str]:
         if cluster.is_hub:
@@ -397,6 +403,8 @@ class OperatorMode(ConfigMode):
             for role in ("system", "client"):
                 files |= {login.file: login.creds for login in self.logins(role, cluster.name) if login.file}
             return files
+        if not self.key("account-signing", cluster.name).seed:
+            return {}  # its team brought its own account key and signs its link itself (`natsmesh keys link`)
         return {LINK_CREDS: self._link_creds(cluster.name)}
 
     def claims(self, issued_at: int) -> dict[str, str]:

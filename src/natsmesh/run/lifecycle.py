@@ -23,6 +23,7 @@ from natsmesh.local import binary as binmod
 from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
 from natsmesh.local.layout import MeshDirs
+from natsmesh.local.ownkeys import missing_links
 from natsmesh.local.records import ProxyLink, record_links, record_members, record_shares, via
 from natsmesh.local.registry import check_identity, claim, register, unregister
 from natsmesh.local.resolver import preload
@@ -108,6 +109,11 @@ def prepare(mesh: Mesh, links: list[ProxyLink] | None = None) -> Credentials:
     creds = load_credentials(mesh)
     record_links(mesh, links)
     write_files(render_mesh(mesh, creds, certs=cert_texts(mesh), via=via(links) if links else None), mesh.data_dir)
+    if unsigned := missing_links(mesh):
+        raise PreflightError(
+            f"{', '.join(unsigned)} brought {'its' if len(unsigned) == 1 else 'their'} own account key and "
+            "signs its own leaf link: `natsmesh keys link DOMAIN --keys FILE` from the domain's keys first"
+        )
     preload(mesh, creds)  # the hub starts holding its accounts: leaves link as soon as it listens
     record_shares(mesh)
     record_members(mesh)
