@@ -151,12 +151,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 200, 500])
     ap.add_argument("--json", dest="json_out", default=None)
+    ap.add_argument("--modes", nargs="+", default=["operator", "config"], choices=["operator", "config"])
     args = ap.parse_args()
     compileall.compile_dir(Path(natsmesh.__file__).parent, quiet=1)
     rows = []
     with tempfile.TemporaryDirectory(prefix="natsmesh-join-") as tmp:
         for n in args.sizes:
-            for trust in ("operator", "config"):
+            for trust in args.modes:
                 row = one(n, trust, Path(tmp))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -169,7 +170,7 @@ def main() -> None:
             f"| {r['spokes']} | {r['trust']} | {how}: {r['command_s']} s | {r['join_s']} s | "
             f"{'no' if r['hub_untouched'] else 'yes'} |"
         )
-    for n in args.sizes:
+    for n in args.sizes if len(args.modes) == 2 else ():
         op = next(r for r in rows if r["spokes"] == n and r["trust"] == "operator")
         cf = next(r for r in rows if r["spokes"] == n and r["trust"] == "config")
         print(f"{n} spokes: operator join / config join = {op['join_s'] / cf['join_s']:.3f}")

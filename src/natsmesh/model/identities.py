@@ -10,6 +10,7 @@ secrets come from (fixed in the spec, or generated and stored) is `natsmesh.loca
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote
@@ -119,41 +120,58 @@ class Credentials:
         """The stored bcrypt hash of PASSWORD (`natsmesh.local.secrets` made one for every password)."""
         return self.hashes[fingerprint(password)]
 
+    @functools.cached_property
+    def _public(self) -> tuple[dict[str, NKey], dict[str, NKey], dict[str, NKey], dict[str, NKey]]:
+        """Links, system links, platform keys and trust keys without their seeds: what every party may see of
+        them. Made once (a party's own keys are put back per party), so rendering N folders is not N x N."""
+
+        def strip(keys: dict[str, NKey]) -> dict[str, NKey]:
+            return {k: v.public_only() for k, v in keys.items()}
+
+        return strip(self.links), strip(self.system_links), strip(self.platform_keys), strip(self.trust_keys)
+
     def party(self, name: str) -> Credentials:
         """Only what party NAME holds: its own passwords and seeds, and the public keys of the other parties'
         links (which a hub config names). Raises KeyError for a party these credentials do not hold."""
         if name not in self.system_passwords:
             raise KeyError(name)
-        own = {k: v for k, v in self.system_passwords.items() if k == name}
-        own_signing = trust_key_name("account-signing", name)
+        links, system_links, platform_keys, trust_keys = (dict(m) for m in self._public)
+        for own, keys in ((links, self.links), (system_links, self.system_links)):
+            if name in keys:
+                own[name] = keys[name]
+        # a domain signs its own link user with its account's signing key; the platform holds the rest (the
+        # operator's, the system account's and the hub domain's keys, and the hub's users)
+        if name == self.hub:
+            trust_keys |= {
+                k: v
+                for k, v in self.trust_keys.items()
+                if not k.startswith("account-signing:")
+                or k in (trust_key_name("account-signing", name), trust_key_name("account-signing", SYSTEM_ACCOUNT))
+            }
+        elif (own_signing := trust_key_name("account-signing", name)) in self.trust_keys:
+            trust_keys[own_signing] = self.trust_keys[own_signing]
 
-        def held(key: str) -> bool:  # a domain signs its own link user; the platform holds the rest
-            return (
-                key == own_signing
-                or (name == self.hub and not key.startswith("account-signing:"))
-                or (name == self.hub and key == trust_key_name("account-signing", name))
-                or (name == self.hub and key == trust_key_name("account-signing", SYSTEM_ACCOUNT))
-            )
+        def only(table: dict[str, str]) -> dict[str, str]:
+            return {name: table[name]} if name in table else {}
 
         mine = [
-            *own.values(),
-            self.client_passwords.get(name, ""),
-            self.route_passwords.get(name, ""),
-            self.gate_passwords.get(name, ""),
+            *only(self.system_passwords).values(),
+            *only(self.client_passwords).values(),
+            *only(self.route_passwords).values(),
+            *only(self.gate_passwords).values(),
         ]
-        prints = {fingerprint(p) for p in mine if p}
         return replace(
             self,
-            system_passwords=own,
-            client_passwords={k: v for k, v in self.client_passwords.items() if k == name},
-            route_passwords={k: v for k, v in self.route_passwords.items() if k == name},
-            gate_passwords={k: v for k, v in self.gate_passwords.items() if k == name},
-            links={k: v if k == name else v.public_only() for k, v in self.links.items()},
-            system_links={k: v if k == name else v.public_only() for k, v in self.system_links.items()},
-            system_keys={k: v for k, v in self.system_keys.items() if k == name},
-            platform_keys={k: v.public_only() for k, v in self.platform_keys.items()},
-            trust_keys={k: v if held(k) else v.public_only() for k, v in self.trust_keys.items()},
-            hashes={f: h for f, h in self.hashes.items() if f in prints},
+            system_passwords=only(self.system_passwords),
+            client_passwords=only(self.client_passwords),
+            route_passwords=only(self.route_passwords),
+            gate_passwords=only(self.gate_passwords),
+            links=links,
+            system_links=system_links,
+            system_keys={name: self.system_keys[name]} if name in self.system_keys else {},
+            platform_keys=platform_keys,
+            trust_keys=trust_keys,
+            hashes={f: self.hashes[f] for f in {fingerprint(p) for p in mine if p} if f in self.hashes},
             holder=name,
         )
 

@@ -249,12 +249,11 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
     other's); one it drops leaves last, after the copies of its products are gone (`natsmesh.reconcile.membership`)."""
     members = plan_membership(mesh) if mc is None else Membership()
     joins = bool(members.joining) and not dry_run and (prune or not members.leaving)
-    if joins:
-        await join(mesh, members)
+    rendered = await join(mesh, members) if joins else {}
     creds = load_credentials(mesh, create=True, keep=False) if members.joining and not joins else None
     client = mc or Connections(mesh, creds, name="natsmesh-apply")
     try:
-        policy = plan_policy(mesh, creds)
+        policy = plan_policy(mesh, creds, rendered)
         absent = frozenset(members.joining) - (frozenset(members.joining) if joins else frozenset())
         p = await plan(mesh, client, prune=prune, absent=absent)
         p.changes[0:0] = _membership_changes(mesh, members, prune, joins)
@@ -266,7 +265,8 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
         if realise(mesh, creds).pushes:  # operator mode: who may read what lives in the hub's resolver
             accounts = await push_claims(mesh, creds, dry_run=dry_run or bool(p.refused))
             action: Action = "update" if accounts.pushed else "unchanged"
-            refused = await refusals(mesh, creds) if not accounts.pushed or dry_run else await _settled(mesh, creds)
+            settle = (accounts.pushed or joins) and not dry_run  # the hub's servers take claims a moment later
+            refused = await _settled(mesh, creds) if settle else await refusals(mesh, creds)
             detail = "; ".join([accounts.describe(), *map(str, refused)]).strip("; ")
             p.changes.insert(1, Change(action, mesh.hub.name, "accounts", "claims", detail))
         if not dry_run:

@@ -9,7 +9,6 @@ server reloads.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -68,7 +67,7 @@ async def _update(
     finally:
         await sub.unsubscribe()
     silent = [account for account in tokens if not answers.get(account)]
-    if silent and not answers.get(""):  # a hub still starting, or too busy: `push_when_up` asks again
+    if silent and not answers.get(""):  # a hub still starting, or too busy
         raise NotRunningError(
             f"the hub's resolver did not answer the push of {len(silent)} accounts within {timeout:g} s"
         )
@@ -118,15 +117,3 @@ async def push_claims(
         if own:
             await conn.close()
     return change
-
-
-async def push_when_up(mesh: Mesh, creds: Credentials, timeout: float = 30.0) -> ClaimsChange:
-    """`push_claims` as soon as the hub's system account answers (a mesh just started), for at most TIMEOUT."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await push_claims(mesh, creds)
-        except NotRunningError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)

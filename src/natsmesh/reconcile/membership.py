@@ -97,11 +97,12 @@ def _wait_members(mesh: Mesh, clusters: list[Cluster], present: bool, timeout: f
         time.sleep(0.05)
 
 
-async def join(mesh: Mesh, change: Membership, timeout: float = TIMEOUT) -> None:
+async def join(mesh: Mesh, change: Membership, timeout: float = TIMEOUT) -> dict[str, str]:
     """Make the joining clusters' secrets and files, push their accounts, start their nodes, and wait until they
-    are ready (linked to the hub). Nothing else is written to or restarted."""
+    are ready (linked to the hub). Nothing else is written to or restarted. Returns every folder's files as
+    rendered (for the policy step, which compares them with the running configs), {} if none joins."""
     if not change.joining:
-        return
+        return {}
     if mesh.hosted:
         raise NotDeployedError("a cluster joins a mesh on hosts when its party starts its own servers")
     creds = load_credentials(mesh, create=True)  # the new clusters' keys; nobody else's change
@@ -120,6 +121,7 @@ async def join(mesh: Mesh, change: Membership, timeout: float = TIMEOUT) -> None
     await asyncio.to_thread(_wait_members, mesh, joining, True, timeout)
     ready = [t for t in targets(mesh) if t.cluster in change.joining]
     await asyncio.to_thread(wait_ready, ready, timeout=timeout, name=f"joining {', '.join(change.joining)}")
+    return files
 
 
 async def leave(mesh: Mesh, change: Membership, timeout: float = TIMEOUT) -> list[str]:

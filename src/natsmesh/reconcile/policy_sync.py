@@ -61,12 +61,13 @@ class PolicyChange:
         return "; ".join(parts)
 
 
-def plan_policy(mesh: Mesh, creds: Credentials | None = None) -> PolicyChange:
-    """Compare the configs the spec renders, and its shares, with what the running mesh was given. Every config
-    that would change is checked by nats-server itself (`-t`) first: `ConfigRejectedError` if it refuses one, so a
-    spec that slipped past validation changes no file and reloads no node."""
+def plan_policy(mesh: Mesh, creds: Credentials | None = None, files: dict[str, str] | None = None) -> PolicyChange:
+    """Compare the configs the spec renders (FILES, if already rendered with these credentials), and its shares,
+    with what the running mesh was given. Every config that would change is checked by nats-server itself (`-t`)
+    first: `ConfigRejectedError` if it refuses one, so a spec that slipped past validation changes no file and
+    reloads no node."""
     creds = creds or load_credentials(mesh, create=False)
-    files = render_mesh(mesh, creds, certs=cert_texts(mesh), via=recorded_via(mesh))
+    files = files or render_mesh(mesh, creds, certs=cert_texts(mesh), via=recorded_via(mesh))
     changed = []
     for rel, text in files.items():
         if rel.endswith(".conf"):

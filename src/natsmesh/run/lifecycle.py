@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from natsmesh.errors import NatsmeshError, NotReadyError, PreflightError
+from natsmesh.errors import NotReadyError, PreflightError
 from natsmesh.local import binary as binmod
 from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
@@ -33,7 +33,6 @@ from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.readiness import NodeState, ProgressFn, check_mesh, wait_ready
 from natsmesh.render.servers import render_mesh
-from natsmesh.render.trust import realise
 from natsmesh.run.ports import ephemeral_range, port_problem
 from natsmesh.run.supervisor import (
     Background,
@@ -85,20 +84,6 @@ def preflight(mesh: Mesh) -> binmod.ServerBinary:
         shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else [])
         raise PreflightError("cannot start the mesh:\n  - " + "\n  - ".join(shown))
     return server
-
-
-def _push_accounts(mesh: Mesh, creds: Credentials, timeout: float) -> None:
-    """In operator mode, the hub's accounts into its resolver once it answers (the leaves link as theirs arrive);
-    nothing in config mode."""
-    if realise(mesh, creds).pushes:
-        import asyncio
-
-        from natsmesh.reconcile.claims import push_when_up
-
-        try:
-            asyncio.run(push_when_up(mesh, creds, timeout))
-        except (NatsmeshError, OSError, TimeoutError) as exc:  # a connection lost mid-push too: never a traceback
-            raise NotReadyError(f"the hub's accounts could not be pushed to its resolver: {exc!s}") from None
 
 
 def prepare(mesh: Mesh, links: list[ProxyLink] | None = None) -> Credentials:
@@ -243,7 +228,7 @@ def up_detached(
     server = preflight(mesh)
     links, sockets = _proxy_links(mesh) if chaos else (None, None)
     try:
-        creds = prepare(mesh, links)
+        prepare(mesh, links)
         pid = start_detached(
             mesh,
             server.path,
@@ -257,7 +242,6 @@ def up_detached(
         for sock in (sockets or {}).values():
             sock.close()
     try:
-        _push_accounts(mesh, creds, timeout)
         wait_ready(mesh, timeout=timeout, on_progress=on_progress, alive=_alive_check(mesh, pid))
     except NotReadyError as exc:
         stop_detached(mesh)
@@ -396,7 +380,7 @@ def up_foreground(
 
     server = preflight(mesh)
     links, sockets = _proxy_links(mesh) if chaos else (None, None)
-    creds = prepare(mesh, links)
+    prepare(mesh, links)
     lock_fd = acquire_lock(mesh)
     tasks = background_tasks(mesh, links, sockets)
     sup = Supervisor(
@@ -407,7 +391,6 @@ def up_foreground(
 
     def waiter() -> None:
         try:
-            _push_accounts(mesh, creds, timeout)
             secs = wait_ready(
                 mesh,
                 timeout=timeout,
