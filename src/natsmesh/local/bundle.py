@@ -11,10 +11,12 @@ from natsmesh.errors import UnknownDomainError
 from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
 from natsmesh.local.records import record_shares
+from natsmesh.local.resolver import preload
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster
 from natsmesh.render.servers import DEFAULT_SERVER_COMMAND, render_mesh, render_party
+from natsmesh.render.trust import RESOLVER_DIR
 
 PLATFORM = "hub"  # what `--for` calls the platform's party, whatever the hub cluster is named
 
@@ -62,6 +64,12 @@ def render_bundle(
     else:
         files = render_party(mesh, creds, cluster, server_command, cert_texts(mesh), install_dir=install_dir)
     written = write_files(files, out_dir)
+    hub = out_dir / mesh.hub.folder
+    if (cluster is None or cluster.is_hub) and not (hub / RESOLVER_DIR).exists():
+        # operator mode, a hub folder made now: its servers start holding every account. Never into a folder
+        # that has one: a running resolver reads its files on a lookup, so a file changed under it would read
+        # as pushed when no server took it (`apply` pushes what changed)
+        preload(mesh, creds, folder=hub)
     if mesh.hosted:  # the platform's record of what its hosts were handed, which `apply` compares with the spec
         write_files({p: t for p, t in files.items() if p.endswith(".conf")}, mesh.data_dir)
         if cluster is None or cluster.is_hub:

@@ -29,17 +29,17 @@ def _held(path: Path) -> str | None:
         return None
 
 
-def preload(mesh: Mesh, creds: Credentials, now: int | None = None) -> int:
-    """Write every account the hub must hold into each hub node's resolver directory, unless the file there says
-    the same already (one issued later than the one held, as the resolver itself would take it). Only for a hub
-    about to start: a running node reads its directory at start only. Returns how many files were written (0 in
-    config mode)."""
+def preload(mesh: Mesh, creds: Credentials, now: int | None = None, folder: Path | None = None) -> int:
+    """Write every account the hub must hold into each hub node's resolver directory (in the hub's FOLDER: by
+    default its folder in the data dir), unless the file there says the same already (one issued later than the
+    one held, as the resolver itself would take it). Only for a hub about to start: a running node reads its
+    directory at start only. Returns how many files were written (0 in config mode)."""
     issued = int(time.time()) if now is None else now
     trust = realise(mesh, creds)
     wanted = trust.claims(issued)
     if not wanted:
         return 0
-    hub = MeshDirs.of(mesh).cluster(mesh.hub)
+    hub = folder or MeshDirs.of(mesh).cluster(mesh.hub)
     held = {
         (node.name, account): _held(hub / RESOLVER_DIR / node.name / f"{account}{SUFFIX}")
         for node in mesh.hub.nodes

@@ -19,6 +19,7 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
 from natsmesh.errors import ApplyError, PlanRefusedError
+from natsmesh.local.records import recorded_members
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
@@ -38,7 +39,8 @@ from natsmesh.reconcile.catalog import (
 from natsmesh.reconcile.claims import push_claims
 from natsmesh.reconcile.concurrency import bounded
 from natsmesh.reconcile.membership import Membership, join, leave, plan_membership
-from natsmesh.reconcile.plan import Action, Change, Config, Facts, Plan, depths, plan_changes
+from natsmesh.reconcile.migration import move_detail, move_trust, trust_change
+from natsmesh.reconcile.plan import NOT_STREAMS, Action, Change, Config, Facts, Plan, depths, plan_changes
 from natsmesh.reconcile.policy_sync import apply_policy, plan_policy
 from natsmesh.render.trust import realise
 
@@ -136,7 +138,7 @@ async def _apply_streams(mesh: Mesh, mc: Connections, changes: list[Change]) -> 
     depth = depths(mesh)
     steps: dict[tuple[int, int, int], list[Change]] = {}
     for ch in changes:
-        streams = ch.kind not in ("catalog", "catalog-copy", "policy", "accounts", "cluster")
+        streams = ch.kind not in NOT_STREAMS
         if streams and ch.action in ("create", "update", "delete"):
             steps.setdefault(_step(ch, depth), []).append(ch)
 
@@ -247,11 +249,22 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
 
     A cluster the spec adds to a running operator-mode mesh joins first (its streams are then planned like any
     other's); one it drops leaves last, after the copies of its products are gone (`natsmesh.reconcile.membership`)."""
-    members = plan_membership(mesh) if mc is None else Membership()
+    moving = trust_change(mesh) if mc is None else None
+    members = plan_membership(mesh) if mc is None and moving is None else Membership()
+    move_row: Change | None = None
+    if moving is not None:  # to the other trust mode first: the rest is planned against the mesh as it then runs
+        detail = move_detail(mesh, moving[0]) if dry_run else (await move_trust(mesh)).describe()
+        move_row = Change("update", mesh.hub.name, "trust", mesh.trust, detail)
     joins = bool(members.joining) and not dry_run and (prune or not members.leaving)
     rendered = await join(mesh, members) if joins else {}
-    creds = load_credentials(mesh, create=True, keep=False) if members.joining and not joins else None
-    client = mc or Connections(mesh, creds, name="natsmesh-apply")
+    dry_keys = (members.joining and not joins) or (moving is not None and dry_run)  # keys to plan with, not kept
+    creds = load_credentials(mesh, create=True, keep=False) if dry_keys else None
+    if moving is not None and dry_run:  # still running in the old mode: read it as it is
+        old = recorded_members(mesh)
+        assert old is not None
+        client = Connections(old, load_credentials(old, create=False), name="natsmesh-apply")
+    else:
+        client = mc or Connections(mesh, creds, name="natsmesh-apply")
     try:
         policy = plan_policy(mesh, creds, rendered)
         absent = frozenset(members.joining) - (frozenset(members.joining) if joins else frozenset())
@@ -261,8 +274,10 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
             0,
             Change("update" if policy.pending else "unchanged", mesh.hub.name, "policy", "accounts", policy.describe()),
         )
+        if move_row is not None:
+            p.changes.insert(0, move_row)
         creds = client.creds
-        if realise(mesh, creds).pushes:  # operator mode: who may read what lives in the hub's resolver
+        if realise(mesh, creds).pushes and not (moving and dry_run):  # operator mode: the hub's resolver
             accounts = await push_claims(mesh, creds, dry_run=dry_run or bool(p.refused))
             action: Action = "update" if accounts.pushed else "unchanged"
             settle = (accounts.pushed or joins) and not dry_run  # the hub's servers take claims a moment later

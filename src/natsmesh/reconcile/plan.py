@@ -30,6 +30,9 @@ from natsmesh.render.streams import desired_consumers, desired_streams
 Action = Literal["create", "update", "unchanged", "delete", "would-delete", "refused"]
 ACTIONS: tuple[Action, ...] = ("create", "update", "unchanged", "delete", "would-delete", "refused")
 CATALOG_STREAM = f"KV_{CATALOG_BUCKET}"
+# rows of a plan that are not a stream or consumer: the catalog, who may do what, the hub's accounts, clusters
+# joining or leaving, a move to another trust mode
+NOT_STREAMS = frozenset({"catalog", "catalog-copy", "policy", "accounts", "cluster", "trust"})
 Config = dict[str, Any]  # a stream config as the JetStream API takes and reports it
 
 COMPARED = (
