@@ -276,8 +276,8 @@ async def matrix(path: Path) -> dict[str, Any]:
                     tried = await asyncio.to_thread(leaf_probes, node.host, port, ctx, None, 1, user, password)
                     outcomes[f"leaf {where} {what}"] = tried[0]
             outcomes[f"monitor {where}"] = await asyncio.to_thread(monitor_probe, node.host, node.http_port, secrets)
-    nc = await _own(mesh, folder, "system")
-    app = await _own(mesh, folder, "client")
+    nc = await own_connection(mesh, folder, "system")
+    app = await own_connection(mesh, folder, "client")
     try:
         pings = await answers(nc, "$SYS.REQ.SERVER.PING.CONNZ")
         for other in (c for c in mesh.clusters if c.name != folder.party):
@@ -308,7 +308,7 @@ async def matrix(path: Path) -> dict[str, Any]:
     return {"party": folder.party, "outcomes": dict(outcomes), "own_pings": sorted(pings), "seconds": outcomes.seconds}
 
 
-async def _own(mesh: Any, folder: Folder, role: str) -> Client:
+async def own_connection(mesh: Any, folder: Folder, role: str) -> Client:
     """A connection to the folder's own servers as its ROLE, signed in as the mesh's trust says (a password, an
     nkey or, at an operator-mode hub, a user JWT the folder's keys signed)."""
     from natsmesh.local.secrets import load_credentials
@@ -316,7 +316,8 @@ async def _own(mesh: Any, folder: Folder, role: str) -> Client:
     from natsmesh.render.trust import realise
 
     node = mesh.domain(folder.party).nodes[0]
-    login = realise(mesh, load_credentials(mesh, create=False)).logins(role, folder.party)[0]
+    held = load_credentials(mesh, create=False).party(folder.party)  # only what the folder holds
+    login = realise(mesh, held).logins(role, folder.party)[0]
     url, options = signed_in(mesh, login, node.host, node.client_port)
     return await nats.connect(url, tls=folder.context(), allow_reconnect=False, connect_timeout=3, **options)
 

@@ -88,25 +88,38 @@ def test_init_writes_a_valid_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert again.exit_code != 0 and "already exists" in again.output
 
 
-def test_render_writes_the_seed_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("trust", ["config", "operator"])
+def test_render_writes_the_seed_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trust: str) -> None:
     runner = CliRunner()
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NATSMESH_TRUST", trust)
     res = runner.invoke(cli, ["render", "--out", "out", "--json"])
     assert res.exit_code == 0, res.output
     files = json.loads(res.output)["files"]
     # per folder: its configs, a Procfile, the party's own secrets, a unit per node, a README for its hosts and
-    # the mesh its party acts on
-    assert len(files) == 18 + 6 + 6 + 18 + 6 + 6
+    # the mesh its party acts on; in operator mode the hub's operator and its users' creds, each domain's link
+    operator = {"out/hub-cluster/operator.jwt", "out/hub-cluster/system.creds", "out/hub-cluster/client.creds"}
+    operator |= {f"out/leaf-cluster-{x}/link.creds" for x in "abcde"}
+    assert len(files) == 18 + 6 + 6 + 18 + 6 + 6 + len(operator) * (trust == "operator")
+    assert operator <= set(files) if trust == "operator" else not operator & set(files)
     assert Path("out/leaf-cluster-e/Procfile").read_text().count("\n") == 3
 
 
-def test_info_json_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("trust", ["config", "operator"])
+def test_info_json_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trust: str) -> None:
     runner = CliRunner()
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NATSMESH_TRUST", trust)
     res = runner.invoke(cli, ["info", "--json", "--nats-contexts", "ctx", "--show-secrets"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["system"]["url"].startswith("nats://admin:") and doc["system"]["url"].endswith("@127.0.0.1:4222")
+    if trust == "operator":  # the hub's users are JWTs: a plain URL and the creds file natscli takes
+        assert doc["system"]["url"] == "nats://127.0.0.1:4222"
+        creds = Path(doc["system"]["creds"])
+        assert stat.S_IMODE(creds.stat().st_mode) == 0o600 and "BEGIN NATS USER JWT" in creds.read_text()
+        assert json.loads(Path("ctx/seed-system.json").read_text())["creds"] == str(creds)
+    else:
+        assert doc["system"]["url"].startswith("nats://admin:") and doc["system"]["url"].endswith("@127.0.0.1:4222")
     assert list(doc["domains"]) == ["hub", *(f"leaf-domain-{x}" for x in "abcde")]
     a = doc["domains"]["leaf-domain-a"]
     assert a["url"].startswith("nats://app:") and a["url"].endswith("@127.0.0.1:4111")
@@ -115,24 +128,29 @@ def test_info_json_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     assert stat.S_IMODE(secrets.parent.stat().st_mode) == 0o700
     stored = json.loads(secrets.read_text())
-    assert stored["system_passwords"]["hub"] in doc["system"]["url"]  # the platform's own system identity
-    assert stored["system_passwords"]["hub"] != "password"
+    if trust == "config":
+        assert stored["system_passwords"]["hub"] in doc["system"]["url"]  # the platform's own system identity
+        assert stored["system_passwords"]["hub"] != "password"
     ctx = json.loads(Path("ctx/seed-leaf-domain-b.json").read_text())
     assert ctx["jetstream_domain"] == "leaf-domain-b"
     assert stored["client_passwords"]["leaf-domain-b"] in ctx["url"]  # a context needs the secret
 
 
-def test_info_masks_every_secret_unless_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("trust", ["config", "operator"])
+def test_info_masks_every_secret_unless_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trust: str) -> None:
     runner = CliRunner()
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NATSMESH_TRUST", trust)
     for args in (["info"], ["info", "--json"]):
         res = runner.invoke(cli, args)
         assert res.exit_code == 0, res.output
         stored = json.loads(Path(".natsmesh/seed/secrets.json").read_text())
         secrets = [*stored["system_passwords"].values(), *stored["client_passwords"].values()]
+        secrets += [k["seed"] for k in (stored.get("trust_keys") or {}).values()]
         assert secrets and not any(s in res.stdout for s in secrets), res.stdout
         shown = json.dumps(json.loads(res.stdout), ensure_ascii=False) if "--json" in args else res.stdout
-        assert "nats://admin:…@127.0.0.1:4222" in shown and "nats://app:…@127.0.0.1:4111" in shown
+        system = "nats://admin:…@127.0.0.1:4222" if trust == "config" else "nats://127.0.0.1:4222"
+        assert system in shown and "nats://app:…@127.0.0.1:4111" in shown
 
 
 def test_secrets_are_stable_across_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

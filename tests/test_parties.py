@@ -17,10 +17,12 @@ from natsmesh.local.bundle import render_bundle
 from natsmesh.local.folder import load_folder
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.specfile import load_spec, parse_spec
+from natsmesh.render.trust import realise
 
 
-def _mesh(tmp_path: Path):  # type: ignore[no-untyped-def]
-    return parse_spec(example_on_free_ports("data-mesh.yaml", tmp_path / "data"), base_dir=tmp_path, cache=False)
+def _mesh(tmp_path: Path, trust: str | None = None):  # type: ignore[no-untyped-def]
+    text = example_on_free_ports("data-mesh.yaml", tmp_path / "data")
+    return parse_spec(with_keys(text, trust=trust) if trust else text, base_dir=tmp_path, cache=False)
 
 
 def test_each_folder_holds_its_own_secrets_and_no_other_partys(tmp_path: Path) -> None:
@@ -45,10 +47,12 @@ def test_each_folder_holds_its_own_secrets_and_no_other_partys(tmp_path: Path) -
             assert not re.search(r'password: "(?!\$2a\$)', users), "a plaintext password in users"
 
 
-def test_each_clusters_system_user_also_has_an_nkey_only_its_party_holds(tmp_path: Path) -> None:
+@pytest.mark.parametrize("trust", ["config", "operator"])
+def test_each_clusters_system_user_also_has_an_nkey_only_its_party_holds(tmp_path: Path, trust: str) -> None:
     """The platform's system connections sign with an nkey (checked in microseconds) instead of a password
-    (a bcrypt check per connection); each key is its own cluster's, in its config and its folder only."""
-    mesh = _mesh(tmp_path)
+    (a bcrypt check per connection); each key is its own cluster's, in its config and its folder only. (An
+    operator-mode hub signs its system user in with a JWT instead: its config names no user.)"""
+    mesh = _mesh(tmp_path, trust)
     render_bundle(mesh, tmp_path / "out")
     creds = load_credentials(mesh, create=False)
     assert set(creds.system_keys) == {c.name for c in mesh.clusters}
@@ -56,7 +60,12 @@ def test_each_clusters_system_user_also_has_an_nkey_only_its_party_holds(tmp_pat
         key = creds.system_keys[c.name]
         folder = tmp_path / "out" / c.folder
         conf = (folder / f"{c.nodes[0].name}.conf").read_text()
-        assert f'{{ nkey: "{key.public}" }}' in conf and key.seed not in conf
+        assert key.seed not in conf
+        if c.is_hub and trust == "operator":
+            assert "nkey:" not in conf and 'operator: "operator.jwt"' in conf
+            assert realise(mesh, creds).logins("system", c.name)[0].creds  # a JWT user of the system account
+        else:
+            assert f'{{ nkey: "{key.public}" }}' in conf
         others = [k.public for n, k in creds.system_keys.items() if n != c.name]
         assert not [pub for pub in others if pub in conf], f"{c.name} accepts another cluster's system key"
         own = json.loads((folder / "secrets.json").read_text())["system_key"]
@@ -87,19 +96,24 @@ def test_only_the_platform_writes_a_domains_catalog_copy(tmp_path: Path) -> None
         assert creds.party(c.name).platform_key(c.name) is None
 
 
-def test_render_for_one_party_writes_only_its_folder(tmp_path: Path) -> None:
-    mesh = _mesh(tmp_path)
+@pytest.mark.parametrize("trust", ["config", "operator"])
+def test_render_for_one_party_writes_only_its_folder(tmp_path: Path, trust: str) -> None:
+    mesh = _mesh(tmp_path, trust)
     res = render_bundle(mesh, tmp_path / "a", party="leaf-domain-a")
     assert res.folders == ["leaf-cluster-a"]
-    conf = (tmp_path / "a" / "leaf-cluster-a" / "leaf-domain-a-0.conf").read_text()
+    folder = tmp_path / "a" / "leaf-cluster-a"
+    # its link's seed: in its config (config mode) or its own link.creds (operator mode), nowhere else
+    held = "".join(p.read_text() for p in (*folder.glob("*.conf"), *folder.glob("*.creds")))
     creds = load_credentials(mesh, create=False)
-    assert creds.links["leaf-domain-a"].seed in conf and creds.links["leaf-domain-b"].seed not in conf
+    assert creds.links["leaf-domain-a"].seed in held and creds.links["leaf-domain-b"].seed not in held
+    assert (folder / "link.creds").exists() == (trust == "operator")
     hub = render_bundle(mesh, tmp_path / "h", party="hub")
     assert hub.folders == ["hub-cluster"]
-    hub_text = "".join(p.read_text() for p in (tmp_path / "h" / "hub-cluster").glob("*.conf"))
-    assert all(
-        creds.links[d.name].public in hub_text and creds.links[d.name].seed not in hub_text for d in mesh.domains
-    )
+    hub_text = "".join(p.read_text() for p in (tmp_path / "h" / "hub-cluster").rglob("*") if p.is_file())
+    assert not any(creds.links[d.name].seed in hub_text for d in mesh.domains)
+    # a config-mode hub names each link's key; an operator-mode hub names no domain at all
+    named = [d.name for d in mesh.domains if creds.links[d.name].public in hub_text]
+    assert named == ([d.name for d in mesh.domains] if trust == "config" else [])
 
 
 def test_render_for_an_unknown_party_lists_the_parties_and_writes_nothing(tmp_path: Path) -> None:

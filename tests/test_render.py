@@ -13,9 +13,11 @@ from natsmesh.local import binary
 from natsmesh.local.files import write_files
 from natsmesh.local.secrets import new_credentials
 from natsmesh.local.specfile import default_mesh, parse_spec
+from natsmesh.model import jwt
 from natsmesh.model.identities import Credentials
 from natsmesh.model.templates import init_spec_text, seed_spec_text
 from natsmesh.render.servers import render_mesh
+from natsmesh.render.trust import realise
 
 CREDS: Credentials = new_credentials(default_mesh())
 BRIDGED = parse_spec(with_keys(seed_spec_text(), leafnodes={"system_bridge": True}), cache=False)  # both links
@@ -130,7 +132,8 @@ def test_written_configs_are_owner_readable_only(tmp_path: Path) -> None:
     paths = write_files(render_mesh(default_mesh(), CREDS), tmp_path)
     for p in paths:
         mode = p.stat().st_mode & 0o777
-        assert mode == (0o600 if p.suffix == ".conf" or p.name == "secrets.json" else 0o644), p
+        private = p.suffix in (".conf", ".creds") or p.name == "secrets.json"  # passwords, seeds, creds files
+        assert mode == (0o600 if private else 0o644), p
 
 
 def test_hardened_defaults_and_durability_setting(tmp_path: Path) -> None:
@@ -205,12 +208,28 @@ def test_every_domain_is_bounded_at_the_hub_and_on_its_own_servers() -> None:
             {"name": "leaf-domain-b", "nodes": 1},
         ],
     )
-    mesh = parse_spec(spec, cache=False)
+    mesh = parse_spec(with_keys(spec, trust="config"), cache=False)
     files = render_mesh(mesh, new_credentials(mesh, cost=4))
     hub = files["hub-cluster/hub-server-0.conf"]
     # at the hub, each domain's account takes two leaf links per node of that domain (one failover each), no more
     assert "limits: { max_connections: 6, max_leafnodes: 6, max_subscriptions: 5000, max_payload: 65536 }" in hub
     assert "limits: { max_connections: 2, max_leafnodes: 2, max_subscriptions: 100000, max_payload: 1048576 }" in hub
+    # the same limits in operator mode, in each domain's account claims
+    op = parse_spec(with_keys(spec, trust="operator"), cache=False)
+    mode = realise(op, new_credentials(op, cost=4))
+    claims = {str(jwt.decode(t)["name"]): jwt.decode(t)["nats"]["limits"] for t in mode.claims(1).values()}
+    assert {k: claims["leaf-domain-a"][k] for k in ("conn", "leaf", "subs", "payload")} == {
+        "conn": 6,
+        "leaf": 6,
+        "subs": 5000,
+        "payload": 65536,
+    }
+    assert {k: claims["leaf-domain-b"][k] for k in ("conn", "leaf", "subs", "payload")} == {
+        "conn": 2,
+        "leaf": 2,
+        "subs": 100000,
+        "payload": 1048576,
+    }
     a = files["leaf-cluster-a/leaf-domain-a-0.conf"]
     assert "jetstream: { max_streams: 7 }" in a  # its own reservation, as the spec asks
     assert "jetstream: enabled" in files["leaf-cluster-b/leaf-domain-b-0.conf"]  # none asked: its servers' bounds

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal, get_args
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 from natsmesh.local.files import write_private
 from natsmesh.local.layout import MeshDirs
@@ -96,3 +97,25 @@ def recorded_members(mesh: Mesh) -> Mesh | None:
         return Mesh.from_json(json.loads(MeshDirs.of(mesh).members.read_text()), mesh.source, mesh.base_dir)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _carried(mesh: Mesh) -> Path:
+    return MeshDirs.of(mesh).run / "catalog-carried.json"
+
+
+def record_carried_catalog(mesh: Mesh, entries: dict[str, dict[str, Any]]) -> None:
+    """Keep the hub's catalog ENTRIES while the hub changes trust mode (`natsmesh.reconcile.migration`)."""
+    write_private(_carried(mesh), json.dumps(entries) + "\n")
+
+
+def recorded_carried_catalog(mesh: Mesh) -> dict[str, dict[str, Any]] | None:
+    """The catalog a move of trust mode that stopped half-way kept, if any."""
+    try:
+        data = json.loads(_carried(mesh).read_text())
+    except (OSError, ValueError):
+        return None
+    return {str(k): dict(v) for k, v in data.items()} if isinstance(data, dict) else None
+
+
+def forget_carried_catalog(mesh: Mesh) -> None:
+    _carried(mesh).unlink(missing_ok=True)

@@ -15,6 +15,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from natsmesh.errors import SpecError, WouldOverwriteError
 from natsmesh.local.certs import ensure_certs
@@ -25,6 +26,7 @@ from natsmesh.model.yamldoc import MAX_BYTES, decode, read_yaml
 
 SPEC_FILENAME = "mesh.yaml"
 CACHE_ENV = "NATSMESH_CACHE_DIR"
+TRUST_ENV = "NATSMESH_TRUST"  # the trust mode of specs that name none (`default_trust`)
 # Where a spec's `data_dir` and `tls.dir` may lead besides the spec's own folder: the platform's choice (a list
 # of directories, separated like PATH), never the spec's. Unset: only inside the spec's folder.
 ALLOWED_DIRS_ENV = "NATSMESH_ALLOWED_DIRS"
@@ -151,15 +153,26 @@ def _dir_problems(mesh: Mesh, text: str, source: str) -> list[str]:
     return out
 
 
+def default_trust() -> Literal["config", "operator"]:
+    """The trust mode of a spec that names none and fixes no credentials: `$NATSMESH_TRUST` (config or operator),
+    else config (operator mode becomes the default once the whole suite passes in it: issue 19)."""
+    value = os.environ.get(TRUST_ENV, "").strip() or "config"
+    if value not in ("config", "operator"):
+        raise SpecError(f"${TRUST_ENV}", [f"the default trust mode is config or operator, not {value!r}"])
+    return "config" if value == "config" else "operator"
+
+
 def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None, *, cache: bool = True) -> Mesh:
     """Validate a YAML document into a `Mesh`; raise `SpecError` listing every problem."""
     base = base_dir or Path.cwd()
-    if cache and (hit := _cache_read(text, source, base)) is not None:
+    trust = default_trust()
+    key = f"{text}\n# trust default: {trust}"  # the same text is another mesh under another default
+    if cache and (hit := _cache_read(key, source, base)) is not None:
         mesh = hit
     else:
-        mesh = parse_mesh(text, source, base, schema_reader(base))
+        mesh = parse_mesh(text, source, base, schema_reader(base), trust)
         if cache:
-            _cache_write(text, mesh)
+            _cache_write(key, mesh)
     if problems := _dir_problems(mesh, text, source):
         raise SpecError(source, problems)
     return mesh

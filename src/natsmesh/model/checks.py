@@ -25,6 +25,7 @@ from natsmesh.model.document import (
     Loc,
     MeshSpec,
     ProductSpec,
+    TrustMode,
     UpstreamRef,
 )
 from natsmesh.model.identities import SYSTEM_ACCOUNT
@@ -709,9 +710,13 @@ def _capped(problems: list[str]) -> list[str]:
     return [*problems[:MAX_PROBLEMS], f"... and {len(problems) - MAX_PROBLEMS} more problems"]
 
 
-def validate(text: str, source: str, read: SchemaReader | None = None) -> tuple[MeshSpec, list[str]]:
+def validate(
+    text: str, source: str, read: SchemaReader | None = None, default_trust: TrustMode = "config"
+) -> tuple[MeshSpec, list[str]]:
     """The validated document and its warnings; raise `SpecError` listing every problem. READ gives the text of
-    a contract's schema file (`natsmesh.local.specfile` reads them next to the spec)."""
+    a contract's schema file (`natsmesh.local.specfile` reads them next to the spec). A spec that names no trust
+    mode gets DEFAULT_TRUST, or config mode if it fixes credentials or bridges the system account (operator mode
+    makes every secret and asks each cluster directly)."""
     doc = read_yaml(text, source)
     if doc.value is None:
         raise SpecError(source, [EMPTY])
@@ -722,6 +727,10 @@ def validate(text: str, source: str, read: SchemaReader | None = None) -> tuple[
         spec = MeshSpec.model_validate(doc.value)
     except ValidationError as exc:
         raise SpecError(source, _capped(unprintables + _pydantic_problems(exc, doc.lines))) from None
+    if spec.trust is None:  # what operator mode cannot do keeps config mode: fixed secrets, a bridged system account
+        fixed = spec.credentials.system is not None or spec.credentials.data is not None
+        config = fixed or spec.leafnodes.system_bridge is True
+        spec = spec.model_copy(update={"trust": "config" if config else default_trust})
     found = check_rules(spec, doc.lines, read)
     if unprintables or found.problems:
         raise SpecError(source, _capped(unprintables + found.problems))

@@ -485,6 +485,9 @@ class PingSpec(_Strict):
         return check_duration(v, "5s")
 
 
+TrustMode = Literal["config", "operator"]  # how the hub knows who is who (`natsmesh.render.trust`)
+
+
 class TLSSpec(_Strict):
     """TLS on every link (clients, routes, leafnodes) with a mesh-local CA that natsmesh generates."""
 
@@ -515,7 +518,7 @@ class MeshSpec(_Strict):
     alerts: AlertsSpec = AlertsSpec()  # every copy's thresholds unless its consumption names its own
     # How the hub knows who is who: `config` (every account, user and key in its configs; a change is a reload) or
     # `operator` (NATS operator mode: accounts and users as JWTs the platform pushes to a resolver, no reload)
-    trust: Literal["config", "operator"] = "config"
+    trust: TrustMode | None = None
 
     @field_validator("name")
     @classmethod

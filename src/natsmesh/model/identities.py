@@ -135,6 +135,8 @@ class Credentials:
         links (which a hub config names). Raises KeyError for a party these credentials do not hold."""
         if name not in self.system_passwords:
             raise KeyError(name)
+        if self.holder == name:  # a folder's own credentials are already only its own
+            return self
         links, system_links, platform_keys, trust_keys = (dict(m) for m in self._public)
         for own, keys in ((links, self.links), (system_links, self.system_links)):
             if name in keys:

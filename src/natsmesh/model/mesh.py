@@ -235,7 +235,7 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         ping_max=spec.pings.max_out,
         system_bridge=spec.leafnodes.system_bridge is True
         or (spec.leafnodes.system_bridge == "auto" and creds.system is not None and len(leaves) <= BRIDGE_AUTO_MAX),
-        trust=spec.trust,
+        trust=spec.trust or "config",  # `validate` chose one
         fixed_system=(creds.system.user, creds.system.password) if creds.system else None,
         fixed_data=(creds.data.user, creds.data.password) if creds.data else None,
         warnings=tuple(warnings),
@@ -339,12 +339,16 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
 
 
 def parse_mesh(
-    text: str, source: str, base_dir: Path, read: Callable[[str, tuple[str, ...]], str] | None = None
+    text: str,
+    source: str,
+    base_dir: Path,
+    read: Callable[[str, tuple[str, ...]], str] | None = None,
+    default_trust: Literal["config", "operator"] = "config",
 ) -> Mesh:
     """Validate a YAML document into a `Mesh`; raise `SpecError` listing every problem. READ gives the text of a
     contract's schema file by its name in the spec and the folders the mesh keeps private (None: schemas must be
-    inline)."""
+    inline). DEFAULT_TRUST is the trust mode of a spec that names none and fixes no credentials."""
     from natsmesh.model.checks import validate  # loads pydantic
 
-    spec, warnings = validate(text, source, read)
+    spec, warnings = validate(text, source, read, default_trust)
     return _from_spec(spec, source, base_dir, warnings)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from natsmesh.local.certs import paths as cert_paths
+from natsmesh.local.files import write_files
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
@@ -50,7 +51,9 @@ def _urls(mesh: Mesh, cluster: Cluster, logins: list[Login], passwords: list[str
     if not logins or not logins[0].file:
         return passwords, {}
     plain = [f"{mesh.scheme}://{n.host}:{n.client_port}" for n in cluster.nodes]
-    return plain, {"creds": str(mesh.data_dir / cluster.folder / logins[0].file)}
+    rel = f"{cluster.folder}/{logins[0].file}"
+    write_files({rel: logins[0].creds}, mesh.data_dir)  # there before the mesh ever ran (owner-readable only)
+    return plain, {"creds": str(mesh.data_dir / rel)}
 
 
 MASK = "…"

@@ -75,10 +75,13 @@ async def _read_copy(js: JetStreamContext) -> dict[str, dict[str, Any]] | None:
         return None
 
 
-async def read_facts(mesh: Mesh, mc: Connections, absent: frozenset[str] = frozenset()) -> Facts:
+async def read_facts(
+    mesh: Mesh, mc: Connections, absent: frozenset[str] = frozenset(), only: frozenset[str] | None = None
+) -> Facts:
     """What the plan needs to know: every domain's streams, the hub's catalog and each leaf's read copy. The
-    clusters ABSENT do not run yet (a dry run of their joining): they hold nothing."""
-    domains = [c.name for c in mesh.clusters if c.name not in absent]
+    clusters ABSENT do not run yet (a dry run of their joining): they hold nothing. ONLY: read these clusters
+    alone (a plan of theirs; the others read as holding nothing)."""
+    domains = [c.name for c in mesh.clusters if c.name not in absent and (only is None or c.name in only)]
     contexts = dict(zip(domains, await asyncio.gather(*(mc.jetstream(d) for d in domains)), strict=True))
     actual = await asyncio.gather(*(_actual_streams(mc, d) for d in domains))
     catalog = await read_catalog(await mc.jetstream(mesh.hub.name))
@@ -224,6 +227,33 @@ async def _settled(mesh: Mesh, creds: Credentials, wait: float = 2.0) -> list[Re
         await asyncio.sleep(0.2)
 
 
+def _around(mesh: Mesh, clusters: list[str]) -> frozenset[str]:
+    """CLUSTERS and the clusters their copies read from or that read theirs: where their copies are made."""
+    scope = set(clusters)
+    for c in mesh.consumptions:
+        ups = {s.domain for s in c.sources}
+        if c.domain in clusters:
+            scope |= ups
+        if ups & set(clusters):
+            scope.add(c.domain)
+    return frozenset(scope)
+
+
+async def _joiners_first(mesh: Mesh, mc: Connections, joining: list[str]) -> dict[tuple[str, str, str], Change]:
+    """The streams, copies and owners' consumers of the clusters JOINING and of those around them, made at once:
+    a join is about them, and reading every other cluster first made a joiner wait O(spokes) seconds for its
+    copies. The whole mesh is planned and applied after, as every apply does. Returns what was done, by row."""
+    scope = _around(mesh, joining)
+    facts = await read_facts(mesh, mc, only=scope)
+    changes = [
+        ch
+        for ch in plan_changes(mesh, facts).changes
+        if ch.domain in scope and ch.kind not in NOT_STREAMS and ch.action in ("create", "update")
+    ]
+    await _apply_streams(mesh, mc, changes)
+    return {(ch.domain, ch.kind, ch.name): ch for ch in changes}
+
+
 def _membership_changes(mesh: Mesh, members: Membership, prune: bool, done: bool) -> list[Change]:
     """A row per cluster joining or leaving the running mesh (a leave deletes data: refused without PRUNE)."""
     rows = []
@@ -267,6 +297,12 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
         client = mc or Connections(mesh, creds, name="natsmesh-apply")
     try:
         policy = plan_policy(mesh, creds, rendered)
+        done: dict[tuple[str, str, str], Change] = {}
+        if joins:  # who may read what first (the joiners' grants), then their copies, then everyone else
+            if policy.pending:
+                await apply_policy(mesh, policy)
+                policy = plan_policy(mesh, creds)
+            done = await _joiners_first(mesh, client, members.joining)
         absent = frozenset(members.joining) - (frozenset(members.joining) if joins else frozenset())
         p = await plan(mesh, client, prune=prune, absent=absent)
         p.changes[0:0] = _membership_changes(mesh, members, prune, joins)
@@ -290,6 +326,7 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
             await apply(mesh, client, p)
             if members.leaving:
                 await leave(mesh, members)
+        p.changes = [done.get((ch.domain, ch.kind, ch.name), ch) for ch in p.changes]  # as the first pass made them
         return p
     finally:
         if mc is None:

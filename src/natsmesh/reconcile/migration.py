@@ -16,19 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from natsmesh.errors import ApplyError, NotDeployedError, NotRunningError
 from natsmesh.local.certs import cert_texts
-from natsmesh.local.files import write_files, write_private
-from natsmesh.local.layout import MeshDirs
-from natsmesh.local.records import record_members, recorded_members, recorded_via
+from natsmesh.local.files import write_files
+from natsmesh.local.records import (
+    forget_carried_catalog,
+    record_carried_catalog,
+    record_members,
+    recorded_carried_catalog,
+    recorded_members,
+    recorded_via,
+)
 from natsmesh.local.resolver import preload
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.state import node_process
@@ -83,17 +87,11 @@ def move_detail(mesh: Mesh, before: str) -> str:
     )
 
 
-def _carried(mesh: Mesh) -> Path:
-    """Where the catalog waits while the hub changes mode (a move that failed half-way finds it there)."""
-    return MeshDirs.of(mesh).run / "catalog-carried.json"
-
-
 async def _hub_catalog(old: Mesh) -> dict[str, dict[str, Any]]:
     """The hub's catalog under the running mode, after checking the hub holds nothing else; it is saved in the run
     directory, then its stream is deleted (its account will not exist under the new mode)."""
-    saved = _carried(old)
-    if saved.is_file():  # an earlier move stopped half-way: its copy is the catalog
-        return dict(json.loads(saved.read_text()))
+    if (saved := recorded_carried_catalog(old)) is not None:  # an earlier move stopped half-way: its copy
+        return saved
     creds = load_credentials(old, create=False)
     async with Connections(old, creds, name="natsmesh-migrate") as mc:
         nc = await mc.connection(old.hub.name)
@@ -108,7 +106,7 @@ async def _hub_catalog(old: Mesh) -> dict[str, dict[str, Any]]:
             return {}
         js = await mc.jetstream(old.hub.name)
         entries = await read_catalog(js)
-        write_private(saved, json.dumps(entries) + "\n")
+        record_carried_catalog(old, entries)
         await js.delete_stream(CATALOG_STREAM)
         return entries
 
@@ -179,5 +177,5 @@ async def move_trust(mesh: Mesh, timeout: float = TIMEOUT) -> TrustMove:
             js = await mc.jetstream(mesh.hub.name)
             await ensure_bucket(js, replicas=min(3, len(mesh.hub.nodes)))
             await write_entries(js, entries)
-    _carried(mesh).unlink(missing_ok=True)
+    forget_carried_catalog(mesh)
     return TrustMove(change[0], change[1], sorted(hub_pids), [n.name for n in leaves], len(entries), hub_away_s=away)
