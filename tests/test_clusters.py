@@ -10,6 +10,7 @@ import yaml
 from natsmesh.errors import SpecError
 from natsmesh.local.secrets import new_credentials
 from natsmesh.local.specfile import parse_spec
+from natsmesh.model import jwt
 from natsmesh.model.mesh import Mesh
 from natsmesh.reconcile.catalog import descriptors, visible_keys
 from natsmesh.reconcile.move import bridged_mesh, move_problem, moved_mesh
@@ -17,6 +18,7 @@ from natsmesh.reconcile.plan import plan_streams
 from natsmesh.render.lineage import lineage
 from natsmesh.render.policy import policy_for
 from natsmesh.render.servers import render_node
+from natsmesh.render.trust import realise
 from natsmesh.render.streams import consumption_config, desired_streams
 
 SPEC = """
@@ -75,16 +77,24 @@ def test_a_copy_addresses_the_owning_domain_and_the_hub_maps_it_to_the_cluster()
     [share] = [s for s in mesh.shares if s.taker == "ship"]
     assert (share.owner, share.address, share.deliver) == ("sales-big", "sales", "_MESH.DLV.sales.ship.ORDERS.ORDERS")
     creds = new_credentials(mesh, cost=4)
-    hub = render_node(mesh, mesh.hub, mesh.hub.nodes[0], creds)
     reset = "API.CONSUMER.RESET.ORDERS.ship~ORDERS"
+    back = moved_mesh(mesh, "sales/ORDERS", "sales")  # after a move to the domain's own cluster
+    assert consumption_config(back.name, back.consumptions[0]) == consumption_config(mesh.name, copy)  # the same
+    if mesh.trust == "operator":  # the mapping is in the taker's claims, the export in the cluster's
+        mode = realise(mesh, creds)
+        claims = {str(jwt.decode(t)["name"]): jwt.decode(t)["nats"] for t in mode.claims(1).values()}
+        [imp] = [i for i in claims["ship"]["imports"] if i["subject"] == f"$JS.sales-big.{reset}"]
+        assert imp["account"] == mode.account_key("sales-big") and imp["local_subject"] == f"$JS.sales.{reset}"
+        assert any(e["subject"] == f"$JS.sales-big.{reset}" for e in claims["sales-big"]["exports"])
+        moved = {str(jwt.decode(t)["name"]): jwt.decode(t)["nats"] for t in realise(back, creds).claims(1).values()}
+        assert not [i for i in moved["ship"]["imports"] if i.get("local_subject")]  # and then no mapping
+        return
+    hub = render_node(mesh, mesh.hub, mesh.hub.nodes[0], creds)
     assert (
         f'{{ service: {{ account: "sales-big", subject: "$JS.sales-big.{reset}" }}, to: "$JS.sales.{reset}" }}' in hub
     )
     assert f'{{ service: "$JS.sales-big.{reset}", accounts: ["ship"] }}' in hub
-    # after a move to the domain's own cluster the copy's config is the same, and the mapping is gone
-    back = moved_mesh(mesh, "sales/ORDERS", "sales")
-    assert consumption_config(back.name, back.consumptions[0]) == consumption_config(mesh.name, copy)
-    assert "to: " not in render_node(back, back.hub, back.hub.nodes[0], creds)
+    assert "to: " not in render_node(back, back.hub, back.hub.nodes[0], creds)  # the mapping gone after the move
 
 
 def test_the_catalog_and_the_lineage_say_where_a_product_lives() -> None:
