@@ -18,8 +18,8 @@ from natsmesh.reconcile.plan import plan_streams
 from natsmesh.render.lineage import lineage
 from natsmesh.render.policy import policy_for
 from natsmesh.render.servers import render_node
-from natsmesh.render.trust import realise
 from natsmesh.render.streams import consumption_config, desired_streams
+from natsmesh.render.trust import realise
 
 SPEC = """
 name: teams
