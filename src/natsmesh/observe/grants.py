@@ -77,14 +77,18 @@ async def refusals(mesh: Mesh, creds: Credentials, timeout: float = TIMEOUT) -> 
     takers = {i.taker_key: i.taker for i in wanted}
     hub = {n.name for n in mesh.hub.nodes}
 
-    async def one(key: str) -> Accountz | None:
+    async def one(key: str) -> list[Accountz]:
         got = await collect(mesh, creds, ["ACCOUNTZ"], timeout=timeout, body={"account": key}, expected=hub)
-        return next((r.data for r in got["ACCOUNTZ"].replies.values()), None)
+        return [r.data for r in got["ACCOUNTZ"].replies.values()]
 
     keys = sorted(takers)
     states = dict(zip(keys, await asyncio.gather(*(one(k) for k in keys)), strict=True))
+    # refused where no hub server keeps it: a server the account has no connection on may not have loaded it
+    # (its ACCOUNTZ then lists no import), while the one its leaf links to holds the import and the copy flows
     refused = [
-        i for i in wanted if (state := states.get(i.taker_key)) is not None and not state.kept(i.subject, i.owner_key)
+        i
+        for i in wanted
+        if (replies := states.get(i.taker_key)) and not any(a.kept(i.subject, i.owner_key) for a in replies)
     ]
     if not refused:
         return []

@@ -109,10 +109,15 @@ async def push_claims(
         change.pushed = [names[a] for a in push]
         if dry_run or not push:
             return change
-        for account, answers in (await _update(conn, push, len(mesh.hub.nodes))).items():
-            for raw in answers:
-                if (why := claims_refusal(raw)) is not None:
-                    raise ApplyError(f"the hub's resolver refused account {names.get(account, account)}: {why}")
+        # accounts the hub knows first, then new ones: a new account's imports name exports its owners' claims
+        # only now carry, and a server that met the importer first would hold its imports incomplete a while
+        known = {a: t for a, t in push.items() if held[a] is not None}
+        waves = [w for w in (known, {a: t for a, t in push.items() if a not in known}) if w]
+        for wave in waves:
+            for account, answers in (await _update(conn, wave, len(mesh.hub.nodes))).items():
+                for raw in answers:
+                    if (why := claims_refusal(raw)) is not None:
+                        raise ApplyError(f"the hub's resolver refused account {names.get(account, account)}: {why}")
     finally:
         if own:
             await conn.close()
