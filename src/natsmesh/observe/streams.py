@@ -21,6 +21,10 @@ from natsmesh.errors import StreamListError
 API = "$JS.API"  # a connection to the domain's own servers
 
 
+JS_NOT_ENABLED_FOR_ACCOUNT = 10039  # nats-server's JSNotEnabledForAccountErr
+JS_ENABLING = 10.0  # seconds a stream listing waits for an account's JetStream being enabled
+
+
 async def list_streams(nc: Client, timeout: float = 10.0) -> dict[str, StreamInfo]:
     """Name -> info of every stream in the account NC is connected to (its domain's JetStream).
     `StreamListError` if a stream neither listed nor answered on its own (the plan
@@ -28,12 +32,18 @@ async def list_streams(nc: Client, timeout: float = 10.0) -> dict[str, StreamInf
     found: dict[str, StreamInfo] = {}
     missing: list[str] = []
     offset = 0
+    loop = asyncio.get_running_loop()
+    enabling = loop.time() + JS_ENABLING  # a server that just loaded an account's claims enables its JetStream
     while True:
         try:
             msg = await nc.request(f"{API}.STREAM.LIST", json.dumps({"offset": offset}).encode(), timeout=timeout)
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
             raise StreamListError(f"the domain's JetStream did not list its streams: {exc}") from None
         resp = json.loads(msg.data)
+        error = resp.get("error") or {}
+        if error.get("err_code") == JS_NOT_ENABLED_FOR_ACCOUNT and loop.time() < enabling:
+            await asyncio.sleep(0.2)  # a moment after (operator mode, a hub just started)
+            continue
         if "error" in resp:
             raise StreamListError(f"listing streams: {resp['error'].get('description', resp['error'])}")
         page = resp.get("streams") or []
