@@ -261,44 +261,43 @@ def test_bad_spec_is_rejected_before_anything_changes(data_mesh: Mesh, tmp_path:
 
 
 async def test_a_config_nats_server_refuses_changes_no_file_and_reloads_no_node(
-    data_mesh: Mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runner: MeshRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The safety net behind validation. With validation made as lax as it was (a name's final newline let by),
-    one domain's public product `STOCK2\\n` renders hub configs nats-server refuses ("invalid subject"): before,
-    apply wrote them, the reload timed out and a killed hub node could not restart. Now apply asks nats-server
-    (`-t`) about every config it would change first: refused, nothing written, no node reloaded, and a hub node
-    killed afterwards restarts."""
-    if data_mesh.trust == "operator":
-        pytest.skip("config mode only: an operator-mode hub's configs name no product (its accounts are claims)")
+    """The safety net behind validation (config mode: an operator-mode hub's configs name no product, its accounts
+    are claims). With validation made as lax as it was (a name's final newline let by), one domain's public
+    product `STOCK2\\n` renders hub configs nats-server refuses ("invalid subject"): before, apply wrote them, the
+    reload timed out and a killed hub node could not restart. Now apply asks nats-server (`-t`) about every config
+    it would change first: refused, nothing written, no node reloaded, and a hub node killed afterwards restarts."""
+    doc = yaml.safe_load(small_mesh_text(tmp_path / "d", domains=2, nodes=1, hub_nodes=3))
+    doc["trust"] = "config"
+    doc["domains"][1]["products"] = [{"name": "STOCK", "subjects": ["leaf-domain-b.stock.>"], "public": True}]
+    spec = runner.write(yaml.safe_dump(doc, sort_keys=False), "net.yaml")
+    running = runner.up(runner.load(spec.read_text()))
+    await reconcile(running)
     monkeypatch.setattr(document, "NAME_RE", re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\n?"))
     monkeypatch.setattr(checks, "string_problems", lambda value, lines: [])
-
-    def change(doc: dict) -> None:  # type: ignore[type-arg]
-        doc["domains"][3]["products"].append({"name": "STOCK2\n", "subjects": ["inventory.stock2.>"], "public": True})
-
-    mesh = parse_spec(
-        variant(data_mesh, tmp_path / "v.yaml", change).read_text(), base_dir=data_mesh.base_dir, cache=False
-    )
+    doc["domains"][1]["products"].append({"name": "STOCK2\n", "subjects": ["leaf-domain-b.stock2.>"], "public": True})
+    mesh = parse_spec(yaml.safe_dump(doc, sort_keys=False), base_dir=tmp_path, cache=False)
     assert "STOCK2\n" in {p.name for p in mesh.products}  # the lax validation let it by
-    confs = {p: p.read_bytes() for p in data_mesh.data_dir.glob("*/*.conf")}
-    loaded = {n.name: config_load_time(monitor_host(n), n.http_port) for n in data_mesh.nodes()}
-    before = await _streams(data_mesh)
+    confs = {p: p.read_bytes() for p in running.data_dir.glob("*/*.conf")}
+    loaded = {n.name: config_load_time(monitor_host(n), n.http_port) for n in running.nodes()}
+    before = await _streams(running)
     for dry_run in (True, False):
         with pytest.raises(ConfigRejectedError) as err:
             await reconcile(mesh, dry_run=dry_run)
         assert "hub-cluster/hub-server-0.conf" in str(err.value) and "invalid subject" in str(err.value), err.value
         assert "nothing was written and no node reloaded" in str(err.value)
-    assert {p: p.read_bytes() for p in data_mesh.data_dir.glob("*/*.conf")} == confs
-    assert {n.name: config_load_time(monitor_host(n), n.http_port) for n in data_mesh.nodes()} == loaded
-    assert await _streams(data_mesh) == before
-    victim = data_mesh.hub.nodes[2]
-    os.kill(read_state(data_mesh)["nodes"][victim.name]["pid"], signal.SIGKILL)  # type: ignore[index]
-    await asyncio.to_thread(wait_ready, data_mesh, 60.0)
+    assert {p: p.read_bytes() for p in running.data_dir.glob("*/*.conf")} == confs
+    assert {n.name: config_load_time(monitor_host(n), n.http_port) for n in running.nodes()} == loaded
+    assert await _streams(running) == before
+    victim = running.hub.nodes[2]
+    os.kill(read_state(running)["nodes"][victim.name]["pid"], signal.SIGKILL)  # type: ignore[index]
+    await asyncio.to_thread(wait_ready, running, 60.0)
     assert config_load_time(monitor_host(victim), victim.http_port) != loaded[victim.name]  # a new process
     deadline = time.monotonic() + 60
-    while True:  # and the hub's streams answer again, as they were (the next tests share this mesh)
+    while True:  # and the hub's streams answer again, as they were
         with contextlib.suppress(StreamListError):
-            if await _streams(data_mesh) == before:
+            if await _streams(running) == before:
                 break
         assert time.monotonic() < deadline, "the hub's streams did not come back within 60 s of the restart"
         await asyncio.sleep(0.5)

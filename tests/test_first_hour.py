@@ -91,15 +91,24 @@ def test_a_command_without_f_means_the_mesh_up_started_here_and_status_elsewhere
     assert res.returncode == 0 and f"mesh '{name}' stopped" in res.stdout, res
 
 
-def test_a_domain_added_to_a_running_meshs_spec_gets_a_true_answer(folder: Path) -> None:
+@pytest.mark.parametrize("trust", ["config", "operator"])
+def test_a_domain_added_to_a_running_meshs_spec_gets_a_true_answer(folder: Path, trust: str) -> None:
     spec = _init(folder, "grow.yaml")
-    assert run_cli("up", "-d", "-f", spec.name, cwd=folder).returncode == 0
     doc = yaml.safe_load(spec.read_text())
+    doc["trust"] = trust
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert run_cli("up", "-d", "-f", spec.name, cwd=folder).returncode == 0
     ports = doc["domains"][-1].get("ports")
     doc["domains"].append({"name": "leaf-domain-new", "nodes": 1})
     if ports is not None:
         doc["domains"][-1]["ports"] = {k: v + 1000 for k, v in ports.items()}
     spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    if trust == "operator":  # the hub's configs name no domain: it joins the running mesh
+        res = run_cli("apply", "-f", spec.name, cwd=folder)
+        assert res.returncode == 0 and "leaf-domain-new" in res.stdout and "joins" in res.stdout, res
+        report = run_cli("report", "jetstream", "--json", "-f", spec.name, cwd=folder)
+        assert report.returncode == 0 and "leaf-domain-new-0" in report.stdout, report
+        return
     for args in (("apply",), ("report", "jetstream"), ("up", "-d")):
         res = run_cli(*args, "-f", spec.name, cwd=folder)
         assert res.returncode != 0 and "Traceback" not in res.stderr, (args, res)

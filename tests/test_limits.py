@@ -26,6 +26,7 @@ from natsmesh.local.secrets import load_credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.streams import list_streams
 from natsmesh.reconcile.apply import reconcile
+from natsmesh.render.trust import realise
 
 pytestmark = pytest.mark.integration
 A, B = "leaf-domain-a", "leaf-domain-b"
@@ -180,7 +181,8 @@ async def test_interest_over_the_hub_limit_stops_at_that_domains_link(limited: t
         await logged(mesh, A, "aximum subscriptions exceeded")
         hub = mesh.hub.nodes[0]
         leafz = await asyncio.to_thread(_leafz, hub.http_port)
-        links = [lf for lf in leafz["leafs"] if lf["account"] == A]
+        named = realise(mesh, load_credentials(mesh, create=False)).hub_account(A)
+        links = [lf for lf in leafz["leafs"] if lf["account"] == named]
         assert len(links) == 1 and links[0]["subscriptions"] <= LIMITS["subscriptions"], links
     finally:
         await nc.close()

@@ -24,6 +24,8 @@ from helpers import MeshRunner, read_state, run_cli, servers_under, small_mesh_t
 from natsmesh.client import publish_settled
 from natsmesh.errors import AlreadyRunningError, NotReadyError, NotRunningError, PreflightError
 from natsmesh.local.secrets import load_credentials
+from natsmesh.model import jwt
+from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import Share
 from natsmesh.observe.info import mesh_info
@@ -32,6 +34,7 @@ from natsmesh.observe.readiness import wait_ready
 from natsmesh.observe.reports import build_jetstream, build_leafnodes, build_servers
 from natsmesh.observe.system import collect, collect_sync
 from natsmesh.render.streams import share_consumer_config
+from natsmesh.render.trust import realise
 from natsmesh.run import lifecycle
 
 pytestmark = pytest.mark.integration
@@ -273,6 +276,15 @@ def test_readiness_poll_leaves_the_server_logs_readable(runner: MeshRunner, tmp_
         assert log.count("Healthcheck failed") <= 2, node.name
 
 
+def signed_by(mesh: Mesh, creds: Credentials, cluster: str) -> str:
+    """The public key the platform's first system login at CLUSTER signs with: its cluster's system nkey, or
+    (an operator-mode hub) its system user's JWT's subject."""
+    login = realise(mesh, creds).logins("system", cluster)[0]
+    if login.creds:
+        return str(jwt.decode(login.creds.split("-----BEGIN NATS USER JWT-----")[1].split()[0])["sub"])
+    return jwt.public_key(login.nkey_seed)
+
+
 async def test_the_platforms_system_connections_sign_with_their_clusters_nkey(
     runner: MeshRunner, tmp_path: Path
 ) -> None:
@@ -285,9 +297,9 @@ async def test_the_platforms_system_connections_sign_with_their_clusters_nkey(
         nc = await connect_system(mesh, creds, cluster=cluster)
         try:
             node = cluster.nodes[0]
-            connz = http_json("127.0.0.1", node.http_port, "/connz?auth=true&acc=SYS")
-            ours = [c for c in connz["connections"] if c.get("name") == "natsmesh-observe"]
-            assert [c["authorized_user"] for c in ours] == [creds.system_keys[cluster.name].public]
+            connz = http_json("127.0.0.1", node.http_port, "/connz?auth=true&limit=1000")
+            ours = [c for c in connz["connections"] or () if c.get("name") == "natsmesh-observe"]
+            assert [c["authorized_user"] for c in ours] == [signed_by(mesh, creds, cluster.name)]
         finally:
             await nc.close()
     assert build_jetstream(mesh, (await collect(mesh, creds, ["JSZ"]))["JSZ"]).to_json()["missing"] == []
@@ -427,7 +439,8 @@ def test_without_the_system_bridge_reports_still_cover_every_server(runner: Mesh
     mesh = runner.up(runner.load(text))
     assert not mesh.system_bridge
     leafz = http_json(mesh.host, mesh.hub.nodes[0].http_port, "/leafz")
-    assert {lf["account"] for lf in leafz["leafs"]} <= {d.name for d in mesh.domains}  # no SYS link at the hub
+    named = {realise(mesh, load_credentials(mesh, create=False)).hub_account(d.name) for d in mesh.domains}
+    assert {lf["account"] for lf in leafz["leafs"]} <= named  # no SYS link at the hub
     spec = tmp_path / "m.yaml"
     spec.write_text(text)
     res = run_cli("report", "jetstream", "-f", str(spec), "--json")

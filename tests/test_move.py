@@ -89,11 +89,13 @@ def test_a_product_moves_to_another_cluster_of_its_domain_under_load(runner: Mes
             producer = asyncio.create_task(
                 publish_steady(mc, ORDERS, count=None, rate=150, subject=SUBJECT, stop=stop, retries=20)
             )
-            await asyncio.sleep(2.0)
-            result = await move(mesh, ORDERS, BIG)
-            await asyncio.sleep(2.0)  # the producer goes on, now on sales-big
-            stop.set()
-            run = await producer
+            try:
+                await asyncio.sleep(2.0)
+                result = await move(mesh, ORDERS, BIG)
+                await asyncio.sleep(2.0)  # the producer goes on, now on sales-big
+            finally:  # a failed move ends the producer too (left running, it outlived the test's event loop)
+                stop.set()
+                run = await producer
             checks = await verify(mesh, mc, run)
             return {
                 "result": result,

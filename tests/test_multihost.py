@@ -44,6 +44,9 @@ def wide_spec(net: Network, data_dir: Path) -> dict[str, Any]:
     h = [host.address for host in net.hosts]
     return {
         "name": "wide",
+        # config mode: this module's join is config mode's procedure (two renders, each a reload of the hub);
+        # operator mode's (apply alone) is tests/test_hosts_operator.py
+        "trust": "config",
         "data_dir": str(data_dir),
         "tls": {"enabled": True},
         "hub": {"nodes": 3, "ports": PORTS | {"leafnode": 7422}, "hosts": h[0:3]},

@@ -155,8 +155,8 @@ def _dir_problems(mesh: Mesh, text: str, source: str) -> list[str]:
 
 def default_trust() -> Literal["config", "operator"]:
     """The trust mode of a spec that names none and fixes no credentials: `$NATSMESH_TRUST` (config or operator),
-    else config (operator mode becomes the default once the whole suite passes in it: issue 19)."""
-    value = os.environ.get(TRUST_ENV, "").strip() or "config"
+    else operator."""
+    value = os.environ.get(TRUST_ENV, "").strip() or "operator"
     if value not in ("config", "operator"):
         raise SpecError(f"${TRUST_ENV}", [f"the default trust mode is config or operator, not {value!r}"])
     return "config" if value == "config" else "operator"

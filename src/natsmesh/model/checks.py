@@ -711,7 +711,7 @@ def _capped(problems: list[str]) -> list[str]:
 
 
 def validate(
-    text: str, source: str, read: SchemaReader | None = None, default_trust: TrustMode = "config"
+    text: str, source: str, read: SchemaReader | None = None, default_trust: TrustMode = "operator"
 ) -> tuple[MeshSpec, list[str]]:
     """The validated document and its warnings; raise `SpecError` listing every problem. READ gives the text of
     a contract's schema file (`natsmesh.local.specfile` reads them next to the spec). A spec that names no trust

@@ -343,7 +343,7 @@ def parse_mesh(
     source: str,
     base_dir: Path,
     read: Callable[[str, tuple[str, ...]], str] | None = None,
-    default_trust: Literal["config", "operator"] = "config",
+    default_trust: Literal["config", "operator"] = "operator",
 ) -> Mesh:
     """Validate a YAML document into a `Mesh`; raise `SpecError` listing every problem. READ gives the text of a
     contract's schema file by its name in the spec and the folders the mesh keeps private (None: schemas must be

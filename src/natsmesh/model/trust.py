@@ -135,27 +135,27 @@ def share_services(share: Share) -> list[tuple[str, str]]:
     return [(f"$JS.{share.owner}.{reset}", f"$JS.{share.address}.{reset}"), (control, control)]
 
 
-def crossings(mesh: Mesh, account: str) -> tuple[tuple[Export, ...], tuple[Import, ...]]:
-    """The hub-side exports and imports of ACCOUNT: exactly what the copies need (`natsmesh.model.products.Share`).
+def crossings(mesh: Mesh) -> dict[str, tuple[tuple[Export, ...], tuple[Import, ...]]]:
+    """The hub-side exports and imports of each account that has any, by account: exactly what the copies need
+    (`natsmesh.model.products.Share`).
 
     Per copy, the owner exports to the copy's domain only: resetting the consumer reserved for that copy, its
     flow-control replies and its delivery subject; the copy's domain imports those. A declared copy's crossings
     need the owner's signature; a public product's slots do not (anyone may take it). No consumer can be created,
     changed, paused or deleted across domains, and nothing else crosses between domain accounts."""
-    exports: list[Export] = []
-    imports: list[Import] = []
+    exports: dict[str, list[Export]] = {}
+    imports: dict[str, list[Import]] = {}
     for share in sorted(mesh.shares, key=lambda x: (x.owner, x.stream, x.consumer)):
         owner, taker, token = account_of(share.owner), account_of(share.taker), share.copy is not None
-        if owner == account:
-            exports += [Export("service", sv, taker, token) for sv, _ in share_services(share)]
-            exports.append(Export("stream", share.deliver, taker, token))
-        if taker == account:
-            imports += [
-                Import("service", owner, sv, None if local == sv else local, token)
-                for sv, local in share_services(share)
-            ]
-            imports.append(Import("stream", owner, share.deliver, None, token))
-    return tuple(exports), tuple(imports)
+        out = exports.setdefault(owner, [])
+        out += [Export("service", sv, taker, token) for sv, _ in share_services(share)]
+        out.append(Export("stream", share.deliver, taker, token))
+        into = imports.setdefault(taker, [])
+        into += [
+            Import("service", owner, sv, None if local == sv else local, token) for sv, local in share_services(share)
+        ]
+        into.append(Import("stream", owner, share.deliver, None, token))
+    return {a: (tuple(exports.get(a, ())), tuple(imports.get(a, ()))) for a in exports.keys() | imports.keys()}
 
 
 def domain_members(mesh: Mesh, domain: str, platform: bool) -> tuple[Member, ...]:
@@ -189,15 +189,28 @@ def cluster_accounts(mesh: Mesh, cluster: Cluster, platform: frozenset[str] = fr
     )
     if not cluster.is_hub:
         return [own]
-    exports, imports = crossings(mesh, own.name)
+    crossing = crossings(mesh)
+    exports, imports = crossing.get(own.name, ((), ()))
     out = [replace(own, exports=exports, imports=imports)]
     for domain in mesh.domains:
         name = account_of(domain.name)
         dlim, links = mesh.limits_of(domain.name), LINK_HEADROOM * len(domain.nodes)
         link = Member("link", domain.name, connection_types=("LEAFNODE",))
-        exports, imports = crossings(mesh, name)
+        exports, imports = crossing.get(name, ((), ()))
         out.append(Account(name, (link,), None, links, links, dlim.subscriptions, dlim.payload, exports, imports))
     return out
+
+
+def hub_accounts(mesh: Mesh) -> list[Account]:
+    """Every account the hub's servers hold: its system account, the hub domain's and each leaf domain's."""
+    return [system_account(mesh, mesh.hub), *cluster_accounts(mesh, mesh.hub)]
+
+
+def changed_hub_accounts(old: Mesh, new: Mesh) -> list[str]:
+    """The hub's accounts (by name) that NEW adds or holds otherwise than OLD: what a change from OLD to NEW must
+    tell the hub."""
+    before = {a.name: a for a in hub_accounts(old)}
+    return [a.name for a in hub_accounts(new) if before.get(a.name) != a]
 
 
 def system_account(mesh: Mesh, cluster: Cluster) -> Account:

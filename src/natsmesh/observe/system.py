@@ -218,7 +218,7 @@ def _accounts_named(mesh: Mesh, creds: Credentials, out: dict[str, Replies[Any]]
     leafz = out.get("LEAFZ")
     trust = realise(mesh, creds)
     names = {trust.hub_account(d.name): account_of(d.name) for d in mesh.domains}
-    names = {reported: name for reported, name in names.items() if reported != name}
+    names = {reported: name for reported, name in names.items() if reported and reported != name}
     if leafz is None or not names:
         return out
     for server, reply in leafz.replies.items():

@@ -19,6 +19,7 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
 from natsmesh.errors import ApplyError, PlanRefusedError
+from natsmesh.local.files import write_files
 from natsmesh.local.records import recorded_members
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.identities import Credentials
@@ -296,13 +297,14 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
     else:
         client = mc or Connections(mesh, creds, name="natsmesh-apply")
     try:
-        policy = plan_policy(mesh, creds, rendered)
+        policy = plan_policy(mesh, creds, rendered)  # on a join, of the joining folders only
         done: dict[tuple[str, str, str], Change] = {}
         if joins:  # who may read what first (the joiners' grants), then their copies, then everyone else
             if policy.pending:
                 await apply_policy(mesh, policy)
-                policy = plan_policy(mesh, creds)
             done = await _joiners_first(mesh, client, members.joining)
+            policy = plan_policy(mesh, creds)  # every folder: the others' mesh.json names the joiners
+            write_files({rel: t for rel, t in policy.files.items() if not rel.endswith(".conf")}, mesh.data_dir)
         absent = frozenset(members.joining) - (frozenset(members.joining) if joins else frozenset())
         p = await plan(mesh, client, prune=prune, absent=absent)
         p.changes[0:0] = _membership_changes(mesh, members, prune, joins)

@@ -10,6 +10,7 @@ server reloads.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client
@@ -75,13 +76,19 @@ async def _update(
 
 
 async def push_claims(
-    mesh: Mesh, creds: Credentials, nc: Client | None = None, *, dry_run: bool = False
+    mesh: Mesh,
+    creds: Credentials,
+    nc: Client | None = None,
+    *,
+    dry_run: bool = False,
+    only: Collection[str] | None = None,
 ) -> ClaimsChange:
     """Push every account of MESH's hub whose claims differ from what its resolver holds (operator mode); with
-    DRY_RUN only say which."""
+    DRY_RUN only say which; ONLY: of these accounts (by name), such as those a join changes
+    (`natsmesh.model.trust.changed_hub_accounts`)."""
     now = int(time.time())
     trust = realise(mesh, creds)
-    wanted = trust.claims(now)
+    wanted = trust.claims(now, only)
     change = ClaimsChange()
     if not wanted:
         return change
@@ -104,7 +111,7 @@ async def push_claims(
                 later = max(later, int(jwt.decode(old).get("iat") or 0) + 1)
             push[account] = token
         if later > now:
-            newer = trust.claims(later)
+            newer = trust.claims(later, only)
             push = {account: newer[account] for account in push}
         change.pushed = [names[a] for a in push]
         if dry_run or not push:

@@ -27,6 +27,7 @@ from natsmesh.local.secrets import load_credentials
 from natsmesh.local.state import SupervisorState, lock_is_held
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster
+from natsmesh.model.trust import changed_hub_accounts
 from natsmesh.observe.connect import Connections, connect_system
 from natsmesh.observe.readiness import targets, wait_ready
 from natsmesh.observe.wire import claims_refusal
@@ -98,24 +99,23 @@ def _wait_members(mesh: Mesh, clusters: list[Cluster], present: bool, timeout: f
 
 
 async def join(mesh: Mesh, change: Membership, timeout: float = TIMEOUT) -> dict[str, str]:
-    """Make the joining clusters' secrets and files, push their accounts, start their nodes, and wait until they
-    are ready (linked to the hub). Nothing else is written to or restarted. Returns every folder's files as
-    rendered (for the policy step, which compares them with the running configs), {} if none joins."""
+    """Make the joining clusters' secrets and folders, push the accounts the join changes (theirs, and those of
+    the owners they copy from), start their nodes, and wait until they are ready (linked to the hub). Nothing
+    else is written to or restarted, and nothing here grows with the clusters already running: the rest of the
+    mesh (every other folder, every other account) is brought in step by the apply that follows. Returns the
+    joining folders' files as rendered, {} if none joins."""
     if not change.joining:
         return {}
     if mesh.hosted:
         raise NotDeployedError("a cluster joins a mesh on hosts when its party starts its own servers")
+    running = running_mesh(mesh)
     creds = load_credentials(mesh, create=True)  # the new clusters' keys; nobody else's change
-    files = render_mesh(mesh, creds, certs=cert_texts(mesh), via=recorded_via(mesh))
-    folders = {mesh.domain(name).folder for name in change.joining}
-    # the joining folders whole; elsewhere all but configs (a config that changes is reloaded by the policy step)
-    write_files(
-        {rel: text for rel, text in files.items() if rel.split("/", 1)[0] in folders or not rel.endswith(".conf")},
-        mesh.data_dir,
-    )
+    files = render_mesh(mesh, creds, certs=cert_texts(mesh), via=recorded_via(mesh), only=change.joining)
+    write_files(files, mesh.data_dir)
     from natsmesh.reconcile.claims import push_claims
 
-    await push_claims(mesh, creds)  # the account first: a leaf that links before it exists waits 0.5 s more
+    # the accounts first: a leaf that links before its account exists waits 0.5 s more
+    await push_claims(mesh, creds, only=changed_hub_accounts(running, mesh) if running else None)
     joining = [mesh.domain(name) for name in change.joining]
     _tell_supervisor(mesh)
     await asyncio.to_thread(_wait_members, mesh, joining, True, timeout)

@@ -27,11 +27,13 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
 from natsmesh.errors import MoveError, MoveRefusedError, UnknownProductError
+from natsmesh.local.secrets import load_credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import MOVED_KEY, Consumption, Product, Share, SourceRef, catalog_key
 from natsmesh.observe.connect import Connections
 from natsmesh.reconcile.apply import put_consumer
 from natsmesh.reconcile.catalog import descriptors, read_entry, visible_keys, with_history, write_entries
+from natsmesh.reconcile.claims import push_claims
 from natsmesh.reconcile.policy_sync import apply_policy, plan_policy
 from natsmesh.render.streams import product_config, share_consumer_config, source_config
 
@@ -134,7 +136,7 @@ def plan_steps(mesh: Mesh, ref: str, target: str) -> list[str]:
     src = f"{p.domain}/{p.name}"
     copies = [c.ref for c in mesh.consumptions if any(s.ref == ref for s in c.sources)]
     return [
-        f"let cluster {target} mirror {src} (a share, and a reload of the hub's configs)",
+        f"let cluster {target} mirror {src} (a share at the hub: its configs reloaded, or its claims pushed)",
         f"make {target}/{p.name}: a mirror of {src} ({p.replicas} replica(s)), and wait until it holds every message",
         f"pause writes: {src} stops taking {', '.join(p.subjects)} (producers are told 'no stream' and ask again)",
         f"wait for the last message in {target}/{p.name}, then promote it: it takes the subjects, its sequence "
@@ -257,7 +259,7 @@ async def _run(mesh: Mesh, mc: Connections, p: Product, target: str, result: Mov
     paused = made = False
     try:
         say(result.steps[0])
-        await apply_policy(bridged, plan_policy(bridged))
+        await _enforce(bridged)
         await put_consumer(mc, source, p.name, share_consumer_config(mesh.name, share))
         say(result.steps[1])
         await _put_stream(mc, target, mirror, create=True)
@@ -304,7 +306,7 @@ async def _run(mesh: Mesh, mc: Connections, p: Product, target: str, result: Mov
                     cfg["metadata"] = cfg["metadata"] | {MOVED_KEY: str(last + 1)}  # `apply` keeps it as it is
                 await put_consumer(mc, target, p.name, cfg)
                 result.copies.append(s.name)
-        await apply_policy(moved, plan_policy(moved))
+        await _enforce(moved)
         say(result.steps[6])
         await (await mc.jetstream(source)).delete_stream(p.name)
     except Exception as exc:
@@ -312,6 +314,13 @@ async def _run(mesh: Mesh, mc: Connections, p: Product, target: str, result: Mov
             f"{ref} lives on {target} and takes writes there, but the move stopped at re-pointing its copies: "
             f"{exc}; set `cluster: {target}` for it in the spec and run `natsmesh apply`"
         ) from exc
+
+
+async def _enforce(mesh: Mesh) -> None:
+    """Who may read what as MESH says, at the servers: the configs that change reloaded and (operator mode) the
+    hub's accounts that change pushed."""
+    await apply_policy(mesh, plan_policy(mesh))
+    await push_claims(mesh, load_credentials(mesh, create=False))
 
 
 async def _roll_back(
@@ -327,4 +336,4 @@ async def _roll_back(
     with contextlib.suppress(Exception):
         await (await mc.jetstream(p.domain)).delete_consumer(p.name, share.consumer)
     with contextlib.suppress(Exception):
-        await apply_policy(mesh, plan_policy(mesh))
+        await _enforce(mesh)

@@ -119,7 +119,7 @@ async def kick_links(mesh: Mesh, domains: set[str]) -> int:
     """Close the hub's leaf connections of DOMAINS' data accounts; they reconnect under the current policy."""
     creds = load_credentials(mesh, create=False)
     present = {c.name for c in mesh.domains}  # a domain leaving the mesh goes with its account
-    accounts = {realise(mesh, creds).hub_account(d) for d in domains & present}
+    accounts = {realise(mesh, creds).hub_account(d) for d in domains & present} - {""}
     nc = await connect_system(mesh, creds)
     kicked = 0
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Collection
 
 from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of, user_url
 from natsmesh.model.mesh import Mesh
@@ -277,11 +278,13 @@ def render_mesh(
     certs: dict[str, str] | None = None,
     via: Via | None = None,
     install_dir: str | None = None,
+    only: Collection[str] | None = None,
 ) -> dict[str, str]:
-    """Every party's folder (`render_party`), keyed by path relative to the output directory. For a TLS mesh,
-    CERTS (file name -> PEM, `natsmesh.local.certs.cert_texts`) go into the folders that hold them. VIA routes
-    leaf links through local fault proxies (only for `up --chaos`; never in configs for real hosts)."""
+    """Every party's folder (`render_party`; ONLY: of these clusters), keyed by path relative to the output
+    directory. For a TLS mesh, CERTS (file name -> PEM, `natsmesh.local.certs.cert_texts`) go into the folders
+    that hold them. VIA routes leaf links through local fault proxies (only for `up --chaos`; never in configs for
+    real hosts)."""
     files: dict[str, str] = {}
-    for cluster in mesh.clusters:
+    for cluster in mesh.clusters if only is None else [c for c in mesh.clusters if c.name in only]:
         files.update(render_party(mesh, creds, cluster, server_command, certs, via, install_dir))
     return files

@@ -19,7 +19,7 @@ mode itself.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +27,7 @@ from natsmesh.model import jwt
 from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, NKey, trust_key_name
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster, Node
-from natsmesh.model.trust import Account, Export, Import, Member, Rights, cluster_accounts, system_account
+from natsmesh.model.trust import Account, Export, Import, Member, Rights, cluster_accounts, hub_accounts, system_account
 
 OPERATOR_FILE = "operator.jwt"  # in the hub's folder
 LINK_CREDS = "link.creds"  # in a leaf domain's folder: its leaf link's user, signed by its own account's key
@@ -72,8 +72,9 @@ class Realisation(Protocol):
         """Files CLUSTER's folder holds besides configs (by name in the folder)."""
         ...
 
-    def claims(self, issued_at: int) -> dict[str, str]:
-        """The account JWTs the hub's resolver must hold, by account public key (none in config mode)."""
+    def claims(self, issued_at: int, only: Collection[str] | None = None) -> dict[str, str]:
+        """The account JWTs the hub's resolver must hold, by account public key (none in config mode); ONLY: of
+        these accounts (by name)."""
         ...
 
     @property
@@ -86,7 +87,8 @@ class Realisation(Protocol):
         ...
 
     def hub_account(self, domain: str) -> str:
-        """The name the hub's servers report DOMAIN's account by (in `/leafz`, `/accountz`, metrics)."""
+        """The name the hub's servers report DOMAIN's account by (in `/leafz`, `/accountz`, metrics); "" if these
+        credentials do not say (a domain's folder knows only its own account's key)."""
         ...
 
     def forget(self, accounts: list[str], issued_at: int) -> str:
@@ -245,7 +247,7 @@ class ConfigMode:
     def files(self, cluster: Cluster) -> dict[str, str]:
         return {}
 
-    def claims(self, issued_at: int) -> dict[str, str]:
+    def claims(self, issued_at: int, only: Collection[str] | None = None) -> dict[str, str]:
         return {}
 
     @property
@@ -358,8 +360,7 @@ class OperatorMode(ConfigMode):
         )
 
     def hub_accounts(self) -> list[Account]:
-        hub = self.mesh.hub
-        return [system_account(self.mesh, hub), *cluster_accounts(self.mesh, hub, frozenset())]
+        return hub_accounts(self.mesh)
 
     def accounts(self, cluster: Cluster, node: Node) -> list[str]:
         if not cluster.is_hub:
@@ -407,8 +408,12 @@ class OperatorMode(ConfigMode):
             return {}  # its team brought its own account key and signs its link itself (`natsmesh keys link`)
         return {LINK_CREDS: self._link_creds(cluster.name)}
 
-    def claims(self, issued_at: int) -> dict[str, str]:
-        return {self.account_key(a.name): self._account_jwt(a, issued_at) for a in self.hub_accounts()}
+    def claims(self, issued_at: int, only: Collection[str] | None = None) -> dict[str, str]:
+        return {
+            self.account_key(a.name): self._account_jwt(a, issued_at)
+            for a in self.hub_accounts()
+            if only is None or a.name in only
+        }
 
     @property
     def pushes(self) -> bool:
@@ -423,7 +428,8 @@ class OperatorMode(ConfigMode):
         ]
 
     def hub_account(self, domain: str) -> str:
-        return self.account_key(domain)
+        key = self.creds.trust_keys.get(trust_key_name("account", domain))
+        return key.public if key is not None else ""
 
     def forget(self, accounts: list[str], issued_at: int) -> str:
         # self-signed by the operator's signing key (strict signing keys: the resolver trusts no other, and takes
