@@ -74,6 +74,23 @@ async def _links(mesh: Mesh) -> dict[tuple[str, int], str]:
         await nc.close()
 
 
+async def _resolver(mesh: Mesh) -> set[str]:
+    """The account keys the hub's resolver holds, as every hub server lists them."""
+    creds = load_credentials(mesh, create=False)
+    nc = await connect_system(mesh, creds, cluster=mesh.hub)
+    try:
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        await nc.publish("$SYS.REQ.CLAIMS.LIST", b"", reply=inbox)
+        held: list[set[str]] = []
+        while len(held) < len(mesh.hub.nodes):
+            held.append(set(json.loads((await sub.next_msg(timeout=2.0)).data)["data"]))
+        assert all(h == held[0] for h in held), held
+        return held[0]
+    finally:
+        await nc.close()
+
+
 async def _count(mesh: Mesh, domain: str, stream: str) -> int:
     async with MeshClient(mesh, name="counter") as mc:
         return int((await (await mc.jetstream(domain)).stream_info(stream)).state.messages)
@@ -139,6 +156,26 @@ def test_a_domain_on_a_new_host_joins_with_apply_alone(tmp_path: Path) -> None:
             after = run(_links(joined))
             assert {k: v for k, v in after.items() if k in links} == links  # the old link: same connection
             assert len(after) == 2, after
+
+            # and out again: dropped from the spec, it leaves only with --prune; then its account is gone from
+            # the resolver, its link closed, and nothing else changed
+            audit_key = next(v for k, v in after.items() if k not in links)
+            doc["domains"].pop()
+            spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+            refused = run_cli("apply", "-f", str(spec), timeout=120)
+            assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused
+            assert "audit is no longer in the spec" in refused.stderr + refused.stdout, refused
+            assert audit_key in run(_resolver(mesh)), "a refused apply deleted nothing"
+            res = run_cli("apply", "--prune", "-f", str(spec), timeout=120)
+            assert res.returncode == 0 and "leaves" in res.stdout, res.stdout + res.stderr
+            assert audit_key not in run(_resolver(mesh)), "nothing of it left in the resolver"
+            deadline = time.monotonic() + 5
+            while len(now := run(_links(mesh))) != 1:
+                assert time.monotonic() < deadline, now
+                time.sleep(0.1)
+            assert now == links  # the other link: the same connection throughout
+            assert {h.name: [p.pid for p in h.procs] for h in net.hosts[:4]} == pids
+            assert {p: p.read_bytes() for p in (deploy / mesh.hub.folder).glob("*.conf")} == hub_confs
         finally:
             for host in net.hosts:
                 net.stop(host)

@@ -234,3 +234,23 @@ def test_every_domain_is_bounded_at_the_hub_and_on_its_own_servers() -> None:
     assert "jetstream: { max_streams: 7 }" in a  # its own reservation, as the spec asks
     assert "jetstream: enabled" in files["leaf-cluster-b/leaf-domain-b-0.conf"]  # none asked: its servers' bounds
     assert "limits: { max_payload: 65536 }" in a
+
+
+def test_a_join_changes_only_the_joiners_account_and_those_it_copies_from() -> None:
+    """What a join pushes to the hub (`changed_hub_accounts`): the new domain's account and the owner whose
+    product it copies (a new export), nothing of the domains it does not touch, at any size."""
+    import yaml
+
+    from natsmesh.model.trust import changed_hub_accounts
+
+    doc = yaml.safe_load(init_spec_text(name="j", domains=30, nodes=1, hub_nodes=1, base=10000))
+    for d in doc["domains"]:
+        d.pop("products", None)
+        d.pop("consumes", None)
+    owner = doc["domains"][0]["name"]
+    doc["domains"][0]["products"] = [{"name": "ORDERS", "subjects": [f"{owner}.orders.>"]}]
+    before = parse_spec(yaml.safe_dump(doc), cache=False)
+    doc["domains"].append({"name": "joiner", "nodes": 1, "consumes": [{"product": f"{owner}/ORDERS"}]})
+    after = parse_spec(yaml.safe_dump(doc), cache=False)
+    assert changed_hub_accounts(before, after) == [owner, "joiner"]
+    assert changed_hub_accounts(after, after) == []

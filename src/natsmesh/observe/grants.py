@@ -21,7 +21,7 @@ from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.observe.connect import connect_system
 from natsmesh.observe.system import collect
-from natsmesh.observe.wire import Accountz
+from natsmesh.observe.wire import Accountz, claims_list
 from natsmesh.render.trust import realise
 
 TIMEOUT = 2.0
@@ -52,6 +52,13 @@ async def lookup_claims(nc: Client, account: str, timeout: float = TIMEOUT) -> s
         return None
     text = msg.data.decode(errors="replace").strip()
     return text if text.count(".") == 2 and not text.startswith("{") else None
+
+
+async def resolver_accounts(nc: Client, timeout: float = TIMEOUT) -> set[str]:
+    """Every account the hub's resolver holds, by key (`$SYS.REQ.CLAIMS.LIST`; a full resolver's servers hold the
+    same set, so one answer says it)."""
+    msg = await nc.request("$SYS.REQ.CLAIMS.LIST", b"", timeout=timeout)
+    return set(claims_list(msg.data))
 
 
 def _why(taker_jwt: str | None, owner_jwt: str | None, taker: str, owner: str, subject: str) -> str:

@@ -486,6 +486,16 @@ def claims_account(raw: bytes) -> str:
     return ""
 
 
+def claims_list(raw: bytes) -> list[str]:
+    """The account keys in a resolver's answer to `$SYS.REQ.CLAIMS.LIST` (`{"data": [...]}`; [] if unreadable)."""
+    try:
+        doc = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        return []
+    data = doc.get("data") if isinstance(doc, dict) else None
+    return [str(k) for k in data if isinstance(k, str)] if isinstance(data, list) else []
+
+
 def claims_refusal(raw: bytes) -> str | None:
     """Why a resolver refused a pushed JWT (`$SYS.REQ.CLAIMS.UPDATE`'s reply), or None if it took it."""
     try:

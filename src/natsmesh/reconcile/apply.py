@@ -39,7 +39,7 @@ from natsmesh.reconcile.catalog import (
 )
 from natsmesh.reconcile.claims import push_claims
 from natsmesh.reconcile.concurrency import bounded
-from natsmesh.reconcile.membership import Membership, join, leave, plan_membership
+from natsmesh.reconcile.membership import Membership, forget, join, leave, plan_membership, strays
 from natsmesh.reconcile.migration import move_detail, move_trust, trust_change
 from natsmesh.reconcile.plan import NOT_STREAMS, Action, Change, Config, Facts, Plan, depths, plan_changes
 from natsmesh.reconcile.policy_sync import apply_policy, plan_policy
@@ -275,6 +275,16 @@ def _membership_changes(mesh: Mesh, members: Membership, prune: bool, done: bool
     return rows
 
 
+def _stray_changes(gone: dict[str, str], prune: bool) -> list[Change]:
+    """A row per account the hub's resolver holds that the spec no longer names (a mesh on hosts)."""
+    if prune:
+        detail = "leaves: the copies of its products deleted, then its account at the hub (its links close; its "
+        detail += "servers and stores are its team's to stop)"
+        return [Change("delete", name, "cluster", name, detail) for name in gone.values()]
+    detail = "{name} is no longer in the spec but its account is in the hub's resolver: use --prune to let it leave"
+    return [Change("refused", name, "cluster", name, detail.format(name=name)) for name in gone.values()]
+
+
 async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, mc: Connections | None = None) -> Plan:
     """Plan, and unless DRY_RUN apply. The library form of `natsmesh apply`.
 
@@ -308,6 +318,8 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
         absent = frozenset(members.joining) - (frozenset(members.joining) if joins else frozenset())
         p = await plan(mesh, client, prune=prune, absent=absent)
         p.changes[0:0] = _membership_changes(mesh, members, prune, joins)
+        gone = await strays(mesh, client.creds) if mesh.hosted and moving is None else {}
+        p.changes[0:0] = _stray_changes(gone, prune)
         p.changes.insert(
             0,
             Change("update" if policy.pending else "unchanged", mesh.hub.name, "policy", "accounts", policy.describe()),
@@ -328,6 +340,8 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
             await apply(mesh, client, p)
             if members.leaving:
                 await leave(mesh, members)
+            if gone and not p.refused:
+                await forget(mesh, client.creds, gone)
         p.changes = [done.get((ch.domain, ch.kind, ch.name), ch) for ch in p.changes]  # as the first pass made them
         return p
     finally:

@@ -5,7 +5,10 @@ the spec adds joins a running mesh with a claims push and its own cluster starte
 (`natsmesh.run.supervisor`, told through `run/members.json`); no hub server reloads or restarts and no other leaf
 link reconnects. A domain the spec drops leaves in the opposite order: its streams are deleted while its cluster
 still runs (accounts vanishing under live streams cost nats-server slow restarts and lost quorum, #3176, #3306),
-then its account is deleted from the resolver, then its nodes stop. Its stores and secrets stay on disk.
+then its account is deleted from the resolver, then its nodes stop. Its stores and secrets stay on disk. On
+hosts, where no supervisor here runs the clusters, a domain the spec drops is an account the resolver holds and
+the spec does not name (`strays`): `apply --prune` deletes the copies of its products, then its account, whose
+leaf links then close; its servers and their stores are its team's to stop.
 
 In config mode every account is in the hub's configs: a new cluster needs them re-rendered and a restart (the
 error says so, `natsmesh.local.secrets`).
@@ -25,10 +28,13 @@ from natsmesh.local.files import write_files
 from natsmesh.local.records import record_members, recorded_members, recorded_via
 from natsmesh.local.secrets import load_credentials
 from natsmesh.local.state import SupervisorState, lock_is_held
+from natsmesh.model import jwt
+from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster
 from natsmesh.model.trust import changed_hub_accounts
 from natsmesh.observe.connect import Connections, connect_system
+from natsmesh.observe.grants import lookup_claims, resolver_accounts
 from natsmesh.observe.readiness import targets, wait_ready
 from natsmesh.observe.wire import claims_refusal
 from natsmesh.render.servers import render_mesh
@@ -124,6 +130,39 @@ async def join(mesh: Mesh, change: Membership, timeout: float = TIMEOUT) -> dict
     return files
 
 
+async def strays(mesh: Mesh, creds: Credentials) -> dict[str, str]:
+    """The accounts the hub's resolver holds that MESH does not name, by key, each with the name its claims give
+    (operator mode: domains dropped from the spec of a mesh on hosts, where no supervisor here ran them)."""
+    trust = realise(mesh, creds)
+    if not trust.pushes:
+        return {}
+    wanted = set(trust.claims(int(time.time())))
+    nc = await connect_system(mesh, creds, cluster=mesh.hub)
+    try:
+        out = {}
+        for key in sorted(await resolver_accounts(nc) - wanted):
+            token = await lookup_claims(nc, key)
+            out[key] = str(jwt.decode(token).get("name") or key) if token else key
+        return out
+    finally:
+        await nc.close()
+
+
+async def forget(mesh: Mesh, creds: Credentials, accounts: dict[str, str]) -> None:
+    """Delete ACCOUNTS (key -> name) from the hub's resolver: their leaf links close, nothing else changes."""
+    request = realise(mesh, creds).forget(sorted(accounts), int(time.time()))
+    if not request:
+        return
+    nc = await connect_system(mesh, creds, cluster=mesh.hub)
+    try:
+        msg = await nc.request("$SYS.REQ.CLAIMS.DELETE", request.encode(), timeout=2.0)
+        if (why := claims_refusal(msg.data)) is not None:
+            names = ", ".join(sorted(accounts.values()))
+            raise ApplyError(f"the hub's resolver refused to delete {names}: {why}")
+    finally:
+        await nc.close()
+
+
 async def leave(mesh: Mesh, change: Membership, timeout: float = TIMEOUT) -> list[str]:
     """Delete the leaving clusters' streams, then their accounts at the hub, then stop their nodes. Returns the
     streams deleted (`DOMAIN/STREAM`)."""
@@ -138,15 +177,8 @@ async def leave(mesh: Mesh, change: Membership, timeout: float = TIMEOUT) -> lis
             for stream in await js.streams_info():
                 await js.delete_stream(stream.config.name or "")
                 deleted.append(f"{name}/{stream.config.name}")
-    request = realise(running, creds).forget(change.leaving, int(time.time()))
-    if request:
-        nc = await connect_system(running, creds, cluster=running.hub)
-        try:
-            msg = await nc.request("$SYS.REQ.CLAIMS.DELETE", request.encode(), timeout=2.0)
-            if (why := claims_refusal(msg.data)) is not None:
-                raise ApplyError(f"the hub's resolver refused to delete {', '.join(change.leaving)}: {why}")
-        finally:
-            await nc.close()
+    trust = realise(running, creds)
+    await forget(running, creds, {trust.hub_account(name): name for name in change.leaving})
     leaving = [running.domain(name) for name in change.leaving]
     _tell_supervisor(mesh)
     await asyncio.to_thread(_wait_members, mesh, leaving, False, timeout)

@@ -85,6 +85,11 @@ async def apply_policy(mesh: Mesh, change: PolicyChange, timeout: float = 10.0) 
     a share. Needs the mesh's supervisor (local processes)."""
     if not change.pending:
         return change
+    if mesh.hosted and not change.changed_files:  # shares only (operator mode: they are claims, pushed by apply)
+        if change.revoked:
+            change.kicked = await kick_links(mesh, {share_taker(r) for r in change.revoked})
+        record_shares(mesh)
+        return change
     if mesh.hosted:
         raise NotDeployedError(
             f"mesh {mesh.name!r} runs on hosts of its own and its servers need new configs "

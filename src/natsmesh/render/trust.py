@@ -92,8 +92,8 @@ class Realisation(Protocol):
         ...
 
     def forget(self, accounts: list[str], issued_at: int) -> str:
-        """The request that deletes the accounts of domains ACCOUNTS from the hub's resolver ("" in config mode,
-        where accounts leave with the configs)."""
+        """The request that deletes ACCOUNTS (as the hub names them, `hub_account`) from the hub's resolver ("" in
+        config mode, where accounts leave with the configs)."""
         ...
 
     def logins(self, role: str, party: str) -> list[Login]:
@@ -435,7 +435,7 @@ class OperatorMode(ConfigMode):
         # self-signed by the operator's signing key (strict signing keys: the resolver trusts no other, and takes
         # a delete only from a key whose claims are about itself)
         signing = self.key("operator-signing")
-        request = jwt.delete_accounts_request(signing.public, [self.account_key(a) for a in accounts])
+        request = jwt.delete_accounts_request(signing.public, accounts)
         return jwt.encode(request, signing.seed, issued_at)
 
     def _hub_user(self, member: Member) -> Login:
