@@ -51,44 +51,40 @@ def _doc(net: Network, data_dir: Path) -> dict[str, Any]:
     }
 
 
-async def _links(mesh: Mesh) -> dict[tuple[str, int], str]:
-    """Every leaf link at the hub: (hub server, connection id) -> account."""
+async def _hub_replies(mesh: Mesh, subject: str, body: bytes) -> list[dict[str, Any]]:
+    """Every hub server's answer to the system request SUBJECT (those that come within 2 s)."""
     creds = load_credentials(mesh, create=False)
     nc = await connect_system(mesh, creds, cluster=mesh.hub)
     try:
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox)
-        await nc.publish("$SYS.REQ.SERVER.PING.LEAFZ", b"{}", reply=inbox)
-        out: dict[tuple[str, int], str] = {}
+        await nc.publish(subject, body, reply=inbox)
+        out: list[dict[str, Any]] = []
         deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
+        while len(out) < len(mesh.hub.nodes) and (left := deadline - time.monotonic()) > 0:
             try:
-                msg = await sub.next_msg(timeout=max(0.05, deadline - time.monotonic()))
+                out.append(json.loads((await sub.next_msg(timeout=left)).data))
             except TimeoutError:
                 break
-            doc = json.loads(msg.data)
-            for lf in (doc.get("data") or {}).get("leafs") or []:
-                out[(doc["server"]["name"], int(lf["id"]))] = str(lf["account"])
         return out
     finally:
         await nc.close()
 
 
+async def _links(mesh: Mesh) -> dict[tuple[str, int], str]:
+    """Every leaf link at the hub: (hub server, connection id) -> account."""
+    return {
+        (doc["server"]["name"], int(lf["id"])): str(lf["account"])
+        for doc in await _hub_replies(mesh, "$SYS.REQ.SERVER.PING.LEAFZ", b"{}")
+        for lf in (doc.get("data") or {}).get("leafs") or []
+    }
+
+
 async def _resolver(mesh: Mesh) -> set[str]:
     """The account keys the hub's resolver holds, as every hub server lists them."""
-    creds = load_credentials(mesh, create=False)
-    nc = await connect_system(mesh, creds, cluster=mesh.hub)
-    try:
-        inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox)
-        await nc.publish("$SYS.REQ.CLAIMS.LIST", b"", reply=inbox)
-        held: list[set[str]] = []
-        while len(held) < len(mesh.hub.nodes):
-            held.append(set(json.loads((await sub.next_msg(timeout=2.0)).data)["data"]))
-        assert all(h == held[0] for h in held), held
-        return held[0]
-    finally:
-        await nc.close()
+    held = [set(doc["data"]) for doc in await _hub_replies(mesh, "$SYS.REQ.CLAIMS.LIST", b"")]
+    assert len(held) == len(mesh.hub.nodes) and all(h == held[0] for h in held), held
+    return held[0]
 
 
 async def _count(mesh: Mesh, domain: str, stream: str) -> int:
