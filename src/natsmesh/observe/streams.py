@@ -8,6 +8,7 @@ look absent. Here every page is read and each missing stream is asked for on its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import nats.errors
@@ -23,6 +24,20 @@ API = "$JS.API"  # a connection to the domain's own servers
 
 JS_NOT_ENABLED_FOR_ACCOUNT = 10039  # nats-server's JSNotEnabledForAccountErr
 JS_ENABLING = 10.0  # seconds a stream listing waits for an account's JetStream being enabled
+
+
+async def wait_jetstream(nc: Client, timeout: float = JS_ENABLING) -> None:
+    """Until the account NC is connected to answers on its JetStream API without an error: a server that has just
+    loaded an account's claims (operator mode, a hub just started) says "account not found" or "not enabled" for
+    a moment. Returns after TIMEOUT regardless: the next call says what is wrong."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        with contextlib.suppress(nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            msg = await nc.request(f"{API}.INFO", b"", timeout=2.0)
+            if "error" not in json.loads(msg.data):
+                return
+        await asyncio.sleep(0.1)
 
 
 async def list_streams(nc: Client, timeout: float = 10.0) -> dict[str, StreamInfo]:

@@ -42,7 +42,7 @@ from natsmesh.model.topology import monitor_host
 from natsmesh.observe.connect import Connections
 from natsmesh.observe.monitor import config_load_time
 from natsmesh.observe.readiness import targets, wait_ready
-from natsmesh.observe.streams import list_streams
+from natsmesh.observe.streams import list_streams, wait_jetstream
 from natsmesh.reconcile.catalog import ensure_bucket, read_catalog, write_entries
 from natsmesh.reconcile.plan import CATALOG_STREAM
 from natsmesh.render.servers import render_mesh
@@ -174,6 +174,7 @@ async def move_trust(mesh: Mesh, timeout: float = TIMEOUT) -> TrustMove:
     await asyncio.to_thread(wait_ready, mesh, timeout=timeout)
     if entries:
         async with Connections(mesh, load_credentials(mesh, create=False), name="natsmesh-migrate") as mc:
+            await wait_jetstream(await mc.connection(mesh.hub.name))  # the hub's new account, just loaded
             js = await mc.jetstream(mesh.hub.name)
             await ensure_bucket(js, replicas=min(3, len(mesh.hub.nodes)))
             await write_entries(js, entries)
