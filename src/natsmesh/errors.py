@@ -201,3 +201,8 @@ class ContractSchemaError(NatsmeshError):
 
 class NotDeployedError(NatsmeshError):
     """A mesh on hosts of its own needs server configs that differ from the ones last rendered for its hosts."""
+
+
+class AccessRefusedError(NatsmeshError):
+    """An access request or answer that would be refused (`natsmesh.model.access`): who may not do what, and why.
+    Nothing was posted."""

@@ -47,6 +47,11 @@ def json_option(f: F) -> F:
 
 
 FOLDER_COMMANDS = (
+    "access request",
+    "access grant",
+    "access deny",
+    "access revoke",
+    "access list",
     "pub",
     "tail",
     "catalog list",

@@ -15,6 +15,7 @@ from rich.text import Text
 from natsmesh.model.units import human_bytes, human_seconds, visible
 
 if TYPE_CHECKING:
+    from natsmesh.model.access import Ledger
     from natsmesh.model.mesh import Mesh
     from natsmesh.observe.lag import LagReport
     from natsmesh.observe.reports import JetStreamReport, LeafnodesReport, ServersReport
@@ -253,3 +254,33 @@ RULES: list[Column] = [
 
 def tables_policy(policy: Policy) -> list[Table]:
     return [table(f"policy of {d}", RULES, rs, len(RULES)) for d, rs in policy.rules.items()]
+
+
+def _when(t: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else "-"
+
+
+ACCESS_STYLE = {"granted": "green", "pending": "yellow", "denied": "red", "revoked": "red", "expired": "red"}
+ACCESS: list[Column] = [
+    *columns("Request=id|Requester=requester|Product=product|Copy=copy|Mode=mode"),
+    ("Status", lambda a: Text(a.status, style=ACCESS_STYLE.get(a.status, ""))),
+    ("Expires", lambda a: _when(a.expires) if a.expires else "-"),
+    ("Reason", lambda a: a.reason),
+    ("Answer", lambda a: a.answer),
+]
+REFUSED: list[Column] = [
+    ("Document", lambda r: r.doc.id),
+    ("By", lambda r: r.doc.domain),
+    ("Kind", lambda r: r.doc.kind),
+    ("Refused", lambda r: Text(r.why, style="red")),
+]
+
+
+def tables_access(ledger: Ledger) -> list[Table]:
+    rows = sorted(ledger.requests.values(), key=lambda a: (a.requested, a.id))
+    out = [table("Access requests", ACCESS, rows, len(ACCESS))]
+    if ledger.refused:
+        out.append(table("Documents refused", REFUSED, ledger.refused, len(REFUSED)))
+    return out

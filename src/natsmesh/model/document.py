@@ -12,10 +12,8 @@ from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from natsmesh.model.units import check_duration, parse_duration, parse_size, shown
+from natsmesh.model.units import NAME_RE, NAME_RULE, check_duration, parse_duration, parse_size, shown
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # matched whole (`fullmatch`): `$` would let a final "\n" by
-NAME_RULE = "letters, digits, '-' and '_' only (no spaces, dots, '*' or '>'), starting with a letter or digit"
 Loc = tuple[Any, ...]  # a path into the document: keys and list indices
 
 

@@ -69,6 +69,12 @@ class Mesh(Record):
     limits: tuple[tuple[str, Limits], ...] = ()  # (cluster, its limits); a cluster not listed has the defaults
     # (cluster, account public key, signing public key) of each cluster whose team brought its own account keys
     own_keys: tuple[tuple[str, str, str], ...] = ()
+    # (cluster, account public key, signing public key) of every cluster: who may sign for whom (operator mode;
+    # in every folder's mesh.json, so a domain checks the others' access documents offline)
+    account_keys: tuple[tuple[str, str, str], ...] = ()
+    # (importing cluster, the owner's subject, token): activations the owners signed (`natsmesh.model.access`);
+    # an empty token: none may be given (a grant revoked, expired or not given)
+    activations: tuple[tuple[str, str, str], ...] = ()
     document: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
@@ -204,7 +210,8 @@ class Mesh(Record):
         for key in ("fixed_system", "fixed_data"):
             d[key] = tuple(d[key]) if d[key] else None
         d["limits"] = tuple((name, Limits(**lim)) for name, lim in d.get("limits") or ())
-        d["own_keys"] = tuple((str(c), str(a), str(s)) for c, a, s in d.get("own_keys") or ())
+        for key in ("own_keys", "account_keys", "activations"):
+            d[key] = tuple((str(x), str(y), str(z)) for x, y, z in d.get(key) or ())
         return cls(source=source, base_dir=base_dir, **d)
 
 

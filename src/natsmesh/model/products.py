@@ -145,6 +145,7 @@ class Consumption(DomainStream):
     subjects: tuple[str, ...] = ()
     lag_critical: int = LAG_CRITICAL  # messages behind its upstream that make it critical
     seen_critical: float = SEEN_CRITICAL  # seconds without a word from its upstream that make it critical
+    request: str = ""  # the access request whose grant made it (`natsmesh.model.access`); "": the spec declares it
 
     @property
     def ref(self) -> str:

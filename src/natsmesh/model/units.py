@@ -6,6 +6,8 @@ import math
 import re
 from datetime import datetime
 
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # matched whole (`fullmatch`): `$` would let a final "\n" by
+NAME_RULE = "letters, digits, '-' and '_' only (no spaces, dots, '*' or '>'), starting with a letter or digit"
 SIZE_RE = re.compile(r"^\s*(\d{1,20})\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 DURATION_RE = re.compile(r"^\s*(\d{1,15}(?:\.\d{1,9})?)\s*(ms|s|m|h|d|w)?\s*$")
 DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import copy
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from natsmesh.errors import ApplyError, PlanRefusedError
 from natsmesh.local.files import write_files
 from natsmesh.local.records import recorded_members
 from natsmesh.local.secrets import load_credentials
+from natsmesh.model.access import with_access
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, MANAGED_KEY
@@ -29,6 +31,7 @@ from natsmesh.observe.connect import Connections
 from natsmesh.observe.grants import Refusal, refusals
 from natsmesh.observe.streams import list_consumers, list_streams
 from natsmesh.observe.wire import ApiError
+from natsmesh.reconcile.access import Gathered, describe, gather, hold_back, keys_of, relay
 from natsmesh.reconcile.catalog import (
     delete_entries,
     ensure_bucket,
@@ -42,8 +45,8 @@ from natsmesh.reconcile.concurrency import bounded
 from natsmesh.reconcile.membership import Membership, forget, join, leave, plan_membership, strays
 from natsmesh.reconcile.migration import move_detail, move_trust, trust_change
 from natsmesh.reconcile.plan import NOT_STREAMS, Action, Change, Config, Facts, Plan, depths, plan_changes
-from natsmesh.reconcile.policy_sync import apply_policy, plan_policy
-from natsmesh.render.trust import realise
+from natsmesh.reconcile.policy_sync import PolicyChange, apply_policy, plan_policy
+from natsmesh.render.trust import account_keys, realise
 
 STREAMS_AT_ONCE = 64  # stream requests in flight during apply
 COPIES_AT_ONCE = 64  # clusters whose catalog copy is read or written at once (each holds what it may read)
@@ -285,6 +288,47 @@ def _stray_changes(gone: dict[str, str], prune: bool) -> list[Change]:
     return [Change("refused", name, "cluster", name, detail.format(name=name)) for name in gone.values()]
 
 
+async def _granted(mesh: Mesh, client: Connections) -> tuple[Mesh, Gathered | None]:
+    """MESH with the copies its domains granted each other and their owners' activations (operator mode), and
+    what was read to know it (`natsmesh.reconcile.access`)."""
+    if not realise(mesh, client.creds).pushes:
+        return mesh, None
+    mesh = replace(mesh, account_keys=account_keys(mesh, client.creds))
+    got = await gather(mesh, client, keys_of(mesh))
+    return with_access(mesh, got.ledger), got
+
+
+def _access_rows(mesh: Mesh, got: Gathered | None) -> list[Change]:
+    if got is None:
+        return []
+    new = any(d.id not in got.audited for d in got.docs)
+    return [Change("update" if new else "unchanged", mesh.hub.name, "access", "requests", describe(got))]
+
+
+async def _carry_out(
+    mesh: Mesh,
+    client: Connections,
+    p: Plan,
+    policy: PolicyChange,
+    members: Membership,
+    gone: dict[str, str],
+    got: Gathered | None,
+) -> None:
+    """Apply plan P: the policy first (so new mirrors and sources find their imports in place), the streams and
+    the catalog, the clusters leaving, the accounts gone; then the access documents recorded and relayed, and
+    the owners' side of each grant set."""
+    if not p.refused:
+        await apply_policy(mesh, policy)
+    await apply(mesh, client, p)
+    if members.leaving:
+        await leave(mesh, members)
+    if gone and not p.refused:
+        await forget(mesh, client.creds, gone)
+    if got is not None and not p.refused:
+        await relay(mesh, client, got)
+        await hold_back(mesh, client, got.ledger)
+
+
 async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, mc: Connections | None = None) -> Plan:
     """Plan, and unless DRY_RUN apply. The library form of `natsmesh apply`.
 
@@ -307,6 +351,7 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
     else:
         client = mc or Connections(mesh, creds, name="natsmesh-apply")
     try:
+        mesh, got = await _granted(mesh, client) if moving is None else (mesh, None)
         policy = plan_policy(mesh, creds, rendered)  # on a join, of the joining folders only
         done: dict[tuple[str, str, str], Change] = {}
         if joins:  # who may read what first (the joiners' grants), then their copies, then everyone else
@@ -326,6 +371,11 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
         )
         if move_row is not None:
             p.changes.insert(0, move_row)
+        if got is not None:
+            new = len([d for d in got.docs if d.id not in got.audited])
+            p.changes.append(
+                Change("update" if new else "unchanged", mesh.hub.name, "access", "requests", describe(got))
+            )
         creds = client.creds
         if realise(mesh, creds).pushes and not (moving and dry_run):  # operator mode: the hub's resolver
             accounts = await push_claims(mesh, creds, dry_run=dry_run or bool(p.refused))
@@ -335,13 +385,7 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
             detail = "; ".join([accounts.describe(), *map(str, refused)]).strip("; ")
             p.changes.insert(1, Change(action, mesh.hub.name, "accounts", "claims", detail))
         if not dry_run:
-            if not p.refused:  # the policy first, so new mirrors and sources find their imports in place
-                await apply_policy(mesh, policy)
-            await apply(mesh, client, p)
-            if members.leaving:
-                await leave(mesh, members)
-            if gone and not p.refused:
-                await forget(mesh, client.creds, gone)
+            await _carry_out(mesh, client, p, policy, members, gone, got)
         p.changes = [done.get((ch.domain, ch.kind, ch.name), ch) for ch in p.changes]  # as the first pass made them
         return p
     finally:

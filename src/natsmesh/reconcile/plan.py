@@ -32,7 +32,7 @@ ACTIONS: tuple[Action, ...] = ("create", "update", "unchanged", "delete", "would
 CATALOG_STREAM = f"KV_{CATALOG_BUCKET}"
 # rows of a plan that are not a stream or consumer: the catalog, who may do what, the hub's accounts, clusters
 # joining or leaving, a move to another trust mode
-NOT_STREAMS = frozenset({"catalog", "catalog-copy", "policy", "accounts", "cluster", "trust"})
+NOT_STREAMS = frozenset({"catalog", "catalog-copy", "policy", "accounts", "cluster", "trust", "access"})
 Config = dict[str, Any]  # a stream config as the JetStream API takes and reports it
 
 COMPARED = (

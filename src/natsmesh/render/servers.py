@@ -16,7 +16,7 @@ from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of, u
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster, Node
 from natsmesh.render.hosts import host_files
-from natsmesh.render.trust import realise
+from natsmesh.render.trust import account_keys, realise
 
 DEFAULT_SERVER_COMMAND = "nats-server"
 SECRETS_FILE = "secrets.json"  # in each party's folder: that party's own secrets
@@ -227,13 +227,13 @@ def party_secrets(mesh: Mesh, creds: Credentials, cluster: Cluster) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def party_mesh(mesh: Mesh) -> str:
+def party_mesh(mesh: Mesh, keys: tuple[tuple[str, str, str], ...] = ()) -> str:
     """The `mesh.json` of every folder: the validated mesh its party acts on (`natsmesh --bundle`), without the
     spec's fixed credentials, its warnings, or where the platform keeps its files and binary. The same for every
     party, so made once per mesh (at 100 domains with 1,000 products, making it for each folder was 24 s of an
     apply's 34)."""
     blank = dict.fromkeys(("fixed_system", "fixed_data", "data_dir_setting", "tls_dir_setting"))
-    doc = mesh.to_json() | blank | {"document": {}, "warnings": []}
+    doc = mesh.to_json() | blank | {"document": {}, "warnings": []} | ({"account_keys": keys} if keys else {})
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
@@ -264,7 +264,7 @@ def render_party(
         {f"{cluster.folder}/{k}": v for k, v in host_files(mesh, cluster, server_command, install_dir).items()}
     )
     files[f"{cluster.folder}/{SECRETS_FILE}"] = party_secrets(mesh, own, cluster)
-    files[f"{cluster.folder}/{MESH_FILE}"] = party_mesh(mesh)
+    files[f"{cluster.folder}/{MESH_FILE}"] = party_mesh(mesh, account_keys(mesh, creds))
     files.update({f"{cluster.folder}/{k}": v for k, v in realise(mesh, own).files(cluster).items()})
     if mesh.tls and certs is not None:
         files.update({f"{cluster.folder}/{TLS_DIR}/{name}": certs[name] for name in party_tls_files(cluster)})

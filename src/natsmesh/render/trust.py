@@ -117,6 +117,23 @@ def link_creds(domain: str, account: str, signing_seed: str, link: NKey, issued_
     return jwt.creds_file(jwt.encode(claims, signing_seed, issued_at), link.seed)
 
 
+def account_keys(mesh: Mesh, creds: Credentials) -> tuple[tuple[str, str, str], ...]:
+    """(cluster, account, signing) public keys of every cluster whose keys CREDS knows (operator mode; none in
+    config mode): who may sign for whom, which every folder's mesh.json says (`Mesh.account_keys`)."""
+    if mesh.trust != "operator":
+        return ()
+    keys = creds.trust_keys
+    out = []
+    for c in mesh.clusters:
+        account, signing = (
+            keys.get(trust_key_name("account", c.name)),
+            keys.get(trust_key_name("account-signing", c.name)),
+        )
+        if account is not None and signing is not None:
+            out.append((c.name, account.public, signing.public))
+    return tuple(out)
+
+
 def joins_live(mesh: Mesh) -> bool:
     """Whether a domain joins or leaves MESH while it runs (its account a pushed claim, no hub config naming it)."""
     return mesh.trust == "operator"
@@ -294,6 +311,7 @@ class OperatorMode(ConfigMode):
     def __init__(self, mesh: Mesh, creds: Credentials) -> None:
         super().__init__(mesh, creds)
         self.issued = 1_700_000_000  # what the files hold: the same on every render (the servers check no age)
+        self.granted = {(c, subject): token for c, subject, token in mesh.activations}
 
     def key(self, kind: str, owner: str = "") -> NKey:
         return self.creds.trust_keys[trust_key_name(kind, owner)]
@@ -351,10 +369,12 @@ class OperatorMode(ConfigMode):
             import_kind=item.kind,
             issuer_account=owner,
         )
-        # the same token on every push (its issue time is the files'), so an unchanged grant reads as unchanged;
-        # an owner that brought its own account key signs its grants itself: none from the platform
+        # what the owner signed for this copy (`natsmesh access grant`), or that nothing may be given; else the
+        # same token on every push (its issue time is the files'), so an unchanged grant reads as unchanged; an
+        # owner that brought its own account key signs its grants itself: none from the platform
+        granted = self.granted.get((importer, item.subject))
         signer = self.key("account-signing", item.account).seed
-        token = jwt.encode(activation, signer, self.issued) if signer else ""
+        token = granted if granted is not None else jwt.encode(activation, signer, self.issued) if signer else ""
         return jwt.Import(
             account=owner, subject=item.subject, kind=item.kind, local_subject=item.local or "", token=token
         )

@@ -1,0 +1,233 @@
+"""Access requests and grants between domains, on real servers (issue 20): a domain asks from its own folder, the
+owner grants, denies or revokes from its own folder with its own key, the platform's `apply` records and relays
+the signed documents and makes the copy; the hub's servers let nothing flow without the owner's activation.
+
+One mesh (hub, `sales` owning ORDERS and PRICES, `billing` asking, `ops` a third domain), every step as the
+holder of a folder would run it (`natsmesh --bundle FOLDER access ...`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import MeshRunner, run_cli
+from natsmesh.client import MeshClient, run
+from natsmesh.local.folder import load_folder
+from natsmesh.local.secrets import load_credentials
+from natsmesh.model import access as model
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.topology import block_size, plan_ports
+from natsmesh.observe.connect import Connections
+from natsmesh.reconcile import access
+from natsmesh.run.ports import free_port_base
+
+pytestmark = pytest.mark.integration
+
+OWNER, TAKER, OTHER = "sales", "billing", "ops"
+
+
+def _doc(data_dir: Path) -> dict[str, Any]:
+    block = block_size(1)
+    base = free_port_base(block * 4)
+    clusters: list[dict[str, Any]] = [
+        {"name": "hub", "nodes": 1},
+        {
+            "name": OWNER,
+            "nodes": 1,
+            "products": [
+                {"name": "ORDERS", "subjects": [f"{OWNER}.orders.>"], "owner": "sales@example.com"},
+                {"name": "PRICES", "subjects": [f"{OWNER}.prices.>"], "owner": "sales@example.com"},
+            ],
+        },
+        {"name": TAKER, "nodes": 1, "products": [{"name": "INVOICES", "subjects": [f"{TAKER}.invoices.>"]}]},
+        {"name": OTHER, "nodes": 1},
+    ]
+    for k, c in enumerate(clusters):
+        c["ports"] = plan_ports(base, block, k, 1, k == 0).as_spec()
+    return {"name": "acc", "trust": "operator", "data_dir": str(data_dir), "hub": clusters[0], "domains": clusters[1:]}
+
+
+class World:
+    def __init__(self, tmp: Path, mesh: Mesh, spec: Path) -> None:
+        self.tmp, self.mesh, self.spec = tmp, mesh, spec
+
+    def folder(self, domain: str) -> Path:
+        return self.mesh.data_dir / self.mesh.domain(domain).folder
+
+    def as_(self, domain: str, *args: str) -> Any:
+        return run_cli("--bundle", str(self.folder(domain)), *args)
+
+    def apply(self) -> dict[str, Any]:
+        res = run_cli("apply", "-f", str(self.spec), "--json")
+        assert res.returncode == 0, res.stdout + res.stderr
+        return json.loads(res.stdout)  # type: ignore[no-any-return]
+
+    def listing(self, domain: str) -> dict[str, Any]:
+        res = self.as_(domain, "access", "list", "--json")
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)  # type: ignore[no-any-return]
+
+    def request_of(self, domain: str, rid: str) -> dict[str, Any]:
+        return next(r for r in self.listing(domain)["requests"] if r["id"] == rid)
+
+    def count(self, domain: str, stream: str) -> int:
+        async def go() -> int:
+            async with MeshClient(self.mesh, name="counter") as mc:
+                try:
+                    return int((await (await mc.jetstream(domain)).stream_info(stream)).state.messages)
+                except Exception:
+                    return -1
+
+        return int(run(go()))
+
+    def publish(self, ref: str, subject: str, n: int) -> None:
+        async def go() -> None:
+            async with MeshClient(self.mesh, name="producer") as mc:
+                for i in range(n):
+                    await mc.publish(ref, json.dumps({"i": i}).encode(), subject=subject)
+
+        run(go())
+
+    def wait_count(self, domain: str, stream: str, n: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while (have := self.count(domain, stream)) != n:
+            assert time.monotonic() < deadline, f"{domain}/{stream} holds {have}, not {n}"
+            time.sleep(0.2)
+
+    def post_raw(self, domain: str, doc: model.AccessDoc) -> None:
+        """DOC into DOMAIN's own stream as its folder's holder could write it, without natsmesh's checks."""
+        mesh = load_folder(self.folder(domain))
+
+        async def go() -> None:
+            async with Connections(mesh, load_credentials(mesh, create=False)) as mc:
+                await access.post(mesh, mc, domain, doc)
+
+        run(go())
+
+    def signer(self, domain: str) -> access.Signer:
+        mesh = load_folder(self.folder(domain))
+        return access.signer_of(mesh, load_credentials(mesh, create=False))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("access")
+    runner = MeshRunner(tmp)
+    try:
+        mesh, spec = runner.up_file(_doc(tmp / "data"), "acc.yaml")
+        w = World(tmp, mesh, spec)
+        w.apply()
+        yield w
+    finally:
+        runner.close()
+
+
+def _requested(w: World, domain: str, *args: str) -> str:
+    res = w.as_(domain, "access", "request", *args, "--json")
+    assert res.returncode == 0, res.stderr
+    return str(json.loads(res.stdout)["id"])
+
+
+def test_request_grant_copy_then_revoke_stops_it_and_keeps_its_data(world: World) -> None:
+    w = world
+    w.publish(f"{OWNER}/ORDERS", f"{OWNER}.orders.a", 30)
+    rid = _requested(w, TAKER, f"{OWNER}/ORDERS", "--as", "ORDERS", "--reason", "invoicing needs orders")
+    assert w.request_of(TAKER, rid)["status"] == "pending"
+    assert rid not in {r["id"] for r in w.listing(OWNER)["requests"]}  # not relayed yet
+    w.apply()
+    asked = w.request_of(OWNER, rid)
+    assert asked["status"] == "pending" and asked["reason"] == "invoicing needs orders", asked
+    assert rid not in {r["id"] for r in w.listing(OTHER)["requests"]}  # a third domain sees none of it
+    assert w.count(TAKER, "ORDERS") == -1  # nothing before the owner's grant
+
+    # only the owner may answer: the requester and a third domain are refused with the reason, nothing posted
+    own = w.as_(TAKER, "access", "grant", rid)
+    assert own.returncode != 0 and "only sales/ORDERS's owner sales can" in own.stderr, own.stderr
+    assert "Traceback" not in own.stderr
+    third = w.as_(OTHER, "access", "grant", rid)
+    assert third.returncode != 0 and "knows no request" in third.stderr, third.stderr
+
+    granted = w.as_(OWNER, "access", "grant", rid, "--reason", "ok for invoicing")
+    assert granted.returncode == 0, granted.stderr
+    w.apply()
+    w.wait_count(TAKER, "ORDERS", 30)
+    assert w.request_of(TAKER, rid)["status"] == "granted"
+    w.publish(f"{OWNER}/ORDERS", f"{OWNER}.orders.b", 10)
+    w.wait_count(TAKER, "ORDERS", 40)
+
+    revoked = w.as_(OWNER, "access", "revoke", rid, "--reason", "contract ended")
+    assert revoked.returncode == 0, revoked.stderr
+    w.publish(f"{OWNER}/ORDERS", f"{OWNER}.orders.c", 10)  # after the revocation: none of these may arrive
+    time.sleep(3)
+    assert w.count(TAKER, "ORDERS") == 40
+    w.apply()
+    w.publish(f"{OWNER}/ORDERS", f"{OWNER}.orders.d", 10)
+    time.sleep(3)
+    assert w.count(TAKER, "ORDERS") == 40  # its data stays, nothing new
+    seen = w.request_of(TAKER, rid)
+    assert seen["status"] == "revoked" and seen["answer"] == "contract ended", seen
+
+
+def test_a_denied_request_makes_nothing_and_the_requester_reads_why(world: World) -> None:
+    w = world
+    rid = _requested(w, TAKER, f"{OWNER}/PRICES", "--as", "PRICES_DENIED", "--reason", "curious")
+    w.apply()
+    denied = w.as_(OWNER, "access", "deny", rid, "--reason", "prices are confidential")
+    assert denied.returncode == 0, denied.stderr
+    w.apply()
+    seen = w.request_of(TAKER, rid)
+    assert seen["status"] == "denied" and seen["answer"] == "prices are confidential", seen
+    assert w.count(TAKER, "PRICES_DENIED") == -1
+
+
+def test_an_expiring_grant_stops_the_copy_when_it_expires(world: World) -> None:
+    w = world
+    w.publish(f"{OWNER}/PRICES", f"{OWNER}.prices.a", 10)
+    rid = _requested(w, TAKER, f"{OWNER}/PRICES", "--as", "PRICES", "--reason", "one quarter")
+    w.apply()
+    assert w.as_(OWNER, "access", "grant", rid, "--expires", "12s").returncode == 0
+    w.apply()
+    w.wait_count(TAKER, "PRICES", 10)
+    expires = w.request_of(TAKER, rid)["expires"]
+    time.sleep(max(0.0, expires - time.time()) + 1.5)
+    w.publish(f"{OWNER}/PRICES", f"{OWNER}.prices.b", 10)
+    time.sleep(3)
+    assert w.count(TAKER, "PRICES") == 10
+    assert w.request_of(TAKER, rid)["status"] == "expired"
+
+
+def test_requests_and_answers_no_domain_may_make_are_refused(world: World) -> None:
+    w = world
+    own = w.as_(OWNER, "access", "request", f"{OWNER}/ORDERS", "--as", "MINE", "--reason", "x")
+    assert own.returncode != 0 and "sales's own product" in own.stderr, own.stderr
+    assert "Traceback" not in own.stderr
+
+    # written straight into their own streams, past natsmesh's checks: the platform refuses them, says why, and
+    # nothing flows; a document signed by another domain's key is refused as not that domain's
+    rid = _requested(w, TAKER, f"{OWNER}/ORDERS", "--as", "ORDERS_AGAIN", "--reason", "again")
+    w.apply()
+    mesh = load_folder(w.folder(TAKER))
+    keys = access.keys_of(mesh)
+    self_grant = model.sign(
+        "grant", TAKER, keys[TAKER].account, w.signer(TAKER).seed, request=rid, activations={}
+    )
+    w.post_raw(TAKER, self_grant)
+    other = model.sign("grant", OTHER, keys[OTHER].account, w.signer(OTHER).seed, request=rid)
+    w.post_raw(OTHER, other)
+    forged = model.sign("grant", OWNER, keys[OWNER].account, w.signer(OTHER).seed, request=rid)  # ops' key
+    w.post_raw(OTHER, forged)
+    w.apply()
+    res = run_cli("access", "list", "-f", str(w.spec), "--json")
+    assert res.returncode == 0, res.stderr
+    refused = {r["id"]: r["refused"] for r in json.loads(res.stdout)["refused"]}
+    assert "its requester cannot grant" in refused[self_grant.id], refused
+    assert "ops cannot grant" in refused[other.id] and "only sales/ORDERS's owner sales can" in refused[other.id]
+    assert "which is not a key of sales" in refused[forged.id], refused
+    assert w.request_of(TAKER, rid)["status"] == "pending"
+    assert w.count(TAKER, "ORDERS_AGAIN") == -1
