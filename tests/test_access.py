@@ -214,9 +214,7 @@ def test_requests_and_answers_no_domain_may_make_are_refused(world: World) -> No
     w.apply()
     mesh = load_folder(w.folder(TAKER))
     keys = access.keys_of(mesh)
-    self_grant = model.sign(
-        "grant", TAKER, keys[TAKER].account, w.signer(TAKER).seed, request=rid, activations={}
-    )
+    self_grant = model.sign("grant", TAKER, keys[TAKER].account, w.signer(TAKER).seed, request=rid, activations={})
     w.post_raw(TAKER, self_grant)
     other = model.sign("grant", OTHER, keys[OTHER].account, w.signer(OTHER).seed, request=rid)
     w.post_raw(OTHER, other)
