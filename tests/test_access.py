@@ -56,6 +56,17 @@ def _doc(data_dir: Path) -> dict[str, Any]:
 class World:
     def __init__(self, tmp: Path, mesh: Mesh, spec: Path) -> None:
         self.tmp, self.mesh, self.spec = tmp, mesh, spec
+        self.acts: dict[str, str] = {}  # every document posted through natsmesh: id -> what it was
+        self.refused: set[str] = set()  # every document posted past natsmesh's checks (refused by the platform)
+        self.forged = ""  # one of them, signed by another domain's key than the domain it names
+
+    def act(self, domain: str, *args: str) -> str:
+        """Run `natsmesh --bundle FOLDER access ARGS --json` as DOMAIN; the posted document's id."""
+        res = self.as_(domain, "access", *args, "--json")
+        assert res.returncode == 0, res.stderr
+        doc = json.loads(res.stdout)
+        self.acts[doc["id"]] = f"{domain} {args[0]}"
+        return str(doc["id"])
 
     def folder(self, domain: str) -> Path:
         return self.mesh.data_dir / self.mesh.domain(domain).folder
@@ -129,9 +140,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def _requested(w: World, domain: str, *args: str) -> str:
-    res = w.as_(domain, "access", "request", *args, "--json")
-    assert res.returncode == 0, res.stderr
-    return str(json.loads(res.stdout)["id"])
+    return w.act(domain, "request", *args)
 
 
 def test_request_grant_copy_then_revoke_stops_it_and_keeps_its_data(world: World) -> None:
@@ -153,16 +162,14 @@ def test_request_grant_copy_then_revoke_stops_it_and_keeps_its_data(world: World
     third = w.as_(OTHER, "access", "grant", rid)
     assert third.returncode != 0 and "knows no request" in third.stderr, third.stderr
 
-    granted = w.as_(OWNER, "access", "grant", rid, "--reason", "ok for invoicing")
-    assert granted.returncode == 0, granted.stderr
+    w.act(OWNER, "grant", rid, "--reason", "ok for invoicing")
     w.apply()
     w.wait_count(TAKER, "ORDERS", 30)
     assert w.request_of(TAKER, rid)["status"] == "granted"
     w.publish(f"{OWNER}/ORDERS", f"{OWNER}.orders.b", 10)
     w.wait_count(TAKER, "ORDERS", 40)
 
-    revoked = w.as_(OWNER, "access", "revoke", rid, "--reason", "contract ended")
-    assert revoked.returncode == 0, revoked.stderr
+    w.act(OWNER, "revoke", rid, "--reason", "contract ended")
     w.publish(f"{OWNER}/ORDERS", f"{OWNER}.orders.c", 10)  # after the revocation: none of these may arrive
     time.sleep(3)
     assert w.count(TAKER, "ORDERS") == 40
@@ -172,14 +179,19 @@ def test_request_grant_copy_then_revoke_stops_it_and_keeps_its_data(world: World
     assert w.count(TAKER, "ORDERS") == 40  # its data stays, nothing new
     seen = w.request_of(TAKER, rid)
     assert seen["status"] == "revoked" and seen["answer"] == "contract ended", seen
+    for args in (("-f", str(w.spec)), ("--bundle", str(w.folder(TAKER)))):  # the platform's and the taker's
+        head, tail = (args, ()) if args[0] == "--bundle" else ((), args)
+        res = run_cli(*head, "report", "lag", *tail, "--json", "--max-inactive", "5")
+        assert res.returncode == 0, res.stdout + res.stderr  # stopped by its owner: not a stalled copy
+        row = next(r for r in json.loads(res.stdout)["rows"] if r["domain"] == TAKER and r["stream"] == "ORDERS")
+        assert row["access"] == "revoked: contract ended" and row["local_last_seq"] == 40, row
 
 
 def test_a_denied_request_makes_nothing_and_the_requester_reads_why(world: World) -> None:
     w = world
     rid = _requested(w, TAKER, f"{OWNER}/PRICES", "--as", "PRICES_DENIED", "--reason", "curious")
     w.apply()
-    denied = w.as_(OWNER, "access", "deny", rid, "--reason", "prices are confidential")
-    assert denied.returncode == 0, denied.stderr
+    w.act(OWNER, "deny", rid, "--reason", "prices are confidential")
     w.apply()
     seen = w.request_of(TAKER, rid)
     assert seen["status"] == "denied" and seen["answer"] == "prices are confidential", seen
@@ -191,7 +203,7 @@ def test_an_expiring_grant_stops_the_copy_when_it_expires(world: World) -> None:
     w.publish(f"{OWNER}/PRICES", f"{OWNER}.prices.a", 10)
     rid = _requested(w, TAKER, f"{OWNER}/PRICES", "--as", "PRICES", "--reason", "one quarter")
     w.apply()
-    assert w.as_(OWNER, "access", "grant", rid, "--expires", "12s").returncode == 0
+    w.act(OWNER, "grant", rid, "--expires", "12s")
     w.apply()
     w.wait_count(TAKER, "PRICES", 10)
     expires = w.request_of(TAKER, rid)["expires"]
@@ -200,6 +212,10 @@ def test_an_expiring_grant_stops_the_copy_when_it_expires(world: World) -> None:
     time.sleep(3)
     assert w.count(TAKER, "PRICES") == 10
     assert w.request_of(TAKER, rid)["status"] == "expired"
+    lag = json.loads(run_cli("report", "lag", "-f", str(w.spec), "--json").stdout)["rows"]
+    row = next(r for r in lag if r["domain"] == TAKER and r["stream"] == "PRICES")
+    assert str(row["access"]).startswith("expired at "), row
+    w.apply()  # the platform notices the expiry: an event of its own in the audit trail
 
 
 def test_requests_and_answers_no_domain_may_make_are_refused(world: World) -> None:
@@ -216,10 +232,13 @@ def test_requests_and_answers_no_domain_may_make_are_refused(world: World) -> No
     keys = access.keys_of(mesh)
     self_grant = model.sign("grant", TAKER, keys[TAKER].account, w.signer(TAKER).seed, request=rid, activations={})
     w.post_raw(TAKER, self_grant)
+    w.refused |= {self_grant.id}
     other = model.sign("grant", OTHER, keys[OTHER].account, w.signer(OTHER).seed, request=rid)
     w.post_raw(OTHER, other)
     forged = model.sign("grant", OWNER, keys[OWNER].account, w.signer(OTHER).seed, request=rid)  # ops' key
     w.post_raw(OTHER, forged)
+    w.refused |= {other.id, forged.id}
+    w.forged = forged.id
     w.apply()
     res = run_cli("access", "list", "-f", str(w.spec), "--json")
     assert res.returncode == 0, res.stderr
@@ -229,3 +248,60 @@ def test_requests_and_answers_no_domain_may_make_are_refused(world: World) -> No
     assert "which is not a key of sales" in refused[forged.id], refused
     assert w.request_of(TAKER, rid)["status"] == "pending"
     assert w.count(TAKER, "ORDERS_AGAIN") == -1
+
+
+def test_the_audit_trail_holds_every_act_once_signed_and_cannot_be_purged(world: World) -> None:
+    w = world
+    res = run_cli("audit", "-f", str(w.spec), "--json")
+    assert res.returncode == 0, res.stderr
+    entries = json.loads(res.stdout)["entries"]
+    ids = [e["id"] for e in entries]
+    assert len(ids) == len(set(ids))
+    by_id = {e["id"]: e for e in entries}
+    for rid, what in w.acts.items():  # every act through natsmesh: once, valid, by its domain
+        assert rid in by_id, what
+        assert by_id[rid]["valid"] and by_id[rid]["actor"] == what.split()[0] and not by_id[rid].get("refused")
+    for rid in w.refused:  # every act past natsmesh's checks: once, with why it was refused
+        assert by_id[rid]["refused"], by_id[rid]
+    assert not by_id[w.forged]["valid"]  # signed by another domain's key than the one it names
+    platform = [e for e in entries if e["actor"] == "platform"]
+    assert platform and all(e["valid"] for e in platform)
+    assert {e["what"] for e in platform} >= {"apply", "expired"}
+
+    # the owner's folder reads the acts about its products from its own stream, each checked
+    mine = json.loads(w.as_(OWNER, "audit", "--json", "--product", f"{OWNER}/ORDERS").stdout)["entries"]
+    assert mine and all(e["valid"] and e["about"].startswith(f"{OWNER}/ORDERS") for e in mine)
+    assert not w.as_(OTHER, "audit", "--json", "--product", f"{OWNER}/ORDERS").stdout.count(f"{TAKER}")
+
+    # a changed byte fails verification
+    from natsmesh.model import audit as audit_model
+
+    async def tokens() -> list[str]:
+        async with Connections(w.mesh) as mc:
+            from natsmesh.observe.access import read_tokens
+
+            return await read_tokens(await mc.jetstream("hub"), "natsmesh_audit", limit=10**6)
+
+    token = next(t for t in run(tokens()) if model.doc_id(t) in w.acts)
+    head, body, sig = token.split(".")
+    tampered = f"{head}.{body[:-2]}{'A' if body[-2] != 'A' else 'B'}{body[-1]}.{sig}"
+    keys = access.keys_of(load_folder(w.folder(OWNER)))
+    assert audit_model.verify(token, keys, "").valid
+    assert not audit_model.verify(tampered, keys, "").valid
+
+    # no identity natsmesh makes at the hub may delete, purge or change the audit stream
+    async def attempts() -> tuple[list[str], int, int]:
+        async with Connections(w.mesh) as mc:
+            js = await mc.jetstream("hub")
+            before = (await js.stream_info("natsmesh_audit")).state.messages
+            refused = []
+            for attempt in (js.purge_stream("natsmesh_audit"), js.delete_stream("natsmesh_audit")):
+                try:
+                    await attempt
+                except Exception as exc:
+                    refused.append(type(exc).__name__)
+            return refused, before, (await js.stream_info("natsmesh_audit")).state.messages
+
+    refused, before, after = run(attempts())
+    print("audit stream changes refused:", refused)
+    assert len(refused) == 2 and after == before >= len(w.acts), (refused, before, after)

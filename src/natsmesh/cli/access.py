@@ -55,7 +55,13 @@ def access() -> None:
 @access.command(name="request")
 @click.argument("product")
 @click.option("--as", "copy", required=True, help="The copy's stream name in your domain.")
-@click.option("--mode", type=click.Choice(["mirror", "source"]), default="mirror", show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["mirror", "source"]),
+    default="mirror",
+    show_default=True,
+    help="A mirror (an exact copy, same sequence numbers) or a source.",
+)
 @click.option("--filter", "filter_", default="", help="Only these subjects of the product (a source's filter).")
 @click.option("--reason", required=True, help="Why your domain needs it (the owner reads this).")
 @_keys_option
@@ -126,6 +132,33 @@ def access_list(spec_path: str | None, as_json: bool) -> None:
     from natsmesh.cli.output import show
     from natsmesh.cli.tables import tables_access
     from natsmesh.client import run
-    from natsmesh.reconcile.access import ledger_view
+    from natsmesh.observe.access import ledger_view
 
     show(run(ledger_view(load(spec_path))), as_json, tables_access)
+
+
+@cli.command()
+@click.option("-f", "--file", "spec_path", type=click.Path(dir_okay=False), default=None, help="Mesh spec file.")
+@click.option("--since", default=None, help="Only entries of this last while (1h, 7d).")
+@click.option("--product", default=None, help="Only entries about this product (DOMAIN/PRODUCT).")
+@json_option
+def audit(spec_path: str | None, since: str | None, product: str | None, as_json: bool) -> None:
+    """The audit trail: every access request, grant, denial, revocation and expiry, and every apply with its
+    plan, each with who signed it and whether its signature holds (checked here, from public keys).
+
+    From the platform's spec: the hub's append-only `natsmesh_audit` stream. From a domain's folder (`--bundle`):
+    what its own stream holds, its acts and those about its products and requests.
+    """
+    from natsmesh.cli.output import show
+    from natsmesh.cli.tables import tables_audit
+    from natsmesh.client import run
+    from natsmesh.model.units import parse_duration
+    from natsmesh.observe.access import audit_log
+
+    start = None
+    if since is not None:
+        try:
+            start = time.time() - parse_duration(since)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from None
+    show(run(audit_log(load(spec_path), start, product)), as_json, tables_audit)

@@ -52,6 +52,7 @@ FOLDER_COMMANDS = (
     "access deny",
     "access revoke",
     "access list",
+    "audit",
     "pub",
     "tail",
     "catalog list",

@@ -17,6 +17,7 @@ from natsmesh.model.units import human_bytes, human_seconds, visible
 if TYPE_CHECKING:
     from natsmesh.model.access import Ledger
     from natsmesh.model.mesh import Mesh
+    from natsmesh.observe.access import AuditLog
     from natsmesh.observe.lag import LagReport
     from natsmesh.observe.reports import JetStreamReport, LeafnodesReport, ServersReport
     from natsmesh.reconcile.catalog import Catalog
@@ -193,7 +194,10 @@ LAG = columns(
 
 
 def tables_lag(rep: LagReport) -> list[Table]:
-    return [table("Mirror and Source Lag", LAG, rep.rows, 4)]
+    columns = LAG
+    if any(r.access for r in rep.rows):  # copies made by request: what each owner said
+        columns = [*LAG[:-1], ("Access", lambda r: Text(r.access or "", style="red" if r.stopped else "")), LAG[-1]]
+    return [table("Mirror and Source Lag", columns, rep.rows, 4)]
 
 
 def _consumers(e: dict[str, Any]) -> str:
@@ -284,3 +288,15 @@ def tables_access(ledger: Ledger) -> list[Table]:
     if ledger.refused:
         out.append(table("Documents refused", REFUSED, ledger.refused, len(REFUSED)))
     return out
+
+
+AUDIT: list[Column] = [
+    ("Time", lambda e: _when(e.issued)),
+    *columns("Actor=actor|What=what|About=about|Reason=reason"),
+    ("Signature", lambda e: Text("valid", style="green") if e.valid else Text("INVALID", style="bold red")),
+    ("Refused", lambda e: Text(e.refused, style="red")),
+]
+
+
+def tables_audit(log: AuditLog) -> list[Table]:
+    return [table(f"Audit trail ({log.scope})", AUDIT, log.entries, len(AUDIT))]

@@ -391,7 +391,7 @@ def with_access(mesh: Mesh, ledger: Ledger, now: float | None = None) -> Mesh:
         for subject in share_subjects(share):  # the owner's tokens, or none (a declared copy not granted: none)
             granted = dict(a.grant.activations).get(subject, "") if a.grant is not None else ""
             tokens[(a.requester, subject)] = granted if flowing else ""
-        if a.declared:
+        if a.declared or any(c.request == a.id for c in copies):  # (a folder's mesh.json has it already)
             continue
         p = mesh.product(a.product)
         note = f"granted by {a.owner} (request {a.id})"
@@ -401,9 +401,20 @@ def with_access(mesh: Mesh, ledger: Ledger, now: float | None = None) -> Mesh:
     return replace(mesh, consumptions=tuple(copies), activations=acts)
 
 
-def status_of(ledger: Ledger, cluster: str, copy: str) -> Access | None:
-    """The request behind CLUSTER's copy COPY, if a request (or the spec, answered by its owner) made it."""
-    for a in ledger.requests.values():
-        if a.requester == cluster and a.copy == copy:
-            return a
-    return None
+def status_of(ledger: Ledger, cluster: str, copy: str, now: float | None = None) -> str | None:
+    """What the owner said of CLUSTER's copy COPY, for reports: "granted", "granted until …", "revoked: why",
+    "expired at …", "denied: why", "waiting for the owner's grant"; None if no request (nor a declared copy an
+    owner with its own key must sign) is behind it."""
+    at = now if now is not None else time.time()
+    found = [a for a in ledger.requests.values() if a.requester == cluster and a.copy == copy]
+    if not found:
+        return None
+    a = max(found, key=lambda x: (x.grant is not None, x.decided, x.requested))
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(a.expires)) if a.expires else ""
+    if (a.status == "granted" and a.expires and a.expires <= at) or a.status == "expired":
+        return f"expired at {when}"
+    if a.status == "granted":
+        return f"granted until {when}" if when else "granted"
+    if a.status == "pending":
+        return "waiting for the owner's grant"
+    return f"{a.status}: {a.answer}" if a.answer else a.status

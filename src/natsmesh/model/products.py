@@ -18,6 +18,7 @@ MESH_KEY = "natsmesh.mesh"
 KIND_KEY = "natsmesh.kind"
 MOVED_KEY = "natsmesh.moved_from_seq"  # a copy's consumer made by `natsmesh move`: the sequence it starts at
 CATALOG_BUCKET = "natsmesh_catalog"
+AUDIT_STREAM = "natsmesh_audit"  # the hub's audit trail (`natsmesh.observe.access`)
 DELIVER_PREFIX = "_MESH.DLV"
 LAG_CRITICAL = 1000  # default: a copy more than this many messages behind its upstream is critical
 SEEN_CRITICAL = 30.0  # default: a copy that heard nothing (a heartbeat comes every second) this long is critical

@@ -14,7 +14,7 @@ from typing import Literal
 
 from natsmesh.model.identities import SYSTEM_ACCOUNT, account_of
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import CATALOG_BUCKET, DEADLETTER_PREFIX, Share, ingress_subject
+from natsmesh.model.products import AUDIT_STREAM, CATALOG_BUCKET, DEADLETTER_PREFIX, Share, ingress_subject
 from natsmesh.model.topology import Cluster
 
 Role = Literal["client", "gate", "platform", "link", "system", "system-link"]
@@ -45,6 +45,14 @@ CATALOG_WRITES = (
 """What a domain's app user may not publish where the platform keeps the domain's read copy of the catalog: its
 writes and every change to its stream. Only the platform's own identity in the account (`platform_keys`) writes
 it, so no domain can put an entry there that the platform's `apply` or the domain's own readers would trust."""
+
+AUDIT_CHANGES = tuple(
+    f"{api}.STREAM.{verb}.{AUDIT_STREAM}"
+    for api in ("$JS.API", "$JS.*.API")
+    for verb in ("UPDATE", "DELETE", "PURGE", "MSG.DELETE")
+)
+"""What no identity natsmesh makes in the hub's own account may publish: any change to the audit trail's stream
+but appending (the stream itself refuses deletes, purges and rollups; these keep its config and the stream)."""
 
 
 @dataclass(frozen=True)
@@ -164,13 +172,14 @@ def domain_members(mesh: Mesh, domain: str, platform: bool) -> tuple[Member, ...
     gated products, and the platform's own identity."""
     gated = [p for p in mesh.products if p.domain == domain and p.gated]
     denied = tuple(s for p in gated for s in p.subjects) + (CATALOG_WRITES if platform else ())
-    out = [Member("client", domain, Rights(publish_deny=denied))]
+    audit = AUDIT_CHANGES if domain == mesh.hub.name else ()
+    out = [Member("client", domain, Rights(publish_deny=denied + audit))]
     if gated:
         writes = (*(s for p in gated for s in p.subjects), f"{DEADLETTER_PREFIX}.>", "_INBOX.>")
         reads = (*(ingress_subject(s) for p in gated for s in p.subjects), "_INBOX.>")
         out.append(Member("gate", domain, Rights(publish_allow=writes, subscribe_allow=reads)))
     if platform:
-        out.append(Member("platform", domain))
+        out.append(Member("platform", domain, Rights(publish_deny=audit)))
     return tuple(out)
 
 

@@ -18,8 +18,10 @@ from typing import Any
 from nats.js.api import StreamInfo, StreamSourceInfo
 
 from natsmesh.errors import NotRunningError
+from natsmesh.model.access import status_of, with_access
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import Consumption, Share, SourceRef
+from natsmesh.observe.access import ledger_of
 from natsmesh.observe.connect import Connections
 from natsmesh.observe.grants import Refusal, refusals
 from natsmesh.observe.wire import ConsumerDetail, copy_progress
@@ -38,6 +40,12 @@ class LagRow:
     lag: int | None
     active_seconds: float | None
     error: str | None
+    access: str | None = None  # what the owner said of a copy made by request ("revoked: …", "expired at …")
+
+    @property
+    def stopped(self) -> bool:
+        """Stopped by its owner (revoked, expired, denied): not a copy that stalled."""
+        return bool(self.access) and not str(self.access).startswith(("granted", "waiting"))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,6 +129,8 @@ def violations(rows: list[LagRow], max_lag: int | None, max_inactive: float | No
     out = []
     for r in rows:
         name = f"{r.domain}/{r.stream} <- {r.upstream}"
+        if r.stopped:
+            continue  # its owner stopped it: what it holds stays, and nothing more is due
         if r.error:
             out.append(f"{name}: {r.error}")
         if max_lag is not None and (r.lag is None or r.lag > max_lag):
@@ -150,7 +160,15 @@ class LagReport:
 async def lag_report(mesh: Mesh, max_lag: int | None = None, max_inactive: float | None = None) -> LagReport:
     """`natsmesh report lag`: measure every copy from both ends and judge it by MAX_LAG and MAX_INACTIVE."""
     async with Connections(mesh, name="natsmesh-lag") as mc:
+        try:
+            ledger = await ledger_of(mesh, mc)
+        except Exception:  # the hub away (when lag matters most) or a stream unread: the copies' figures stand
+            ledger = None
+        if ledger is not None:  # the copies made by request, and what their owners said of each
+            mesh = with_access(mesh, ledger)
         rows = await measure(mesh, mc)
+        if ledger is not None:
+            rows = [replace(r, access=status_of(ledger, r.domain, r.stream)) for r in rows]
         if mc.creds.holder is None:  # the platform: a copy the hub refuses says why, not just "lag"
             try:
                 refused = await refusals(mesh, mc.creds)

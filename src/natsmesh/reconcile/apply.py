@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import copy
 import json
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,14 +23,16 @@ from natsmesh.local.files import write_files
 from natsmesh.local.records import recorded_members
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.access import with_access
+from natsmesh.model.audit import plan_detail
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, MANAGED_KEY
+from natsmesh.observe.access import Gathered, gather, with_keys
 from natsmesh.observe.connect import Connections
 from natsmesh.observe.grants import Refusal, refusals
 from natsmesh.observe.streams import list_consumers, list_streams
 from natsmesh.observe.wire import ApiError
-from natsmesh.reconcile.access import Gathered, describe, gather, hold_back, keys_of, relay
+from natsmesh.reconcile.access import hold_back, record, record_expiries, relay
 from natsmesh.reconcile.catalog import (
     delete_entries,
     ensure_bucket,
@@ -46,7 +47,7 @@ from natsmesh.reconcile.membership import Membership, forget, join, leave, plan_
 from natsmesh.reconcile.migration import move_detail, move_trust, trust_change
 from natsmesh.reconcile.plan import NOT_STREAMS, Action, Change, Config, Facts, Plan, depths, plan_changes
 from natsmesh.reconcile.policy_sync import PolicyChange, apply_policy, plan_policy
-from natsmesh.render.trust import account_keys, realise
+from natsmesh.render.trust import realise
 
 STREAMS_AT_ONCE = 64  # stream requests in flight during apply
 COPIES_AT_ONCE = 64  # clusters whose catalog copy is read or written at once (each holds what it may read)
@@ -293,16 +294,15 @@ async def _granted(mesh: Mesh, client: Connections) -> tuple[Mesh, Gathered | No
     what was read to know it (`natsmesh.reconcile.access`)."""
     if not realise(mesh, client.creds).pushes:
         return mesh, None
-    mesh = replace(mesh, account_keys=account_keys(mesh, client.creds))
-    got = await gather(mesh, client, keys_of(mesh))
+    mesh = with_keys(mesh, client)
+    got = await gather(mesh, client)
     return with_access(mesh, got.ledger), got
 
 
 def _access_rows(mesh: Mesh, got: Gathered | None) -> list[Change]:
     if got is None:
         return []
-    new = any(d.id not in got.audited for d in got.docs)
-    return [Change("update" if new else "unchanged", mesh.hub.name, "access", "requests", describe(got))]
+    return [Change("update" if got.new else "unchanged", mesh.hub.name, "access", "requests", got.describe())]
 
 
 async def _carry_out(
@@ -327,6 +327,9 @@ async def _carry_out(
     if got is not None and not p.refused:
         await relay(mesh, client, got)
         await hold_back(mesh, client, got.ledger)
+        await record_expiries(mesh, client, got)
+        rows = [c.to_json() for c in p.changes]
+        await record(mesh, client, "apply", prune=p.prune, **plan_detail(rows, p.summary()))
 
 
 async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, mc: Connections | None = None) -> Plan:
@@ -371,11 +374,7 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
         )
         if move_row is not None:
             p.changes.insert(0, move_row)
-        if got is not None:
-            new = len([d for d in got.docs if d.id not in got.audited])
-            p.changes.append(
-                Change("update" if new else "unchanged", mesh.hub.name, "access", "requests", describe(got))
-            )
+        p.changes += _access_rows(mesh, got)
         creds = client.creds
         if realise(mesh, creds).pushes and not (moving and dry_run):  # operator mode: the hub's resolver
             accounts = await push_claims(mesh, creds, dry_run=dry_run or bool(p.refused))

@@ -1,0 +1,244 @@
+"""Reading access requests and answers where they live (`natsmesh.model.access` says what they mean).
+
+Each leaf cluster keeps its own stream `natsmesh_access` in its data account: the documents the domain posted
+from its folder and those the platform relayed to it. The hub keeps the mesh's audit trail `natsmesh_audit`:
+every document taken (subject `AUDIT_ACCESS.<domain>.<kind>`) or refused (`AUDIT_REFUSED.<cluster>`), once, as
+signed, and the platform's own acts (`AUDIT_PLATFORM.<event>`, signed by the operator's signing key). Nothing is
+believed for being there: every document is checked against its domain's keys each time it is read, so a domain
+that writes what it likes into its own stream (it is that stream's admin) can only make documents of its own.
+The writes are `natsmesh.reconcile.access`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from natsmesh.errors import NotHeldError
+from natsmesh.model import jwt
+from natsmesh.model.access import AccessDoc, Keys, Ledger, NotADocument, fold, read
+from natsmesh.model.audit import Entry, verify
+from natsmesh.model.identities import trust_key_name
+from natsmesh.model.mesh import Mesh
+from natsmesh.model.products import AUDIT_STREAM
+from natsmesh.observe.connect import Connections
+from natsmesh.render.trust import account_keys, realise
+
+ACCESS_STREAM = "natsmesh_access"
+ACCESS_PREFIX = "natsmesh.access"  # .out.<kind>: posted by the domain; .in.<kind>: relayed by the platform
+AUDIT_PREFIX = "natsmesh.audit"
+AUDIT_ACCESS = f"{AUDIT_PREFIX}.access"  # .<domain>.<kind>: a document taken
+AUDIT_REFUSED = f"{AUDIT_PREFIX}.refused"  # .<cluster>: a document refused, found in that cluster's stream
+AUDIT_PLATFORM = f"{AUDIT_PREFIX}.platform"  # .<event>: the platform's own acts
+REFUSED_HEADER = "Natsmesh-Refused"
+MAX_DOCS = 10_000  # documents read from one domain's stream; a domain that posts more is not read
+AT_ONCE = 64
+
+
+@dataclass
+class Gathered:
+    """What `gather` read: the ledger of every document, each cluster's document ids, the ids the audit trail
+    holds (taken or refused), and the clusters whose stream could not be read (why)."""
+
+    ledger: Ledger
+    docs: list[AccessDoc] = field(default_factory=list)
+    held: dict[str, set[str]] = field(default_factory=dict)
+    audited: set[str] = field(default_factory=set)
+    unread: dict[str, str] = field(default_factory=dict)
+    expired: set[str] = field(default_factory=set)  # requests whose expiry the audit trail records
+    found_in: dict[str, str] = field(default_factory=dict)  # document id -> the cluster whose stream held it
+
+    def describe(self) -> str:
+        """One line for `apply`'s plan: how many requests in each state, and what was refused or unread."""
+        counts: dict[str, int] = {}
+        for a in self.ledger.requests.values():
+            counts[a.status] = counts.get(a.status, 0) + 1
+        parts = [f"{n} {status}" for status, n in sorted(counts.items())]
+        parts += [f"{r.doc.domain}'s {r.doc.kind} {r.doc.id} refused: {r.why}" for r in self.ledger.refused]
+        parts += [f"{c}'s access stream unread: {why}" for c, why in sorted(self.unread.items())]
+        return "; ".join(parts) or "no access requests"
+
+    @property
+    def new(self) -> list[AccessDoc]:
+        """The documents the audit trail does not hold yet."""
+        return [d for d in self.docs if d.id not in self.audited]
+
+
+def keys_of(mesh: Mesh) -> dict[str, Keys]:
+    """Each cluster's public keys as MESH says them (a folder's mesh.json, or the platform's `with_keys`)."""
+    return {c: Keys(a, s) for c, a, s in mesh.account_keys}
+
+
+def with_keys(mesh: Mesh, mc: Connections) -> Mesh:
+    """MESH naming every cluster's account keys, as the platform knows them (operator mode)."""
+    return replace(mesh, account_keys=account_keys(mesh, mc.creds))
+
+
+async def read_messages(
+    js: JetStreamContext, stream: str, subjects: str = "", limit: int = MAX_DOCS
+) -> list[tuple[str, str, dict[str, str]]]:
+    """Every message of STREAM on SUBJECTS (all, if "") as (subject, text, headers), oldest first; ValueError if
+    there are more than LIMIT."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return []
+    if not info.state.messages:
+        return []
+    own = info.config.subjects or []
+    sub = await js.pull_subscribe(subjects or (own[0] if len(own) == 1 else ""), stream=stream)
+    out: list[tuple[str, str, dict[str, str]]] = []
+    try:
+        count = (await sub.consumer_info()).num_pending or 0
+        if count > limit:
+            raise ValueError(f"{stream} holds {count} messages, more than the {limit} natsmesh reads")
+        while len(out) < count:
+            for m in await sub.fetch(min(256, count - len(out)), timeout=5):
+                out.append((m.subject, m.data.decode(errors="replace"), dict(m.headers or {})))
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    return out
+
+
+async def read_tokens(js: JetStreamContext, stream: str, subjects: str = "", limit: int = MAX_DOCS) -> list[str]:
+    """The texts of `read_messages`."""
+    return [text for _, text, _ in await read_messages(js, stream, subjects, limit)]
+
+
+def docs_of(tokens: Iterable[str]) -> list[AccessDoc]:
+    """The access documents among TOKENS (anything else is dropped: it is nobody's act)."""
+    out = []
+    for token in tokens:
+        with contextlib.suppress(NotADocument):
+            out.append(read(token))
+    return out
+
+
+async def gather(mesh: Mesh, mc: Connections, now: float | None = None) -> Gathered:
+    """The platform's view (MESH as `with_keys` made it): the audit trail and every leaf cluster's stream, folded
+    into one ledger. The audit trail is the platform's memory: a grant stands though its owner empties its own
+    stream."""
+    hub = await mc.jetstream(mesh.hub.name)
+    taken = docs_of(await read_tokens(hub, AUDIT_STREAM, f"{AUDIT_ACCESS}.>", limit=10**7))
+    refused = docs_of(await read_tokens(hub, AUDIT_STREAM, f"{AUDIT_REFUSED}.>", limit=10**7))
+    expiries = await read_tokens(hub, AUDIT_STREAM, f"{AUDIT_PLATFORM}.expired", limit=10**7)
+    got = Gathered(Ledger(), audited={d.id for d in (*taken, *refused)}, expired=_requests_of(expiries))
+    leaves = [c.name for c in mesh.domains]
+
+    gate = asyncio.Semaphore(AT_ONCE)
+
+    async def one(cluster: str) -> list[AccessDoc]:
+        try:
+            async with gate:
+                return docs_of(await read_tokens(await mc.jetstream(cluster), ACCESS_STREAM))
+        except Exception as exc:  # one domain's stream (its doing) never stops the others'
+            got.unread[cluster] = str(exc) or type(exc).__name__
+            return []
+
+    docs = {d.id: d for d in taken}
+    for cluster, found in zip(leaves, await asyncio.gather(*(one(c) for c in leaves)), strict=True):
+        got.held[cluster] = {d.id for d in found}
+        for d in found:
+            got.found_in.setdefault(d.id, cluster)
+            docs.setdefault(d.id, d)
+    got.docs = list(docs.values())
+    got.ledger = fold(mesh, keys_of(mesh), got.docs, now)
+    return got
+
+
+def _requests_of(events: list[str]) -> set[str]:
+    """The requests the platform's EVENTS are about (their `detail.request`); a token that says none, none."""
+    out = set()
+    for token in events:
+        with contextlib.suppress(ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+            out.add(str(jwt.decode(token)["nats"]["detail"]["request"]))
+    return out
+
+
+async def own_ledger(mesh: Mesh, mc: Connections, cluster: str, now: float | None = None) -> Ledger:
+    """What CLUSTER's own stream says (its requests and answers, and what the platform relayed to it), each
+    document checked against the keys its folder's mesh.json names."""
+    keys = keys_of(mesh)
+    if not keys:
+        raise NotHeldError("this folder's mesh.json names no account keys: access requests need operator mode")
+    docs = docs_of(await read_tokens(await mc.jetstream(cluster), ACCESS_STREAM))
+    return fold(mesh, keys, docs, now).about(cluster)
+
+
+async def ledger_view(mesh: Mesh, now: float | None = None) -> Ledger:
+    """`natsmesh access list`: from a domain's folder, what its own stream says (its requests and those for its
+    products); from the platform's spec, every request of the mesh and every document refused."""
+    async with Connections(mesh, name="natsmesh-access-list") as mc:
+        return await _ledger(mesh, mc, now)
+
+
+async def _ledger(mesh: Mesh, mc: Connections, now: float | None = None) -> Ledger:
+    holder = mc.creds.holder
+    if holder:
+        if holder not in {c.name for c in mesh.domains}:
+            raise NotHeldError(f"{holder} holds no data products: access is a domain's")
+        return await own_ledger(mesh, mc, holder, now)
+    if not realise(mesh, mc.creds).pushes:
+        raise NotHeldError("access requests need the hub in operator mode (`trust: operator`)")
+    return (await gather(with_keys(mesh, mc), mc, now)).ledger
+
+
+async def ledger_of(mesh: Mesh, mc: Connections) -> Ledger | None:
+    """The ledger as whoever holds MC may read it (`ledger_view`), or None where there is none to read (config
+    mode, a hub's folder)."""
+    if (not mesh.account_keys and mc.creds.holder) or mesh.trust != "operator":
+        return None
+    if mc.creds.holder and mc.creds.holder not in {c.name for c in mesh.domains}:
+        return None
+    return await _ledger(mesh, mc)
+
+
+def to_json(got: Gathered) -> dict[str, Any]:
+    return got.ledger.to_json() | {"unread": got.unread}
+
+
+@dataclass(frozen=True)
+class AuditLog:
+    """The audit trail's entries, checked (`natsmesh.model.audit.verify`), oldest first, as SCOPE may read them."""
+
+    scope: str
+    entries: list[Entry]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scope": self.scope, "entries": [e.to_json() for e in self.entries]}
+
+
+async def audit_log(mesh: Mesh, since: float | None = None, product: str | None = None) -> AuditLog:
+    """`natsmesh audit`: from the platform's spec, the hub's whole audit trail; from a domain's folder, the
+    documents its own stream holds (its acts, and those about its products and requests the platform relayed).
+    SINCE: unix seconds; PRODUCT: only entries about it."""
+    async with Connections(mesh, name="natsmesh-audit") as mc:
+        holder = mc.creds.holder
+        if holder:
+            if not mesh.account_keys or holder not in {c.name for c in mesh.domains}:
+                raise NotHeldError(f"{holder}'s folder has no audit entries (a domain's, in operator mode, has)")
+            found = await read_messages(await mc.jetstream(holder), ACCESS_STREAM)
+            keys, platform, scope = keys_of(mesh), "", f"{holder}'s own stream"
+        else:
+            if not realise(mesh, mc.creds).pushes:
+                raise NotHeldError("the audit trail needs the hub in operator mode (`trust: operator`)")
+            keyed = with_keys(mesh, mc)
+            found = await read_messages(await mc.jetstream(mesh.hub.name), AUDIT_STREAM, limit=10**7)
+            keys, scope = keys_of(keyed), f"the hub's {AUDIT_STREAM}"
+            platform = mc.creds.trust_keys[trust_key_name("operator-signing")].public
+    products = {d.id: d.product for _, t, _ in found for d in docs_of([t]) if d.kind == "request"}
+    entries = [verify(t, keys, platform, products, h.get(REFUSED_HEADER, "")) for _, t, h in found]
+    entries = [
+        e
+        for e in entries
+        if (since is None or e.issued >= since)
+        and (not product or e.about == product or e.about.startswith(f"{product} ("))
+    ]
+    return AuditLog(scope, sorted(entries, key=lambda e: (e.issued, e.id)))
