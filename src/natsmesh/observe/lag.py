@@ -27,6 +27,7 @@ from natsmesh.observe.grants import Refusal, refusals
 from natsmesh.observe.wire import ConsumerDetail, copy_progress
 
 TIMEOUT = 2.0
+LEDGER_TIMEOUT = 3.0  # reading who granted what (the hub's audit trail, the domains' streams) for a report
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ async def lag_report(mesh: Mesh, max_lag: int | None = None, max_inactive: float
     """`natsmesh report lag`: measure every copy from both ends and judge it by MAX_LAG and MAX_INACTIVE."""
     async with Connections(mesh, name="natsmesh-lag") as mc:
         try:
-            ledger = await ledger_of(mesh, mc)
+            ledger = await asyncio.wait_for(ledger_of(mesh, mc), LEDGER_TIMEOUT)
         except Exception:  # the hub away (when lag matters most) or a stream unread: the copies' figures stand
             ledger = None
         if ledger is not None:  # the copies made by request, and what their owners said of each
