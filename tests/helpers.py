@@ -220,3 +220,16 @@ async def stream_contents(nc: Client) -> dict[str, tuple[int, int, int, str]]:
         digest = hashlib.sha256(b"".join(msgs)).hexdigest()
         out[name] = (info.state.messages, info.state.first_seq, info.state.last_seq, digest)
     return out
+
+
+# Browser tests: the Debian chromium, headless (Playwright with executable_path)
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]

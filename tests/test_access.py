@@ -9,6 +9,7 @@ holder of a folder would run it (`natsmesh --bundle FOLDER access ...`).
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from helpers import MeshRunner, run_cli
+from helpers import CHROMIUM, FLAGS, MeshRunner, run_cli, start_serve, stop
 from natsmesh.client import MeshClient, run
 from natsmesh.local.folder import load_folder
 from natsmesh.local.secrets import load_credentials
@@ -305,3 +306,44 @@ def test_the_audit_trail_holds_every_act_once_signed_and_cannot_be_purged(world:
     refused, before, after = run(attempts())
     print("audit stream changes refused:", refused)
     assert len(refused) == 2 and after == before >= len(w.acts), (refused, before, after)
+
+
+def test_the_portal_shows_who_holds_access_who_asked_and_when_a_grant_expires(world: World) -> None:
+    """Chromium on the platform's portal and on the owner's folder-served portal: the product page lists each
+    domain's request with its status, a pending one, a grant's expiry, and the product's recent audit."""
+    from playwright.sync_api import sync_playwright
+
+    w = world
+    pending = _requested(w, TAKER, f"{OWNER}/PRICES", "--as", "PRICES_NEXT", "--reason", "next quarter")
+    held = _requested(w, TAKER, f"{OWNER}/PRICES", "--as", "PRICES_YEAR", "--reason", "the yearly report")
+    w.apply()
+    w.act(OWNER, "grant", held, "--expires", "30d")
+    w.apply()
+    expiry = time.strftime("%Y-%m-%d", time.gmtime(w.request_of(TAKER, held)["expires"]))
+    servers = []
+    try:
+        port = free_port_base(2)
+        servers.append(start_serve(w.spec, port, cwd=w.tmp, output=subprocess.DEVNULL))
+        servers.append(start_serve(w.spec, port + 1, bundle=w.folder(OWNER), cwd=w.tmp, output=subprocess.DEVNULL))
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                for base in (f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"):
+                    page.goto(f"{base}/products/{OWNER}/PRICES")
+                    rows = {
+                        r.locator("td").nth(1).inner_text(): r.inner_text()
+                        for r in page.locator("table.access tbody tr").all()
+                    }
+                    assert "pending" in rows["PRICES_NEXT"] and pending in rows["PRICES_NEXT"], rows
+                    assert "granted" in rows["PRICES_YEAR"] and expiry in rows["PRICES_YEAR"], rows
+                    assert "denied" in rows["PRICES_DENIED"] and "prices are confidential" in rows["PRICES_DENIED"]
+                    assert "expired" in rows["PRICES"], rows
+                    audit = page.locator("table.audit tbody tr").all_inner_texts()
+                    assert any("grant" in a and "valid" in a for a in audit), audit
+                    assert not any("INVALID" in a for a in audit), audit
+            finally:
+                browser.close()
+    finally:
+        for proc in servers:
+            stop(proc)

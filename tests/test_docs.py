@@ -136,7 +136,7 @@ def test_module_names_in_docstrings_and_docs_are_real() -> None:
     assert unknown == []
 
 
-SUBJECT_ROOTS = ("natsmesh.ingress.", "natsmesh.deadletter.")  # NATS subjects a gate uses, not modules
+SUBJECT_ROOTS = ("natsmesh.ingress.", "natsmesh.deadletter.", "natsmesh.access.", "natsmesh.audit.")  # NATS subjects
 
 
 def _library_example() -> str:

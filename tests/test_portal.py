@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import MeshRunner, run_cli, servers_under, small_mesh_text, start_serve, stop
+from helpers import CHROMIUM, FLAGS, MeshRunner, run_cli, servers_under, small_mesh_text, start_serve, stop
 from natsmesh.client import MeshClient, run
 from natsmesh.faults import chaos
 from natsmesh.local.bundle import render_bundle
@@ -28,16 +28,6 @@ from natsmesh.run.ports import free_port_base
 
 pytestmark = pytest.mark.integration
 A, B, C = "leaf-domain-a", "leaf-domain-b", "leaf-domain-c"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def portal_doc(data_dir: Path) -> dict[str, Any]:

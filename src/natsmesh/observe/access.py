@@ -22,7 +22,7 @@ from nats.js.errors import NotFoundError
 
 from natsmesh.errors import NotHeldError
 from natsmesh.model import jwt
-from natsmesh.model.access import AccessDoc, Keys, Ledger, NotADocument, fold, read
+from natsmesh.model.access import Access, AccessDoc, Keys, Ledger, NotADocument, fold, read
 from natsmesh.model.audit import Entry, verify
 from natsmesh.model.identities import trust_key_name
 from natsmesh.model.mesh import Mesh
@@ -220,19 +220,43 @@ async def audit_log(mesh: Mesh, since: float | None = None, product: str | None 
     documents its own stream holds (its acts, and those about its products and requests the platform relayed).
     SINCE: unix seconds; PRODUCT: only entries about it."""
     async with Connections(mesh, name="natsmesh-audit") as mc:
-        holder = mc.creds.holder
-        if holder:
-            if not mesh.account_keys or holder not in {c.name for c in mesh.domains}:
-                raise NotHeldError(f"{holder}'s folder has no audit entries (a domain's, in operator mode, has)")
-            found = await read_messages(await mc.jetstream(holder), ACCESS_STREAM)
-            keys, platform, scope = keys_of(mesh), "", f"{holder}'s own stream"
-        else:
-            if not realise(mesh, mc.creds).pushes:
-                raise NotHeldError("the audit trail needs the hub in operator mode (`trust: operator`)")
-            keyed = with_keys(mesh, mc)
-            found = await read_messages(await mc.jetstream(mesh.hub.name), AUDIT_STREAM, limit=10**7)
-            keys, scope = keys_of(keyed), f"the hub's {AUDIT_STREAM}"
-            platform = mc.creds.trust_keys[trust_key_name("operator-signing")].public
+        return await _audit(mesh, mc, since, product)
+
+
+@dataclass(frozen=True)
+class ProductAccess:
+    """Who holds or asked for access to one product, and its recent audit entries (the portal's product page)."""
+
+    requests: list[Access]
+    entries: list[Entry]
+
+
+async def product_access(mesh: Mesh, ref: str, recent: int = 20) -> ProductAccess | None:
+    """The requests for product REF and its RECENT audit entries, as whoever holds MESH's keys may read them;
+    None where there is no ledger (config mode, a hub's folder)."""
+    async with Connections(mesh, name="natsmesh-portal-access") as mc:
+        ledger = await ledger_of(mesh, mc)
+        if ledger is None:
+            return None
+        requests = sorted((a for a in ledger.requests.values() if a.product == ref), key=lambda a: -a.requested)
+        log = await _audit(mesh, mc, None, ref)
+        return ProductAccess(requests, log.entries[-recent:][::-1])
+
+
+async def _audit(mesh: Mesh, mc: Connections, since: float | None, product: str | None) -> AuditLog:
+    holder = mc.creds.holder
+    if holder:
+        if not mesh.account_keys or holder not in {c.name for c in mesh.domains}:
+            raise NotHeldError(f"{holder}'s folder has no audit entries (a domain's, in operator mode, has)")
+        found = await read_messages(await mc.jetstream(holder), ACCESS_STREAM)
+        keys, platform, scope = keys_of(mesh), "", f"{holder}'s own stream"
+    else:
+        if not realise(mesh, mc.creds).pushes:
+            raise NotHeldError("the audit trail needs the hub in operator mode (`trust: operator`)")
+        keyed = with_keys(mesh, mc)
+        found = await read_messages(await mc.jetstream(mesh.hub.name), AUDIT_STREAM, limit=10**7)
+        keys, scope = keys_of(keyed), f"the hub's {AUDIT_STREAM}"
+        platform = mc.creds.trust_keys[trust_key_name("operator-signing")].public
     products = {d.id: d.product for _, t, _ in found for d in docs_of([t]) if d.kind == "request"}
     entries = [verify(t, keys, platform, products, h.get(REFUSED_HEADER, "")) for _, t, h in found]
     entries = [

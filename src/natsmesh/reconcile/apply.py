@@ -300,7 +300,7 @@ async def _granted(mesh: Mesh, client: Connections) -> tuple[Mesh, Gathered | No
 
 
 def _access_rows(mesh: Mesh, got: Gathered | None) -> list[Change]:
-    if got is None:
+    if got is None or not (got.docs or got.unread):  # nothing asked in this mesh: nothing to say
         return []
     return [Change("update" if got.new else "unchanged", mesh.hub.name, "access", "requests", got.describe())]
 

@@ -24,13 +24,16 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from natsmesh.errors import NatsmeshError
+from natsmesh.model.access import Ledger, with_access
 from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
+from natsmesh.observe.access import ProductAccess, product_access
 from natsmesh.observe.snapshot import Snapshot, copies, links
 from natsmesh.serve import portal
 from natsmesh.serve.metrics import CACHE_SECONDS, Scraper, SnapshotCollector
 
 DEFAULT_PORT = 9470
+ACCESS_TIMEOUT = 3.0  # reading who holds or asked for a product, for its page
 
 
 def health_doc(mesh: Mesh, snap: Snapshot) -> dict[str, Any]:
@@ -97,7 +100,16 @@ class Handlers:
             p = self.mesh.product(ref)
         except KeyError:
             return HTMLResponse(portal.catalog(self.mesh, ref), status_code=404)
-        return HTMLResponse(portal.product_page(self.mesh, p, await self.latest()))
+        access = await self.access(ref)
+        mesh = self.mesh if access is None else with_access(self.mesh, Ledger({a.id: a for a in access.requests}))
+        return HTMLResponse(portal.product_page(mesh, p, await self.latest(), access))
+
+    async def access(self, ref: str) -> ProductAccess | None:
+        """Who holds or asked for product REF and its recent audit entries; None if that cannot be read now."""
+        try:
+            return await asyncio.wait_for(product_access(self.mesh, ref), ACCESS_TIMEOUT)
+        except Exception:  # the hub away, a stream unread: the page shows the rest
+            return None
 
     async def health_page(self, _: Request) -> Response:
         return HTMLResponse(portal.health(self.mesh, await self.latest()))

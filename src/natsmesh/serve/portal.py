@@ -9,12 +9,14 @@ copies with lag and last contact, its lineage drawn as SVG), `/health` what is s
 
 from __future__ import annotations
 
+import time
 from html import escape
 from typing import Any
 
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import Consumption, Product
 from natsmesh.model.units import human_bytes, human_seconds
+from natsmesh.observe.access import ProductAccess
 from natsmesh.observe.snapshot import CopyState, Snapshot, copies, links
 from natsmesh.observe.wire import StreamDetail
 
@@ -156,8 +158,50 @@ def _held(detail: StreamDetail | None) -> str:
     )
 
 
-def product_page(mesh: Mesh, product: Product, snap: Snapshot | None) -> str:
-    """One product: what it is, its limits, its copies with their lag and last contact, its lineage."""
+def _when(t: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) if t else "–"
+
+
+def access_section(access: ProductAccess | None) -> str:
+    """Who holds access to the product and who asked (with each grant's expiry), and its recent audit entries.
+    Requests are made and answered from a domain's folder with its own key (`natsmesh access ...`): the portal
+    holds no domain's key, so it shows them and signs nothing."""
+    if access is None:
+        return ""
+    rows = "".join(
+        f'<tr class="access {escape(a.status)}"><td>{escape(a.requester)}</td><td>{escape(a.copy)}</td>'
+        f'<td>{escape(a.mode)}</td><td><span class="state {escape(a.status)}">{escape(a.status)}</span></td>'
+        f"<td>{escape(_when(a.expires) if a.expires else 'until revoked' if a.status == 'granted' else '–')}</td>"
+        f"<td>{escape(a.reason)}</td><td>{escape(a.answer)}</td><td><code>{escape(a.id)}</code></td></tr>"
+        for a in access.requests
+    )
+    requests = (
+        "<table class=access><thead><tr><th>domain</th><th>copy</th><th>mode</th><th>status</th><th>expires</th>"
+        f"<th>reason</th><th>answer</th><th>request</th></tr></thead><tbody>{rows}</tbody></table>"
+        if rows
+        else "<p class=muted>no domain has asked for it</p>"
+    )
+    events = "".join(
+        f"<tr class=audit><td>{escape(_when(e.issued))}</td><td>{escape(e.actor)}</td><td>{escape(e.what)}</td>"
+        f"<td>{escape(e.reason or e.refused)}</td><td>{'valid' if e.valid else 'INVALID'}</td></tr>"
+        for e in access.entries
+    )
+    audit = (
+        "<table class=audit><thead><tr><th>when</th><th>who</th><th>what</th><th>why</th><th>signature</th>"
+        f"</tr></thead><tbody>{events}</tbody></table>"
+        if events
+        else "<p class=muted>no audit entries</p>"
+    )
+    how = (
+        "<p class=muted>Ask with <code>natsmesh --bundle FOLDER access request</code> from your domain's folder; "
+        "its owner answers with <code>access grant|deny|revoke</code>, signed with its own key.</p>"
+    )
+    return f"<h2>Access</h2>{requests}{how}<h2>Recent audit</h2>{audit}"
+
+
+def product_page(mesh: Mesh, product: Product, snap: Snapshot | None, access: ProductAccess | None = None) -> str:
+    """One product: what it is, its limits, its copies with their lag and last contact, who holds or asked for
+    access (operator mode), its lineage."""
     limits = [
         ("max age", human_seconds(product.max_age) if product.max_age else "unlimited"),
         ("max bytes", human_bytes(product.max_bytes) if product.max_bytes > 0 else "unlimited"),
@@ -192,7 +236,7 @@ def product_page(mesh: Mesh, product: Product, snap: Snapshot | None) -> str:
     )
     body = (
         f"<p class=description>{escape(product.description)}</p><dl class=facts>{dl}</dl>"
-        f"<h2>Copies</h2>{copies_table}<h2>Lineage</h2>{lineage_svg(mesh, product, snap)}"
+        f"<h2>Copies</h2>{copies_table}{access_section(access)}<h2>Lineage</h2>{lineage_svg(mesh, product, snap)}"
     )
     return _page(mesh, product.ref, body, "/catalog")
 
