@@ -287,6 +287,12 @@ async def matrix(path: Path) -> dict[str, Any]:
                 "server remove": (nc, f"$JS.{q}.API.SERVER.REMOVE", {"peer": other.nodes[0].name}),
                 "meta stepdown": (nc, f"$JS.{q}.API.META.LEADER.STEPDOWN", None),
                 "stream list": (app, f"$JS.{q}.API.STREAM.LIST", None),
+                # its access requests and answers, and at the hub the audit trail: read, purge, delete
+                **{
+                    f"{stream} {verb}": (app, f"$JS.{q}.API.STREAM.{verb}.{stream}", body)
+                    for stream in (("natsmesh_audit",) if other.is_hub else ("natsmesh_access",))
+                    for verb, body in (("MSG.GET", {"seq": 1}), ("PURGE", None), ("DELETE", None))
+                },
             }
             for share in (s for s in mesh.shares if s.owner == q):
                 verbs = CONSUMER_VERBS

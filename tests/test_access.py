@@ -8,6 +8,7 @@ holder of a folder would run it (`natsmesh --bundle FOLDER access ...`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -27,6 +28,7 @@ from natsmesh.model.topology import block_size, plan_ports
 from natsmesh.observe.connect import Connections
 from natsmesh.reconcile import access
 from natsmesh.run.ports import free_port_base
+from probes import attempt, is_breach
 
 pytestmark = pytest.mark.integration
 
@@ -249,6 +251,46 @@ def test_requests_and_answers_no_domain_may_make_are_refused(world: World) -> No
     assert "which is not a key of sales" in refused[forged.id], refused
     assert w.request_of(TAKER, rid)["status"] == "pending"
     assert w.count(TAKER, "ORDERS_AGAIN") == -1
+
+
+def test_no_folder_reads_or_changes_another_domains_requests_or_the_audit_trail(world: World) -> None:
+    """The folder-holder matrix's access verbs, where the streams exist: every domain's folder, with its own app
+    user, tries to read, purge and delete every other domain's access stream and the hub's audit trail, and to
+    publish into the audit trail's subjects; nothing answers as done, and the trail and the streams keep their
+    counts."""
+    w = world
+
+    async def counts() -> dict[str, int]:
+        async with Connections(w.mesh) as mc:
+            out = {}
+            for cluster, stream in ((c.name, "natsmesh_access") for c in w.mesh.domains):
+                with contextlib.suppress(Exception):
+                    out[cluster] = (await (await mc.jetstream(cluster)).stream_info(stream)).state.messages
+            out["hub"] = (await (await mc.jetstream("hub")).stream_info("natsmesh_audit")).state.messages
+            return out
+
+    before = run(counts())
+    assert before["hub"] and before[OWNER] and before[TAKER]
+    for party in (OWNER, TAKER, OTHER):
+        mesh = load_folder(w.folder(party))
+
+        async def tries(mesh: Mesh = mesh, party: str = party) -> dict[str, str]:
+            async with Connections(mesh, load_credentials(mesh, create=False)) as mc:
+                app = await mc.connection(party)
+                out = {}
+                for other in (c for c in mesh.clusters if c.name != party):
+                    stream = "natsmesh_audit" if other.is_hub else "natsmesh_access"
+                    for verb, body in (("MSG.GET", {"seq": 1}), ("PURGE", None), ("DELETE", None), ("INFO", None)):
+                        subject = f"$JS.{other.name}.API.STREAM.{verb}.{stream}"
+                        out[f"{party} -> {other.name} {stream} {verb}"] = await attempt(app, subject, body)
+                for subject in (f"natsmesh.audit.access.{OWNER}.grant", "natsmesh.audit.platform.apply"):
+                    await app.publish(subject, b"forged")
+                await app.flush()
+                return out
+
+        outcomes = run(tries())
+        assert not [k for k, v in outcomes.items() if is_breach(v)], outcomes
+    assert run(counts()) == before
 
 
 def test_the_audit_trail_holds_every_act_once_signed_and_cannot_be_purged(world: World) -> None:

@@ -133,7 +133,8 @@ async def test_apply_creates_everything_then_is_idempotent(data_mesh: Mesh) -> N
         streams = await streams_of(mc, data_mesh)
         assert set(streams["leaf-domain-a"]) == {"ORDERS", "CUSTOMERS", "KV_natsmesh_catalog"}
         assert set(streams["leaf-domain-c"]) == {"INVOICES", "ORDERS", "EU_SHIPMENTS", "KV_natsmesh_catalog"}
-        assert set(streams["hub"]) == {"ALL_ACTIVITY", "KV_natsmesh_catalog"}
+        audit = {"natsmesh_audit"} if data_mesh.trust == "operator" else set()  # every apply, recorded and signed
+        assert set(streams["hub"]) == {"ALL_ACTIVITY", "KV_natsmesh_catalog"} | audit
 
 
 async def test_product_mirrored_in_two_domains_identically(data_mesh: Mesh) -> None:

@@ -133,6 +133,22 @@ def test_a_domain_with_its_own_key_links_and_the_platform_holds_none_of_its_seed
         # the platform cannot revoke or issue its link: only the domain's key signs its users
         denied = run_cli("link", "issue", OWN, "-f", str(spec))
         assert denied.returncode != 0 and "brought its own account key" in denied.stderr, denied.stderr
+
+        # the team grants the declared copy itself, from its folder with its own keys file (issue 20): the
+        # platform's next apply carries the team's activations and the copy completes
+        spec_id = f"spec:{PLAIN}/ORDERS"
+        listed = json.loads(run_cli("--bundle", str(folder), "access", "list", "--json").stdout)
+        assert any(r["id"] == spec_id and r["status"] == "pending" for r in listed["requests"]), listed
+        unsigned = run_cli("--bundle", str(folder), "access", "grant", spec_id)  # the folder holds no seed of it
+        assert unsigned.returncode != 0 and "--keys" in unsigned.stderr, unsigned.stderr
+        granted = run_cli("--bundle", str(folder), "access", "grant", spec_id, "--keys", str(keys))
+        assert granted.returncode == 0, granted.stderr
+        res = run_cli("apply", "-f", str(spec), "--json")
+        assert res.returncode == 0, res.stderr
+        deadline = time.monotonic() + 60
+        while run(_count(mesh, PLAIN, "ORDERS")) < 20:
+            assert time.monotonic() < deadline, "the copy the team granted never completed"
+            time.sleep(0.2)
     finally:
         runner.close()
         assert not servers_under(tmp_path)

@@ -28,6 +28,7 @@ from natsmesh.model.identities import trust_key_name
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import AUDIT_STREAM
 from natsmesh.observe.connect import Connections
+from natsmesh.observe.streams import wait_jetstream
 from natsmesh.render.trust import account_keys, realise
 
 ACCESS_STREAM = "natsmesh_access"
@@ -38,6 +39,7 @@ AUDIT_REFUSED = f"{AUDIT_PREFIX}.refused"  # .<cluster>: a document refused, fou
 AUDIT_PLATFORM = f"{AUDIT_PREFIX}.platform"  # .<event>: the platform's own acts
 REFUSED_HEADER = "Natsmesh-Refused"
 MAX_DOCS = 10_000  # documents read from one domain's stream; a domain that posts more is not read
+MAX_BYTES = 64 * 1024**2  # nor one whose stream holds more than this (a document is a few KiB)
 AT_ONCE = 64
 
 
@@ -84,13 +86,16 @@ async def read_messages(
     js: JetStreamContext, stream: str, subjects: str = "", limit: int = MAX_DOCS
 ) -> list[tuple[str, str, dict[str, str]]]:
     """Every message of STREAM on SUBJECTS (all, if "") as (subject, text, headers), oldest first; ValueError if
-    there are more than LIMIT."""
+    there are more than LIMIT, or (with LIMIT at its default: a domain's stream, the domain's to fill) more than
+    MAX_BYTES: what a domain writes must not fill the platform's memory."""
     try:
         info = await js.stream_info(stream)
     except NotFoundError:
         return []
     if not info.state.messages:
         return []
+    if limit <= MAX_DOCS and info.state.bytes > MAX_BYTES:
+        raise ValueError(f"{stream} holds {info.state.bytes} bytes, more than natsmesh reads")
     own = info.config.subjects or []
     sub = await js.pull_subscribe(subjects or (own[0] if len(own) == 1 else ""), stream=stream)
     out: list[tuple[str, str, dict[str, str]]] = []
@@ -121,16 +126,21 @@ def docs_of(tokens: Iterable[str]) -> list[AccessDoc]:
     return out
 
 
-async def gather(mesh: Mesh, mc: Connections, now: float | None = None) -> Gathered:
+async def gather(
+    mesh: Mesh, mc: Connections, now: float | None = None, patient: bool = True, leaves: bool = True
+) -> Gathered:
     """The platform's view (MESH as `with_keys` made it): the audit trail and every leaf cluster's stream, folded
     into one ledger. The audit trail is the platform's memory: a grant stands though its owner empties its own
-    stream."""
+    stream. PATIENT: wait for a hub that has just started to enable its account's JetStream. LEAVES: read the
+    leaf clusters' streams too (`apply`); without, what the audit trail holds: what `apply` carried out."""
+    if patient:  # (`apply`) a hub just started names its account a moment later; a report does not wait
+        await wait_jetstream(await mc.connection(mesh.hub.name))
     hub = await mc.jetstream(mesh.hub.name)
     taken = docs_of(await read_tokens(hub, AUDIT_STREAM, f"{AUDIT_ACCESS}.>", limit=10**7))
     refused = docs_of(await read_tokens(hub, AUDIT_STREAM, f"{AUDIT_REFUSED}.>", limit=10**7))
     expiries = await read_tokens(hub, AUDIT_STREAM, f"{AUDIT_PLATFORM}.expired", limit=10**7)
     got = Gathered(Ledger(), audited={d.id for d in (*taken, *refused)}, expired=_requests_of(expiries))
-    leaves = [c.name for c in mesh.domains]
+    clusters = [c.name for c in mesh.domains] if leaves else []
 
     gate = asyncio.Semaphore(AT_ONCE)
 
@@ -143,7 +153,7 @@ async def gather(mesh: Mesh, mc: Connections, now: float | None = None) -> Gathe
             return []
 
     docs = {d.id: d for d in taken}
-    for cluster, found in zip(leaves, await asyncio.gather(*(one(c) for c in leaves)), strict=True):
+    for cluster, found in zip(clusters, await asyncio.gather(*(one(c) for c in clusters)), strict=True):
         got.held[cluster] = {d.id for d in found}
         for d in found:
             got.found_in.setdefault(d.id, cluster)
@@ -179,7 +189,8 @@ async def ledger_view(mesh: Mesh, now: float | None = None) -> Ledger:
         return await _ledger(mesh, mc, now)
 
 
-async def _ledger(mesh: Mesh, mc: Connections, now: float | None = None) -> Ledger:
+async def _ledger(mesh: Mesh, mc: Connections, now: float | None = None, recorded: bool = False) -> Ledger:
+    """The ledger as MC's holder reads it; RECORDED (the platform): only what the audit trail holds."""
     holder = mc.creds.holder
     if holder:
         if holder not in {c.name for c in mesh.domains}:
@@ -187,17 +198,17 @@ async def _ledger(mesh: Mesh, mc: Connections, now: float | None = None) -> Ledg
         return await own_ledger(mesh, mc, holder, now)
     if not realise(mesh, mc.creds).pushes:
         raise NotHeldError("access requests need the hub in operator mode (`trust: operator`)")
-    return (await gather(with_keys(mesh, mc), mc, now)).ledger
+    return (await gather(with_keys(mesh, mc), mc, now, patient=False, leaves=not recorded)).ledger
 
 
 async def ledger_of(mesh: Mesh, mc: Connections) -> Ledger | None:
-    """The ledger as whoever holds MC may read it (`ledger_view`), or None where there is none to read (config
-    mode, a hub's folder)."""
+    """The ledger for reports: a domain's folder reads its own stream, the platform what its `apply` recorded in
+    the audit trail (one read at the hub); None where there is none to read (config mode, a hub's folder)."""
     if (not mesh.account_keys and mc.creds.holder) or mesh.trust != "operator":
         return None
     if mc.creds.holder and mc.creds.holder not in {c.name for c in mesh.domains}:
         return None
-    return await _ledger(mesh, mc)
+    return await _ledger(mesh, mc, recorded=True)
 
 
 def to_json(got: Gathered) -> dict[str, Any]:

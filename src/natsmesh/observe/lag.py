@@ -27,7 +27,7 @@ from natsmesh.observe.grants import Refusal, refusals
 from natsmesh.observe.wire import ConsumerDetail, copy_progress
 
 TIMEOUT = 2.0
-LEDGER_TIMEOUT = 3.0  # reading who granted what (the hub's audit trail, the domains' streams) for a report
+LEDGER_TIMEOUT = 1.0  # reading who granted what (the hub's audit trail, the domains' streams) for a report
 
 
 @dataclass(frozen=True)

@@ -332,11 +332,15 @@ async def _carry_out(
         await record(mesh, client, "apply", prune=p.prune, **plan_detail(rows, p.summary()))
 
 
-async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, mc: Connections | None = None) -> Plan:
+async def reconcile(
+    mesh: Mesh, *, dry_run: bool = False, prune: bool = False, mc: Connections | None = None, access: bool = True
+) -> Plan:
     """Plan, and unless DRY_RUN apply. The library form of `natsmesh apply`.
 
     A cluster the spec adds to a running operator-mode mesh joins first (its streams are then planned like any
-    other's); one it drops leaves last, after the copies of its products are gone (`natsmesh.reconcile.membership`)."""
+    other's); one it drops leaves last, after the copies of its products are gone (`natsmesh.reconcile.membership`).
+    ACCESS (operator mode): read, record and carry out the domains' access requests and grants, and record the
+    apply in the audit trail (`natsmesh.reconcile.access`); off only to measure what that costs."""
     moving = trust_change(mesh) if mc is None else None
     members = plan_membership(mesh) if mc is None and moving is None else Membership()
     move_row: Change | None = None
@@ -354,7 +358,7 @@ async def reconcile(mesh: Mesh, *, dry_run: bool = False, prune: bool = False, m
     else:
         client = mc or Connections(mesh, creds, name="natsmesh-apply")
     try:
-        mesh, got = await _granted(mesh, client) if moving is None else (mesh, None)
+        mesh, got = await _granted(mesh, client) if moving is None and access else (mesh, None)
         policy = plan_policy(mesh, creds, rendered)  # on a join, of the joining folders only
         done: dict[tuple[str, str, str], Change] = {}
         if joins:  # who may read what first (the joiners' grants), then their copies, then everyone else
