@@ -11,7 +11,7 @@ import yaml
 
 from natsmesh.local.secrets import new_nkey
 from natsmesh.local.specfile import parse_spec
-from natsmesh.model import access, audit
+from natsmesh.model import access, audit, jwt
 from natsmesh.model.identities import NKey
 from natsmesh.model.mesh import Mesh
 
@@ -175,3 +175,54 @@ def test_any_bytes_are_no_document(tmp_path: Path) -> None:
     for junk in ("", "a.b.c", "x" * 70_000, "e30.e30.e30", "\x00\xff"):
         with pytest.raises(access.NotADocument):
             access.read(junk)
+
+
+def test_what_a_hostile_domain_writes_is_refused_and_never_breaks_the_fold(
+    mesh: Mesh, keys: dict[str, tuple[NKey, NKey]]
+) -> None:
+    """The review's cases: garbage activations, a copy name reused after a revocation, times beyond any
+    calendar, an answer signed before its request, a re-grant after expiry, a request posing as an answer."""
+    t = 1_800_000_000
+    pub = _public(keys)
+    req = _sign(keys, "request", TAKER, t, product=f"{OWNER}/ORDERS", copy="HOSTILE")
+    share = access.share_of(mesh, TAKER, f"{OWNER}/ORDERS", "HOSTILE")
+    garbage = {s: "garbage" for s in access.share_subjects(share)}
+    bad = _sign(keys, "grant", OWNER, t + 1, request=req.id, activations=garbage)
+    ledger = access.fold(mesh, pub, [req, bad], t + 2)  # never raises
+    assert "is not a JWT" in next(r.why for r in ledger.refused if r.doc.id == bad.id)
+
+    # an answer issued (clock skew) a second before its request is taken after it
+    early = _grant(mesh, keys, req, t)
+    early = _sign(keys, "grant", OWNER, t - 1, request=req.id, activations=dict(early.activations))
+    ledger = access.fold(mesh, pub, [early, req], t + 2)
+    assert ledger.requests[req.id].status == "granted", ledger.refused
+
+    # a copy name stays held by a revoked grant: a second request for it is refused, one copy only
+    revoke = _sign(keys, "revoke", OWNER, t + 5, request=req.id, reason="r")
+    again = _sign(keys, "request", TAKER, t + 6, product=f"{OWNER}/ORDERS", copy="HOSTILE")
+    ledger = access.fold(mesh, pub, [req, early, revoke, again], t + 7)
+    assert "already has a stream or an open request named HOSTILE" in ledger.refused[-1].why
+    made = access.with_access(mesh, ledger, t + 7)
+    assert sum(1 for c in made.consumptions if (c.domain, c.stream) == (TAKER, "HOSTILE")) == 1
+
+    # re-granted after it expired
+    short = _grant(mesh, keys, req, t + 1, expires=t + 3)
+    regrant = _grant(mesh, keys, req, t + 10)
+    ledger = access.fold(mesh, pub, [req, short, regrant], t + 11)
+    assert ledger.requests[req.id].status == "granted" and ledger.requests[req.id].grant == regrant
+
+    # a request naming another's request as if it answered it is not relayed to that request's parties
+    poser = _sign(keys, "request", OTHER, t + 1, product=f"{OWNER}/ORDERS", copy="POSE", request=req.id)
+    ledger = access.fold(mesh, pub, [req, poser], t + 2)
+    assert poser not in ledger.about(TAKER).taken
+
+    # times no calendar holds, and claims natsmesh never writes, are no documents at all
+    account, signing = keys[TAKER]
+    for data in ({"natsmesh": "access", "kind": "request", "domain": TAKER, "expires": 10**17},
+                 {"natsmesh": "access", "kind": "request", "domain": TAKER, "padding": "x" * 100}):  # fmt: skip
+        token = jwt.encode(jwt.GenericClaims(subject=account.public, name=access.DOC_NAME, data=data), signing.seed, t)
+        with pytest.raises(access.NotADocument):
+            access.read(token)
+    far = jwt.GenericClaims(subject=account.public, name=access.DOC_NAME, data={"natsmesh": "access"})
+    with pytest.raises(access.NotADocument):
+        access.read(jwt.encode(far, signing.seed, 10**17))

@@ -196,7 +196,11 @@ LAG = columns(
 def tables_lag(rep: LagReport) -> list[Table]:
     columns = LAG
     if any(r.access for r in rep.rows):  # copies made by request: what each owner said
-        columns = [*LAG[:-1], ("Access", lambda r: Text(r.access or "", style="red" if r.stopped else "")), LAG[-1]]
+        columns = [
+            *LAG[:-1],
+            ("Access", lambda r: Text(visible(r.access or ""), style="red" if r.stopped else "")),
+            LAG[-1],
+        ]
     return [table("Mirror and Source Lag", columns, rep.rows, 4)]
 
 
@@ -261,9 +265,9 @@ def tables_policy(policy: Policy) -> list[Table]:
 
 
 def _when(t: int) -> str:
-    import time
+    from natsmesh.model.audit import iso_time
 
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else "-"
+    return iso_time(t).replace("T", " ").rstrip("Z") if t else "-"
 
 
 ACCESS_STYLE = {"granted": "green", "pending": "yellow", "denied": "red", "revoked": "red", "expired": "red"}
@@ -278,7 +282,7 @@ REFUSED: list[Column] = [
     ("Document", lambda r: r.doc.id),
     ("By", lambda r: r.doc.domain),
     ("Kind", lambda r: r.doc.kind),
-    ("Refused", lambda r: Text(r.why, style="red")),
+    ("Refused", lambda r: Text(visible(r.why), style="red")),
 ]
 
 
@@ -294,7 +298,7 @@ AUDIT: list[Column] = [
     ("Time", lambda e: _when(e.issued)),
     *columns("Actor=actor|What=what|About=about|Reason=reason"),
     ("Signature", lambda e: Text("valid", style="green") if e.valid else Text("INVALID", style="bold red")),
-    ("Refused", lambda e: Text(e.refused, style="red")),
+    ("Refused", lambda e: Text(visible(e.refused), style="red")),
 ]
 
 

@@ -32,7 +32,15 @@ Kind = Literal["request", "grant", "deny", "revoke"]
 Status = Literal["pending", "granted", "denied", "revoked", "expired"]
 KINDS: tuple[Kind, ...] = ("request", "grant", "deny", "revoke")
 DOC_NAME = "natsmesh-access"  # the JWT's `name`: what kind of document it is
-MAX_DOC = 64 * 1024  # bytes; a document is a few KiB (a grant carries three activation tokens)
+MAX_DOC = 16 * 1024  # bytes; a document is a few KiB (a grant carries three activation tokens)
+MAX_TIME = 2**33  # unix seconds (the year 2242): later issue or expiry times are refused, not formatted
+MAX_OPEN = 100  # requests one domain may have pending at once
+NATS_KEYS = frozenset(
+    {"natsmesh", "kind", "domain", "product", "copy", "mode", "filter", "reason", "request", "expires", "activations"}
+    | {"version", "type"}
+)
+TOP_KEYS = frozenset({"jti", "iat", "iss", "name", "sub", "nats", "exp"})
+RESERVED_PREFIXES = ("natsmesh_", "KV_", "OBJ_")  # stream names natsmesh or JetStream itself use
 MAX_REASON = 1024  # characters
 SPEC_PREFIX = "spec:"  # the id of a copy the spec declares, as a request: `spec:CLUSTER/COPY`
 
@@ -111,6 +119,11 @@ def read(token: str) -> AccessDoc:
     nats = claims.get("nats")
     if claims.get("name") != DOC_NAME or not isinstance(nats, dict) or nats.get("natsmesh") != "access":
         raise NotADocument("a JWT, but not a natsmesh access document")
+    if set(claims) - TOP_KEYS or set(nats) - NATS_KEYS:
+        raise NotADocument("an access document with claims natsmesh does not write")
+    issued = claims.get("iat")
+    if not isinstance(issued, int) or not 0 < issued < MAX_TIME:
+        raise NotADocument("its issue time is missing or out of range")
     kind, domain = nats.get("kind"), nats.get("domain")
     if kind not in KINDS or not isinstance(domain, str) or not NAME_RE.fullmatch(domain):
         raise NotADocument(f"an access document of unknown kind {shown(kind)} or domain {shown(domain)}")
@@ -120,13 +133,15 @@ def read(token: str) -> AccessDoc:
     if len(text["reason"]) > MAX_REASON or any(ord(c) < 32 and c != "\n" for c in text["reason"]):
         raise NotADocument(f"its reason is over {MAX_REASON} characters or holds control characters")
     expires, acts = nats.get("expires", 0), nats.get("activations") or {}
-    if not isinstance(expires, int) or not isinstance(acts, dict) or not all(isinstance(v, str) for v in acts.values()):
+    if not isinstance(expires, int) or not 0 <= expires < MAX_TIME or not isinstance(acts, dict):
         raise NotADocument("its expiry or activations are malformed")
+    if len(acts) > 3 or not all(isinstance(k, str) and isinstance(v, str) for k, v in acts.items()):
+        raise NotADocument("its activations are malformed")
     return AccessDoc(
         kind=kind,
         domain=domain,
         signer=str(claims.get("iss")),
-        issued=int(claims.get("iat") or 0),
+        issued=issued,
         token=token,
         product=text["product"],
         copy=text["copy"],
@@ -171,9 +186,12 @@ class Access:
     request: AccessDoc | None = None
     grant: AccessDoc | None = None
 
+    cluster: str = ""  # the cluster the product lives on: its key signs the activations, its folder answers
+
     @property
     def owner(self) -> str:
-        return self.product.split("/", 1)[0]
+        """Who answers: the cluster the product lives on (its owning domain's, or another of that domain's)."""
+        return self.cluster or self.product.split("/", 1)[0]
 
     @property
     def declared(self) -> bool:
@@ -220,7 +238,11 @@ class Ledger:
         """What DOMAIN may see: requests it made or that name its products, and its own refused documents."""
         requests = {k: a for k, a in self.requests.items() if domain in (a.requester, a.owner)}
         refused = [r for r in self.refused if r.doc.domain == domain]
-        taken = [d for d in self.taken if d.domain == domain or d.id in requests or d.request in requests]
+        taken = [
+            d
+            for d in self.taken
+            if d.domain == domain or d.id in requests or (d.kind != "request" and d.request in requests)
+        ]
         return Ledger(requests, refused, taken)
 
     def to_json(self) -> dict[str, Any]:
@@ -246,7 +268,7 @@ def activations(
 ) -> dict[str, str]:
     """The activation tokens the owner of ACCESS's product signs for its copy (subject -> token)."""
     share = share_of(mesh, access.requester, access.product, access.copy, access.filter)
-    owner = mesh.domain(share.owner).owner
+    owner = share.owner  # the cluster the product lives on: its account exports it at the hub
     out = {}
     for subject in share_subjects(share):
         claims = jwt.ActivationClaims(
@@ -276,6 +298,8 @@ def _request_problem(mesh: Mesh, doc: AccessDoc, open_copies: set[tuple[str, str
             return f"its filter {shown(doc.filter)}: {why}"
         if not any(subjects_overlap(doc.filter, s) for s in p.subjects):
             return f"its filter {doc.filter} matches none of {doc.product}'s subjects ({', '.join(p.subjects)})"
+    if doc.copy.startswith(RESERVED_PREFIXES):
+        return f"invalid copy name {doc.copy}: names starting with {', '.join(RESERVED_PREFIXES)} are natsmesh's"
     taken = {p.name for p in mesh.products if p.domain == doc.domain}
     taken |= {c.stream for c in mesh.consumptions if c.domain == doc.domain and c.request != doc.id}
     if doc.copy in taken or (doc.domain, doc.copy) in open_copies:
@@ -289,12 +313,18 @@ def _activation_problem(doc: AccessDoc, access: Access, mesh: Mesh, keys: Mappin
     share = share_of(mesh, access.requester, access.product, access.copy, access.filter)
     wanted, given = share_subjects(share), dict(doc.activations)
     if sorted(given) != sorted(wanted):
-        return f"it carries activations for {', '.join(sorted(given)) or 'nothing'}, not for {', '.join(wanted)}"
-    owner = keys[access.owner]
+        said = ", ".join(shown(k) for k in sorted(given)) or "nothing"
+        return f"it carries activations for {said}, not for {', '.join(wanted)}"
+    owner = keys.get(access.owner)
+    if owner is None or access.requester not in keys:
+        return f"the mesh names no account keys of {access.owner} or {access.requester}"
     exporter = {"sub": owner.account, "nats": {"signing_keys": [owner.signing]}}
     for subject in wanted:
-        claims = jwt.decode(given[subject])
-        if int(claims.get("exp") or 0) != doc.expires:
+        try:
+            exp = jwt.decode(given[subject]).get("exp") or 0
+        except (ValueError, UnicodeDecodeError):
+            return f"its activation for {subject} is not a JWT"
+        if exp != doc.expires:
             return f"its activation for {subject} expires otherwise than the grant says"
         if why := jwt.activation_problem(given[subject], keys[access.requester].account, exporter, subject, doc.issued):
             return f"its activation for {subject}: {why}"
@@ -302,32 +332,51 @@ def _activation_problem(doc: AccessDoc, access: Access, mesh: Mesh, keys: Mappin
 
 
 def fold(mesh: Mesh, keys: Mapping[str, Keys], docs: Iterable[AccessDoc], now: float | None = None) -> Ledger:
-    """The state of every request after DOCS (taken in the order they were issued; the same document twice is
-    taken once), at NOW. KEYS: each domain's public keys (a document signed by any other key is refused), by its
-    domain (cluster) name. The copies the spec declares of products whose owner holds its own account key enter as
-    pending requests (`spec:CLUSTER/COPY`) that the owner's grant answers."""
+    """The state of every request after DOCS, at NOW. Requests are taken in the order they were issued; an answer
+    after the request it answers (one whose request comes later is taken then), answers to one request in the
+    order issued; the same document twice is taken once; nothing in a document makes this raise. KEYS: each
+    cluster's public keys (a document signed by any other key is refused). The copies the spec declares of
+    products whose owner holds its own account key enter as pending requests (`spec:CLUSTER/COPY`, one per
+    upstream: `spec:CLUSTER/COPY:DOMAIN/PRODUCT` when there are several) that the owner's grant answers."""
     at = int(now if now is not None else time.time())
     ledger = Ledger()
     for c in mesh.consumptions:
         for s in c.sources:
             if mesh.own_keys_of(s.domain) is None or s.owner_domain == c.domain:
                 continue
-            rid = f"{SPEC_PREFIX}{c.domain}/{c.stream}"
-            mode = c.mode
-            ledger.requests[rid] = Access(rid, c.domain, s.ref, c.stream, mode, s.filter or "", "pending")
-    seen: set[str] = set()
-    for doc in sorted(docs, key=lambda d: (d.issued, KINDS.index(d.kind), d.id)):
-        if doc.id in seen:
+            rid = f"{SPEC_PREFIX}{c.domain}/{c.stream}" + (f":{s.ref}" if len(c.sources) > 1 else "")
+            ledger.requests[rid] = Access(
+                rid, c.domain, s.ref, c.stream, c.mode, s.filter or "", "pending", cluster=s.domain
+            )
+    unique = {d.id: d for d in docs}
+    waiting: dict[str, list[AccessDoc]] = {}  # answers whose request is not taken yet, by request id
+    order = sorted(unique.values(), key=lambda d: (d.issued, KINDS.index(d.kind), d.id))
+    requested = {d.id for d in order if d.kind == "request"}
+    for doc in order:
+        if doc.kind != "request" and doc.request not in ledger.requests and doc.request in requested:
+            waiting.setdefault(doc.request, []).append(doc)
             continue
-        seen.add(doc.id)
-        if (why := _take(mesh, keys, ledger, doc, at)) is not None:
-            ledger.refused.append(Refused(doc, why))
-        else:
-            ledger.taken.append(doc)
+        _one(mesh, keys, ledger, doc, at)
+        for answer in waiting.pop(doc.id, []) if doc.kind == "request" else []:
+            _one(mesh, keys, ledger, answer, at)
+    for answers in waiting.values():  # their request was refused
+        for doc in answers:
+            _one(mesh, keys, ledger, doc, at)
     for a in ledger.requests.values():
         if a.status == "granted" and a.expires and a.expires <= at:
             a.status = "expired"
     return ledger
+
+
+def _one(mesh: Mesh, keys: Mapping[str, Keys], ledger: Ledger, doc: AccessDoc, at: int) -> None:
+    try:
+        why = _take(mesh, keys, ledger, doc, at)
+    except Exception as exc:  # a document natsmesh did not foresee: refused, never a failed apply for everyone
+        why = f"malformed ({type(exc).__name__})"
+    if why is not None:
+        ledger.refused.append(Refused(doc, why))
+    else:
+        ledger.taken.append(doc)
 
 
 def _take(mesh: Mesh, keys: Mapping[str, Keys], ledger: Ledger, doc: AccessDoc, at: int) -> str | None:
@@ -336,29 +385,43 @@ def _take(mesh: Mesh, keys: Mapping[str, Keys], ledger: Ledger, doc: AccessDoc, 
     if own is None or doc.signer not in own.signers:
         return f"signed by {doc.signer}, which is not a key of {doc.domain}"
     if doc.kind == "request":
-        open_copies = {(a.requester, a.copy) for a in ledger.requests.values() if a.status in ("pending", "granted")}
-        if (why := _request_problem(mesh, doc, open_copies)) is not None:
-            return why
-        ledger.requests[doc.id] = Access(
-            doc.id,
-            doc.domain,
-            doc.product,
-            doc.copy,
-            doc.mode,
-            doc.filter,
-            "pending",
-            doc.reason,
-            "",
-            doc.issued,
-            request=doc,
-        )
-        return None
+        return _take_request(mesh, ledger, doc)
+    return _take_answer(mesh, keys, ledger, doc)
+
+
+def _take_request(mesh: Mesh, ledger: Ledger, doc: AccessDoc) -> str | None:
+    held = [a for a in ledger.requests.values() if a.status == "pending" or a.grant is not None]
+    if sum(1 for a in held if a.requester == doc.domain and a.status == "pending") >= MAX_OPEN:
+        return f"{doc.domain} has {MAX_OPEN} requests pending already"
+    if (why := _request_problem(mesh, doc, {(a.requester, a.copy) for a in held})) is not None:
+        return why
+    cluster = mesh.product(doc.product).domain
+    ledger.requests[doc.id] = Access(
+        doc.id,
+        doc.domain,
+        doc.product,
+        doc.copy,
+        doc.mode,
+        doc.filter,
+        "pending",
+        doc.reason,
+        "",
+        doc.issued,
+        request=doc,
+        cluster=cluster,
+    )
+    return None
+
+
+def _take_answer(mesh: Mesh, keys: Mapping[str, Keys], ledger: Ledger, doc: AccessDoc) -> str | None:
     access = ledger.requests.get(doc.request)
     if access is None:
         return f"there is no request {shown(doc.request)}"
     if doc.domain != access.owner:
         who = "its requester" if doc.domain == access.requester else doc.domain
         return f"{who} cannot {doc.kind} request {access.id}: only {access.product}'s owner {access.owner} can"
+    if access.status == "granted" and access.expires and access.expires <= doc.issued:
+        access.status = "expired"  # as of this answer
     if doc.kind == "grant":
         if access.status not in ("pending", "revoked", "expired"):
             return f"request {access.id} is {access.status}"
@@ -383,10 +446,14 @@ def with_access(mesh: Mesh, ledger: Ledger, now: float | None = None) -> Mesh:
     at = int(now if now is not None else time.time())
     copies = list(mesh.consumptions)
     tokens: dict[tuple[str, str], str] = dict(((c, s), t) for c, s, t in mesh.activations)
-    for a in sorted(ledger.requests.values(), key=lambda x: x.id):
+    made: set[tuple[str, str]] = set()
+    for a in sorted(ledger.requests.values(), key=lambda x: (x.status != "granted", -x.decided, x.id)):
         flowing = a.status == "granted" and not (a.expires and a.expires <= at)
         if not a.declared and a.grant is None:
             continue  # asked, never granted: no copy
+        if not a.declared and (a.requester, a.copy) in made:
+            continue  # an older request for the same copy name (`fold` refuses a second one while one holds it)
+        made.add((a.requester, a.copy))
         share = share_of(mesh, a.requester, a.product, a.copy, a.filter)
         for subject in share_subjects(share):  # the owner's tokens, or none (a declared copy not granted: none)
             granted = dict(a.grant.activations).get(subject, "") if a.grant is not None else ""

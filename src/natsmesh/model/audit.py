@@ -18,6 +18,7 @@ from natsmesh.model.access import AccessDoc, Keys, NotADocument, doc_id, read
 
 EVENT_NAME = "natsmesh-event"
 MAX_CHANGES = 200  # rows of a plan kept in an apply's event (the rest counted)
+MAX_TEXT = 300  # characters of each field of a row kept
 
 
 def sign_event(event: str, signer: str, seed: str, issued: int | None = None, **detail: Any) -> str:
@@ -32,8 +33,19 @@ def plan_detail(rows: list[dict[str, Any]], summary: Mapping[str, int]) -> dict[
     """What an apply's event says of its plan: the counts, and every row that changed something (at most
     MAX_CHANGES, the rest counted)."""
     changed = [r for r in rows if r.get("action") not in ("unchanged", None)]
-    kept = [{k: r.get(k) for k in ("action", "domain", "kind", "name", "detail")} for r in changed[:MAX_CHANGES]]
+    kept = [
+        {k: str(r.get(k) or "")[:MAX_TEXT] for k in ("action", "domain", "kind", "name", "detail")}
+        for r in changed[:MAX_CHANGES]
+    ]
     return {"summary": dict(summary), "changes": kept, "more": max(0, len(changed) - MAX_CHANGES)}
+
+
+def iso_time(t: int) -> str:
+    """T (unix seconds) as ISO 8601 UTC; what it is, if no calendar holds it."""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    except (OverflowError, OSError, ValueError):
+        return str(t)
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,7 @@ class Entry:
     def to_json(self) -> dict[str, Any]:
         out = {
             "id": self.id,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.issued)),
+            "time": iso_time(self.issued),
             "actor": self.actor,
             "signer": self.signer,
             "what": self.what,
@@ -71,7 +83,7 @@ class Entry:
 def _doc_entry(doc: AccessDoc, keys: Mapping[str, Keys], refused: str, about: str) -> Entry:
     own = keys.get(doc.domain)
     valid = own is not None and doc.signer in own.signers
-    what = doc.kind + (f" until {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(doc.expires))}" if doc.expires else "")
+    what = doc.kind + (f" until {iso_time(doc.expires)}" if doc.expires else "")
     return Entry(doc.id, doc.issued, doc.domain, doc.signer, what, about, doc.reason, valid, refused)
 
 

@@ -21,7 +21,6 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from natsmesh.errors import NotHeldError
-from natsmesh.model import jwt
 from natsmesh.model.access import Access, AccessDoc, Keys, Ledger, NotADocument, fold, read
 from natsmesh.model.audit import Entry, verify
 from natsmesh.model.identities import trust_key_name
@@ -41,6 +40,8 @@ REFUSED_HEADER = "Natsmesh-Refused"
 MAX_DOCS = 10_000  # documents read from one domain's stream; a domain that posts more is not read
 MAX_BYTES = 64 * 1024**2  # nor one whose stream holds more than this (a document is a few KiB)
 AT_ONCE = 64
+READ_DEADLINE = 15.0  # seconds one domain's stream may take to read
+SAID = 10  # refused documents named in `apply`'s row (all in `access list`)
 
 
 @dataclass
@@ -51,9 +52,11 @@ class Gathered:
     ledger: Ledger
     docs: list[AccessDoc] = field(default_factory=list)
     held: dict[str, set[str]] = field(default_factory=dict)
-    audited: set[str] = field(default_factory=set)
+    audited: set[str] = field(default_factory=set)  # recorded as taken
+    audited_refused: set[str] = field(default_factory=set)  # recorded as refused
     unread: dict[str, str] = field(default_factory=dict)
-    expired: set[str] = field(default_factory=set)  # requests whose expiry the audit trail records
+    unreachable: set[str] = field(default_factory=set)  # clusters whose relayed documents could not be read
+    expired: set[tuple[str, str]] = field(default_factory=set)  # (request, grant) whose expiry is recorded
     found_in: dict[str, str] = field(default_factory=dict)  # document id -> the cluster whose stream held it
 
     def describe(self) -> str:
@@ -62,14 +65,22 @@ class Gathered:
         for a in self.ledger.requests.values():
             counts[a.status] = counts.get(a.status, 0) + 1
         parts = [f"{n} {status}" for status, n in sorted(counts.items())]
-        parts += [f"{r.doc.domain}'s {r.doc.kind} {r.doc.id} refused: {r.why}" for r in self.ledger.refused]
+        refused = self.ledger.refused
+        parts += [f"{r.doc.domain}'s {r.doc.kind} {r.doc.id} refused: {r.why[:200]}" for r in refused[:SAID]]
+        parts += [f"and {len(refused) - SAID} more refused (`natsmesh access list`)"] if len(refused) > SAID else []
         parts += [f"{c}'s access stream unread: {why}" for c, why in sorted(self.unread.items())]
         return "; ".join(parts) or "no access requests"
 
     @property
     def new(self) -> list[AccessDoc]:
-        """The documents the audit trail does not hold yet."""
-        return [d for d in self.docs if d.id not in self.audited]
+        """The documents the audit trail does not hold as they stand now: taken and not recorded as taken,
+        refused and not recorded at all."""
+        refused = {r.doc.id for r in self.ledger.refused}
+        return [
+            d
+            for d in self.docs
+            if d.id not in self.audited and (d.id not in refused or d.id not in self.audited_refused)
+        ]
 
 
 def keys_of(mesh: Mesh) -> dict[str, Keys]:
@@ -139,22 +150,32 @@ async def gather(
     taken = docs_of(await read_tokens(hub, AUDIT_STREAM, f"{AUDIT_ACCESS}.>", limit=10**7))
     refused = docs_of(await read_tokens(hub, AUDIT_STREAM, f"{AUDIT_REFUSED}.>", limit=10**7))
     expiries = await read_tokens(hub, AUDIT_STREAM, f"{AUDIT_PLATFORM}.expired", limit=10**7)
-    got = Gathered(Ledger(), audited={d.id for d in (*taken, *refused)}, expired=_requests_of(expiries))
+    got = Gathered(Ledger(), audited={d.id for d in taken}, audited_refused={d.id for d in refused})
+    got.expired = _expiries_of(expiries, mc)
     clusters = [c.name for c in mesh.domains] if leaves else []
-
     gate = asyncio.Semaphore(AT_ONCE)
 
+    async def read(cluster: str, direction: str) -> list[AccessDoc]:
+        async with gate:
+            js = await mc.jetstream(cluster)
+            return docs_of(await read_tokens(js, ACCESS_STREAM, f"{ACCESS_PREFIX}.{direction}.>"))
+
     async def one(cluster: str) -> list[AccessDoc]:
+        """What CLUSTER posted (folded), and the ids of what the platform relayed to it (not relayed again)."""
         try:
-            async with gate:
-                return docs_of(await read_tokens(await mc.jetstream(cluster), ACCESS_STREAM))
+            posted = await asyncio.wait_for(read(cluster, "out"), READ_DEADLINE)
         except Exception as exc:  # one domain's stream (its doing) never stops the others'
             got.unread[cluster] = str(exc) or type(exc).__name__
             return []
+        try:
+            relayed = await asyncio.wait_for(read(cluster, "in"), READ_DEADLINE)
+            got.held[cluster] = {d.id for d in (*posted, *relayed)}
+        except Exception:  # its copy of what concerns it cannot be read: nothing is relayed to it this time
+            got.unreachable.add(cluster)
+        return posted
 
     docs = {d.id: d for d in taken}
     for cluster, found in zip(clusters, await asyncio.gather(*(one(c) for c in clusters)), strict=True):
-        got.held[cluster] = {d.id for d in found}
         for d in found:
             got.found_in.setdefault(d.id, cluster)
             docs.setdefault(d.id, d)
@@ -163,12 +184,14 @@ async def gather(
     return got
 
 
-def _requests_of(events: list[str]) -> set[str]:
-    """The requests the platform's EVENTS are about (their `detail.request`); a token that says none, none."""
+def _expiries_of(events: list[str], mc: Connections) -> set[tuple[str, str]]:
+    """(request, grant) of each expiry the platform's EVENTS record, each checked against its signing key."""
+    key = mc.creds.trust_keys.get(trust_key_name("operator-signing"))
     out = set()
     for token in events:
-        with contextlib.suppress(ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
-            out.add(str(jwt.decode(token)["nats"]["detail"]["request"]))
+        entry = verify(token, {}, key.public if key is not None else "")
+        if entry.valid:
+            out.add((str(entry.detail.get("request")), str(entry.detail.get("grant"))))
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from natsmesh.model.audit import sign_event
 from natsmesh.model.identities import Credentials, trust_key_name
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import AUDIT_STREAM, KIND_KEY, MESH_KEY
+from natsmesh.model.units import visible
 from natsmesh.observe.access import (
     ACCESS_PREFIX,
     ACCESS_STREAM,
@@ -42,6 +44,7 @@ from natsmesh.observe.connect import Connections
 from natsmesh.observe.wire import ApiError
 from natsmesh.reconcile.concurrency import bounded
 
+REFUSED_RECORDED = 20  # refused documents of one cluster recorded per apply
 PAUSED_UNTIL = "2999-12-31T00:00:00Z"  # a revoked copy's consumer: paused until its owner grants again
 AT_ONCE = 64
 
@@ -81,35 +84,46 @@ async def ensure(js: JetStreamContext, config: StreamConfig) -> None:
 
 async def relay(mesh: Mesh, mc: Connections, got: Gathered) -> int:
     """Record every document the audit trail lacks, as signed (taken: under its domain and kind; refused: under
-    the cluster whose stream held it, with why), then give each leaf cluster the documents about it that its
-    stream lacks. Returns how many messages were written."""
+    the cluster whose stream held it, with why, at most REFUSED_RECORDED of one cluster's per apply), then give
+    each leaf cluster the documents about it that its stream lacks (a cluster whose stream fails is skipped and
+    tried again by the next apply). Returns how many messages were written."""
     hub = await mc.jetstream(mesh.hub.name)
     refused = {r.doc.id: r.why for r in got.ledger.refused}
     new = sorted(got.new, key=lambda d: (d.issued, d.id))
     if new:
         await ensure(hub, audit_config(min(3, len(mesh.hub.nodes)), mesh.name))
+    per_cluster: dict[str, int] = {}
+    written = 0
     for doc in new:
-        headers = {"Nats-Msg-Id": doc.id}
         if doc.id in refused:
-            subject = f"{AUDIT_REFUSED}.{got.found_in.get(doc.id, doc.domain)}"
-            headers[REFUSED_HEADER] = refused[doc.id][:1000].replace("\n", " ")
+            where = got.found_in.get(doc.id, doc.domain)
+            per_cluster[where] = per_cluster.get(where, 0) + 1
+            if per_cluster[where] > REFUSED_RECORDED:
+                continue  # the rest next time: a domain filling its stream does not fill the trail at once
+            subject, msg_id = f"{AUDIT_REFUSED}.{where}", f"{doc.id}-refused"
+            why = visible(refused[doc.id][:1000], keep="").replace("\n", " ")
+            headers = {"Nats-Msg-Id": msg_id, REFUSED_HEADER: why}
         else:
-            subject = f"{AUDIT_ACCESS}.{doc.domain}.{doc.kind}"
+            subject, headers = f"{AUDIT_ACCESS}.{doc.domain}.{doc.kind}", {"Nats-Msg-Id": doc.id}
         await hub.publish(subject, doc.token.encode(), headers=headers)
+        written += 1
 
     async def deliver(cluster: str) -> int:
-        if cluster in got.unread:
+        if cluster in got.unread or cluster in got.unreachable:
             return 0
         missing = [d for d in got.ledger.about(cluster).taken if d.id not in got.held.get(cluster, set())]
         if not missing:
             return 0
-        js = await mc.jetstream(cluster)
-        await ensure(js, access_config(min(3, len(mesh.domain(cluster).nodes))))
-        for d in missing:
-            await js.publish(f"{ACCESS_PREFIX}.in.{d.kind}", d.token.encode(), headers={"Nats-Msg-Id": d.id})
+        try:
+            js = await mc.jetstream(cluster)
+            await ensure(js, access_config(min(3, len(mesh.domain(cluster).nodes))))
+            for d in missing:
+                await js.publish(f"{ACCESS_PREFIX}.in.{d.kind}", d.token.encode(), headers={"Nats-Msg-Id": d.id})
+        except Exception:  # its stream, its doing (or its cluster away): the others' go on, the next apply retries
+            return 0
         return len(missing)
 
-    return len(new) + sum(await bounded([deliver(c.name) for c in mesh.domains], AT_ONCE))
+    return written + sum(await bounded([deliver(c.name) for c in mesh.domains], AT_ONCE))
 
 
 async def record(mesh: Mesh, mc: Connections, event: str, **detail: Any) -> str | None:
@@ -136,8 +150,10 @@ async def record_expiries(mesh: Mesh, mc: Connections, got: Gathered, now: float
     ]
     done = 0
     for a in sorted(over, key=lambda x: x.expires):
-        if a.id not in got.expired:
-            await record(mesh, mc, "expired", about=a.product, request=a.id, requester=a.requester, at=a.expires)
+        assert a.grant is not None
+        if (a.id, a.grant.id) not in got.expired:
+            detail = {"about": a.product, "request": a.id, "grant": a.grant.id, "requester": a.requester}
+            await record(mesh, mc, "expired", at=a.expires, **detail)
             done += 1
     return done
 
@@ -150,23 +166,26 @@ async def set_paused(nc: Client, stream: str, consumer: str, paused: bool) -> No
         raise ApplyError(f"pausing consumer {consumer} of {stream}: {err.description} ({err.code})")
 
 
-async def hold_back(mesh: Mesh, mc: Connections, ledger: Ledger, now: float | None = None) -> None:
+async def hold_back(
+    mesh: Mesh, mc: Connections, ledger: Ledger, unread: Collection[str] = (), now: float | None = None
+) -> None:
     """Pause the owner's consumer of every revoked or expired copy (the servers already refuse its activations:
-    this stops the owner's side too), and resume every granted one."""
+    this stops the owner's side too), and resume every granted one: a consumer is resumed if any grant for it
+    holds. An owner whose own stream was UNREAD is left as it is (its revocation may be what could not be read)."""
     at = now if now is not None else time.time()
-    todo = []
+    flowing: dict[tuple[str, str, str], bool] = {}
     for a in ledger.requests.values():
-        if a.grant is None:
+        if a.grant is None or a.owner in unread:
             continue
         share = share_of(mesh, a.requester, a.product, a.copy, a.filter)
-        flowing = a.status == "granted" and not (a.expires and a.expires <= at)
-        todo.append((share.owner, share.stream, share.consumer, not flowing))
+        key = (share.owner, share.stream, share.consumer)
+        flowing[key] = flowing.get(key, False) or (a.status == "granted" and not (a.expires and a.expires <= at))
 
     async def one(owner: str, stream: str, consumer: str, paused: bool) -> None:
-        with contextlib.suppress(NotFoundError, ApplyError):
+        with contextlib.suppress(Exception):  # one owner's cluster away or refusing: the others' go on
             await set_paused(await mc.connection(owner), stream, consumer, paused)
 
-    await bounded([one(*t) for t in todo], AT_ONCE)
+    await bounded([one(*key, not ok) for key, ok in flowing.items()], AT_ONCE)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -319,17 +319,19 @@ async def _carry_out(
     the owners' side of each grant set."""
     if not p.refused:
         await apply_policy(mesh, policy)
-    await apply(mesh, client, p)
-    if members.leaving:
-        await leave(mesh, members)
-    if gone and not p.refused:
-        await forget(mesh, client.creds, gone)
-    if got is not None and not p.refused:
-        await relay(mesh, client, got)
-        await hold_back(mesh, client, got.ledger)
-        await record_expiries(mesh, client, got)
-        rows = [c.to_json() for c in p.changes]
-        await record(mesh, client, "apply", prune=p.prune, **plan_detail(rows, p.summary()))
+    try:
+        await apply(mesh, client, p)
+        if members.leaving:
+            await leave(mesh, members)
+        if gone and not p.refused:
+            await forget(mesh, client.creds, gone)
+    finally:  # (a domain's catalog copy that could not be written does not hold up the others' access)
+        if got is not None and not p.refused:
+            await relay(mesh, client, got)
+            await hold_back(mesh, client, got.ledger, got.unread)
+            await record_expiries(mesh, client, got)
+            rows = [c.to_json() for c in p.changes]
+            await record(mesh, client, "apply", prune=p.prune, applied=p.applied, **plan_detail(rows, p.summary()))
 
 
 async def reconcile(

@@ -233,7 +233,8 @@ def party_mesh(mesh: Mesh, keys: tuple[tuple[str, str, str], ...] = ()) -> str:
     party, so made once per mesh (at 100 domains with 1,000 products, making it for each folder was 24 s of an
     apply's 34)."""
     blank = dict.fromkeys(("fixed_system", "fixed_data", "data_dir_setting", "tls_dir_setting"))
-    doc = mesh.to_json() | blank | {"document": {}, "warnings": []} | ({"account_keys": keys} if keys else {})
+    doc = mesh.to_json() | blank | {"document": {}, "warnings": [], "activations": []}  # (the hub's to hold)
+    doc |= {"account_keys": keys} if keys else {}
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 

@@ -9,10 +9,10 @@ copies with lag and last contact, its lineage drawn as SVG), `/health` what is s
 
 from __future__ import annotations
 
-import time
 from html import escape
 from typing import Any
 
+from natsmesh.model.audit import iso_time
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import Consumption, Product
 from natsmesh.model.units import human_bytes, human_seconds
@@ -159,7 +159,7 @@ def _held(detail: StreamDetail | None) -> str:
 
 
 def _when(t: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) if t else "–"
+    return iso_time(t).replace("T", " ")[:16] + " UTC" if t else "–"
 
 
 def access_section(access: ProductAccess | None) -> str:
