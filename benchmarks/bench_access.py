@@ -88,7 +88,7 @@ async def publish(mesh: Mesh, ref: str, subject: str, n: int) -> None:
             await mc.publish(ref, json.dumps({"i": i}).encode(), subject=subject)
 
 
-def until_first(mesh: Mesh, domain: str, stream: str, start: float, proc: subprocess.Popen[str] | None) -> float:
+def until_first(mesh: Mesh, domain: str, stream: str, start: float, proc: subprocess.Popen[bytes] | None) -> float:
     while asyncio.run(count(mesh, domain, stream)) < 1:
         if time.monotonic() - start > 120 or (proc is not None and proc.poll() not in (None, 0)):
             raise RuntimeError(f"{domain}/{stream} got nothing")
@@ -165,17 +165,21 @@ def apply_cost(root: Path, n: int, products: int, requests: int, rounds: int) ->
         out["first_apply_s"] = round(cli("apply", "-f", str(spec))[0], 1)
         names = [d["name"] for d in doc["domains"]]
 
-        async def ask_and_grant() -> None:  # R requests, each granted by its owner, from their folders' keys
-            for i in range(requests):
-                owner, taker = names[i % n], names[(i + 1) % n]
-                tf, of = (load_folder(data / mesh.domain(x).folder) for x in (taker, owner))
-                async with Connections(tf, load_credentials(tf, create=False)) as mc:
-                    req = await act(tf, mc, signer_of(tf, mc.creds), "request", product=f"{owner}/P0", copy=f"R{i}")
-                await asyncio.to_thread(cli, "apply", "-f", str(spec))  # relays it to the owner
-                async with Connections(of, load_credentials(of, create=False)) as mc:
-                    await act(of, mc, signer_of(of, mc.creds), "grant", request=req.id)
+        async def post(kind: str, pairs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+            """Each (domain, what) as a KIND document signed from that domain's own folder."""
+            out = []
+            for domain, what in pairs:
+                held = load_folder(data / mesh.domain(domain).folder)
+                async with Connections(held, load_credentials(held, create=False)) as mc:
+                    out.append((await act(held, mc, signer_of(held, mc.creds), kind, **what)).id)  # type: ignore[arg-type]
+            return out
 
-        asyncio.run(ask_and_grant())
+        pairs = [(names[i % n], names[(i + 1) % n]) for i in range(requests)]  # (owner, taker)
+        asked = asyncio.run(
+            post("request", [(t, {"product": f"{o}/P0", "copy": f"R{i}"}) for i, (o, t) in enumerate(pairs)])
+        )
+        cli("apply", "-f", str(spec))  # relays each request to its owner
+        asyncio.run(post("grant", [(o, {"request": r}) for (o, _), r in zip(pairs, asked, strict=True)]))
         cli("apply", "-f", str(spec))  # the copies made; from here on, applies with nothing to change
         times: dict[str, list[float]] = {"on": [], "off": []}
         for r in range(rounds):

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from natsmesh.errors import NotHeldError
@@ -94,11 +95,11 @@ def with_keys(mesh: Mesh, mc: Connections) -> Mesh:
 
 
 async def read_messages(
-    js: JetStreamContext, stream: str, subjects: str = "", limit: int = MAX_DOCS
+    js: JetStreamContext, stream: str, subjects: Sequence[str] = (), limit: int = MAX_DOCS
 ) -> list[tuple[str, str, dict[str, str]]]:
-    """Every message of STREAM on SUBJECTS (all, if "") as (subject, text, headers), oldest first; ValueError if
-    there are more than LIMIT, or (with LIMIT at its default: a domain's stream, the domain's to fill) more than
-    MAX_BYTES: what a domain writes must not fill the platform's memory."""
+    """Every message of STREAM on SUBJECTS (all, if none) as (subject, text, headers), oldest first; ValueError
+    if there are more than LIMIT, or (with LIMIT at its default: a domain's stream, the domain's to fill) more
+    than MAX_BYTES: what a domain writes must not fill the platform's memory."""
     try:
         info = await js.stream_info(stream)
     except NotFoundError:
@@ -107,11 +108,14 @@ async def read_messages(
         return []
     if limit <= MAX_DOCS and info.state.bytes > MAX_BYTES:
         raise ValueError(f"{stream} holds {info.state.bytes} bytes, more than natsmesh reads")
-    own = info.config.subjects or []
-    sub = await js.pull_subscribe(subjects or (own[0] if len(own) == 1 else ""), stream=stream)
+    if subjects:
+        sub = await js.pull_subscribe("", stream=stream, config=ConsumerConfig(filter_subjects=list(subjects)))
+    else:
+        own = info.config.subjects or []
+        sub = await js.pull_subscribe(own[0] if len(own) == 1 else "", stream=stream)
     out: list[tuple[str, str, dict[str, str]]] = []
     try:
-        count = (await sub.consumer_info()).num_pending or 0
+        count = ((await sub.consumer_info()).num_pending or 0) if subjects else info.state.messages
         if count > limit:
             raise ValueError(f"{stream} holds {count} messages, more than the {limit} natsmesh reads")
         while len(out) < count:
@@ -123,7 +127,9 @@ async def read_messages(
     return out
 
 
-async def read_tokens(js: JetStreamContext, stream: str, subjects: str = "", limit: int = MAX_DOCS) -> list[str]:
+async def read_tokens(
+    js: JetStreamContext, stream: str, subjects: Sequence[str] = (), limit: int = MAX_DOCS
+) -> list[str]:
     """The texts of `read_messages`."""
     return [text for _, text, _ in await read_messages(js, stream, subjects, limit)]
 
@@ -147,32 +153,28 @@ async def gather(
     if patient:  # (`apply`) a hub just started names its account a moment later; a report does not wait
         await wait_jetstream(await mc.connection(mesh.hub.name))
     hub = await mc.jetstream(mesh.hub.name)
-    taken = docs_of(await read_tokens(hub, AUDIT_STREAM, f"{AUDIT_ACCESS}.>", limit=10**7))
-    refused = docs_of(await read_tokens(hub, AUDIT_STREAM, f"{AUDIT_REFUSED}.>", limit=10**7))
-    expiries = await read_tokens(hub, AUDIT_STREAM, f"{AUDIT_PLATFORM}.expired", limit=10**7)
+    wanted = (f"{AUDIT_ACCESS}.>", f"{AUDIT_REFUSED}.>", f"{AUDIT_PLATFORM}.expired")
+    trail = await read_messages(hub, AUDIT_STREAM, wanted, limit=10**7)
+    taken = docs_of(t for subject, t, _ in trail if subject.startswith(f"{AUDIT_ACCESS}."))
+    refused = docs_of(t for subject, t, _ in trail if subject.startswith(f"{AUDIT_REFUSED}."))
     got = Gathered(Ledger(), audited={d.id for d in taken}, audited_refused={d.id for d in refused})
-    got.expired = _expiries_of(expiries, mc)
+    got.expired = _expiries_of([t for subject, t, _ in trail if subject.startswith(AUDIT_PLATFORM)], mc)
     clusters = [c.name for c in mesh.domains] if leaves else []
     gate = asyncio.Semaphore(AT_ONCE)
 
-    async def read(cluster: str, direction: str) -> list[AccessDoc]:
+    async def read(cluster: str) -> list[tuple[str, str, dict[str, str]]]:
         async with gate:
-            js = await mc.jetstream(cluster)
-            return docs_of(await read_tokens(js, ACCESS_STREAM, f"{ACCESS_PREFIX}.{direction}.>"))
+            return await read_messages(await mc.jetstream(cluster), ACCESS_STREAM)
 
     async def one(cluster: str) -> list[AccessDoc]:
-        """What CLUSTER posted (folded), and the ids of what the platform relayed to it (not relayed again)."""
+        """What CLUSTER posted (to fold), and the ids of all its stream holds (what is relayed to it already)."""
         try:
-            posted = await asyncio.wait_for(read(cluster, "out"), READ_DEADLINE)
+            held = await asyncio.wait_for(read(cluster), READ_DEADLINE)
         except Exception as exc:  # one domain's stream (its doing) never stops the others'
             got.unread[cluster] = str(exc) or type(exc).__name__
             return []
-        try:
-            relayed = await asyncio.wait_for(read(cluster, "in"), READ_DEADLINE)
-            got.held[cluster] = {d.id for d in (*posted, *relayed)}
-        except Exception:  # its copy of what concerns it cannot be read: nothing is relayed to it this time
-            got.unreachable.add(cluster)
-        return posted
+        got.held[cluster] = {d.id for d in docs_of(t for _, t, _ in held)}
+        return docs_of(t for subject, t, _ in held if subject.startswith(f"{ACCESS_PREFIX}.out."))
 
     docs = {d.id: d for d in taken}
     for cluster, found in zip(clusters, await asyncio.gather(*(one(c) for c in clusters)), strict=True):
