@@ -236,10 +236,6 @@ async def ledger_of(mesh: Mesh, mc: Connections) -> Ledger | None:
     return await _ledger(mesh, mc, recorded=True)
 
 
-def to_json(got: Gathered) -> dict[str, Any]:
-    return got.ledger.to_json() | {"unread": got.unread}
-
-
 @dataclass(frozen=True)
 class AuditLog:
     """The audit trail's entries, checked (`natsmesh.model.audit.verify`), oldest first, as SCOPE may read them."""
