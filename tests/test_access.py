@@ -44,7 +44,12 @@ def _doc(data_dir: Path) -> dict[str, Any]:
             "name": OWNER,
             "nodes": 1,
             "products": [
-                {"name": "ORDERS", "subjects": [f"{OWNER}.orders.>"], "owner": "sales@example.com"},
+                {
+                    "name": "ORDERS",
+                    "subjects": [f"{OWNER}.orders.>"],
+                    "owner": "sales@example.com",
+                    "limits": {"max_age": "30d"},
+                },
                 {"name": "PRICES", "subjects": [f"{OWNER}.prices.>"], "owner": "sales@example.com"},
             ],
         },
@@ -99,6 +104,15 @@ class World:
                     return -1
 
         return int(run(go()))
+
+    def max_age(self, domain: str, stream: str) -> float:
+        """Seconds DOMAIN's STREAM keeps a message (0: unlimited)."""
+
+        async def go() -> float:
+            async with MeshClient(self.mesh, name="reader") as mc:
+                return float((await (await mc.jetstream(domain)).stream_info(stream)).config.max_age or 0)
+
+        return float(run(go()))
 
     def publish(self, ref: str, subject: str, n: int) -> None:
         async def go() -> None:
@@ -165,9 +179,10 @@ def test_request_grant_copy_then_revoke_stops_it_and_keeps_its_data(world: World
     third = w.as_(OTHER, "access", "grant", rid)
     assert third.returncode != 0 and "knows no request" in third.stderr, third.stderr
 
-    w.act(OWNER, "grant", rid, "--reason", "ok for invoicing")
+    w.act(OWNER, "grant", rid, "--retain", "45d", "--reason", "ok for invoicing")
     w.apply()
     w.wait_count(TAKER, "ORDERS", 30)
+    assert w.max_age(TAKER, "ORDERS") == 45 * 86400  # longer than ORDERS' own 30d: the owner's grant says so
     assert w.request_of(TAKER, rid)["status"] == "granted"
     w.publish(f"{OWNER}/ORDERS", f"{OWNER}.orders.b", 10)
     w.wait_count(TAKER, "ORDERS", 40)

@@ -62,7 +62,9 @@ def test_a_spec_that_names_another_specs_mesh_is_refused_and_changes_nothing(fol
     first = _init(folder, "first.yaml", "--name", "shop")
     second = folder / "second.yaml"
     doc = yaml.safe_load(first.read_text())
-    doc["domains"][0]["products"] = [{"name": "EVENTS", "subjects": ["leaf-domain-a.events.>"], "replicas": 1}]
+    doc["domains"][0]["products"] = [
+        {"name": "EVENTS", "subjects": ["leaf-domain-a.events.>"], "replicas": 1, "owner": "a@example.com"}
+    ]
     second.write_text(yaml.safe_dump(doc, sort_keys=False))
     assert run_cli("up", "-d", "-f", "first.yaml", cwd=folder).returncode == 0
     for args in (("up", "-d"), ("down",), ("apply",), ("status",), ("report", "jetstream")):
@@ -120,6 +122,10 @@ def test_what_a_newcomer_meets_reads_as_sentences(folder: Path) -> None:
     spec = _init(folder, "meet.yaml")
     doc = yaml.safe_load(spec.read_text())
     doc["domains"][0]["products"] = [{"name": "ORDERS", "subjects": ["leaf-domain-a.orders.>"]}]
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    unowned = run_cli("up", "-d", "-f", spec.name, cwd=folder)  # `init` asks every product for an owner contact
+    assert unowned.returncode == 1 and "governance rule owner-named, product leaf-domain-a/ORDERS" in unowned.stderr
+    doc["domains"][0]["products"][0]["owner"] = "sales@example.com"
     spec.write_text(yaml.safe_dump(doc, sort_keys=False))
     assert run_cli("up", "-d", "-f", spec.name, cwd=folder).returncode == 0
     never = run_cli("tail", "leaf-domain-a/ORDERS", "-f", spec.name, cwd=folder)  # not applied yet

@@ -79,24 +79,38 @@ def access_request(
 @access.command(name="grant")
 @click.argument("request_id")
 @click.option("--expires", default=None, help="Until when, from now (90d, 12h, 30s); default: until revoked.")
+@click.option(
+    "--retain",
+    default=None,
+    help="How long the copy may keep a message (30d); default: as long as the product lets every copy.",
+)
 @click.option("--reason", default="", help="A note for the requester and the audit trail.")
 @_keys_option
 @json_option
-def access_grant(request_id: str, expires: str | None, reason: str, keys_file: str | None, as_json: bool) -> None:
+def access_grant(
+    request_id: str, expires: str | None, retain: str | None, reason: str, keys_file: str | None, as_json: bool
+) -> None:
     """Grant request REQUEST_ID for a product of yours: sign the activations the hub's servers check."""
-    from natsmesh.model.units import parse_duration
-
-    until = 0
-    if expires is not None:
-        try:
-            until = int(time.time() + parse_duration(expires))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--expires") from None
-    doc = _act("grant", keys_file, as_json, request=request_id, expires=until, reason=reason)
+    until = int(time.time() + _seconds(expires, "--expires")) if expires is not None else 0
+    keep = int(_seconds(retain, "--retain")) if retain is not None else 0
+    doc = _act("grant", keys_file, as_json, request=request_id, expires=until, retain=keep, reason=reason)
     if not as_json:
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until)) if until else "until revoked"
         say(f"granted {request_id} ({when}); the copy is made by the platform's next apply")
         say(f"(grant {doc.id})")
+
+
+def _seconds(text: str, option: str) -> float:
+    """TEXT as a positive duration in seconds, or a usage error naming OPTION."""
+    from natsmesh.model.units import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+    if not seconds > 0:
+        raise click.BadParameter("expected a positive duration, like 90d or 12h", param_hint=option)
+    return seconds
 
 
 @access.command(name="deny")

@@ -263,7 +263,9 @@ def init_spec(
     if path.exists() and not force:
         raise WouldOverwriteError(f"{path} already exists; use --force to overwrite it")
     mesh_name = name or default_mesh_name(path)
-    text = init_spec_text(name=mesh_name, domains=domains, nodes=nodes, hub_nodes=hub_nodes, base=base, tls=tls)
+    text = init_spec_text(
+        name=mesh_name, domains=domains, nodes=nodes, hub_nodes=hub_nodes, base=base, tls=tls, require_owner=True
+    )
     mesh = parse_spec(text, source=str(path), base_dir=path.resolve().parent)  # the template always validates
     path.write_text(text)
     return InitResult(path, mesh, ensure_certs(mesh).ca.parent if tls else None)

@@ -24,7 +24,14 @@ from typing import Any, Literal
 
 from natsmesh.model import jwt
 from natsmesh.model.mesh import Mesh
-from natsmesh.model.products import Consumption, Share, SourceRef, subject_problem, subjects_overlap
+from natsmesh.model.products import (
+    Consumption,
+    Share,
+    SourceRef,
+    retention_allowed,
+    subject_problem,
+    subjects_overlap,
+)
 from natsmesh.model.trust import share_services
 from natsmesh.model.units import NAME_RE, NAME_RULE, shown
 
@@ -36,7 +43,8 @@ MAX_DOC = 16 * 1024  # bytes; a document is a few KiB (a grant carries three act
 MAX_TIME = 2**33  # unix seconds (the year 2242): later issue or expiry times are refused, not formatted
 MAX_OPEN = 100  # requests one domain may have pending at once
 NATS_KEYS = frozenset(
-    {"natsmesh", "kind", "domain", "product", "copy", "mode", "filter", "reason", "request", "expires", "activations"}
+    {"natsmesh", "kind", "domain", "product", "copy", "mode", "filter", "reason", "request", "expires", "retain"}
+    | {"activations"}
     | {"version", "type"}
 )
 TOP_KEYS = frozenset({"jti", "iat", "iss", "name", "sub", "nats", "exp"})
@@ -50,7 +58,8 @@ class AccessDoc:
     """One signed act: who (DOMAIN, by the key SIGNER) did KIND when (ISSUED, unix seconds), and about what.
 
     A request names PRODUCT (`DOMAIN/NAME`), the COPY's name, MODE, FILTER; a grant, denial or revocation names
-    the REQUEST's id; a grant may hold until EXPIRES (0: until revoked) and carries ACTIVATIONS (subject -> token)."""
+    the REQUEST's id; a grant may hold until EXPIRES (0: until revoked), may let the copy keep a message RETAIN
+    seconds (0: as long as the product lets every copy) and carries ACTIVATIONS (subject -> token)."""
 
     kind: Kind
     domain: str
@@ -64,6 +73,7 @@ class AccessDoc:
     reason: str = ""
     request: str = ""
     expires: int = 0
+    retain: int = 0
     activations: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
@@ -79,7 +89,7 @@ class AccessDoc:
         else:
             out["request"] = self.request
         if self.kind == "grant":
-            out["expires"] = self.expires or None
+            out |= {"expires": self.expires or None, "retain": self.retain or None}
         return out | {"reason": self.reason}
 
 
@@ -92,7 +102,7 @@ def sign(kind: Kind, domain: str, account: str, signing_seed: str, issued: int |
     fields `AccessDoc` has for that kind. The document is checked by `read` before it is returned."""
     at = int(issued if issued is not None else time.time())
     data: dict[str, Any] = {"natsmesh": "access", "kind": kind, "domain": domain}
-    for key in ("product", "copy", "mode", "filter", "reason", "request", "expires"):
+    for key in ("product", "copy", "mode", "filter", "reason", "request", "expires", "retain"):
         if what.get(key):
             data[key] = what[key]
     if what.get("activations"):
@@ -132,9 +142,10 @@ def read(token: str) -> AccessDoc:
         raise NotADocument("a field that should be text is not")
     if len(text["reason"]) > MAX_REASON or any(ord(c) < 32 and c != "\n" for c in text["reason"]):
         raise NotADocument(f"its reason is over {MAX_REASON} characters or holds control characters")
-    expires, acts = nats.get("expires", 0), nats.get("activations") or {}
-    if not isinstance(expires, int) or not 0 <= expires < MAX_TIME or not isinstance(acts, dict):
-        raise NotADocument("its expiry or activations are malformed")
+    expires, retain, acts = nats.get("expires", 0), nats.get("retain", 0), nats.get("activations") or {}
+    times_ok = all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < MAX_TIME for t in (expires, retain))
+    if not times_ok or not isinstance(acts, dict):
+        raise NotADocument("its expiry, retention or activations are malformed")
     if len(acts) > 3 or not all(isinstance(k, str) and isinstance(v, str) for k, v in acts.items()):
         raise NotADocument("its activations are malformed")
     return AccessDoc(
@@ -150,6 +161,7 @@ def read(token: str) -> AccessDoc:
         reason=text["reason"],
         request=text["request"],
         expires=expires,
+        retain=retain,
         activations=tuple(sorted((str(k), v) for k, v in acts.items())),
     )
 
@@ -183,6 +195,7 @@ class Access:
     requested: int = 0
     decided: int = 0
     expires: int = 0
+    retain: int = 0  # seconds the grant lets the copy keep a message (0: what the product lets every copy)
     request: AccessDoc | None = None
     grant: AccessDoc | None = None
 
@@ -212,6 +225,7 @@ class Access:
             "requested": self.requested or None,
             "decided": self.decided or None,
             "expires": self.expires or None,
+            "retain": self.retain or None,
         }
 
 
@@ -428,6 +442,7 @@ def _take_answer(mesh: Mesh, keys: Mapping[str, Keys], ledger: Ledger, doc: Acce
         if (why := _activation_problem(doc, access, mesh, keys)) is not None:
             return why
         access.status, access.grant, access.expires, access.answer = "granted", doc, doc.expires, doc.reason
+        access.retain = doc.retain
     elif doc.kind == "deny":
         if access.status != "pending":
             return f"request {access.id} is {access.status}: only a pending request is denied (a grant is revoked)"
@@ -463,7 +478,8 @@ def with_access(mesh: Mesh, ledger: Ledger, now: float | None = None) -> Mesh:
         p = mesh.product(a.product)
         note = f"granted by {a.owner} (request {a.id})"
         source = SourceRef(p.domain, p.name, a.filter or None, None, p.team)
-        copies.append(Consumption(a.requester, a.copy, a.mode, (source,), description=note, request=a.id))
+        keep = float(a.retain) or retention_allowed([p])  # the owner's grant, else what the product allows copies
+        copies.append(Consumption(a.requester, a.copy, a.mode, (source,), description=note, request=a.id, max_age=keep))
     acts = tuple(sorted((c, s, t) for (c, s), t in tokens.items()))
     return replace(mesh, consumptions=tuple(copies), activations=acts)
 

@@ -29,9 +29,9 @@ from natsmesh.model.document import (
     UpstreamRef,
 )
 from natsmesh.model.identities import SYSTEM_ACCOUNT
-from natsmesh.model.products import find_cycle, in_namespace, subject_problem, subjects_overlap
+from natsmesh.model.products import NOT_PUBLIC, find_cycle, in_namespace, subject_problem, subjects_overlap
 from natsmesh.model.topology import resolve_clusters
-from natsmesh.model.units import shown
+from natsmesh.model.units import duration_text, parse_duration, shown
 from natsmesh.model.yamldoc import read_yaml
 
 MAX_PROBLEMS = 50  # shown; a document with thousands of problems names the first ones and counts the rest
@@ -520,6 +520,69 @@ def _cycle_rule(edges: Edges, edge_locs: dict[str, Loc], f: Findings) -> None:
         )
 
 
+def _governance(rule: str, ref: str, message: str) -> str:
+    """A refusal naming its governance RULE and the product REF."""
+    return f"governance rule {rule}, product {ref}: {message}"
+
+
+def _allowed_seconds(p: ProductSpec) -> float:
+    """How long P lets its copies keep a message (0 = unlimited)."""
+    for value in (p.copy_retention, p.limits.max_age):
+        if value is not None:
+            return parse_duration(value)
+    return 0.0
+
+
+def _governance_rules(spec: MeshSpec, f: Findings) -> None:
+    """Computational governance: each product's classification against its readers, an owner contact if the
+    platform requires one, and no copy keeping data longer than its upstreams let it."""
+    products: dict[str, ProductSpec] = {}
+    for loc, c in _clusters(spec):
+        for j, p in enumerate(c.products):
+            ploc, ref = (*loc, "products", j), f"{c.name}/{p.name}"
+            products[ref] = p
+            if p.public and p.classification in NOT_PUBLIC:
+                f.problem(
+                    (*ploc, "public"),
+                    _governance(
+                        "not-public",
+                        ref,
+                        f"it is classified {p.classification}, and a confidential or pii product cannot be public "
+                        "(readable by every domain): make it private (its readers ask, its owner grants)",
+                    ),
+                )
+            if spec.governance.require_owner and not p.owner.strip():
+                f.problem(
+                    ploc,
+                    _governance(
+                        "owner-named",
+                        ref,
+                        "the platform requires every product to name an owner contact "
+                        "(`governance.require_owner`): add `owner: team@example.com`",
+                    ),
+                )
+    for loc, c in _clusters(spec):
+        for j, cons in enumerate(c.consumes):
+            if cons.max_age is None or not _well_formed(cons):
+                continue
+            keeps = parse_duration(cons.max_age)
+            for r in cons.refs():
+                upstream = products.get(r.ref)
+                allowed = _allowed_seconds(upstream) if upstream is not None else 0.0
+                if allowed and keeps > allowed:
+                    f.problem(
+                        (*loc, "consumes", j, "max_age"),
+                        _governance(
+                            "copy-retention",
+                            r.ref,
+                            f"copy {c.name}/{cons.stream_name()} would keep a message {duration_text(keeps)}, "
+                            f"but {r.ref} lets its copies keep one {duration_text(allowed)}: shorten "
+                            "`max_age` or leave it out (the copy then keeps what its upstreams allow), or its "
+                            "owner allows longer (`copy_retention:` on the product, or `access grant --retain`)",
+                        ),
+                    )
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -701,6 +764,7 @@ def check_rules(spec: MeshSpec, lines: dict[Loc, int], read: SchemaReader | None
     _shared_name_rules(spec, edges, edge_locs, f)
     _consumer_limit_rules(spec, edges, f)
     _cycle_rule(edges, edge_locs, f)
+    _governance_rules(spec, f)
     return f
 
 

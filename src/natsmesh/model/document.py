@@ -107,6 +107,13 @@ def check_tags(value: list[str]) -> list[str]:
     return value
 
 
+def positive_duration(value: str | int | float | None) -> str | int | float | None:
+    """VALUE if it is None or a positive duration (`7d`, `36h`, seconds)."""
+    if value is not None and not parse_duration(value) > 0:
+        raise ValueError("expected a positive duration, like 7d or 36h")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -145,9 +152,7 @@ class LimitsSpec(_Strict):
     @field_validator("max_age")
     @classmethod
     def _age(cls, v: str | int | float | None) -> str | int | float | None:
-        if v is not None and not parse_duration(v) > 0:
-            raise ValueError("expected a positive duration")
-        return v
+        return positive_duration(v)
 
     @field_validator("max_bytes")
     @classmethod
@@ -206,6 +211,12 @@ class ProductSpec(_Strict):
     replicas: Annotated[int, Field(ge=1, le=5)] | None = None
     storage: Literal["file", "memory"] = "file"
     public: bool = False
+    # What the data is (computational governance, `checks._governance_rules`): left out, `public` for a public
+    # product and `internal` otherwise; a `confidential` or `pii` product cannot be public
+    classification: Literal["public", "internal", "confidential", "pii"] | None = None
+    # How long a copy may keep a message: the owner's standing word for every copy (left out: as long as the
+    # product itself keeps it, `limits.max_age`); a grant may allow one copy longer (`access grant --retain`)
+    copy_retention: str | int | float | None = None
     contract: ContractSpec | None = None
     cluster: str | None = None  # which of its domain's clusters holds it (left out: the domain's own)
 
@@ -228,6 +239,11 @@ class ProductSpec(_Strict):
     @classmethod
     def _tags(cls, v: list[str]) -> list[str]:
         return check_tags(v)
+
+    @field_validator("copy_retention")
+    @classmethod
+    def _retention(cls, v: str | int | float | None) -> str | int | float | None:
+        return positive_duration(v)
 
 
 class UpstreamRef(NamedTuple):
@@ -278,6 +294,14 @@ class ConsumptionSpec(_Strict):
     storage: Literal["file", "memory"] = "file"
     alerts: AlertsSpec = AlertsSpec()
     cluster: str | None = None  # which of its domain's clusters holds the copy (left out: the domain's own)
+    # How long the copy keeps a message: left out, as long as its upstreams let their copies keep one (the
+    # shortest of their `copy_retention`); longer than that is refused (`checks._governance_rules`)
+    max_age: str | int | float | None = None
+
+    @field_validator("max_age")
+    @classmethod
+    def _age(cls, v: str | int | float | None) -> str | int | float | None:
+        return positive_duration(v)
 
     @field_validator("as_")
     @classmethod
@@ -498,6 +522,14 @@ class TLSSpec(_Strict):
         return check_path(v)
 
 
+class GovernanceSpec(_Strict):
+    """The platform's rules every domain's products are checked against at `validate`, `up` and `apply` (the
+    rules always on are in `checks._governance_rules`). REQUIRE_OWNER: every product names an owner contact; off
+    by default so that a spec written before it keeps working (`natsmesh init` writes it on)."""
+
+    require_owner: bool = False
+
+
 class MeshSpec(_Strict):
     """The document as written: everything optional has the seed's or a safe default."""
 
@@ -514,6 +546,7 @@ class MeshSpec(_Strict):
     tls: TLSSpec = TLSSpec()
     pings: PingSpec = PingSpec()
     alerts: AlertsSpec = AlertsSpec()  # every copy's thresholds unless its consumption names its own
+    governance: GovernanceSpec = GovernanceSpec()
     # How the hub knows who is who: `config` (every account, user and key in its configs; a change is a reload) or
     # `operator` (NATS operator mode: accounts and users as JWTs the platform pushes to a resolver, no reload)
     trust: TrustMode | None = None

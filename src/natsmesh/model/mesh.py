@@ -25,6 +25,7 @@ from natsmesh.model.products import (
     Share,
     SourceRef,
     copy_shares,
+    retention_allowed,
 )
 from natsmesh.model.record import Record
 from natsmesh.model.topology import Cluster, Limits, Node, resolve_clusters
@@ -305,6 +306,8 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
                     replicas=p.replicas or min(nodes[cluster], 3),
                     storage=p.storage,
                     public=p.public,
+                    classification=p.classification or ("public" if p.public else "internal"),
+                    copy_retention=parse_duration(p.copy_retention) if p.copy_retention is not None else 0.0,
                     contract=Contract(
                         canonical(p.contract.document),
                         p.contract.version,
@@ -316,6 +319,8 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
                     else None,
                 )
             )
+    by_ref = {p.ref: p for p in products}
+    for c in (spec.hub, *spec.domains):
         for cons in c.consumes:
             sources = tuple(
                 SourceRef(
@@ -328,6 +333,7 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
                 for r in cons.refs()
             )
             cluster = cons.cluster or c.name
+            allowed = retention_allowed(by_ref[f"{s.owner_domain}/{s.stream}"] for s in sources)
             consumptions.append(
                 Consumption(
                     domain=cluster,
@@ -340,6 +346,7 @@ def resolve_products(spec: MeshSpec) -> tuple[tuple[Product, ...], tuple[Consump
                     subjects=tuple(cons.subjects or ()),
                     lag_critical=cons.alerts.lag_critical or spec.alerts.lag_critical or LAG_CRITICAL,
                     seen_critical=_seconds(cons.alerts.seen_critical or spec.alerts.seen_critical, SEEN_CRITICAL),
+                    max_age=parse_duration(cons.max_age) if cons.max_age is not None else allowed,
                 )
             )
     return tuple(products), tuple(consumptions)

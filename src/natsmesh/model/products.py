@@ -10,6 +10,7 @@ a durable consumer the owner creates for that copy alone, which the copy's domai
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -68,6 +69,17 @@ class Contract:
         return out | {"schema": self.schema} | ({"file": self.schema_file} if self.schema_file else {})
 
 
+Classification = Literal["public", "internal", "confidential", "pii"]
+CLASSIFICATIONS: tuple[Classification, ...] = ("public", "internal", "confidential", "pii")
+NOT_PUBLIC: tuple[Classification, ...] = ("confidential", "pii")  # classes no product readable by all may have
+
+
+def retention_allowed(products: Iterable[Product]) -> float:
+    """Seconds a copy of every one of PRODUCTS may keep a message: the shortest they allow (0 = unlimited)."""
+    limits = [p.copies_keep for p in products if p.copies_keep > 0]
+    return min(limits) if limits else 0.0
+
+
 @dataclass(frozen=True)
 class Product:
     """A stream owned by DOMAIN on SUBJECTS inside the domain's namespace."""
@@ -87,6 +99,13 @@ class Product:
     public: bool = False  # readable by every domain without a declared consumption
     contract: Contract | None = None
     team: str = ""  # the domain that owns it, when it lives on another of that domain's clusters than its own
+    classification: Classification = "internal"
+    copy_retention: float = 0.0  # seconds a copy may keep a message; 0 = as long as MAX_AGE
+
+    @property
+    def copies_keep(self) -> float:
+        """Seconds a copy may keep a message without a grant saying more (0 = unlimited)."""
+        return self.copy_retention or self.max_age
 
     @property
     def gated(self) -> bool:
@@ -147,6 +166,7 @@ class Consumption(DomainStream):
     lag_critical: int = LAG_CRITICAL  # messages behind its upstream that make it critical
     seen_critical: float = SEEN_CRITICAL  # seconds without a word from its upstream that make it critical
     request: str = ""  # the access request whose grant made it (`natsmesh.model.access`); "": the spec declares it
+    max_age: float = 0.0  # seconds it keeps a message (0 = unlimited), at most what its upstreams allow
 
     @property
     def ref(self) -> str:

@@ -78,8 +78,10 @@ def init_spec_text(
     hub_nodes: int = 3,
     base: int | None = None,
     tls: bool = False,
+    require_owner: bool = False,
 ) -> str:
-    """A commented spec whose explicit port plan holds for any number of domains, all below 32768."""
+    """A commented spec whose explicit port plan holds for any number of domains, all below 32768; REQUIRE_OWNER:
+    its governance asks every product for an owner contact (what `natsmesh init` writes)."""
     if domains < 0:
         raise ValueError("--domains must be 0 or more")
     if not 1 <= nodes <= 15 or not 1 <= hub_nodes <= 15:
@@ -132,6 +134,12 @@ def init_spec_text(
         "# domain is an account JWT the hub's resolver holds, so domains join, leave and are granted copies without a",
         "# hub reload, and a copy needs its owner's signature (generated credentials only).",
         "# trust: operator",
+        "",
+        "# Rules every product is checked against by validate, up and apply. Always on: a confidential or pii",
+        "# product is never public, and no copy keeps a message longer than its upstream lets its copies.",
+        "governance:",
+        f"  require_owner: {'true' if require_owner else 'false'}"
+        "     # true: every product names an owner contact (owner: team@example.com)",
         "",
         "jetstream:                 # bounds per node, so large meshes fit on one machine",
         "  max_memory: 64MiB",

@@ -122,3 +122,11 @@ def human_seconds(s: float | None) -> str:
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
     return (f"{days}d" if days else "") + (f"{hours}h" if hours or days else "") + f"{minutes}m{sec}s"
+
+
+def duration_text(seconds: float) -> str:
+    """SECONDS as a spec writes a duration: `7d`, `36h`, `90m`, `45s` (the largest whole unit), else `1.5s`."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

@@ -38,7 +38,14 @@ def product_config(mesh_name: str, p: Product) -> dict[str, Any]:
         "num_replicas": p.replicas,
         "storage": p.storage,
         "metadata": _metadata(
-            mesh_name, "product", {"natsmesh.owner": p.owner, "natsmesh.tags": ",".join(p.tags), **contract}
+            mesh_name,
+            "product",
+            {
+                "natsmesh.owner": p.owner,
+                "natsmesh.tags": ",".join(p.tags),
+                "natsmesh.classification": p.classification,
+                **contract,
+            },
         ),
     }
 
@@ -147,6 +154,7 @@ def consumption_config(mesh_name: str, c: Consumption) -> dict[str, Any]:
         "description": c.description or _bounded(f"{c.mode} of {what}"),
         "num_replicas": c.replicas,
         "storage": c.storage,
+        "max_age": int(c.max_age * 1e9),  # at most what its upstreams allow (`checks._governance_rules`)
         "metadata": _metadata(mesh_name, c.mode, {"natsmesh.upstream": what, **monitor_metadata(c)}),
     }
     if c.mode == "mirror":
