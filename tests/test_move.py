@@ -167,6 +167,11 @@ def test_the_move_command_prints_its_plan_refuses_with_a_reason_and_updates_the_
     again = run_cli("apply", "-f", str(spec), "--json", "--dry-run")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["summary"]["create"] == 0
+    audit = run_cli("audit", "--product", ORDERS, "-f", str(spec), "--json")
+    assert audit.returncode == 0, audit.stderr
+    moves = [e for e in json.loads(audit.stdout)["entries"] if e["what"] == "move"]
+    assert len(moves) == 1 and moves[0]["valid"] and moves[0]["actor"] == "platform", moves
+    assert {"source": SALES, "target": BIG, "moved": True}.items() <= moves[0]["detail"].items(), moves
 
 
 def test_a_move_that_fails_after_the_pause_is_rolled_back_to_a_working_product(

@@ -341,6 +341,11 @@ def test_a_revoked_link_closes_within_a_second_and_a_new_one_links_again(operato
     assert others <= _links(mesh) and _leaf_pids(mesh) == leaves  # nothing else reconnected or restarted
     res = run_cli("link", "revoke", "nobody", "-f", str(spec))
     assert res.returncode != 0 and "not a leaf domain" in res.stderr and "Traceback" not in res.stderr, res
+    audit = run_cli("audit", "-f", str(spec), "--json")  # each key change, signed by the platform
+    assert audit.returncode == 0, audit.stderr
+    links = [e for e in json.loads(audit.stdout)["entries"] if e["what"] == "link" and e["about"] == B]
+    assert [(e["detail"]["revoked"], e["detail"]["issued"]) for e in links] == [(revoked.revoked, ""), ("", issued)]
+    assert all(e["valid"] for e in links), links
 
 
 def _links(mesh: Mesh) -> set[int]:

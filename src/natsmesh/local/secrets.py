@@ -18,7 +18,15 @@ from typing import Any
 from natsmesh.errors import NotRunningError, PreflightError
 from natsmesh.local.files import write_private
 from natsmesh.local.layout import MeshDirs
-from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, NKey, fingerprint, trust_key_name
+from natsmesh.model.identities import (
+    LEAF_KINDS,
+    LEAF_USER_ROLES,
+    SYSTEM_ACCOUNT,
+    Credentials,
+    NKey,
+    fingerprint,
+    trust_key_name,
+)
 from natsmesh.model.mesh import Mesh
 
 # The secrets are random 192-bit tokens, so no guessing is slowed by a costlier hash; the hash keeps the
@@ -96,6 +104,11 @@ def trust_key_kinds(mesh: Mesh) -> dict[str, str]:
         out[trust_key_name("account-signing", account)] = "account"
     for role in ("system", "client", "gate"):
         out[trust_key_name("user", f"{role}:{mesh.hub.name}")] = "user"
+    for domain in mesh.service_users:  # a domain's own cluster under an operator of its own
+        for kind in LEAF_KINDS:
+            out[trust_key_name(kind, domain)] = "operator" if kind.startswith("leaf-operator") else "account"
+        for role in LEAF_USER_ROLES:
+            out[trust_key_name("user", f"{role}:{domain}")] = "user"
     return out
 
 

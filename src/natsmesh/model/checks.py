@@ -657,9 +657,26 @@ def _address_rules(spec: MeshSpec, f: Findings) -> None:
                 )
 
 
+def _service_user_rules(spec: MeshSpec, f: Findings) -> None:
+    """A domain's own users need operator mode and account keys natsmesh makes."""
+    for k, d in enumerate(spec.domains):
+        if d.service_users and spec.trust != "operator":
+            f.problem(
+                ("domains", k, "service_users"),
+                "a domain's own users need trust: operator (config mode keeps every user in the configs)",
+            )
+        elif d.service_users and d.account_key is not None:
+            f.problem(
+                ("domains", k, "service_users"),
+                "a domain that keeps its own account key cannot have users of its own yet: the platform signs its "
+                "own identity in the domain's cluster with keys natsmesh makes (remove `account_key` or this)",
+            )
+
+
 def _trust_rules(spec: MeshSpec, f: Findings) -> None:
     """Operator mode needs secrets natsmesh makes per party, and no system bridge (the hub's system account is then
-    a JWT account the leaves cannot join by config)."""
+    a JWT account the leaves cannot join by config). A domain's own users need operator mode and the account keys
+    natsmesh makes (the platform signs its own identity in the domain's cluster with them)."""
     if spec.trust != "operator":
         for where, _team, cluster in spec.leaf_clusters():
             if cluster.account_key is not None:
@@ -751,6 +768,7 @@ def check_rules(spec: MeshSpec, lines: dict[Loc, int], read: SchemaReader | None
     f = Findings(lines)
     _platform_rules(spec, f)
     _trust_rules(spec, f)
+    _service_user_rules(spec, f)
     _address_rules(spec, f)
     _credential_rules(spec, f)
     _cluster_rules(spec, f)

@@ -434,6 +434,10 @@ class ClusterSpec(LeafClusterSpec):
     products: list[ProductSpec] = []
     consumes: list[ConsumptionSpec] = []
     clusters: list[LeafClusterSpec] = []
+    # Operator mode: the domain issues its own users for its own cluster from its folder (`natsmesh user add`),
+    # each a creds file its key signs; its cluster then trusts an operator of the domain's own (its nodes restart
+    # once to take it: nats-server cannot reload into operator mode)
+    service_users: bool = False
 
     @field_validator("namespace")
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
@@ -27,10 +28,54 @@ def account_of(domain: str) -> str:
     return domain
 
 
+OWN_ACCOUNT = "*"  # how `local_account` names a data account under its domain's own operator: some public key
+
+
+def local_account(domain: str, service_users: Collection[str]) -> str:
+    """What DOMAIN's own servers call its data account: its name, or (users of its own, `Mesh.service_users`)
+    `OWN_ACCOUNT`, for the public key only its credentials know."""
+    return OWN_ACCOUNT if domain in service_users else account_of(domain)
+
+
+def holds_account(accounts: Collection[str], wanted: str) -> bool:
+    """Whether ACCOUNTS (as a server reports them) hold WANTED (`local_account`'s answer)."""
+    if wanted == OWN_ACCOUNT:
+        return any(len(a) == 56 and a.startswith("A") for a in accounts)
+    return wanted in accounts
+
+
 def trust_key_name(kind: str, owner: str = "") -> str:
     """The name of an operator-mode key: `operator`, `operator-signing`, `account:<name>`, `account-signing:<name>`
     or `user:<role>:<party>` (the hub's own users: the platform's system user, the hub domain's app user)."""
     return f"{kind}:{owner}" if owner else kind
+
+
+LEAF_KINDS = (  # a domain's own cluster in operator mode (`service_users`): its operator and two accounts
+    "leaf-operator",
+    "leaf-operator-signing",
+    "leaf-account",
+    "leaf-account-signing",
+    "leaf-system",
+    "leaf-system-signing",
+)
+LEAF_USER_ROLES = ("client", "system", "gate", "platform")  # its users natsmesh signs (`user:ROLE:DOMAIN`)
+
+
+def leaf_key_party(name: str) -> str:
+    """The domain a key named NAME belongs to if it is one of a domain's own cluster's keys or users (its leaf
+    operator's, its accounts', `user:ROLE:DOMAIN`), else "" (the platform's, or a hub account's)."""
+    kind, _, owner = name.partition(":")
+    if kind in LEAF_KINDS:
+        return owner
+    if kind == "user":
+        role, _, party = owner.partition(":")
+        return party if role in LEAF_USER_ROLES else ""
+    return ""
+
+
+def platform_user(domain: str) -> str:
+    """The key name of the platform's own user in DOMAIN's cluster (operator mode of its own): not in its folder."""
+    return trust_key_name("user", f"platform:{domain}")
 
 
 def user_url(scheme: str, user: str, password: str, host: str, port: int) -> str:
@@ -147,11 +192,19 @@ class Credentials:
             trust_keys |= {
                 k: v
                 for k, v in self.trust_keys.items()
-                if not k.startswith("account-signing:")
-                or k in (trust_key_name("account-signing", name), trust_key_name("account-signing", SYSTEM_ACCOUNT))
+                if (
+                    not k.startswith("account-signing:")
+                    or k in (trust_key_name("account-signing", name), trust_key_name("account-signing", SYSTEM_ACCOUNT))
+                )
+                and leaf_key_party(k) in ("", name)
             }
-        elif (own_signing := trust_key_name("account-signing", name)) in self.trust_keys:
-            trust_keys[own_signing] = self.trust_keys[own_signing]
+        else:
+            if (own_signing := trust_key_name("account-signing", name)) in self.trust_keys:
+                trust_keys[own_signing] = self.trust_keys[own_signing]
+            # a domain with users of its own holds its cluster's operator, accounts and users (not the platform's)
+            trust_keys |= {
+                k: v for k, v in self.trust_keys.items() if leaf_key_party(k) == name and k != platform_user(name)
+            }
 
         def only(table: dict[str, str]) -> dict[str, str]:
             return {name: table[name]} if name in table else {}

@@ -76,6 +76,9 @@ class Mesh(Record):
     # (importing cluster, the owner's subject, token): activations the owners signed (`natsmesh.model.access`);
     # an empty token: none may be given (a grant revoked, expired or not given)
     activations: tuple[tuple[str, str, str], ...] = ()
+    # the leaf domains whose own cluster trusts an operator of the domain's own: its users are creds files the
+    # domain signs (`natsmesh.model.users`), issued and revoked without the platform
+    service_users: tuple[str, ...] = ()
     document: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
@@ -208,6 +211,7 @@ class Mesh(Record):
             )
             for c in d["consumptions"]
         )
+        d["service_users"] = tuple(d.get("service_users") or ())
         for key in ("fixed_system", "fixed_data"):
             d[key] = tuple(d[key]) if d[key] else None
         d["limits"] = tuple((name, Limits(**lim)) for name, lim in d.get("limits") or ())
@@ -256,6 +260,7 @@ def _from_spec(spec: MeshSpec, source: str, base_dir: Path, warnings: list[str])
         own_keys=tuple(
             (c.name, c.account_key.account, c.account_key.signing) for _, _, c in leaves if c.account_key is not None
         ),
+        service_users=tuple(d.name for d in spec.domains if d.service_users),
         document=spec.model_dump(mode="json", exclude_none=True, by_alias=True),
     )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from natsmesh.errors import NotReadyError
-from natsmesh.model.identities import SYSTEM_ACCOUNT, account_of
+from natsmesh.model.identities import SYSTEM_ACCOUNT, account_of, holds_account, local_account
 from natsmesh.model.topology import monitor_host, monitoring_only_local
 from natsmesh.observe.monitor import healthz, jsz, leafz
 from natsmesh.observe.wire import Healthz, Jsz, Leafz
@@ -52,7 +52,9 @@ def targets(mesh: Mesh) -> list[Target]:
             c.name,
             len(c.nodes) > 1,
             not c.is_hub,
-            (SYSTEM_ACCOUNT, account_of(c.name)) if mesh.system_bridge else (account_of(c.name),),
+            (SYSTEM_ACCOUNT, account_of(c.name))
+            if mesh.system_bridge
+            else (local_account(c.name, mesh.service_users),),
             monitoring_only_local(n),
         )
         for c in mesh.clusters
@@ -84,7 +86,7 @@ def judge(node: Target, health: Healthz | None, meta: Jsz | None, links: Leafz |
     if node.clustered and meta is not None and (meta.meta is None or not meta.meta.leader):
         problems.append(f"no JetStream meta leader in {node.cluster}")
     if node.leaf and links is not None:
-        missing = [a for a in node.link_accounts if a not in links.accounts()]
+        missing = [a for a in node.link_accounts if not holds_account(links.accounts(), a)]
         if missing:
             problems.append(f"leaf link to the hub not connected for {', '.join(missing)}")
     return NodeState(node.name, tuple(problems))
@@ -211,7 +213,7 @@ def wait_ready(
 
 def _linked(host: str, port: int, account: str) -> bool:
     try:
-        return account in leafz(host, port).accounts()
+        return holds_account(leafz(host, port).accounts(), account)
     except (OSError, ValueError):
         return False
 
@@ -221,5 +223,9 @@ def linked_domains(mesh: Mesh, domains: set[str]) -> set[str]:
     hub = mesh.hub.name
     checks = [(d, n) for d in domains if d != hub for n in mesh.domain(d).nodes]  # any one linked will do
     with ThreadPoolExecutor(max_workers=min(32, max(1, len(checks)))) as pool:
-        results = list(pool.map(lambda c: _linked(monitor_host(c[1]), c[1].http_port, account_of(c[0])), checks))
+        results = list(
+            pool.map(
+                lambda c: _linked(monitor_host(c[1]), c[1].http_port, local_account(c[0], mesh.service_users)), checks
+            )
+        )
     return {d for (d, _), ok in zip(checks, results, strict=True) if ok} | ({hub} & domains)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from natsmesh.errors import NotRunningError
-from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of
+from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of, holds_account, local_account
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import Consumption, Share, SourceRef
 from natsmesh.observe.system import SystemPool, collect
@@ -52,11 +52,11 @@ class Snapshot:
     def stream(self, domain: str, name: str, mesh: Mesh) -> StreamDetail | None:
         """DOMAIN's stream NAME as its leader reported it (None: no leader answered)."""
         names = {n.name for n in mesh.domain(domain).nodes}
-        account = account_of(domain)
+        account = local_account(domain, mesh.service_users)
         for server, j in self.jsz.items():
             if server in names:
                 for d in j.details:
-                    if d.account == account and d.name == name:
+                    if holds_account([d.account], account) and d.name == name:
                         return d
         return None
 
@@ -193,12 +193,14 @@ def links(mesh: Mesh, snap: Snapshot) -> list[LinkState]:
     out: list[LinkState] = []
     for d in (d for d in mesh.domains if snap.shows(d.name)):
         accounts = [account_of(d.name), *([SYSTEM_ACCOUNT] if mesh.system_bridge else [])]
+        local = {account_of(d.name): local_account(d.name, mesh.service_users), SYSTEM_ACCOUNT: SYSTEM_ACCOUNT}
         for n in d.nodes:
             own = {lf.account: lf for lf in (snap.leafz.get(n.name) or Leafz()).leafs}  # its own end of each link
             for a in accounts:
                 at = seen.get((n.name, a))
-                if at is None and snap.holder is not None and a in own:  # a folder sees only its own servers
-                    out.append(LinkState(d.name, n.name, a, own[a].name, own[a]))
+                mine = next((lf for acct, lf in own.items() if holds_account([acct], local[a])), None)
+                if at is None and snap.holder is not None and mine is not None:  # a folder sees its own servers only
+                    out.append(LinkState(d.name, n.name, a, mine.name, mine))
                     continue
                 out.append(LinkState(d.name, n.name, a, at[0] if at else None, at[1] if at else None))
     return out

@@ -31,6 +31,7 @@ from natsmesh.local.secrets import load_credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import MOVED_KEY, Consumption, Product, Share, SourceRef, catalog_key
 from natsmesh.observe.connect import Connections
+from natsmesh.reconcile.access import record
 from natsmesh.reconcile.apply import put_consumer
 from natsmesh.reconcile.catalog import descriptors, read_entry, visible_keys, with_history, write_entries
 from natsmesh.reconcile.claims import push_claims
@@ -227,8 +228,12 @@ async def move(
         await _live_checks(mesh, client, p, target)
         if dry_run:
             return result
-        await _run(mesh, client, p, target, result, say)
-        result.applied = True
+        try:
+            await _run(mesh, client, p, target, result, say)
+            result.applied = True
+        finally:  # the audit trail says what happened, done or not (operator mode)
+            with contextlib.suppress(Exception):
+                await record(mesh, client, "move", about=ref, source=p.domain, target=target, moved=result.applied)
         return result
     finally:
         if mc is None:

@@ -9,6 +9,7 @@ attempt and link again, with no restart. In config mode a link's key is in the h
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -74,7 +75,9 @@ async def revoke_link(mesh: Mesh, domain: str, *, issue: bool = False) -> LinkCh
     if issue:
         _write_folder(mesh, domain)
     pushed = await push_claims(mesh, load_credentials(mesh, create=False))
-    return LinkChange(domain, revoked=before, issued=after if issue else "", pushed=pushed.pushed)
+    change = LinkChange(domain, revoked=before, issued=after if issue else "", pushed=pushed.pushed)
+    await _audit(mesh, change)
+    return change
 
 
 async def issue_link(mesh: Mesh, domain: str) -> LinkChange:
@@ -82,4 +85,17 @@ async def issue_link(mesh: Mesh, domain: str) -> LinkChange:
     _check(mesh, domain)
     _, after = replace_link(mesh, domain, revoke=False, issue=True, now=int(time.time()))
     _write_folder(mesh, domain)
-    return LinkChange(domain, issued=after)
+    change = LinkChange(domain, issued=after)
+    await _audit(mesh, change)
+    return change
+
+
+async def _audit(mesh: Mesh, change: LinkChange) -> None:
+    """The key change in the audit trail, by public keys only (a hub away: the change stands, unrecorded)."""
+    from natsmesh.observe.connect import Connections
+    from natsmesh.reconcile.access import record
+
+    with contextlib.suppress(Exception):
+        async with Connections(mesh, name="natsmesh-audit") as mc:
+            detail = {"about": change.domain, "revoked": change.revoked, "issued": change.issued}
+            await record(mesh, mc, "link", **detail)

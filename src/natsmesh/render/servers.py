@@ -12,7 +12,7 @@ import functools
 import json
 from collections.abc import Collection
 
-from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, account_of, user_url
+from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, user_url
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster, Node
 from natsmesh.render.hosts import host_files
@@ -163,7 +163,8 @@ def _leafnodes(mesh: Mesh, cluster: Cluster, node: Node, creds: Credentials, via
     def remote(account: str, auth: str) -> str:
         return f"{{ urls: [{urls}], account: {account}, {auth}{remote_tls} }}"
 
-    data = remote(_q(account_of(cluster.name)), realise(mesh, creds).leaf_auth(cluster, creds.links[cluster.name].seed))
+    trust = realise(mesh, creds)
+    data = remote(_q(trust.local_account(cluster)), trust.leaf_auth(cluster, creds.links[cluster.name].seed))
     if mesh.system_bridge:
         system = remote(SYSTEM_ACCOUNT, f"nkey: {_q(creds.system_links[cluster.name].seed)}")
         lines += [

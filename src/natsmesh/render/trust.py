@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from natsmesh.model import jwt
-from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, NKey, trust_key_name
+from natsmesh.model.identities import SYSTEM_ACCOUNT, Credentials, NKey, account_of, trust_key_name
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster, Node
 from natsmesh.model.trust import Account, Export, Import, Member, Rights, cluster_accounts, hub_accounts, system_account
 
 OPERATOR_FILE = "operator.jwt"  # in the hub's folder
+OWN_OPERATOR_FILE = "own-operator.jwt"  # in the folder of a domain with users of its own (`service_users`)
 LINK_CREDS = "link.creds"  # in a leaf domain's folder: its leaf link's user, signed by its own account's key
 RESOLVER_DIR = "jwt"  # in the hub's folder, one directory per node: the accounts the resolver holds
 LINK_TEMPLATE = jwt.UserTemplate(allowed_connection_types=("LEAFNODE",))  # all a domain's account key may sign
@@ -98,6 +99,10 @@ class Realisation(Protocol):
 
     def logins(self, role: str, party: str) -> list[Login]:
         """How natsmesh signs in as ROLE (system, client, gate, platform) of PARTY, best first."""
+        ...
+
+    def local_account(self, cluster: Cluster) -> str:
+        """What leaf CLUSTER's own servers call its data account (its leaf link's local end)."""
         ...
 
 
@@ -261,6 +266,9 @@ class ConfigMode:
     def leaf_auth(self, cluster: Cluster, seed: str) -> str:
         return f"nkey: {_q(seed)}"
 
+    def local_account(self, cluster: Cluster) -> str:
+        return account_of(cluster.name)
+
     def files(self, cluster: Cluster) -> dict[str, str]:
         return {}
 
@@ -298,6 +306,27 @@ class ConfigMode:
 # Operator mode
 
 
+def account_limits(account: Account) -> jwt.AccountLimits:
+    """ACCOUNT's limits as its JWT says them (an account JWT without limits takes no connection at all)."""
+    js = account.jetstream
+    # (`conn: 0` for an account of leaf links only was tried: nats-server 2.15.1 then closes every leaf link
+    # of the account at each claims update, counting them against it)
+    return jwt.AccountLimits(
+        conn=account.connections if account.connections is not None else jwt.NO_LIMIT,
+        leaf=account.leafnodes if account.leafnodes is not None else jwt.NO_LIMIT,
+        subs=account.subscriptions if account.subscriptions is not None else jwt.NO_LIMIT,
+        payload=account.payload if account.payload is not None else jwt.NO_LIMIT,
+        jetstream=jwt.JetStreamLimits(
+            mem_storage=js.max_mem or jwt.NO_LIMIT,
+            disk_storage=js.max_file or jwt.NO_LIMIT,
+            streams=js.max_streams or jwt.NO_LIMIT,
+            consumer=js.max_consumers or jwt.NO_LIMIT,
+        )
+        if js is not None
+        else jwt.JetStreamLimits(),
+    )
+
+
 def _permissions(rights: Rights) -> jwt.Permissions:
     return jwt.Permissions(
         pub=jwt.Permission(allow=rights.publish_allow, deny=rights.publish_deny),
@@ -321,23 +350,7 @@ class OperatorMode(ConfigMode):
 
     def _account_jwt(self, account: Account, issued_at: int) -> str:
         signing = self.key("operator-signing").seed
-        js = account.jetstream
-        # (`conn: 0` for an account of leaf links only was tried: nats-server 2.15.1 then closes every leaf link
-        # of the account at each claims update, counting them against it)
-        limits = jwt.AccountLimits(
-            conn=account.connections if account.connections is not None else jwt.NO_LIMIT,
-            leaf=account.leafnodes if account.leafnodes is not None else jwt.NO_LIMIT,
-            subs=account.subscriptions if account.subscriptions is not None else jwt.NO_LIMIT,
-            payload=account.payload if account.payload is not None else jwt.NO_LIMIT,
-            jetstream=jwt.JetStreamLimits(
-                mem_storage=js.max_mem or jwt.NO_LIMIT,
-                disk_storage=js.max_file or jwt.NO_LIMIT,
-                streams=js.max_streams or jwt.NO_LIMIT,
-                consumer=js.max_consumers or jwt.NO_LIMIT,
-            )
-            if js is not None
-            else jwt.JetStreamLimits(),
-        )
+        limits = account_limits(account)
         # Every export across domains wants the owner's activation (a public product's slots too: each taker's
         # slot has subjects of its own, and an export without a token would let any account take it).
         exports = tuple(jwt.Export(subject=e.subject, kind=e.kind, token_req=True) for e in account.exports)
@@ -382,7 +395,19 @@ class OperatorMode(ConfigMode):
     def hub_accounts(self) -> list[Account]:
         return hub_accounts(self.mesh)
 
+    def own(self, cluster: Cluster) -> OwnOperator | None:
+        """CLUSTER's own operator if its domain has users of its own (`Mesh.service_users`), else None."""
+        if cluster.is_hub or cluster.name not in self.mesh.service_users:
+            return None
+        return OwnOperator(self.mesh, cluster, self.creds, self.issued)
+
+    def local_account(self, cluster: Cluster) -> str:
+        own = self.own(cluster)
+        return own.data.public if own is not None else account_of(cluster.name)
+
     def accounts(self, cluster: Cluster, node: Node) -> list[str]:
+        if (own := self.own(cluster)) is not None:
+            return own.config_lines(node)
         if not cluster.is_hub:
             return super().accounts(cluster, node)
         sys_pub = self.account_key(SYSTEM_ACCOUNT)
@@ -426,7 +451,8 @@ class OperatorMode(ConfigMode):
             return files
         if not self.key("account-signing", cluster.name).seed:
             return {}  # its team brought its own account key and signs its link itself (`natsmesh keys link`)
-        return {LINK_CREDS: self._link_creds(cluster.name)}
+        own = self.own(cluster)
+        return {LINK_CREDS: self._link_creds(cluster.name)} | ({OWN_OPERATOR_FILE: own.operator_jwt()} if own else {})
 
     def claims(self, issued_at: int, only: Collection[str] | None = None) -> dict[str, str]:
         return {
@@ -472,6 +498,8 @@ class OperatorMode(ConfigMode):
         return Login(creds=jwt.creds_file(token, user.seed), file=f"{member.role}.creds")
 
     def logins(self, role: str, party: str) -> list[Login]:
+        if party in self.mesh.service_users and (own := self.own(self.mesh.domain(party))) is not None:
+            return own.logins(role)
         if party != self.mesh.hub.name:
             return super().logins(role, party)
         if role == "system":
@@ -479,3 +507,110 @@ class OperatorMode(ConfigMode):
         members = {m.role: m for a in cluster_accounts(self.mesh, self.mesh.hub) for m in a.members}
         member = members.get(role)  # type: ignore[call-overload]
         return [self._hub_user(member)] if member is not None else []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A domain's own cluster under an operator of the domain's own (`Mesh.service_users`)
+
+
+@dataclass(frozen=True)
+class OwnOperator:
+    """Leaf CLUSTER under an operator of its domain's own: a data account (JetStream, the domain's users) and a
+    system account, both JWTs its operator's signing key signs, preloaded into each node's `full` resolver; every
+    user a JWT its account's signing key signs. The domain's folder holds all of these keys but the platform's
+    own user, so it issues users from its folder with nothing sent to any server, and revokes one by pushing its
+    account anew (`natsmesh.model.users`); the platform signs only its own identity there."""
+
+    mesh: Mesh
+    cluster: Cluster
+    creds: Credentials
+    issued: int
+
+    def key(self, kind: str) -> NKey:
+        return self.creds.trust_keys[trust_key_name(kind, self.cluster.name)]
+
+    @property
+    def data(self) -> NKey:
+        return self.key("leaf-account")
+
+    @property
+    def system(self) -> NKey:
+        return self.key("leaf-system")
+
+    def operator_jwt(self) -> str:
+        claims = jwt.OperatorClaims(
+            subject=self.key("leaf-operator").public,
+            name=self.cluster.name,
+            signing_keys=(self.key("leaf-operator-signing").public,),
+            system_account=self.system.public,
+            strict_signing_key_usage=True,
+        )
+        return jwt.encode(claims, self.key("leaf-operator").seed, self.issued)
+
+    def data_account(self) -> Account:
+        return cluster_accounts(self.mesh, self.cluster, frozenset(self.creds.platform_keys))[0]
+
+    def account_jwt(self, system: bool, revocations: Mapping[str, int], issued_at: int) -> str:
+        """The system (SYSTEM) or data account's JWT, with REVOCATIONS (user public key -> unix time)."""
+        account = Account(SYSTEM_ACCOUNT, ()) if system else self.data_account()
+        identity, signing = (
+            ("leaf-system", "leaf-system-signing") if system else ("leaf-account", "leaf-account-signing")
+        )
+        claims = jwt.AccountClaims(
+            subject=self.key(identity).public,
+            name=SYSTEM_ACCOUNT if system else self.cluster.name,
+            signing_keys=(self.key(signing).public,),
+            limits=account_limits(account),
+            revocations=dict(revocations),
+        )
+        return jwt.encode(claims, self.key("leaf-operator-signing").seed, issued_at)
+
+    def config_lines(self, node: Node) -> list[str]:
+        sys_pub, data_pub = self.system.public, self.data.public
+        preload = {sys_pub: self.account_jwt(True, {}, self.issued), data_pub: self.account_jwt(False, {}, self.issued)}
+        return [
+            "",
+            "# Its domain's own operator: the data and system accounts are JWTs it signed, its users JWTs the",
+            "# domain signs from its folder (`natsmesh user add`); a revocation is the account pushed anew, which",
+            "# this resolver keeps over the older copy preloaded here.",
+            f"operator: {_q(OWN_OPERATOR_FILE)}",
+            f"system_account: {_q(sys_pub)}",
+            f"resolver: {{ type: full, dir: {_q(f'{RESOLVER_DIR}/{node.name}')}, allow_delete: false, "
+            'interval: "2m", limit: 1000 }',
+            "resolver_preload: {",
+            *(f"  {_q(k)}: {_q(v)}" for k, v in preload.items()),
+            "}",
+        ]
+
+    def user_creds(
+        self, user: NKey, name: str, rights: Rights, system: bool = False, expires: int = 0, issued_at: int = 0
+    ) -> str:
+        """The creds file of USER (named NAME) in the data account (or the SYSTEM account) with RIGHTS."""
+        account, signing = (
+            (self.system, self.key("leaf-system-signing"))
+            if system
+            else (
+                self.data,
+                self.key("leaf-account-signing"),
+            )
+        )
+        claims = jwt.UserClaims(
+            subject=user.public,
+            name=name,
+            permissions=_permissions(rights),
+            issuer_account=account.public,
+            expires=expires,
+        )
+        return jwt.creds_file(jwt.encode(claims, signing.seed, issued_at or self.issued), user.seed)
+
+    def logins(self, role: str) -> list[Login]:
+        domain = self.cluster.name
+        user = self.creds.trust_keys.get(trust_key_name("user", f"{role}:{domain}"))
+        if user is None or not user.seed:  # (a domain's folder holds no seed of the platform's user there)
+            return []
+        if role == "system":
+            return [Login(creds=self.user_creds(user, f"system@{domain}", Rights(), system=True), file="system.creds")]
+        member = next((m for m in self.data_account().members if m.role == role), None)
+        if member is None:
+            return []
+        return [Login(creds=self.user_creds(user, f"{role}@{domain}", member.rights), file=f"{role}.creds")]
