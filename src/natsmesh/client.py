@@ -46,7 +46,7 @@ from natsmesh.model.identities import Credentials
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import CATALOG_BUCKET, Contract, Product, catalog_key, ingress_subject, subjects_overlap
 from natsmesh.model.record import Record
-from natsmesh.observe.connect import Connections, cluster_of
+from natsmesh.observe.connect import Connections, ServiceLogin, cluster_of
 from natsmesh.observe.streams import catalog_placement
 from natsmesh.render.policy import may_read
 from natsmesh.render.streams import desired_streams
@@ -228,11 +228,19 @@ class MeshClient(Connections):
     closed together)."""
 
     def __init__(
-        self, mesh: Mesh, creds: Credentials | None = None, name: str = "natsmesh", identity: str | None = None
+        self,
+        mesh: Mesh,
+        creds: Credentials | None = None,
+        name: str = "natsmesh",
+        identity: str | None = None,
+        user: ServiceLogin | None = None,
     ) -> None:
         """IDENTITY (a domain) acts as that domain's client only: what the policy denies it is refused here with
-        a clear message, instead of the no-responders or timeout the servers give. None: each domain's own."""
-        super().__init__(mesh, creds, name)
+        a clear message, instead of the no-responders or timeout the servers give. None: each domain's own.
+        USER: as that user of a domain's own (`natsmesh user add`), with its creds file only."""
+        if user is not None and creds is None:
+            creds = Credentials({}, {}, {}, {}, {}, holder=user.cluster)
+        super().__init__(mesh, creds, name, user)
         holder = self.creds.holder  # a party's folder acts as that party only
         if holder is not None and identity not in (None, holder):
             raise NotHeldError(f"the folder of {holder} holds {holder}'s identity only, not {identity}'s")
@@ -252,6 +260,8 @@ class MeshClient(Connections):
     async def relocate(self, ref: str) -> bool:
         """Ask the catalog where product REF lives now (the hub's, or the folder's own cluster's copy); True if
         it moved to another cluster since this client last looked, as `natsmesh move` does."""
+        if self.user is not None:  # a user of a domain's own reads no catalog: where the spec says is all
+            return False
         try:
             js = await self.jetstream(self.creds.holder or self.mesh.hub.name)
         except NatsmeshError:  # its catalog cannot be reached: where it was is all there is to go on
@@ -264,7 +274,13 @@ class MeshClient(Connections):
         return True
 
     def check(self, action: str, domain: str, target: str) -> None:
-        """Refuse, before sending, what the policy does not let `identity` do in DOMAIN."""
+        """Refuse, before sending, what the policy does not let `identity` (or the user) do in DOMAIN."""
+        stream = self.locate(target)[1] if domain == (self.user.cluster if self.user else None) else ""
+        if self.user is not None and domain == self.user.cluster and not self.user.may(action, stream):
+            u = self.user
+            raise PolicyDeniedError(
+                f"user {u.name}", action, target, f"a {u.role} of {', '.join(u.streams) or 'every stream'}"
+            )
         if self.identity is None or self.identity == domain:
             return
         if action == "read" and may_read(self.mesh, self.identity, target):
@@ -375,29 +391,57 @@ class MeshClient(Connections):
             raise UnknownProductError(f"{ref!r} is not a stream of mesh {self.mesh.name!r}")
         js = await self.jetstream(domain)
         deliver = DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL
+        if self.user is not None:  # its consumers carry its name: the only ones its rights let it make
+            if durable not in (None, self.user.name):
+                raise NotHeldError(f"user {self.user.name} makes consumers named {self.user.name} only")
+            async for msg in self._consume_named(
+                js, stream, durable is not None, deliver, start_seq, batch, idle_timeout
+            ):
+                yield msg
+            return
         if durable is None:
-            sub = await js.subscribe(
-                "",
-                stream=stream,
-                ordered_consumer=True,
-                config=ConsumerConfig(deliver_policy=deliver, opt_start_seq=start_seq),
-                pending_msgs_limit=batch * 64,
-            )
+            async for msg in _consume_ordered(js, stream, deliver, start_seq, batch, idle_timeout):
+                yield msg
+            return
+        config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=deliver, opt_start_seq=start_seq)
+        psub = await js.pull_subscribe("", durable=durable, stream=stream, config=config)
+        while True:
             try:
-                while True:
-                    try:
-                        msg = await sub.next_msg(timeout=idle_timeout or 3600 * 24)
-                    except nats.errors.TimeoutError:
-                        if idle_timeout:
-                            return
-                        continue
-                    yield msg
-            finally:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-        else:
-            config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=deliver, opt_start_seq=start_seq)
-            psub = await js.pull_subscribe("", durable=durable, stream=stream, config=config)
+                msgs = await psub.fetch(batch, timeout=idle_timeout or 5.0)
+            except nats.errors.TimeoutError:
+                if idle_timeout:
+                    return
+                continue
+            for msg in msgs:
+                yield msg
+
+    async def _consume_named(
+        self,
+        js: JetStreamContext,
+        stream: str,
+        durable: bool,
+        deliver: DeliverPolicy,
+        start_seq: int | None,
+        batch: int,
+        idle_timeout: float | None,
+    ) -> AsyncIterator[Msg]:
+        """As `consume`, for a user of a domain's own: a pull consumer named after it, durable (acknowledged,
+        resumed) if DURABLE, else without acks and deleted when done (an inactive one goes by itself in 30 s)."""
+        assert self.user is not None
+        name = self.user.name
+        config = ConsumerConfig(
+            name=name,
+            durable_name=name if durable else None,
+            ack_policy=AckPolicy.EXPLICIT if durable else AckPolicy.NONE,
+            deliver_policy=deliver,
+            opt_start_seq=start_seq,
+            inactive_threshold=None if durable else 30.0,
+        )
+        psub = await js.pull_subscribe_bind(name, stream) if durable and await _has(js, stream, name) else None
+        if psub is None:
+            await js.add_consumer(stream, config)
+            psub = await js.pull_subscribe_bind(name, stream)
+        try:
             while True:
                 try:
                     msgs = await psub.fetch(batch, timeout=idle_timeout or 5.0)
@@ -407,6 +451,48 @@ class MeshClient(Connections):
                     continue
                 for msg in msgs:
                     yield msg
+        finally:
+            if not durable:
+                with contextlib.suppress(Exception):
+                    await js.delete_consumer(stream, name)
+
+
+async def _consume_ordered(
+    js: JetStreamContext,
+    stream: str,
+    deliver: DeliverPolicy,
+    start_seq: int | None,
+    batch: int,
+    idle_timeout: float | None,
+) -> AsyncIterator[Msg]:
+    """An ordered consumer of STREAM (ephemeral, in sequence, no acks), until IDLE_TIMEOUT without messages."""
+    sub = await js.subscribe(
+        "",
+        stream=stream,
+        ordered_consumer=True,
+        config=ConsumerConfig(deliver_policy=deliver, opt_start_seq=start_seq),
+        pending_msgs_limit=batch * 64,
+    )
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=idle_timeout or 3600 * 24)
+            except nats.errors.TimeoutError:
+                if idle_timeout:
+                    return
+                continue
+            yield msg
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+async def _has(js: JetStreamContext, stream: str, consumer: str) -> bool:
+    try:
+        await js.consumer_info(stream, consumer)
+    except nats.js.errors.NotFoundError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -426,6 +512,7 @@ async def publish_lines(
     subject: str | None = None,
     max_inflight: int = 1000,
     identity: str | None = None,
+    user: ServiceLogin | None = None,
 ) -> PublishResult:
     """Publish each of LINES as one message into product REF and wait for every ack (`natsmesh pub`). Every
     line is checked against the product's contract before anything is sent."""
@@ -433,7 +520,7 @@ async def publish_lines(
         product = mesh.product(ref)
         for i, line in enumerate(lines):
             check_payload(product, line.encode(), i if len(lines) > 1 else None)
-    async with MeshClient(mesh, name="natsmesh-pub", identity=identity) as mc:
+    async with MeshClient(mesh, name="natsmesh-pub", identity=identity, user=user) as mc:
         if len(lines) == 1:
             ack = await mc.publish(ref, lines[0].encode(), subject=subject)
             return PublishResult(ref, 1, ack.seq)
@@ -476,10 +563,16 @@ async def _stream_info(js: JetStreamContext, ref: str, stream: str) -> StreamInf
 
 
 async def tail(
-    mesh: Mesh, ref: str, *, last: int = 10, follow: bool = False, identity: str | None = None
+    mesh: Mesh,
+    ref: str,
+    *,
+    last: int = 10,
+    follow: bool = False,
+    identity: str | None = None,
+    user: ServiceLogin | None = None,
 ) -> AsyncIterator[StoredMessage]:
     """The last LAST messages of stream REF (a product, mirror or source), then, with FOLLOW, every new one."""
-    async with MeshClient(mesh, name="natsmesh-tail", identity=identity) as mc:
+    async with MeshClient(mesh, name="natsmesh-tail", identity=identity, user=user) as mc:
         domain, stream = mc.locate(ref)
         mc.check("read", domain, ref)
         js = await mc.jetstream(domain)

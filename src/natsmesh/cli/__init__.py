@@ -9,7 +9,7 @@ Commands by group: `natsmesh.cli.mesh` (init, validate, render, up, down, status
 
 from __future__ import annotations
 
-from natsmesh.cli import access, chaos, data, mesh, report, serve  # noqa: F401 - each registers its commands
+from natsmesh.cli import access, chaos, data, mesh, report, serve, users  # noqa: F401 - each registers its commands
 from natsmesh.cli.app import NatsmeshGroup, cli
 
 

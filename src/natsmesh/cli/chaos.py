@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -131,17 +132,33 @@ def chaos_restore(mesh: Mesh, domain: str) -> str:
 @click.option("--rate", type=float, default=500.0, show_default=True, help="Messages per second.")
 @click.option("--subject", default=None, help="Subject to publish on (default: derived from the product's).")
 @click.option("--settle", type=float, default=20.0, show_default=True, help="Seconds copies get to catch up.")
+@click.option(
+    "--creds",
+    "creds_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Publish as this producer of the domain's own (`natsmesh user add`); read back as the platform.",
+)
 @json_option
 def chaos_verify(
-    ref: str, spec_path: str | None, count: int, rate: float, subject: str | None, settle: float, as_json: bool
+    ref: str,
+    spec_path: str | None,
+    count: int,
+    rate: float,
+    subject: str | None,
+    settle: float,
+    creds_file: str | None,
+    as_json: bool,
 ) -> None:
     """Publish COUNT uniquely identified messages into product REF with acks and message ids, then read the
     product and every mirror and source of it back: acknowledged, stored, lost, duplicated, out of order.
     Exits 1 if anything acknowledged is missing or duplicated anywhere."""
     from natsmesh.client import run
     from natsmesh.faults.losscheck import check_product
+    from natsmesh.reconcile.users import service_login
 
-    res = run(check_product(load(spec_path), ref, count=count, rate=rate, subject=subject, settle=settle))
+    user = service_login(Path(creds_file)) if creds_file else None
+    res = run(check_product(load(spec_path), ref, count=count, rate=rate, subject=subject, settle=settle, user=user))
     if as_json:
         print_json(res.to_json())
     else:

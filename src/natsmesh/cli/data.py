@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +13,9 @@ from natsmesh.cli.app import cli
 from natsmesh.cli.output import json_option, load, print_json, say, show, spec_option
 from natsmesh.errors import NatsmeshError, PlanRefusedError
 from natsmesh.render.lineage import FORMATS
+
+if TYPE_CHECKING:
+    from natsmesh.observe.connect import ServiceLogin
 
 
 def _show_plan(result: object, as_json: bool) -> None:
@@ -167,6 +170,25 @@ def lineage(spec_path: str | None, fmt: str) -> None:
     say(draw(mesh, fmt), nl=False)
 
 
+def creds_option(f: Any) -> Any:
+    return click.option(
+        "--creds",
+        "creds_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Act as a user of a domain's own (`natsmesh user add`) with its creds file; the mesh from --bundle "
+        "(its mesh.json is enough) or -f.",
+    )(f)
+
+
+def _user(creds_file: str | None) -> ServiceLogin | None:
+    if creds_file is None:
+        return None
+    from natsmesh.reconcile.users import service_login
+
+    return service_login(Path(creds_file))
+
+
 @cli.command()
 @click.argument("ref")
 @click.argument("payload", required=False)
@@ -180,6 +202,7 @@ def lineage(spec_path: str | None, fmt: str) -> None:
     help="Messages sent ahead of their acks (stdin lines only).",
 )
 @click.option("--as", "identity", default=None, metavar="DOMAIN", help="Act as this domain's client identity.")
+@creds_option
 @json_option
 def pub(
     ref: str,
@@ -188,14 +211,16 @@ def pub(
     subject: str | None,
     max_inflight: int,
     identity: str | None,
+    creds_file: str | None,
     as_json: bool,
 ) -> None:
     """Publish PAYLOAD (or each line of stdin) into product REF (DOMAIN/PRODUCT), waiting for every ack."""
     from natsmesh.client import publish_lines, run
 
-    mesh = load(spec_path)
+    user = _user(creds_file)
+    mesh = load(spec_path, secrets=user is None)
     lines = [payload] if payload is not None else [ln.rstrip("\n") for ln in sys.stdin]
-    res = run(publish_lines(mesh, ref, lines, subject=subject, max_inflight=max_inflight, identity=identity))
+    res = run(publish_lines(mesh, ref, lines, subject=subject, max_inflight=max_inflight, identity=identity, user=user))
     if as_json:
         print_json(res.to_json())
     else:
@@ -222,18 +247,27 @@ def pub(
     help="Print each payload's bytes as they are, one per line (for pipes); by default control characters and "
     "terminal escapes in payloads are written out (\\x1b), since another domain may have written them.",
 )
+@creds_option
 @json_option
 def tail(
-    ref: str, spec_path: str | None, last: int, follow: bool, identity: str | None, raw: bool, as_json: bool
+    ref: str,
+    spec_path: str | None,
+    last: int,
+    follow: bool,
+    identity: str | None,
+    raw: bool,
+    creds_file: str | None,
+    as_json: bool,
 ) -> None:
     """Print the last messages of stream REF (DOMAIN/STREAM: a product, mirror or source)."""
     from natsmesh.client import run
     from natsmesh.client import tail as messages
 
-    mesh = load(spec_path)
+    user = _user(creds_file)
+    mesh = load(spec_path, secrets=user is None)
 
     async def go() -> None:
-        async for m in messages(mesh, ref, last=last, follow=follow, identity=identity):
+        async for m in messages(mesh, ref, last=last, follow=follow, identity=identity, user=user):
             if as_json:
                 click.echo(json.dumps(m.to_json()))
             elif raw:

@@ -52,6 +52,9 @@ FOLDER_COMMANDS = (
     "access deny",
     "access revoke",
     "access list",
+    "user add",
+    "user list",
+    "user revoke",
     "audit",
     "pub",
     "tail",
@@ -65,7 +68,7 @@ FOLDER_COMMANDS = (
 )
 
 
-def load(spec_path: str | None) -> Mesh:
+def load(spec_path: str | None, secrets: bool = True) -> Mesh:
     """The mesh of SPEC_PATH (or the default), its warnings said on stderr; with `--bundle`, the mesh of that
     party's folder, for the commands a party can run with its own keys only (`FOLDER_COMMANDS`)."""
     from natsmesh.errors import NotHeldError
@@ -83,7 +86,7 @@ def load(spec_path: str | None) -> Mesh:
                 f"`natsmesh {command}` needs the platform's spec and secrets; from a party's folder ({folder}) "
                 f"only these run: {', '.join(FOLDER_COMMANDS)}"
             )
-        return load_folder(folder)
+        return load_folder(folder, secrets)
     from natsmesh.local.registry import check_identity
     from natsmesh.local.specfile import load_spec
 

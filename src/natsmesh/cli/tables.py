@@ -17,6 +17,7 @@ from natsmesh.model.units import human_bytes, human_seconds, visible
 if TYPE_CHECKING:
     from natsmesh.model.access import Ledger
     from natsmesh.model.mesh import Mesh
+    from natsmesh.model.users import ServiceUser
     from natsmesh.observe.access import AuditLog
     from natsmesh.observe.lag import LagReport
     from natsmesh.observe.reports import JetStreamReport, LeafnodesReport, ServersReport
@@ -304,3 +305,17 @@ AUDIT: list[Column] = [
 
 def tables_audit(log: AuditLog) -> list[Table]:
     return [table(f"Audit trail ({log.scope})", AUDIT, log.entries, len(AUDIT))]
+
+
+USERS: list[Column] = [
+    *columns("Name=name|Role=role"),
+    ("Streams", lambda u: ", ".join(u.streams) or "-"),
+    ("Issued", lambda u: _when(u.issued)),
+    ("Expires", lambda u: _when(u.expires)),
+    ("Status", lambda u: Text(u.status(), style="green" if u.status() == "active" else "red")),
+    ("Key", lambda u: u.key),
+]
+
+
+def tables_users(users: list[ServiceUser]) -> list[Table]:
+    return [table("Users of the domain's own", USERS, users, len(USERS))]

@@ -21,6 +21,7 @@ from natsmesh.client import MeshClient, wire_subject
 from natsmesh.errors import UnknownProductError
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import subjects_overlap
+from natsmesh.observe.connect import ServiceLogin
 
 MSG_ID = "Nats-Msg-Id"
 
@@ -239,10 +240,21 @@ class VerifyResult:
 
 
 async def check_product(
-    mesh: Mesh, ref: str, *, count: int, rate: float, subject: str | None = None, settle: float = 20.0
+    mesh: Mesh,
+    ref: str,
+    *,
+    count: int,
+    rate: float,
+    subject: str | None = None,
+    settle: float = 20.0,
+    user: ServiceLogin | None = None,
 ) -> VerifyResult:
     """The whole loss check of `natsmesh chaos verify`: publish COUNT identified messages into product REF at
-    RATE per second, then read it and every copy back."""
+    RATE per second (as USER, a producer of the domain's own, if given), then read it and every copy back."""
     async with MeshClient(mesh, name="natsmesh-verify") as mc:
-        pub_run = await publish_steady(mc, ref, count=count, rate=rate, subject=subject)
+        if user is None:
+            pub_run = await publish_steady(mc, ref, count=count, rate=rate, subject=subject)
+        else:
+            async with MeshClient(mesh, name="natsmesh-verify", user=user) as producer:
+                pub_run = await publish_steady(producer, ref, count=count, rate=rate, subject=subject)
         return VerifyResult(pub_run, await verify(mesh, mc, pub_run, settle=settle))

@@ -20,15 +20,16 @@ from natsmesh.render.servers import MESH_FILE, SECRETS_FILE, TLS_DIR
 MAX_BYTES = 16 * 1024 * 1024  # far beyond any mesh's description
 
 
-def load_folder(folder: str | Path) -> Mesh:
+def load_folder(folder: str | Path, secrets: bool = True) -> Mesh:
     """The mesh of the party folder FOLDER (as `natsmesh render` wrote it); `NotHeldError` saying what is
-    missing if FOLDER is not one."""
+    missing if FOLDER is not one. Without SECRETS, its `mesh.json` is enough (a service with a creds file of a
+    domain's own user needs nothing else of its domain's folder)."""
     root = Path(folder).expanduser().resolve()
     path = root / MESH_FILE
     hint = "render one with `natsmesh render --for PARTY`"
     if not root.is_dir():
         raise NotHeldError(f"{folder} is not a directory ({hint})")
-    for needed in (MESH_FILE, SECRETS_FILE):
+    for needed in (MESH_FILE, SECRETS_FILE) if secrets else (MESH_FILE,):
         if not (root / needed).is_file():
             raise NotHeldError(f"{folder} is not a party's folder: it has no {needed} ({hint})")
     try:

@@ -35,16 +35,18 @@ from natsmesh.model.products import (
 from natsmesh.model.trust import share_services
 from natsmesh.model.units import NAME_RE, NAME_RULE, shown
 
-Kind = Literal["request", "grant", "deny", "revoke"]
+Kind = Literal["request", "grant", "deny", "revoke", "user-issue", "user-revoke"]
 Status = Literal["pending", "granted", "denied", "revoked", "expired"]
-KINDS: tuple[Kind, ...] = ("request", "grant", "deny", "revoke")
+KINDS: tuple[Kind, ...] = ("request", "grant", "deny", "revoke", "user-issue", "user-revoke")
+USER_KINDS: tuple[Kind, ...] = ("user-issue", "user-revoke")  # a domain's users per service (`natsmesh.model.users`)
+MAX_STREAMS = 64  # streams one user is named for
 DOC_NAME = "natsmesh-access"  # the JWT's `name`: what kind of document it is
 MAX_DOC = 16 * 1024  # bytes; a document is a few KiB (a grant carries three activation tokens)
 MAX_TIME = 2**33  # unix seconds (the year 2242): later issue or expiry times are refused, not formatted
 MAX_OPEN = 100  # requests one domain may have pending at once
 NATS_KEYS = frozenset(
     {"natsmesh", "kind", "domain", "product", "copy", "mode", "filter", "reason", "request", "expires", "retain"}
-    | {"activations"}
+    | {"activations", "user", "key", "role", "streams"}
     | {"version", "type"}
 )
 TOP_KEYS = frozenset({"jti", "iat", "iss", "name", "sub", "nats", "exp"})
@@ -75,6 +77,10 @@ class AccessDoc:
     expires: int = 0
     retain: int = 0
     activations: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    user: str = ""  # a user issued or revoked: its name, public key, role and streams
+    key: str = ""
+    role: str = ""
+    streams: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -86,6 +92,9 @@ class AccessDoc:
         out["issued"] = self.issued
         if self.kind == "request":
             out |= {"product": self.product, "copy": self.copy, "mode": self.mode, "filter": self.filter or None}
+        elif self.kind in USER_KINDS:
+            out |= {"user": self.user, "key": self.key, "role": self.role, "streams": list(self.streams)}
+            out |= {"expires": self.expires or None}
         else:
             out["request"] = self.request
         if self.kind == "grant":
@@ -102,9 +111,11 @@ def sign(kind: Kind, domain: str, account: str, signing_seed: str, issued: int |
     fields `AccessDoc` has for that kind. The document is checked by `read` before it is returned."""
     at = int(issued if issued is not None else time.time())
     data: dict[str, Any] = {"natsmesh": "access", "kind": kind, "domain": domain}
-    for key in ("product", "copy", "mode", "filter", "reason", "request", "expires", "retain"):
+    for key in ("product", "copy", "mode", "filter", "reason", "request", "expires", "retain", "user", "key", "role"):
         if what.get(key):
             data[key] = what[key]
+    if what.get("streams"):
+        data["streams"] = list(what["streams"])
     if what.get("activations"):
         data["activations"] = dict(what["activations"])
     claims = jwt.GenericClaims(subject=account, name=DOC_NAME, data=data)
@@ -137,17 +148,11 @@ def read(token: str) -> AccessDoc:
     kind, domain = nats.get("kind"), nats.get("domain")
     if kind not in KINDS or not isinstance(domain, str) or not NAME_RE.fullmatch(domain):
         raise NotADocument(f"an access document of unknown kind {shown(kind)} or domain {shown(domain)}")
-    text = {k: nats.get(k, "") for k in ("product", "copy", "mode", "filter", "reason", "request")}
-    if not all(isinstance(v, str) for v in text.values()):
-        raise NotADocument("a field that should be text is not")
-    if len(text["reason"]) > MAX_REASON or any(ord(c) < 32 and c != "\n" for c in text["reason"]):
-        raise NotADocument(f"its reason is over {MAX_REASON} characters or holds control characters")
-    expires, retain, acts = nats.get("expires", 0), nats.get("retain", 0), nats.get("activations") or {}
-    times_ok = all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < MAX_TIME for t in (expires, retain))
-    if not times_ok or not isinstance(acts, dict):
-        raise NotADocument("its expiry, retention or activations are malformed")
-    if len(acts) > 3 or not all(isinstance(k, str) and isinstance(v, str) for k, v in acts.items()):
-        raise NotADocument("its activations are malformed")
+    text = _texts(nats)
+    expires, retain = nats.get("expires", 0), nats.get("retain", 0)
+    if not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < MAX_TIME for t in (expires, retain)):
+        raise NotADocument("its expiry or retention is malformed")
+    acts, streams = _lists(nats)
     return AccessDoc(
         kind=kind,
         domain=domain,
@@ -163,7 +168,35 @@ def read(token: str) -> AccessDoc:
         expires=expires,
         retain=retain,
         activations=tuple(sorted((str(k), v) for k, v in acts.items())),
+        user=text["user"],
+        key=text["key"],
+        role=text["role"],
+        streams=tuple(streams),
     )
+
+
+def _texts(nats: dict[str, Any]) -> dict[str, str]:
+    """The text fields NATS holds; `NotADocument` if one is not text or the reason is too long or unprintable."""
+    text = {
+        k: nats.get(k, "") for k in ("product", "copy", "mode", "filter", "reason", "request", "user", "key", "role")
+    }
+    if not all(isinstance(v, str) for v in text.values()):
+        raise NotADocument("a field that should be text is not")
+    if len(text["reason"]) > MAX_REASON or any(ord(c) < 32 and c != "\n" for c in text["reason"]):
+        raise NotADocument(f"its reason is over {MAX_REASON} characters or holds control characters")
+    return text
+
+
+def _lists(nats: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """The activations and the streams NATS holds; `NotADocument` if they are malformed."""
+    acts, streams = nats.get("activations") or {}, nats.get("streams") or []
+    if not isinstance(acts, dict) or len(acts) > 3:
+        raise NotADocument("its activations are malformed")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in acts.items()):
+        raise NotADocument("its activations are malformed")
+    if not isinstance(streams, list) or len(streams) > MAX_STREAMS or not all(isinstance(s, str) for s in streams):
+        raise NotADocument("its streams are malformed")
+    return acts, streams
 
 
 @dataclass(frozen=True)
@@ -367,7 +400,7 @@ def fold(mesh: Mesh, keys: Mapping[str, Keys], docs: Iterable[AccessDoc], now: f
     order = sorted(unique.values(), key=lambda d: (d.issued, KINDS.index(d.kind), d.id))
     requested = {d.id for d in order if d.kind == "request"}
     for doc in order:
-        if doc.kind != "request" and doc.request not in ledger.requests and doc.request in requested:
+        if doc.kind in ("grant", "deny", "revoke") and doc.request not in ledger.requests and doc.request in requested:
             waiting.setdefault(doc.request, []).append(doc)
             continue
         _one(mesh, keys, ledger, doc, at)
@@ -400,6 +433,8 @@ def _take(mesh: Mesh, keys: Mapping[str, Keys], ledger: Ledger, doc: AccessDoc, 
         return f"signed by {doc.signer}, which is not a key of {doc.domain}"
     if doc.kind == "request":
         return _take_request(mesh, ledger, doc)
+    if doc.kind in USER_KINDS:  # the domain's own business: taken for the audit trail, nothing to fold
+        return None if doc.domain in mesh.service_users else f"{doc.domain} has no users of its own"
     return _take_answer(mesh, keys, ledger, doc)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from natsmesh.model import jwt
-from natsmesh.model.access import AccessDoc, Keys, NotADocument, doc_id, read
+from natsmesh.model.access import USER_KINDS, AccessDoc, Keys, NotADocument, doc_id, read
 
 EVENT_NAME = "natsmesh-event"
 MAX_CHANGES = 200  # rows of a plan kept in an apply's event (the rest counted)
@@ -101,6 +101,8 @@ def verify(
         doc = read(token)
     except NotADocument as exc:
         return _event(token, platform, str(exc))
+    if doc.kind in USER_KINDS:
+        return _doc_entry(doc, keys, refused, f"user {doc.user} ({doc.role}, {doc.key})")
     about = doc.product or (requests or {}).get(doc.request, "") or doc.request
     if doc.kind != "request" and doc.request:
         about = f"{about} (request {doc.request})" if about != doc.request else f"request {doc.request}"

@@ -236,9 +236,10 @@ class UserClaims(_Claims):
     bearer_token: bool = False
     allowed_connection_types: tuple[str, ...] = ()
     issuer_account: str = ""
+    tags: tuple[str, ...] = ()  # what the user is for, as its signer wrote it (the server reads nothing of them)
 
     def nats(self) -> Json:
-        return _user_limits(self) | _kept(issuer_account=self.issuer_account)
+        return _user_limits(self) | _kept(issuer_account=self.issuer_account, tags=list(self.tags))
 
 
 @dataclass(frozen=True, kw_only=True)

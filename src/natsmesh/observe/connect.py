@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 import nats
@@ -22,6 +23,7 @@ from natsmesh.local.secrets import load_credentials
 from natsmesh.model.identities import Credentials, user_url
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.topology import Cluster
+from natsmesh.model.users import inbox_prefix
 from natsmesh.render.trust import Login, realise
 
 
@@ -119,11 +121,15 @@ async def connect_system(
     )
 
 
-async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str = "natsmesh") -> Client:
+async def connect_domain(
+    mesh: Mesh, creds: Credentials, domain: str, name: str = "natsmesh", user: ServiceLogin | None = None
+) -> Client:
     """A data-account connection to DOMAIN's own servers (it fails over among them); `NotHeldError` if CREDS
-    (a party's folder) hold no identity of DOMAIN's."""
+    (a party's folder) hold no identity of DOMAIN's. USER: as that user of the domain's own (its creds file)."""
     cluster = cluster_of(mesh, domain)
-    if domain not in creds.client_passwords:
+    if user is not None and domain != user.cluster:
+        raise NotHeldError(f"user {user.name} of {user.cluster} reaches its own cluster only, not {domain}'s")
+    if user is None and domain not in creds.client_passwords:
         raise NotHeldError(
             f"the folder of {creds.holder} holds no identity of domain {domain!r}: only {creds.holder}'s own "
             f"servers can be reached from it"
@@ -142,6 +148,8 @@ async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str 
     # the platform's own identity there first: it alone may write the domain's catalog copy (servers started before
     # the key was made know only the app user until their next reload)
     logins = [*trust.logins("platform", domain), *trust.logins("client", domain)]
+    if user is not None:
+        logins, options["inbox_prefix"] = [Login(creds=user.creds)], inbox_prefix(user.name)
     for k, login in enumerate(logins):
         signed = [signed_in(mesh, login, n.host, n.client_port) for n in cluster.nodes]
         try:
@@ -152,13 +160,33 @@ async def connect_domain(mesh: Mesh, creds: Credentials, domain: str, name: str 
     raise NotHeldError(f"these credentials hold no identity of domain {domain!r}")
 
 
-class Connections:
-    """Data-account connections to the mesh's domains, opened on demand and closed together."""
+@dataclass(frozen=True)
+class ServiceLogin:
+    """A user of a domain's own (`natsmesh user add`): its cluster, name and creds file's text."""
 
-    def __init__(self, mesh: Mesh, creds: Credentials | None = None, name: str = "natsmesh") -> None:
+    cluster: str
+    name: str
+    creds: str = field(repr=False)
+    role: str = ""
+    streams: tuple[str, ...] = ()
+
+    def may(self, action: str, stream: str) -> bool:
+        """Whether its role lets it ACTION ("read" or "publish on") STREAM of its cluster."""
+        wanted = "reader" if action == "read" else "producer"
+        return self.role == "admin" or (self.role == wanted and stream in self.streams)
+
+
+class Connections:
+    """Data-account connections to the mesh's domains, opened on demand and closed together; with USER, as that
+    user of a domain's own, to its cluster only."""
+
+    def __init__(
+        self, mesh: Mesh, creds: Credentials | None = None, name: str = "natsmesh", user: ServiceLogin | None = None
+    ) -> None:
         self.mesh = mesh
         self.creds = creds or load_credentials(mesh, create=False)
         self.name = name
+        self.user = user
         self._conns: dict[str, Client] = {}
 
     async def __aenter__(self) -> Self:
@@ -175,7 +203,7 @@ class Connections:
 
     async def connection(self, domain: str) -> Client:
         if domain not in self._conns or self._conns[domain].is_closed:
-            self._conns[domain] = await connect_domain(self.mesh, self.creds, domain, self.name)
+            self._conns[domain] = await connect_domain(self.mesh, self.creds, domain, self.name, self.user)
         return self._conns[domain]
 
     async def jetstream(self, domain: str, **kw: Any) -> JetStreamContext:

@@ -41,10 +41,11 @@ class ClaimsChange:
         return f"pushed to the hub's resolver: {', '.join(self.pushed)}" if self.pushed else ""
 
 
-async def _update(
+async def push_tokens(
     nc: Client, tokens: dict[str, str], servers: int, timeout: float = PUSH_TIMEOUT
 ) -> dict[str, list[bytes]]:
-    """Push TOKENS (by account) to the hub's resolver, pipelined, and wait until every one of its SERVERS answered
+    """Push TOKENS (by account) to a resolver (the hub's, or a domain's own), pipelined, and wait until every one of
+    its SERVERS answered
     for each (the first answer alone would leave a server that has not taken it yet to meet the next client with
     the account's old claims): at most TIMEOUT for the first answers, TIMEOUT more once answers come; the
     resolver's own sync brings a push to a server that did not answer. Returns the answers by account."""
@@ -69,9 +70,7 @@ async def _update(
         await sub.unsubscribe()
     silent = [account for account in tokens if not answers.get(account)]
     if silent and not answers.get(""):  # a hub still starting, or too busy
-        raise NotRunningError(
-            f"the hub's resolver did not answer the push of {len(silent)} accounts within {timeout:g} s"
-        )
+        raise NotRunningError(f"the resolver did not answer the push of {len(silent)} accounts within {timeout:g} s")
     return answers
 
 
@@ -121,7 +120,7 @@ async def push_claims(
         known = {a: t for a, t in push.items() if held[a] is not None}
         waves = [w for w in (known, {a: t for a, t in push.items() if a not in known}) if w]
         for wave in waves:
-            for account, answers in (await _update(conn, wave, len(mesh.hub.nodes))).items():
+            for account, answers in (await push_tokens(conn, wave, len(mesh.hub.nodes))).items():
                 for raw in answers:
                     if (why := claims_refusal(raw)) is not None:
                         raise ApplyError(f"the hub's resolver refused account {names.get(account, account)}: {why}")

@@ -583,7 +583,14 @@ class OwnOperator:
         ]
 
     def user_creds(
-        self, user: NKey, name: str, rights: Rights, system: bool = False, expires: int = 0, issued_at: int = 0
+        self,
+        user: NKey,
+        name: str,
+        rights: Rights,
+        system: bool = False,
+        expires: int = 0,
+        issued_at: int = 0,
+        tags: tuple[str, ...] = (),
     ) -> str:
         """The creds file of USER (named NAME) in the data account (or the SYSTEM account) with RIGHTS."""
         account, signing = (
@@ -600,6 +607,7 @@ class OwnOperator:
             permissions=_permissions(rights),
             issuer_account=account.public,
             expires=expires,
+            tags=tags,
         )
         return jwt.creds_file(jwt.encode(claims, signing.seed, issued_at or self.issued), user.seed)
 
