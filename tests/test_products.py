@@ -328,7 +328,8 @@ def test_policy_follows_ownership_and_declared_consumption() -> None:
     assert may_read(mesh, "hub", "leaf-domain-d/STOCK")  # the aggregate's source
     assert may_read(mesh, "leaf-domain-e", "leaf-domain-a/ORDERS")  # e's own aggregate sources it
     assert not may_read(mesh, "leaf-domain-e", "leaf-domain-c/INVOICES")
-    public = parse_spec(EXAMPLE.read_text().replace("tags: [pii]", "tags: [pii]\n        public: true"), cache=False)
+    opened = EXAMPLE.read_text().replace("classification: pii", "classification: internal\n        public: true")
+    public = parse_spec(opened, cache=False)
     assert may_read(public, "leaf-domain-e", "leaf-domain-a/CUSTOMERS")
 
 

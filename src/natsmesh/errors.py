@@ -28,7 +28,8 @@ The whole hierarchy (bugs still raise Python's own exceptions)::
     ├── ContractSchemaError     a contract's schema natsmesh will not compile (outside references, too big, ...)
     ├── NoProxiesError          a partition of a mesh started without fault proxies
     ├── FaultProxyError         the fault proxy cannot be reached, refused a request, or cannot listen
-    └── WouldOverwriteError     a file exists that the command was not told to overwrite
+    ├── WouldOverwriteError     a file exists that the command was not told to overwrite
+    └── UserRefusedError        a user of a domain's own that cannot be issued as asked; nothing issued
 """
 
 from __future__ import annotations
@@ -206,3 +207,8 @@ class NotDeployedError(NatsmeshError):
 class AccessRefusedError(NatsmeshError):
     """An access request or answer that would be refused (`natsmesh.model.access`): who may not do what, and why.
     Nothing was posted."""
+
+
+class UserRefusedError(NatsmeshError):
+    """A user of a domain's own that cannot be issued as asked (`natsmesh.model.users`): why, and what instead.
+    Nothing was issued."""

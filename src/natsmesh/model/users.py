@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from natsmesh.errors import UserRefusedError
 from natsmesh.model import jwt
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import ingress_subject
@@ -30,10 +31,6 @@ Role = Literal["producer", "reader", "admin"]
 ROLES: tuple[Role, ...] = ("producer", "reader", "admin")
 MAX_NAME = 64  # characters: it is a subject token (the inbox prefix) and a consumer name
 RESERVED = frozenset({"app", "admin", "gate", "route", "system", "platform"})  # natsmesh's own identities
-
-
-class UserError(ValueError):
-    """A user that cannot be issued as asked: why, and what to do instead."""
 
 
 def inbox_prefix(name: str) -> str:
@@ -53,30 +50,34 @@ def streams_of(mesh: Mesh, cluster: str) -> dict[str, str]:
 
 
 def check(mesh: Mesh, cluster: str, name: str, role: str, streams: tuple[str, ...]) -> None:
-    """`UserError` if user NAME of CLUSTER cannot have ROLE over STREAMS."""
+    """`UserRefusedError` if user NAME of CLUSTER cannot have ROLE over STREAMS."""
     if cluster not in mesh.service_users:
-        raise UserError(
+        raise UserRefusedError(
             f"{cluster}'s cluster keeps its users in its configs: the platform turns on `service_users: true` for "
             "it in the spec (its nodes restart once) before it issues users of its own"
         )
     if not NAME_RE.fullmatch(name) or len(name) > MAX_NAME:
-        raise UserError(f"invalid user name {shown(name)}: use {NAME_RULE}, at most {MAX_NAME} characters")
+        raise UserRefusedError(f"invalid user name {shown(name)}: use {NAME_RULE}, at most {MAX_NAME} characters")
     if name.lower() in RESERVED:
-        raise UserError(f"{name!r} is one of natsmesh's own identities ({', '.join(sorted(RESERVED))}): pick another")
+        raise UserRefusedError(
+            f"{name!r} is one of natsmesh's own identities ({', '.join(sorted(RESERVED))}): pick another"
+        )
     if role not in ROLES:
-        raise UserError(f"unknown role {shown(role)}: one of {', '.join(ROLES)}")
+        raise UserRefusedError(f"unknown role {shown(role)}: one of {', '.join(ROLES)}")
     if role == "admin":
         if streams:
-            raise UserError("an admin holds every stream of its domain: name no stream")
+            raise UserRefusedError("an admin holds every stream of its domain: name no stream")
         return
     if not streams:
-        raise UserError(f"a {role} is named for the streams it may use: give at least one (--stream)")
+        raise UserRefusedError(f"a {role} is named for the streams it may use: give at least one (--stream)")
     known = streams_of(mesh, cluster)
     for s in streams:
         if s not in known:
-            raise UserError(f"{cluster} has no stream {shown(s)} (its streams: {', '.join(sorted(known)) or 'none'})")
+            raise UserRefusedError(
+                f"{cluster} has no stream {shown(s)} (its streams: {', '.join(sorted(known)) or 'none'})"
+            )
         if role == "producer" and known[s] != "product":
-            raise UserError(f"{cluster}/{s} is a {known[s]}: only a product is published to")
+            raise UserRefusedError(f"{cluster}/{s} is a {known[s]}: only a product is published to")
 
 
 def rights_of(mesh: Mesh, cluster: str, name: str, role: Role, streams: tuple[str, ...]) -> Rights:
