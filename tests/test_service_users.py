@@ -350,3 +350,27 @@ def test_the_audit_trail_holds_each_user_issued_and_revoked(world: World) -> Non
     revoked = [e for e in entries if e["what"] == "user-revoke"]
     assert [e["about"].split()[1] for e in revoked] == ["orders-feed"] and revoked[0]["reason"] == "retired"
     assert all(e["valid"] and e["actor"] == OWNER for e in entries), entries
+
+
+def test_turning_users_of_its_own_on_for_a_running_domain_or_one_with_data_is_refused(world: World) -> None:
+    import yaml
+
+    w = world
+    text = w.spec.read_text()
+    doc = yaml.safe_load(text)
+    doc["domains"][1]["service_users"] = True
+    try:
+        w.spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+        res = run_cli("apply", "-f", str(w.spec))
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+        assert "billing runs with its users in its configs and the spec turns on service_users" in res.stderr
+        assert "(nothing was applied)" in res.stderr
+    finally:
+        w.spec.write_text(text)
+    from dataclasses import replace
+
+    from natsmesh.local.layout import own_operator_problems
+
+    stopped = replace(w.mesh, service_users=(OWNER, OTHER))  # billing's stores hold its config-mode account's data
+    assert any("billing's stores" in p and "not supported yet" in p for p in own_operator_problems(stopped, False))
+    assert own_operator_problems(w.mesh, False) == []

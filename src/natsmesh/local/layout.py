@@ -86,3 +86,34 @@ class MeshDirs:
 
     def store(self, cluster: Cluster, node: Node) -> Path:
         return self.cluster(cluster) / store_dir(node)
+
+
+def own_operator_problems(mesh: Mesh, running: bool) -> list[str]:
+    """Why domains whose users `service_users` moves (into or out of an operator of their own) cannot be started
+    or changed as the spec says: RUNNING, a running mesh (its nodes cannot reload into or out of operator mode); in
+    any case, stores that hold streams under the other mode's account, which the new one would not see."""
+    out = []
+    for c in mesh.domains:
+        wants = c.name in mesh.service_users
+        for n in c.nodes:
+            config = mesh.data_dir / c.folder / f"{n.name}.conf"
+            runs_own = config.is_file() and "own-operator.jwt" in config.read_text(errors="replace")
+            if running and config.is_file() and runs_own != wants:
+                out.append(
+                    f"{c.name} runs with its users {'under its own operator' if runs_own else 'in its configs'} "
+                    f"and the spec {'turns on' if wants else 'turns off'} service_users: its nodes would have to "
+                    "restart (nats-server cannot reload into or out of operator mode), which `apply` does not do"
+                )
+                break
+            accounts = mesh.data_dir / c.folder / store_dir(n) / "jetstream"
+            held = {p.name for p in accounts.iterdir() if p.is_dir()} if accounts.is_dir() else set()
+            keyed = any(len(a) == 56 and a.startswith("A") for a in held)  # an account under an operator
+            if (wants and c.name in held) or (not wants and keyed):
+                out.append(
+                    f"{c.name}'s stores ({accounts}) hold streams of its account as it ran "
+                    f"{'with its users in its configs' if wants else 'under its own operator'}, which the "
+                    f"account service_users: {str(wants).lower()} makes would not see: turning it "
+                    f"{'on' if wants else 'off'} for a domain with data is not supported yet"
+                )
+                break
+    return out

@@ -18,8 +18,9 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
-from natsmesh.errors import ApplyError, PlanRefusedError
+from natsmesh.errors import ApplyError, PlanRefusedError, PreflightError
 from natsmesh.local.files import write_files
+from natsmesh.local.layout import own_operator_problems
 from natsmesh.local.records import recorded_members
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.access import with_access
@@ -343,6 +344,8 @@ async def reconcile(
     other's); one it drops leaves last, after the copies of its products are gone (`natsmesh.reconcile.membership`).
     ACCESS (operator mode): read, record and carry out the domains' access requests and grants, and record the
     apply in the audit trail (`natsmesh.reconcile.access`); off only to measure what that costs."""
+    if mc is None and (switched := own_operator_problems(mesh, running=True)):
+        raise PreflightError("; ".join(switched) + " (nothing was applied)")
     moving = trust_change(mesh) if mc is None else None
     members = plan_membership(mesh) if mc is None and moving is None else Membership()
     move_row: Change | None = None

@@ -22,7 +22,7 @@ from natsmesh.errors import NotReadyError, PreflightError
 from natsmesh.local import binary as binmod
 from natsmesh.local.certs import cert_texts
 from natsmesh.local.files import write_files
-from natsmesh.local.layout import MeshDirs
+from natsmesh.local.layout import MeshDirs, own_operator_problems
 from natsmesh.local.ownkeys import missing_links
 from natsmesh.local.records import ProxyLink, record_links, record_members, record_shares, via
 from natsmesh.local.registry import check_identity, claim, register, unregister
@@ -60,6 +60,8 @@ def preflight(mesh: Mesh) -> binmod.ServerBinary:
     """Everything that would stop `up`, checked without writing anything. Returns the checked binary."""
     check_identity(mesh)  # another spec's mesh in this data dir: never start on its stores
     refuse_if_running(mesh)
+    if moved := own_operator_problems(mesh, running=False):
+        raise PreflightError("; ".join(moved) + " (nothing was started)")
     server = binmod.resolve()
     if not _writable(mesh.data_dir):
         raise PreflightError(f"data dir {mesh.data_dir} is not writable; set `data_dir` in the spec")
