@@ -405,15 +405,8 @@ class MeshClient(Connections):
             return
         config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=deliver, opt_start_seq=start_seq)
         psub = await js.pull_subscribe("", durable=durable, stream=stream, config=config)
-        while True:
-            try:
-                msgs = await psub.fetch(batch, timeout=idle_timeout or 5.0)
-            except nats.errors.TimeoutError:
-                if idle_timeout:
-                    return
-                continue
-            for msg in msgs:
-                yield msg
+        async for msg in _fetched(psub, batch, idle_timeout):
+            yield msg
 
     async def _consume_named(
         self,
@@ -442,19 +435,27 @@ class MeshClient(Connections):
             await js.add_consumer(stream, config)
             psub = await js.pull_subscribe_bind(name, stream)
         try:
-            while True:
-                try:
-                    msgs = await psub.fetch(batch, timeout=idle_timeout or 5.0)
-                except nats.errors.TimeoutError:
-                    if idle_timeout:
-                        return
-                    continue
-                for msg in msgs:
-                    yield msg
+            async for msg in _fetched(psub, batch, idle_timeout):
+                yield msg
         finally:
             if not durable:
                 with contextlib.suppress(Exception):
                     await js.delete_consumer(stream, name)
+
+
+async def _fetched(
+    psub: JetStreamContext.PullSubscription, batch: int, idle_timeout: float | None
+) -> AsyncIterator[Msg]:
+    """What pull subscription PSUB fetches, BATCH at a time, until IDLE_TIMEOUT seconds bring nothing (None: on)."""
+    while True:
+        try:
+            msgs = await psub.fetch(batch, timeout=idle_timeout or 5.0)
+        except nats.errors.TimeoutError:
+            if idle_timeout:
+                return
+            continue
+        for msg in msgs:
+            yield msg
 
 
 async def _consume_ordered(
