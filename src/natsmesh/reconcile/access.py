@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,11 +167,18 @@ async def set_paused(nc: Client, stream: str, consumer: str, paused: bool) -> No
 
 
 async def hold_back(
-    mesh: Mesh, mc: Connections, ledger: Ledger, unread: Collection[str] = (), now: float | None = None
-) -> None:
+    mesh: Mesh,
+    mc: Connections,
+    ledger: Ledger,
+    unread: Collection[str] = (),
+    now: float | None = None,
+    paused: Mapping[tuple[str, str, str], bool] | None = None,
+) -> int:
     """Pause the owner's consumer of every revoked or expired copy (the servers already refuse its activations:
     this stops the owner's side too), and resume every granted one: a consumer is resumed if any grant for it
-    holds. An owner whose own stream was UNREAD is left as it is (its revocation may be what could not be read)."""
+    holds. An owner whose own stream was UNREAD is left as it is (its revocation may be what could not be read).
+    PAUSED: (owner, stream, consumer) -> whether it is paused now, as `apply` read it: those already as they
+    should be are not asked again. Returns how many were asked."""
     at = now if now is not None else time.time()
     flowing: dict[tuple[str, str, str], bool] = {}
     for a in ledger.requests.values():
@@ -185,7 +192,9 @@ async def hold_back(
         with contextlib.suppress(Exception):  # one owner's cluster away or refusing: the others' go on
             await set_paused(await mc.connection(owner), stream, consumer, paused)
 
-    await bounded([one(*key, not ok) for key, ok in flowing.items()], AT_ONCE)
+    todo = [(key, not ok) for key, ok in flowing.items() if (paused or {}).get(key) != (not ok)]
+    await bounded([one(*key, stop) for key, stop in todo], AT_ONCE)
+    return len(todo)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -104,7 +104,10 @@ async def read_facts(
 
 async def plan(mesh: Mesh, mc: Connections, prune: bool = False, absent: frozenset[str] = frozenset()) -> Plan:
     """Compare the spec with the running mesh (where the clusters ABSENT hold nothing yet); changes nothing."""
-    return plan_changes(mesh, await read_facts(mesh, mc, absent), prune)
+    facts = await read_facts(mesh, mc, absent)
+    p = plan_changes(mesh, facts, prune)
+    p.facts = facts
+    return p
 
 
 def _step(ch: Change, depth: dict[str, int]) -> tuple[int, int, int]:
@@ -329,7 +332,7 @@ async def _carry_out(
     finally:  # (a domain's catalog copy that could not be written does not hold up the others' access)
         if got is not None and not p.refused:
             await relay(mesh, client, got)
-            await hold_back(mesh, client, got.ledger, got.unread)
+            await hold_back(mesh, client, got.ledger, got.unread, paused=p.paused())
             await record_expiries(mesh, client, got)
             rows = [c.to_json() for c in p.changes]
             await record(mesh, client, "apply", prune=p.prune, applied=p.applied, **plan_detail(rows, p.summary()))

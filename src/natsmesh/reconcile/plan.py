@@ -69,6 +69,17 @@ class Plan:
     prune: bool
     changes: list[Change] = field(default_factory=list)
     applied: bool = False
+    facts: Facts | None = field(default=None, repr=False, compare=False)  # what it was planned against
+
+    def paused(self) -> dict[tuple[str, str, str], bool]:
+        """(domain, stream, consumer) -> whether that natsmesh consumer was paused when planned."""
+        held = self.facts.consumers if self.facts is not None else {}
+        return {
+            (d, s, c): bool(cfg.get("pause_until"))
+            for d, streams in held.items()
+            for s, consumers in streams.items()
+            for c, cfg in consumers.items()
+        }
 
     def count(self, action: Action) -> int:
         return sum(1 for c in self.changes if c.action == action)
