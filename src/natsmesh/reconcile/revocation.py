@@ -97,5 +97,5 @@ async def _audit(mesh: Mesh, change: LinkChange) -> None:
 
     with contextlib.suppress(Exception):
         async with Connections(mesh, name="natsmesh-audit") as mc:
-            detail = {"about": change.domain, "revoked": change.revoked, "issued": change.issued}
+            detail = {"about": change.domain, "revoked_user": change.revoked, "issued_user": change.issued}
             await record(mesh, mc, "link", **detail)
