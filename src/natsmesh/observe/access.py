@@ -19,7 +19,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from natsmesh.errors import NotHeldError
 from natsmesh.model.access import Access, AccessDoc, Keys, Ledger, NotADocument, fold, read
@@ -118,9 +118,16 @@ async def read_messages(
         count = ((await sub.consumer_info()).num_pending or 0) if subjects else info.state.messages
         if count > limit:
             raise ValueError(f"{stream} holds {count} messages, more than the {limit} natsmesh reads")
+        unsettled = asyncio.get_running_loop().time() + 5.0  # a consumer just made elects its leader first
         while len(out) < count:
-            for m in await sub.fetch(min(256, count - len(out)), timeout=5):
-                out.append((m.subject, m.data.decode(errors="replace"), dict(m.headers or {})))
+            try:
+                got = await sub.fetch(min(256, count - len(out)), timeout=5)
+            except ServiceUnavailableError:
+                if asyncio.get_running_loop().time() > unsettled:
+                    raise
+                await asyncio.sleep(0.1)
+                continue
+            out += [(m.subject, m.data.decode(errors="replace"), dict(m.headers or {})) for m in got]
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()

@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from natsmesh.client import when_answered
 from natsmesh.errors import AccessRefusedError, ApplyError, NotHeldError
 from natsmesh.local.ownkeys import read_keys
 from natsmesh.model.access import AccessDoc, Kind, Ledger, activations, doc_id, fold, share_of, sign
@@ -47,6 +48,7 @@ from natsmesh.reconcile.concurrency import bounded
 REFUSED_RECORDED = 20  # refused documents of one cluster recorded per apply
 PAUSED_UNTIL = "2999-12-31T00:00:00Z"  # a revoked copy's consumer: paused until its owner grants again
 AT_ONCE = 64
+POST_SETTLE = 10.0  # seconds a post waits for a stream just made to answer
 
 
 def access_config(replicas: int) -> StreamConfig:
@@ -205,7 +207,9 @@ async def post(mesh: Mesh, mc: Connections, cluster: str, doc: AccessDoc) -> Non
     """Post DOC into CLUSTER's own access stream (made if it is not there), where the platform's `apply` reads it."""
     js = await mc.jetstream(cluster)
     await ensure(js, access_config(min(3, len(mesh.domain(cluster).nodes))))
-    await js.publish(f"{ACCESS_PREFIX}.out.{doc.kind}", doc.token.encode(), headers={"Nats-Msg-Id": doc.id})
+    subject, headers = f"{ACCESS_PREFIX}.out.{doc.kind}", {"Nats-Msg-Id": doc.id}
+    # a stream just made elects its leader first (its id keeps a retry from being stored twice)
+    await when_answered(lambda: js.publish(subject, doc.token.encode(), headers=headers), POST_SETTLE)
 
 
 @dataclass(frozen=True)
