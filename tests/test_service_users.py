@@ -374,3 +374,41 @@ def test_turning_users_of_its_own_on_for_a_running_domain_or_one_with_data_is_re
     stopped = replace(w.mesh, service_users=(OWNER, OTHER))  # billing's stores hold its config-mode account's data
     assert any("billing's stores" in p and "not supported yet" in p for p in own_operator_problems(stopped, False))
     assert own_operator_problems(w.mesh, False) == []
+
+
+def test_logs_follows_a_nodes_new_lines_and_names_what_it_does_not_know(world: World) -> None:
+    import select
+    import subprocess
+
+    from helpers import natsmesh_exe
+
+    w = world
+    follow = subprocess.Popen(
+        [natsmesh_exe(), "logs", f"{OWNER}-0", "-F", "-n", "0", "-f", str(w.spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)  # it has taken where the file ends
+
+        async def refused() -> None:  # a connection its server refuses: a line in its log
+            with pytest.raises(Exception):  # noqa: B017 - nats-py raises its own kinds for a refused connection
+                await nats.connect(w.url(), user="nobody", password="x", allow_reconnect=False, error_cb=_quiet)
+
+        run(refused())
+        assert follow.stdout is not None
+        deadline = time.monotonic() + 15
+        seen: list[str] = []
+        while (left := deadline - time.monotonic()) > 0 and select.select([follow.stdout], [], [], left)[0]:
+            line = follow.stdout.readline()
+            seen.append(line)
+            if "authentication error" in line or "Authorization Violation" in line:
+                break
+        assert seen and seen[-1].startswith(f"{OWNER}-0 | "), seen
+    finally:
+        follow.terminate()
+        follow.wait(10)
+    unknown = run_cli("logs", "nobody-0", "-f", str(w.spec))
+    assert unknown.returncode == 1 and "has no node or cluster 'nobody-0'" in unknown.stderr, unknown.stderr
+    assert "Traceback" not in unknown.stderr

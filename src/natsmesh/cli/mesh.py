@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from natsmesh.cli.app import cli
-from natsmesh.cli.output import PALETTE, F, console, json_option, load, print_json, say, show, spec_option
+from natsmesh.cli.output import F, console, json_option, load, node_lines, print_json, say, show, spec_option
 
 
 def _folder_option(flag: str, dest: str, text: str) -> Callable[[F], F]:
@@ -204,24 +204,18 @@ def _progress_printer(total: int) -> Any:
 
 
 def _up_foreground(spec_path: str | None, timeout: float, chaos: bool, verbose: bool) -> None:
-    from rich.text import Text
-
     from natsmesh.local.layout import MeshDirs
-    from natsmesh.model.units import visible
     from natsmesh.run import lifecycle
 
     mesh = load(spec_path)
-    out = console()
-    width = max(len(n.name) for n in mesh.nodes())
-    colours = {n.name: PALETTE[i % len(PALETTE)] for i, n in enumerate(mesh.nodes())}
+    printed = node_lines(mesh)
     nodes = {n.name for n in mesh.nodes()}
     ready_at: list[float] = []  # when the mesh became ready (wall clock): the servers' lines before it are hidden
 
     def echo(name: str, line: str) -> None:
         if not verbose and name in nodes and _before(line, ready_at):
             return  # start-up chatter (peers dialling each other before they listen): kept in the logs
-        prefix = Text(f"{name:<{width}} | ", style=colours.get(name, "bold white"))
-        out.print(prefix + Text(visible(line, keep="")), soft_wrap=True)  # a log line can quote a client
+        printed(name, line)
 
     def on_ready(secs: float) -> None:
         ready_at.append(time.time())
@@ -473,3 +467,41 @@ def keys_link(domain: str, keys_path: str, folder: str | None, spec_path: str | 
         print_json({"domain": domain, "link_user": public, "file": str(target / "link.creds")})
     else:
         say(f"{domain}: link user {public} signed into {target / 'link.creds'}")
+
+
+SINCE_LINES = 1_000_000  # lines per node `logs --since` reads back at most
+
+
+@cli.command()
+@click.argument("which", required=False, metavar="[NODE|CLUSTER]")
+@spec_option
+@click.option("-F", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C (-f names the spec).")
+@click.option(
+    "-n",
+    "--lines",
+    "count",
+    type=click.IntRange(0),
+    default=None,
+    help="Last lines per node (default: 10, or with --since every line since then).",
+)
+@click.option("--since", default=None, help="Only lines since a duration ago (10m, 2h) or a time (2026-12-08 02:08).")
+def logs(which: str | None, spec_path: str | None, follow: bool, count: int | None, since: str | None) -> None:
+    """The nodes' logs (every node's, or one node's or cluster's), each line prefixed with its node in the node's
+    own colour, as the foreground `up` shows them: the last lines of each, then with -F every new one. From a
+    party's folder (`--bundle`), its own nodes' files in its `logs/`."""
+    from natsmesh.local.logs import Follower, log_files, recent, since_time
+
+    mesh = load(spec_path)
+    try:
+        after = since_time(since) if since is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    files = log_files(mesh, which)
+    follower = Follower(files) if follow else None  # from where each file ends now: no line twice, none lost
+    echo = node_lines(mesh)
+    last = count if count is not None else 10 if after is None else SINCE_LINES
+    for name, path in files.items():
+        for line in recent(path, last, after):
+            echo(name, line)
+    if follower is not None:
+        follower.run(echo)  # until Ctrl-C

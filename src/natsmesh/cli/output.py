@@ -55,6 +55,7 @@ FOLDER_COMMANDS = (
     "user add",
     "user list",
     "user revoke",
+    "logs",
     "audit",
     "pub",
     "tail",
@@ -153,3 +154,21 @@ def show(result: HasJson, as_json: bool, tables: Callable[[Any], Iterable[Render
     out = console()
     for t in tables(result):
         out.print(t)
+
+
+def node_lines(mesh: Mesh) -> Callable[[str, str], None]:
+    """A printer of (node, line) pairs as the foreground `up` and `logs` show them: the node's name padded and in
+    its own colour, then the line with its control characters written out (a log line can quote a client)."""
+    from rich.text import Text
+
+    from natsmesh.model.units import visible
+
+    out = console()
+    width = max(len(n.name) for n in mesh.nodes())
+    colours = {n.name: PALETTE[i % len(PALETTE)] for i, n in enumerate(mesh.nodes())}
+
+    def echo(name: str, line: str) -> None:
+        prefix = Text(f"{name:<{width}} | ", style=colours.get(name, "bold white"))
+        out.print(prefix + Text(visible(line, keep="")), soft_wrap=True)
+
+    return echo
