@@ -365,6 +365,47 @@ def test_the_audit_trail_holds_every_act_once_signed_and_cannot_be_purged(world:
     assert len(refused) == 2 and after == before >= len(w.acts), (refused, before, after)
 
 
+def test_apply_reads_only_what_is_new_and_notices_a_stream_changed_under_it(world: World) -> None:
+    """`apply` remembers what each domain's stream held (run/access-seen.json) and reads only what was added; a
+    message deleted from a domain's stream is noticed (its state no longer only grew): what the platform relayed
+    there is given again."""
+    from natsmesh.observe.access import ACCESS_STREAM
+
+    w = world
+    _requested(w, TAKER, f"{OWNER}/PRICES", "--as", "PRICES_SEEN", "--reason", "seen")
+    w.apply()  # relayed to its owner
+    w.apply()  # read as it was: nothing new
+    seen = json.loads((w.mesh.data_dir / "run" / "access-seen.json").read_text())
+    assert seen[OWNER]["state"][2] == len(seen[OWNER]["messages"]) > 0
+    mesh = load_folder(w.folder(OWNER))
+
+    async def relayed() -> list[tuple[int, str]]:
+        async with Connections(mesh, load_credentials(mesh, create=False)) as mc:
+            js = await mc.jetstream(OWNER)
+            info = await js.stream_info(ACCESS_STREAM)
+            out = []
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                with contextlib.suppress(Exception):
+                    m = await js.get_msg(ACCESS_STREAM, seq)
+                    if m.subject.startswith("natsmesh.access.in."):
+                        out.append((seq, (m.data or b"").decode()))
+            return out
+
+    async def delete(seq: int) -> None:
+        async with Connections(mesh, load_credentials(mesh, create=False)) as mc:
+            await (await mc.jetstream(OWNER)).delete_msg(ACCESS_STREAM, seq)
+
+    before = run(relayed())
+    assert before, "the platform relayed documents to the owner"
+    seq, token = before[0]
+    run(delete(seq))  # the owner's own stream: its holder may
+    w.apply()
+    after = json.loads((w.mesh.data_dir / "run" / "access-seen.json").read_text())[OWNER]
+    assert after["state"][2] == seen[OWNER]["state"][2] - 1  # read again as it is now, not as remembered
+    assert token not in {text for _, text, _ in after["messages"]}
+    # (given again by a later apply: the stream's duplicate window drops a message id it saw within 2 min)
+
+
 def test_the_portal_shows_who_holds_access_who_asked_and_when_a_grant_expires(world: World) -> None:
     """Chromium on the platform's portal and on the owner's folder-served portal: the product page lists each
     domain's request with its status, a pending one, a grant's expiry, and the product's recent audit."""

@@ -119,3 +119,21 @@ def recorded_carried_catalog(mesh: Mesh) -> dict[str, dict[str, Any]] | None:
 
 def forget_carried_catalog(mesh: Mesh) -> None:
     _carried(mesh).unlink(missing_ok=True)
+
+
+def _seen(mesh: Mesh) -> Path:
+    return MeshDirs.of(mesh).run / "access-seen.json"
+
+
+def recorded_access_reads(mesh: Mesh) -> dict[str, dict[str, Any]]:
+    """What each domain's access stream held when the platform last read it (`natsmesh.observe.access.gather`):
+    its state and messages, so that the next `apply` reads only what is new. Empty if none is recorded."""
+    try:
+        data = json.loads(_seen(mesh).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def record_access_reads(mesh: Mesh, seen: dict[str, dict[str, Any]]) -> None:
+    write_private(_seen(mesh), json.dumps(seen) + "\n")

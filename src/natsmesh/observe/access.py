@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
+from nats.js.api import ConsumerConfig, DeliverPolicy, StreamInfo
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from natsmesh.errors import NotHeldError
@@ -94,28 +94,39 @@ def with_keys(mesh: Mesh, mc: Connections) -> Mesh:
     return replace(mesh, account_keys=account_keys(mesh, mc.creds))
 
 
+Message = tuple[str, str, dict[str, str]]  # (subject, text, headers)
+
+
 async def read_messages(
-    js: JetStreamContext, stream: str, subjects: Sequence[str] = (), limit: int = MAX_DOCS
-) -> list[tuple[str, str, dict[str, str]]]:
-    """Every message of STREAM on SUBJECTS (all, if none) as (subject, text, headers), oldest first; ValueError
-    if there are more than LIMIT, or (with LIMIT at its default: a domain's stream, the domain's to fill) more
-    than MAX_BYTES: what a domain writes must not fill the platform's memory."""
-    try:
-        info = await js.stream_info(stream)
-    except NotFoundError:
-        return []
+    js: JetStreamContext,
+    stream: str,
+    subjects: Sequence[str] = (),
+    limit: int = MAX_DOCS,
+    info: StreamInfo | None = None,
+    start_seq: int = 0,
+) -> list[Message]:
+    """Every message of STREAM on SUBJECTS (all, if none) as (subject, text, headers), oldest first (from
+    START_SEQ on, if given); ValueError if there are more than LIMIT, or (with LIMIT at its default: a domain's
+    stream, the domain's to fill) more than MAX_BYTES: what a domain writes must not fill the platform's memory.
+    INFO: the stream's info, if just asked."""
+    if info is None:
+        try:
+            info = await js.stream_info(stream)
+        except NotFoundError:
+            return []
     if not info.state.messages:
         return []
     if limit <= MAX_DOCS and info.state.bytes > MAX_BYTES:
         raise ValueError(f"{stream} holds {info.state.bytes} bytes, more than natsmesh reads")
-    if subjects:
-        sub = await js.pull_subscribe("", stream=stream, config=ConsumerConfig(filter_subjects=list(subjects)))
-    else:
-        own = info.config.subjects or []
-        sub = await js.pull_subscribe(own[0] if len(own) == 1 else "", stream=stream)
-    out: list[tuple[str, str, dict[str, str]]] = []
+    config = ConsumerConfig(filter_subjects=list(subjects) if subjects else None)
+    if start_seq:
+        config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, start_seq
+    own = info.config.subjects or []
+    sub = await js.pull_subscribe(own[0] if len(own) == 1 and not subjects else "", stream=stream, config=config)
+    out: list[Message] = []
     try:
-        count = ((await sub.consumer_info()).num_pending or 0) if subjects else info.state.messages
+        pending = subjects or start_seq
+        count = ((await sub.consumer_info()).num_pending or 0) if pending else info.state.messages
         if count > limit:
             raise ValueError(f"{stream} holds {count} messages, more than the {limit} natsmesh reads")
         unsettled = asyncio.get_running_loop().time() + 5.0  # a consumer just made elects its leader first
@@ -132,6 +143,36 @@ async def read_messages(
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
     return out
+
+
+Seen = dict[str, dict[str, Any]]  # cluster -> what its access stream held when last read: "state", "messages"
+
+
+async def read_known(
+    js: JetStreamContext, stream: str, before: dict[str, Any] | None
+) -> tuple[list[Message], dict[str, Any] | None]:
+    """Every message of STREAM as `read_messages` gives them, reading only what is new since BEFORE (what an
+    earlier read of it returned, with the stream's state then) when the stream only grew since; and what to
+    remember of it now (None: no stream)."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return [], None
+    # (a stream deleted and made again starts over with another creation time)
+    made = info.created.isoformat() if info.created is not None else ""
+    state = [info.state.first_seq, info.state.last_seq, info.state.messages, made]
+    known: list[Message] = [(str(m[0]), str(m[1]), dict(m[2])) for m in (before or {}).get("messages", [])]
+    old = (before or {}).get("state")
+    if old == state:
+        return known, before
+    appended = old is not None and len(old) == 4 and old[0] == state[0] and old[3] == state[3]
+    if appended and old is not None and state[2] - old[2] == state[1] - old[1] >= 0:  # nothing deleted
+        messages = known + await read_messages(js, stream, info=info, start_seq=old[1] + 1)
+    else:
+        messages = await read_messages(js, stream, info=info)
+    if len(messages) > MAX_DOCS:
+        raise ValueError(f"{stream} holds {len(messages)} messages, more than the {MAX_DOCS} natsmesh reads")
+    return messages, {"state": state, "messages": [list(m) for m in messages]}
 
 
 async def read_tokens(
@@ -151,12 +192,18 @@ def docs_of(tokens: Iterable[str]) -> list[AccessDoc]:
 
 
 async def gather(
-    mesh: Mesh, mc: Connections, now: float | None = None, patient: bool = True, leaves: bool = True
+    mesh: Mesh,
+    mc: Connections,
+    now: float | None = None,
+    patient: bool = True,
+    leaves: bool = True,
+    seen: Seen | None = None,
 ) -> Gathered:
     """The platform's view (MESH as `with_keys` made it): the audit trail and every leaf cluster's stream, folded
     into one ledger. The audit trail is the platform's memory: a grant stands though its owner empties its own
     stream. PATIENT: wait for a hub that has just started to enable its account's JetStream. LEAVES: read the
-    leaf clusters' streams too (`apply`); without, what the audit trail holds: what `apply` carried out."""
+    leaf clusters' streams too (`apply`); without, what the audit trail holds: what `apply` carried out. SEEN:
+    what each cluster's stream held when last read, so that only what is new is read (updated here)."""
     if patient:  # (`apply`) a hub just started names its account a moment later; a report does not wait
         await wait_jetstream(await mc.connection(mesh.hub.name))
     hub = await mc.jetstream(mesh.hub.name)
@@ -169,9 +216,16 @@ async def gather(
     clusters = [c.name for c in mesh.domains] if leaves else []
     gate = asyncio.Semaphore(AT_ONCE)
 
-    async def read(cluster: str) -> list[tuple[str, str, dict[str, str]]]:
+    async def read(cluster: str) -> list[Message]:
         async with gate:
-            return await read_messages(await mc.jetstream(cluster), ACCESS_STREAM)
+            if seen is None:
+                return await read_messages(await mc.jetstream(cluster), ACCESS_STREAM)
+            messages, now_held = await read_known(await mc.jetstream(cluster), ACCESS_STREAM, seen.get(cluster))
+            if now_held is None:
+                seen.pop(cluster, None)
+            else:
+                seen[cluster] = now_held
+            return messages
 
     async def one(cluster: str) -> list[AccessDoc]:
         """What CLUSTER posted (to fold), and the ids of all its stream holds (what is relayed to it already)."""

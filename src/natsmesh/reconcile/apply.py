@@ -21,7 +21,7 @@ from nats.js.errors import NotFoundError
 from natsmesh.errors import ApplyError, PlanRefusedError, PreflightError
 from natsmesh.local.files import write_files
 from natsmesh.local.layout import own_operator_problems
-from natsmesh.local.records import recorded_members
+from natsmesh.local.records import record_access_reads, recorded_access_reads, recorded_members
 from natsmesh.local.secrets import load_credentials
 from natsmesh.model.access import with_access
 from natsmesh.model.audit import plan_detail
@@ -299,7 +299,10 @@ async def _granted(mesh: Mesh, client: Connections) -> tuple[Mesh, Gathered | No
     if not realise(mesh, client.creds).pushes:
         return mesh, None
     mesh = with_keys(mesh, client)
-    got = await gather(mesh, client)
+    seen = recorded_access_reads(mesh)  # each domain's stream as last read: only what is new is read now
+    got = await gather(mesh, client, seen=seen)
+    with contextlib.suppress(OSError):  # (a data dir not writable: the next apply reads everything again)
+        record_access_reads(mesh, seen)
     return with_access(mesh, got.ledger), got
 
 
