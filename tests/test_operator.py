@@ -284,9 +284,9 @@ def test_an_import_without_a_valid_owners_signature_does_not_flow(
     assert not next(r for r in lag if r["stream"] == "ALL_ORDERS")["error"]
 
 
-def _link_of(mesh: Mesh, account: str) -> list[int]:
+def _link_of(mesh: Mesh, account: str) -> list[tuple[str, int]]:
     return [
-        lf["id"]
+        (n.name, lf["id"])  # a connection id is its server's own: two hub nodes may give the same one
         for n in mesh.hub.nodes
         for lf in http_json(monitor_host(n), n.http_port, "/leafz").get("leafs", [])
         if lf.get("account") == account
@@ -349,9 +349,12 @@ def test_a_revoked_link_closes_within_a_second_and_a_new_one_links_again(operato
     assert all(e["valid"] for e in links), links
 
 
-def _links(mesh: Mesh) -> set[int]:
+def _links(mesh: Mesh) -> set[tuple[str, int]]:
+    """Every leaf link at the hub, as (hub node, connection id): an id is its server's own."""
     return {
-        lf["id"] for n in mesh.hub.nodes for lf in http_json(monitor_host(n), n.http_port, "/leafz").get("leafs", [])
+        (n.name, lf["id"])
+        for n in mesh.hub.nodes
+        for lf in http_json(monitor_host(n), n.http_port, "/leafz").get("leafs", [])
     }
 
 

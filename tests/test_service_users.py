@@ -405,7 +405,7 @@ def test_logs_follows_a_nodes_new_lines_and_names_what_it_does_not_know(world: W
             seen.append(line)
             if "authentication error" in line or "Authorization Violation" in line:
                 break
-        assert seen and seen[-1].startswith(f"{OWNER}-0 | "), seen
+        assert seen and seen[-1].split(" | ", 1)[0].strip() == f"{OWNER}-0", seen  # padded to the longest name
     finally:
         follow.terminate()
         follow.wait(10)
