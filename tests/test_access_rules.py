@@ -226,3 +226,23 @@ def test_what_a_hostile_domain_writes_is_refused_and_never_breaks_the_fold(
     far = jwt.GenericClaims(subject=account.public, name=access.DOC_NAME, data={"natsmesh": "access"})
     with pytest.raises(access.NotADocument):
         access.read(jwt.encode(far, signing.seed, 10**17))
+
+
+def test_a_domains_users_as_its_signed_records_say_an_issue_before_a_revocation_of_the_same_second(
+    keys: dict[str, tuple[NKey, NKey]],
+) -> None:
+    from natsmesh.model.users import users_of
+
+    t = 1_800_000_000
+    user = {"user": "feed", "key": "UFEED", "role": "producer", "streams": ("ORDERS",)}
+    issued = _sign(keys, "user-issue", OWNER, t, **user)
+    revoked = _sign(keys, "user-revoke", OWNER, t, **user)  # the same second
+    other = _sign(keys, "user-issue", OWNER, t, **(user | {"user": "other", "key": "UOTHER"}))
+    forged = access.sign(
+        "user-revoke", OWNER, keys[OWNER][0].public, keys[OTHER][1].seed, t, **user | {"key": "UOTHER"}
+    )
+    signers = {keys[OWNER][0].public, keys[OWNER][1].public}
+    for order in ([issued, revoked, other, forged], [forged, other, revoked, issued]):
+        found = {u.name: u.status(t) for u in users_of(OWNER, order, signers)}
+        assert found == {"feed": "revoked", "other": "active"}, found
+    assert users_of(TAKER, [issued, revoked], signers) == []  # another cluster's records are not its users

@@ -17,11 +17,13 @@ set (`inbox_prefix`); `MeshClient` reads it from the creds file.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from natsmesh.errors import UserRefusedError
 from natsmesh.model import jwt
+from natsmesh.model.access import KINDS, USER_KINDS, AccessDoc
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.products import ingress_subject
 from natsmesh.model.trust import Rights, domain_members
@@ -165,3 +167,17 @@ def described(token: str) -> ServiceUser:
         int(claims.get("iat") or 0),
         int(claims.get("exp") or 0),
     )
+
+
+def users_of(cluster: str, docs: Iterable[AccessDoc], signers: Collection[str]) -> list[ServiceUser]:
+    """Every user CLUSTER issued, as its signed records (DOCS, by one of SIGNERS) say, newest first; a record
+    of the same second as another is taken in the order issue, revocation."""
+    users: dict[str, ServiceUser] = {}
+    for d in sorted(docs, key=lambda d: (d.issued, KINDS.index(d.kind), d.id)):
+        if d.kind not in USER_KINDS or d.domain != cluster or d.signer not in signers:
+            continue
+        if d.kind == "user-issue":
+            users[d.key] = ServiceUser(cluster, d.user, d.key, d.role, d.streams, d.issued, d.expires)
+        elif d.key in users:
+            users[d.key] = replace(users[d.key], revoked=d.issued)
+    return sorted(users.values(), key=lambda u: -u.issued)

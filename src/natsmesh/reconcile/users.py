@@ -19,11 +19,11 @@ from natsmesh.errors import NotHeldError, NotRunningError
 from natsmesh.local.files import write_private
 from natsmesh.local.secrets import new_nkey
 from natsmesh.model import jwt
-from natsmesh.model.access import USER_KINDS, AccessDoc
+from natsmesh.model.access import AccessDoc
 from natsmesh.model.identities import Credentials, NKey, trust_key_name
 from natsmesh.model.mesh import Mesh
 from natsmesh.model.record import Record
-from natsmesh.model.users import Role, ServiceUser, check, described, rights_of, tags
+from natsmesh.model.users import Role, ServiceUser, check, described, rights_of, tags, users_of
 from natsmesh.observe.access import ACCESS_STREAM, docs_of, keys_of, read_tokens
 from natsmesh.observe.connect import Connections, ServiceLogin, connect_system
 from natsmesh.observe.grants import lookup_claims
@@ -100,16 +100,7 @@ async def listing(mesh: Mesh, creds: Credentials) -> list[ServiceUser]:
     signers = keys_of(mesh).get(cluster)
     async with Connections(mesh, creds, name="natsmesh-user") as mc:
         docs = docs_of(await read_tokens(await mc.jetstream(cluster), ACCESS_STREAM))
-    users: dict[str, ServiceUser] = {}
-    for d in sorted(docs, key=lambda d: (d.issued, d.id)):
-        if d.kind not in USER_KINDS or d.domain != cluster or signers is None or d.signer not in signers.signers:
-            continue
-        if d.kind == "user-issue":
-            users[d.key] = ServiceUser(cluster, d.user, d.key, d.role, d.streams, d.issued, d.expires)
-        elif d.key in users:
-            u = users[d.key]
-            users[d.key] = ServiceUser(u.cluster, u.name, u.key, u.role, u.streams, u.issued, u.expires, d.issued)
-    return sorted(users.values(), key=lambda u: -u.issued)
+    return users_of(cluster, docs, signers.signers if signers is not None else frozenset())
 
 
 @dataclass(frozen=True)
