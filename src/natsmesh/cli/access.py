@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 KEYS_HELP = "The team's own keys file (`natsmesh keys init`), when the folder holds no signing key of its account."
 
 
-def _keys_option(f: Any) -> Any:
+def keys_option(f: Any) -> Any:
     return click.option("--keys", "keys_file", type=click.Path(dir_okay=False), default=None, help=KEYS_HELP)(f)
 
 
@@ -64,7 +64,7 @@ def access() -> None:
 )
 @click.option("--filter", "filter_", default="", help="Only these subjects of the product (a source's filter).")
 @click.option("--reason", required=True, help="Why your domain needs it (the owner reads this).")
-@_keys_option
+@keys_option
 @json_option
 def access_request(
     product: str, copy: str, mode: str, filter_: str, reason: str, keys_file: str | None, as_json: bool
@@ -85,14 +85,14 @@ def access_request(
     help="How long the copy may keep a message (30d); default: as long as the product lets every copy.",
 )
 @click.option("--reason", default="", help="A note for the requester and the audit trail.")
-@_keys_option
+@keys_option
 @json_option
 def access_grant(
     request_id: str, expires: str | None, retain: str | None, reason: str, keys_file: str | None, as_json: bool
 ) -> None:
     """Grant request REQUEST_ID for a product of yours: sign the activations the hub's servers check."""
-    until = int(time.time() + _seconds(expires, "--expires")) if expires is not None else 0
-    keep = int(_seconds(retain, "--retain")) if retain is not None else 0
+    until = int(time.time() + seconds(expires, "--expires")) if expires is not None else 0
+    keep = int(seconds(retain, "--retain")) if retain is not None else 0
     doc = _act("grant", keys_file, as_json, request=request_id, expires=until, retain=keep, reason=reason)
     if not as_json:
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until)) if until else "until revoked"
@@ -100,23 +100,23 @@ def access_grant(
         say(f"(grant {doc.id})")
 
 
-def _seconds(text: str, option: str) -> float:
+def seconds(text: str, option: str) -> float:
     """TEXT as a positive duration in seconds, or a usage error naming OPTION."""
     from natsmesh.model.units import parse_duration
 
     try:
-        seconds = parse_duration(text)
+        value = parse_duration(text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=option) from None
-    if not seconds > 0:
+    if not value > 0:
         raise click.BadParameter("expected a positive duration, like 90d or 12h", param_hint=option)
-    return seconds
+    return value
 
 
 @access.command(name="deny")
 @click.argument("request_id")
 @click.option("--reason", required=True, help="Why (the requester reads this).")
-@_keys_option
+@keys_option
 @json_option
 def access_deny(request_id: str, reason: str, keys_file: str | None, as_json: bool) -> None:
     """Deny pending request REQUEST_ID for a product of yours."""
@@ -128,7 +128,7 @@ def access_deny(request_id: str, reason: str, keys_file: str | None, as_json: bo
 @access.command(name="revoke")
 @click.argument("request_id")
 @click.option("--reason", required=True, help="Why (the requester reads this).")
-@_keys_option
+@keys_option
 @json_option
 def access_revoke(request_id: str, reason: str, keys_file: str | None, as_json: bool) -> None:
     """Revoke the grant of REQUEST_ID: your consumer for the copy stops at once, the copy keeps its data."""

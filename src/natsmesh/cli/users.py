@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
+from natsmesh.cli.access import keys_option, seconds
 from natsmesh.cli.app import cli
 from natsmesh.cli.output import console, json_option, load, print_json, say
-
-KEYS_HELP = "The team's own keys file (`natsmesh keys init`), when the folder holds no signing key of its account."
 
 
 @cli.group()
@@ -35,7 +34,7 @@ def user() -> None:
     default=None,
     help="Where to write its creds file (never over an existing one); default: ./NAME.creds.",
 )
-@click.option("--keys", "keys_file", type=click.Path(dir_okay=False), default=None, help=KEYS_HELP)
+@keys_option
 @json_option
 def user_add(
     name: str,
@@ -47,13 +46,12 @@ def user_add(
     as_json: bool,
 ) -> None:
     """Issue user NAME of your domain's cluster with ROLE and write its creds file (mode 0600)."""
-    from natsmesh.cli.access import _seconds
     from natsmesh.client import run
     from natsmesh.local.secrets import load_credentials
     from natsmesh.reconcile.users import issue
 
     mesh = load(None)
-    until = int(time.time() + _seconds(expires, "--expires")) if expires is not None else 0
+    until = int(time.time() + seconds(expires, "--expires")) if expires is not None else 0
     path = Path(out) if out else Path(f"{name}.creds")
     creds = load_credentials(mesh, create=False)
     done = run(
@@ -89,7 +87,7 @@ def user_list(as_json: bool) -> None:
 @user.command(name="revoke")
 @click.argument("name")
 @click.option("--reason", default="", help="Why (for the audit trail).")
-@click.option("--keys", "keys_file", type=click.Path(dir_okay=False), default=None, help=KEYS_HELP)
+@keys_option
 @json_option
 def user_revoke(name: str, reason: str, keys_file: str | None, as_json: bool) -> None:
     """Revoke user NAME: its account is signed anew without it and pushed to your cluster; its connections close."""
